@@ -1,0 +1,1 @@
+//! Helm 3 chart engine.
