@@ -1,1 +1,4 @@
 //! Simulated Kubernetes clusters.
+
+pub mod behaviour;
+pub mod faults;

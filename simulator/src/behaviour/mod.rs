@@ -1,0 +1,1 @@
+//! Simulated cluster behaviour, configured by data (kwok-style stages).
