@@ -1,3 +1,45 @@
-//! Fleet's `fleet.cattle.io/v1alpha1` resource types.
+//! Fleet's `fleet.cattle.io/v1alpha1` resource types (Fleet v0.12), the names Fleet uses for
+//! labels, annotations, conditions and states, and the CustomResourceDefinitions.
+//!
+//! The types serialise like Fleet's Go types: `omitempty` fields are skipped when empty,
+//! other fields are always written, so objects printed by fleet-rs match Fleet's output.
 
+// `#[kube(printcolumn(type_ = "string", ...))]` repeats the same key once per column, which
+// this lint mistakes for a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
+
+pub mod bundle;
+pub mod bundledeployment;
+pub mod condition;
+pub mod consts;
 pub mod crds;
+pub mod duration;
+pub mod gitrepo;
+mod parse;
+pub mod resource;
+mod serde_util;
+pub mod state;
+pub mod status;
+pub mod summary;
+
+pub use bundle::{
+    Bundle, BundleDisplay, BundleHelmOptions, BundleRef, BundleResource, BundleSpec, BundleStatus,
+    BundleSummary, BundleTarget, BundleTargetRestriction, NonReadyResource, Partition,
+    PartitionStatus, ResourceKey, RolloutStrategy,
+};
+pub use bundledeployment::{
+    BundleDeployment, BundleDeploymentDisplay, BundleDeploymentOptions, BundleDeploymentResource,
+    BundleDeploymentSpec, BundleDeploymentStatus, ComparePatch, ConfigMapKeySelector, DiffOptions,
+    GenericMap, HelmOptions, IgnoreOptions, KustomizeOptions, ModifiedStatus, NonReadyStatus,
+    Operation, SecretKeySelector, ValuesFrom, YamlOptions,
+};
+pub use condition::GenericCondition;
+pub use duration::Duration;
+pub use gitrepo::{
+    CommitSpec, CorrectDrift, GitRepo, GitRepoSpec, GitRepoStatus, GitTarget, OciRegistrySpec,
+};
+pub use parse::{ApiError, from_value, parse_json, parse_yaml};
+pub use resource::{PerClusterState, Resource, ResourceCounts};
+pub use state::{BundleState, highest_state};
+pub use status::{StatusBase, StatusDisplay};
+pub use summary::Summary;
