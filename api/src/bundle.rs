@@ -14,7 +14,6 @@ use crate::state::BundleState;
 /// Defines a struct with the fields of [`BundleSpec`] (including the embedded
 /// deployment options) inline, followed by its own fields; used by HelmApp/HelmOp, whose Go
 /// spec embeds `BundleSpec`. Generates `bundle_spec()` / `set_bundle_spec()`.
-#[allow(unused_macros)]
 macro_rules! with_bundle_spec {
     (
         $(#[$meta:meta])*
@@ -86,7 +85,6 @@ macro_rules! with_bundle_spec {
         }
     };
 }
-#[allow(unused_imports)]
 pub(crate) use with_bundle_spec;
 
 with_deployment_options! {

@@ -10,17 +10,25 @@
 
 pub mod bundle;
 pub mod bundledeployment;
+pub mod bundlenamespacemapping;
+pub mod cluster;
+pub mod clustergroup;
+pub mod clusterregistration;
 pub mod condition;
 pub mod consts;
+pub mod content;
 pub mod crds;
 pub mod duration;
 pub mod gitrepo;
+pub mod gitreporestriction;
+pub mod helmop;
 mod parse;
 pub mod resource;
 mod serde_util;
 pub mod state;
 pub mod status;
 pub mod summary;
+mod toplevel;
 
 pub use bundle::{
     Bundle, BundleDisplay, BundleHelmOptions, BundleRef, BundleResource, BundleSpec, BundleStatus,
@@ -33,11 +41,21 @@ pub use bundledeployment::{
     GenericMap, HelmOptions, IgnoreOptions, KustomizeOptions, ModifiedStatus, NonReadyStatus,
     Operation, SecretKeySelector, ValuesFrom, YamlOptions,
 };
-pub use condition::GenericCondition;
+pub use bundlenamespacemapping::BundleNamespaceMapping;
+pub use cluster::{AgentStatus, Cluster, ClusterDisplay, ClusterSpec, ClusterStatus};
+pub use clustergroup::{ClusterGroup, ClusterGroupDisplay, ClusterGroupSpec, ClusterGroupStatus};
+pub use clusterregistration::{
+    ClusterRegistration, ClusterRegistrationSpec, ClusterRegistrationStatus,
+    ClusterRegistrationToken, ClusterRegistrationTokenSpec, ClusterRegistrationTokenStatus,
+};
+pub use condition::{GenericCondition, find_condition};
+pub use content::Content;
 pub use duration::Duration;
 pub use gitrepo::{
     CommitSpec, CorrectDrift, GitRepo, GitRepoSpec, GitRepoStatus, GitTarget, OciRegistrySpec,
 };
+pub use gitreporestriction::GitRepoRestriction;
+pub use helmop::{HelmApp, HelmAppSpec, HelmAppStatus, HelmOp, HelmOpSpec, HelmOpStatus};
 pub use parse::{ApiError, from_value, parse_json, parse_yaml};
 pub use resource::{PerClusterState, Resource, ResourceCounts};
 pub use state::{BundleState, highest_state};
