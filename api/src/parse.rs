@@ -41,9 +41,15 @@ fn path_string(path: &serde_path_to_error::Path) -> String {
 /// Parses one YAML document into `T`; the error names the field path.
 pub fn parse_yaml<T: DeserializeOwned>(text: &str) -> Result<T, ApiError> {
     let deserializer = serde_norway::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(deserializer).map_err(|err| ApiError::Yaml {
-        path: path_string(err.path()),
-        message: err.into_inner().to_string(),
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = path_string(err.path());
+        let message = err.into_inner().to_string();
+        // serde_norway already prefixes some messages with the path it tracks itself.
+        let message = match message.strip_prefix(&format!("{path}: ")) {
+            Some(rest) => rest.to_string(),
+            None => message,
+        };
+        ApiError::Yaml { path, message }
     })
 }
 
