@@ -1,1 +1,249 @@
 //! Simulated cluster behaviour, configured by data (kwok-style stages).
+//!
+//! A real cluster runs controllers (deployment, statefulset, daemonset, job, the scheduler, the
+//! kubelet) that react to object changes and write status. The simulator has none of those; instead
+//! [`ClusterBehaviour`] is told about every change to every object of one cluster and answers with
+//! the writes those controllers would make, each at the simulated time it would happen.
+//!
+//! How long things take and what goes wrong is data: a [`Profile`] of rules in the style of kwok's
+//! `Stage` resources (a selector, a delay with jitter, and an outcome). Randomness comes from a seed,
+//! so the same seed and the same sequence of changes produce the same timeline.
+//!
+//! # Contract with the object store (the "core")
+//! - Call [`ClusterBehaviour::on_change`] for **every** change of every object in the cluster,
+//!   including the changes caused by applying actions this module returned: controllers here are
+//!   level-triggered and chain their steps through those changes (a pod turning Ready is what makes
+//!   the Deployment status update).
+//! - Apply each [`ScheduledAction`] once its `at` is due (`at` may equal `now`: apply promptly).
+//! - [`Action::UpdateStatus`] replaces `.status` wholesale (like `PUT …/status`). Skip it when the
+//!   object no longer exists, or when `expected_generation` is `Some(g)` and the object's
+//!   `metadata.generation` differs. Skip it too (no resourceVersion bump, no watch event) when the
+//!   status is unchanged.
+//! - [`Action::Create`] creates the object as given (a 409 because it already exists is dropped
+//!   silently). One special kind: a `v1` `Binding` (see [`binding_target`]) is what the scheduler
+//!   posts to `pods/<name>/binding`; apply it by setting the pod's `spec.nodeName`.
+//! - [`Action::Delete`] is the kubelet's final delete: grace period 0 (finalizers still apply).
+//!   Missing objects are ignored.
+//! - [`ClusterBehaviour::initial_objects`] are created once when the cluster starts (the nodes).
+
+mod clock;
+mod duration;
+mod kubelet;
+mod naming;
+mod nodes;
+mod profile;
+mod quantity;
+mod scheduler;
+mod selector;
+mod workloads;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+pub use clock::WallClock;
+pub(crate) use duration::option_duration as option_duration_serde;
+pub use duration::{Delay, DurationParseError, format_duration, parse_duration};
+pub use nodes::node_object;
+pub use profile::{
+    JobRules, NodeTemplate, Pattern, PodOutcome, PodRule, PodSelector, Profile, ProfileError,
+    SchedulerRules, Taint, TaintEffect, TerminationRules,
+};
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+/// One change of one object in the store, as a watch event would report it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectChange {
+    pub kind: ChangeKind,
+    /// e.g. `apps/v1`, `v1`.
+    pub api_version: String,
+    /// e.g. `Deployment`.
+    pub kind_name: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    /// The object after the change (for `Deleted`: its last state).
+    pub object: Value,
+}
+
+/// Read access to the cluster's current objects (after the change being reported).
+pub trait ObjectView {
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value>;
+    /// All objects of a kind; `namespace: None` lists across all namespaces.
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value>;
+}
+
+/// A write to make once the simulated clock reaches `at` (time since cluster start).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledAction {
+    pub at: Duration,
+    pub action: Action,
+}
+
+/// A write a simulated controller makes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    UpdateStatus {
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+        status: Value,
+        expected_generation: Option<i64>,
+    },
+    Create {
+        object: Value,
+    },
+    Delete {
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+    },
+}
+
+/// If `object` is a `v1` `Binding` (the scheduler's `pods/<name>/binding` request), the pod's
+/// namespace, the pod's name and the node it is bound to.
+pub fn binding_target(object: &Value) -> Option<(Option<String>, String, String)> {
+    if object.get("apiVersion").and_then(Value::as_str) != Some("v1")
+        || object.get("kind").and_then(Value::as_str) != Some("Binding")
+    {
+        return None;
+    }
+    let metadata = object.get("metadata")?;
+    let namespace = metadata
+        .get("namespace")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let pod = metadata.get("name").and_then(Value::as_str)?.to_owned();
+    let node = object
+        .get("target")?
+        .get("name")
+        .and_then(Value::as_str)?
+        .to_owned();
+    Some((namespace, pod, node))
+}
+
+/// The simulated controllers of one cluster: scheduler, kubelet, and the workload controllers.
+#[derive(Debug)]
+pub struct ClusterBehaviour {
+    profile: Profile,
+    seed: u64,
+    clock: WallClock,
+    /// Sequential randomness (generated names); per-object randomness is derived from `seed` and
+    /// the object's name instead, so it does not depend on event order.
+    rng: ChaCha8Rng,
+    state: workloads::ControllerState,
+    kubelet: kubelet::KubeletState,
+    node_index: HashMap<String, usize>,
+}
+
+impl ClusterBehaviour {
+    pub fn new(profile: Profile, seed: u64) -> Self {
+        Self::with_clock(profile, seed, WallClock::starting_now())
+    }
+
+    /// Like [`ClusterBehaviour::new`], with the wall-clock time of cluster start given, so the
+    /// timestamps written into status are reproducible too.
+    pub fn with_clock(profile: Profile, seed: u64, clock: WallClock) -> Self {
+        let node_index = profile
+            .node_names()
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| (name, index))
+            .collect();
+        Self {
+            profile,
+            seed,
+            clock,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            state: workloads::ControllerState::default(),
+            kubelet: kubelet::KubeletState::default(),
+            node_index,
+        }
+    }
+
+    pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The wall-clock origin that `now` values are added to when writing timestamps.
+    pub fn clock(&self) -> &WallClock {
+        &self.clock
+    }
+
+    /// Objects to create when the cluster starts: one Node per node of the profile, Ready.
+    pub fn initial_objects(&self) -> Vec<Value> {
+        self.profile.nodes_at(self.clock.origin())
+    }
+
+    /// React to one change; returns the writes the simulated controllers make in response.
+    pub fn on_change(
+        &mut self,
+        now: Duration,
+        change: &ObjectChange,
+        view: &dyn ObjectView,
+    ) -> Vec<ScheduledAction> {
+        let mut ctx = Ctx {
+            now,
+            profile: &self.profile,
+            seed: self.seed,
+            clock: &self.clock,
+            rng: &mut self.rng,
+            node_index: &self.node_index,
+            view,
+            actions: Vec::new(),
+        };
+        workloads::dispatch(&mut ctx, &mut self.state, &mut self.kubelet, change);
+        ctx.actions
+    }
+}
+
+/// Everything a simulated controller needs while handling one change.
+pub(crate) struct Ctx<'a> {
+    pub now: Duration,
+    pub profile: &'a Profile,
+    pub seed: u64,
+    pub clock: &'a WallClock,
+    pub rng: &'a mut ChaCha8Rng,
+    pub node_index: &'a HashMap<String, usize>,
+    pub view: &'a dyn ObjectView,
+    pub actions: Vec<ScheduledAction>,
+}
+
+impl Ctx<'_> {
+    pub fn push(&mut self, at: Duration, action: Action) {
+        self.actions.push(ScheduledAction { at, action });
+    }
+
+    pub fn timestamp(&self, at: Duration) -> String {
+        self.clock.timestamp(at)
+    }
+
+    pub fn origin(&self) -> DateTime<Utc> {
+        self.clock.origin()
+    }
+}

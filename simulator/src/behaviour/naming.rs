@@ -1,0 +1,1 @@
+//! Generated names and hashes, as the Kubernetes controllers make them.

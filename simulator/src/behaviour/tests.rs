@@ -1,0 +1,1 @@
+//! End-to-end behaviour tests: changes in, actions applied to a small in-memory view.
