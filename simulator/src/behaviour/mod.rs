@@ -31,6 +31,7 @@ mod duration;
 mod kubelet;
 mod naming;
 mod nodes;
+mod objects;
 mod profile;
 mod quantity;
 mod scheduler;
@@ -43,7 +44,6 @@ mod tests;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -216,9 +216,14 @@ impl ClusterBehaviour {
             node_index: &self.node_index,
             view,
             actions: Vec::new(),
+            nodes: None,
+            usage: None,
         };
         workloads::dispatch(&mut ctx, &mut self.state, &mut self.kubelet, change);
-        ctx.actions
+        let mut actions = ctx.actions;
+        // Stable sort: actions due at the same time keep the order they were decided in.
+        actions.sort_by_key(|action| action.at);
+        actions
     }
 }
 
@@ -232,18 +237,51 @@ pub(crate) struct Ctx<'a> {
     pub node_index: &'a HashMap<String, usize>,
     pub view: &'a dyn ObjectView,
     pub actions: Vec<ScheduledAction>,
+    nodes: Option<Vec<Value>>,
+    usage: Option<HashMap<String, scheduler::NodeUsage>>,
 }
 
 impl Ctx<'_> {
     pub fn push(&mut self, at: Duration, action: Action) {
-        self.actions.push(ScheduledAction { at, action });
+        self.actions.push(ScheduledAction {
+            at: at.max(self.now),
+            action,
+        });
     }
 
     pub fn timestamp(&self, at: Duration) -> String {
         self.clock.timestamp(at)
     }
 
-    pub fn origin(&self) -> DateTime<Utc> {
-        self.clock.origin()
+    /// Randomness for one decision about one object: the same seed, object and purpose always
+    /// draw the same values, whatever order events arrive in.
+    pub fn object_rng(&self, purpose: &str, namespace: Option<&str>, name: &str) -> ChaCha8Rng {
+        let key = format!("{purpose}/{}/{name}", namespace.unwrap_or(""));
+        ChaCha8Rng::seed_from_u64(self.seed ^ naming::fnv64a(key.as_bytes()))
+    }
+
+    /// The cluster's nodes, sorted by name (listed once per change).
+    pub fn nodes(&mut self) -> &[Value] {
+        if self.nodes.is_none() {
+            let mut nodes = self.view.list("v1", "Node", None);
+            nodes.sort_by(|a, b| objects::name(a).cmp(objects::name(b)));
+            self.nodes = Some(nodes);
+        }
+        self.nodes.as_deref().unwrap_or_default()
+    }
+
+    /// Resources in use per node, including pods placed earlier while handling this change.
+    pub fn usage(&mut self) -> &mut HashMap<String, scheduler::NodeUsage> {
+        let view = self.view;
+        self.usage
+            .get_or_insert_with(|| scheduler::usage_by_node(&view.list("v1", "Pod", None)))
+    }
+
+    /// The index of a node (stable addresses): profile order, or a hash for nodes added later.
+    pub fn node_number(&self, node: &str) -> usize {
+        self.node_index.get(node).copied().unwrap_or_else(|| {
+            let hashed = usize::try_from(naming::fnv64a(node.as_bytes()) % 10_000).unwrap_or(0);
+            self.node_index.len() + hashed
+        })
     }
 }

@@ -1,0 +1,196 @@
+//! The Job controller: runs `parallelism` pods at a time until `completions` succeed, gives up
+//! after `backoffLimit` failures, honours `suspend` and `ttlSecondsAfterFinished`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{
+    ControllerState, Ctx, create_pod, delete_pod, generated_name, owned_pods, pod_from_template,
+    taken_names,
+};
+use crate::behaviour::objects::{self, merged_condition, update_status};
+
+const DEFAULT_BACKOFF_LIMIT: i64 = 6;
+
+fn finished(job: &Value) -> Option<&Value> {
+    ["Complete", "Failed"].iter().find_map(|kind| {
+        objects::condition(job, kind).filter(|condition| condition["status"] == "True")
+    })
+}
+
+pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Value) {
+    let pods = owned_pods(ctx, job);
+    let active: Vec<&Value> = pods.iter().filter(|pod| objects::is_active(pod)).collect();
+    if let Some(condition) = finished(job) {
+        if condition["type"] == "Failed" {
+            for pod in &active {
+                delete_pod(ctx, state, job, pod);
+            }
+        }
+        expire(ctx, state, job, condition);
+        return;
+    }
+    let spec = &job["spec"];
+    let parallelism = spec["parallelism"].as_i64().unwrap_or(1).max(0);
+    let completions = spec["completions"]
+        .as_i64()
+        .or(if spec["parallelism"].is_null() {
+            Some(1)
+        } else {
+            None
+        });
+    let backoff_limit = spec["backoffLimit"]
+        .as_i64()
+        .unwrap_or(DEFAULT_BACKOFF_LIMIT);
+    let count = |phase: &str| {
+        i64::try_from(
+            pods.iter()
+                .filter(|pod| objects::phase(pod) == phase)
+                .count(),
+        )
+        .unwrap_or(0)
+    };
+    let previous = &job["status"];
+    let succeeded = count("Succeeded").max(previous["succeeded"].as_i64().unwrap_or(0));
+    let restarts: i64 = if spec["template"]["spec"]["restartPolicy"] == "OnFailure" {
+        active
+            .iter()
+            .filter_map(|pod| pod["status"]["containerStatuses"].as_array())
+            .flatten()
+            .filter_map(|status| status["restartCount"].as_i64())
+            .sum()
+    } else {
+        0
+    };
+    let failed = count("Failed").max(previous["failed"].as_i64().unwrap_or(0));
+    let ready = i64::try_from(
+        active
+            .iter()
+            .filter(|pod| objects::is_pod_ready(pod))
+            .count(),
+    )
+    .unwrap_or(0);
+    let active_count = i64::try_from(active.len()).unwrap_or(0);
+    let suspended = spec["suspend"].as_bool() == Some(true);
+    let timestamp = ctx.timestamp(ctx.now);
+    let mut conditions: Vec<Value> = previous["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let was_suspended = conditions
+        .iter()
+        .any(|condition| condition["type"] == "Suspended" && condition["status"] == "True");
+    let mut set = |kind: &str, status: &str, reason: &str, message: &str| {
+        let existing = conditions
+            .iter()
+            .position(|condition| condition["type"] == kind);
+        let merged = merged_condition(
+            existing.map(|index| &conditions[index]),
+            kind,
+            status,
+            reason,
+            message,
+            &timestamp,
+            false,
+        );
+        let mut merged = merged;
+        merged["lastProbeTime"] = json!(timestamp);
+        match existing {
+            Some(index)
+                if conditions[index]["status"] == status
+                    && conditions[index]["reason"] == merged["reason"] => {}
+            Some(index) => conditions[index] = merged,
+            None => conditions.push(merged),
+        }
+    };
+    let mut completion_time = previous["completionTime"].clone();
+    let mut start_time = previous["startTime"].clone();
+    let mut still_active = active_count;
+    let satisfied = state.satisfied(objects::uid(job), ctx.now);
+    if failed + restarts > backoff_limit {
+        let message = "Job has reached the specified backoff limit";
+        set("FailureTarget", "True", "BackoffLimitExceeded", message);
+        set("Failed", "True", "BackoffLimitExceeded", message);
+        for pod in &active {
+            delete_pod(ctx, state, job, pod);
+        }
+        still_active = 0;
+    } else if completions.is_some_and(|wanted| succeeded >= wanted)
+        || (completions.is_none() && succeeded > 0 && active_count == 0)
+    {
+        let message = "Reached expected number of succeeded pods";
+        set("SuccessCriteriaMet", "True", "CompletionsReached", message);
+        set("Complete", "True", "CompletionsReached", message);
+        completion_time = json!(timestamp);
+    } else if suspended {
+        set("Suspended", "True", "JobSuspended", "Job suspended");
+        for pod in &active {
+            delete_pod(ctx, state, job, pod);
+        }
+        still_active = 0;
+    } else {
+        if was_suspended {
+            set("Suspended", "False", "JobResumed", "Job resumed");
+        }
+        if start_time.is_null() {
+            start_time = json!(timestamp);
+        }
+        let wanted = match completions {
+            Some(total) => parallelism.min(total - succeeded),
+            None if succeeded > 0 => 0,
+            None => parallelism,
+        };
+        if satisfied && wanted > active_count {
+            let mut taken = taken_names(ctx, objects::namespace(job));
+            let uid = objects::uid(job).to_owned();
+            let job_name = objects::name(job).to_owned();
+            for _ in active_count..wanted {
+                let name = generated_name(ctx, &format!("{job_name}-"), &mut taken);
+                let labels = [
+                    ("batch.kubernetes.io/controller-uid", uid.clone()),
+                    ("batch.kubernetes.io/job-name", job_name.clone()),
+                    ("controller-uid", uid.clone()),
+                    ("job-name", job_name.clone()),
+                ];
+                let pod = pod_from_template(job, &name, &labels);
+                create_pod(ctx, state, job, pod, None);
+            }
+        }
+    }
+    let mut status = json!({
+        "ready": ready,
+        "terminating": 0,
+        "uncountedTerminatedPods": {},
+    });
+    if !start_time.is_null() {
+        status["startTime"] = start_time;
+    }
+    objects::put_count(&mut status, "active", still_active);
+    objects::put_count(&mut status, "succeeded", succeeded);
+    objects::put_count(&mut status, "failed", failed);
+    if !conditions.is_empty() {
+        status["conditions"] = Value::Array(conditions);
+    }
+    if !completion_time.is_null() {
+        status["completionTime"] = completion_time;
+    }
+    if job["status"] != status {
+        ctx.push(ctx.now, update_status(job, status));
+    }
+}
+
+/// `ttlSecondsAfterFinished`: the TTL controller deletes the finished Job.
+fn expire(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Value, condition: &Value) {
+    let Some(ttl) = job["spec"]["ttlSecondsAfterFinished"].as_u64() else {
+        return;
+    };
+    if !state.expiring_jobs.insert(objects::uid(job).to_owned()) {
+        return;
+    }
+    let finished_at = condition["lastTransitionTime"]
+        .as_str()
+        .and_then(|time| ctx.clock.since_start(time))
+        .unwrap_or(ctx.now);
+    ctx.push(finished_at + Duration::from_secs(ttl), objects::delete(job));
+}
