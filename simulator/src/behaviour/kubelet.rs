@@ -125,9 +125,7 @@ pub(crate) fn workload_of(ctx: &Ctx<'_>, pod: &Value) -> (String, String) {
     let kind = owner["kind"].as_str().unwrap_or_default();
     let name = owner["name"].as_str().unwrap_or_default();
     if kind == "ReplicaSet" {
-        let replica_set = ctx
-            .view
-            .get("apps/v1", "ReplicaSet", objects::namespace(pod), name);
+        let replica_set = ctx.get("apps/v1", "ReplicaSet", objects::namespace(pod), name);
         if let Some(deployment) = replica_set.as_ref().and_then(objects::controller_ref)
             && deployment["kind"] == "Deployment"
         {
@@ -299,7 +297,7 @@ pub(crate) fn retry_unschedulable(ctx: &mut Ctx<'_>, state: &mut KubeletState) {
     }
     let pending: Vec<(String, String)> = state.unschedulable.iter().cloned().collect();
     for (namespace, name) in pending {
-        match ctx.view.get("v1", "Pod", Some(&namespace), &name) {
+        match ctx.get("v1", "Pod", Some(&namespace), &name) {
             Some(pod)
                 if pod["spec"]["nodeName"]
                     .as_str()

@@ -53,8 +53,8 @@ pub(crate) use duration::option_duration as option_duration_serde;
 pub use duration::{Delay, DurationParseError, format_duration, parse_duration};
 pub use nodes::node_object;
 pub use profile::{
-    JobRules, NodeTemplate, Pattern, PodOutcome, PodRule, PodSelector, Profile, ProfileError,
-    SchedulerRules, Taint, TaintEffect, TerminationRules,
+    EXAMPLE_PROFILE, JobRules, NodeTemplate, Pattern, PodOutcome, PodRule, PodSelector, Profile,
+    ProfileError, SchedulerRules, Taint, TaintEffect, TerminationRules,
 };
 
 /// What happened to an object.
@@ -219,11 +219,35 @@ impl ClusterBehaviour {
             nodes: None,
             usage: None,
         };
+        let mut typed_change;
+        let change = if change.object.get("apiVersion").is_none_or(Value::is_null)
+            || change.object.get("kind").is_none_or(Value::is_null)
+        {
+            typed_change = change.clone();
+            typed(
+                &mut typed_change.object,
+                &change.api_version,
+                &change.kind_name,
+            );
+            &typed_change
+        } else {
+            change
+        };
         workloads::dispatch(&mut ctx, &mut self.state, &mut self.kubelet, change);
         let mut actions = ctx.actions;
         // Stable sort: actions due at the same time keep the order they were decided in.
         actions.sort_by_key(|action| action.at);
         actions
+    }
+}
+
+/// Stores may omit `apiVersion`/`kind` in stored objects; the controllers need them.
+fn typed(object: &mut Value, api_version: &str, kind: &str) {
+    if object.get("apiVersion").is_none_or(Value::is_null) {
+        object["apiVersion"] = Value::String(api_version.to_owned());
+    }
+    if object.get("kind").is_none_or(Value::is_null) {
+        object["kind"] = Value::String(kind.to_owned());
     }
 }
 
@@ -260,12 +284,37 @@ impl Ctx<'_> {
         ChaCha8Rng::seed_from_u64(self.seed ^ naming::fnv64a(key.as_bytes()))
     }
 
+    /// One object from the view, with `apiVersion` and `kind` filled in if the store left them out.
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let mut object = self.view.get(api_version, kind, namespace, name)?;
+        typed(&mut object, api_version, kind);
+        Some(object)
+    }
+
+    /// Objects of a kind from the view, typed like [`Ctx::get`] and sorted by namespace and name
+    /// so that decisions (and the random draws they make) do not depend on the store's order.
+    pub fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+        let mut objects = self.view.list(api_version, kind, namespace);
+        for object in &mut objects {
+            typed(object, api_version, kind);
+        }
+        objects.sort_by(|a, b| {
+            (objects::namespace(a), objects::name(a))
+                .cmp(&(objects::namespace(b), objects::name(b)))
+        });
+        objects
+    }
+
     /// The cluster's nodes, sorted by name (listed once per change).
     pub fn nodes(&mut self) -> &[Value] {
         if self.nodes.is_none() {
-            let mut nodes = self.view.list("v1", "Node", None);
-            nodes.sort_by(|a, b| objects::name(a).cmp(objects::name(b)));
-            self.nodes = Some(nodes);
+            self.nodes = Some(self.list("v1", "Node", None));
         }
         self.nodes.as_deref().unwrap_or_default()
     }

@@ -1,28 +1,8 @@
 //! Behaviour profiles: the data that says how a simulated cluster behaves.
 //!
-//! A profile is written in YAML (camelCase, like Kubernetes objects):
-//!
-//! ```yaml
-//! name: my-cluster
-//! nodes:
-//!   - name: control-plane
-//!     labels: {node-role.kubernetes.io/control-plane: "true"}
-//!     taints: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]
-//!   - name: worker
-//!     count: 2                       # worker-1, worker-2
-//!     allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
-//! pods:                              # first matching rule wins, per container
-//!   - match: {image: ".*:broken"}
-//!     outcome: ImagePullBackOff
-//!   - match: {kind: Deployment, name: payments}
-//!     outcome: CrashLoopBackOff
-//!   - match: {}
-//!     probability: 0.05              # 5% of the remaining pods never turn ready
-//!     outcome: NeverReady
-//!   - match: {}
-//!     readyAfter: {after: 2s, jitter: 3s}
-//! jobs: {completeAfter: 5s}
-//! ```
+//! A profile is written in YAML (camelCase, like Kubernetes objects); [`EXAMPLE_PROFILE`] shows
+//! every field. Built-in profiles: [`Profile::fast`] (the default), [`Profile::realistic`],
+//! [`Profile::chaos`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -34,6 +14,48 @@ use serde_json::Value;
 use super::duration::Delay;
 pub use super::selector::{Pattern, PodSelector};
 use crate::faults::{FaultPlan, FaultPlanError};
+
+/// A commented profile showing every field (it is parsed by a test, so it stays valid).
+pub const EXAMPLE_PROFILE: &str = r#"
+name: my-cluster
+description: two zones, one flaky payments service
+nodes:
+  - name: control-plane
+    labels: {node-role.kubernetes.io/control-plane: "true"}
+    taints: [{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}]
+  - name: worker                     # worker-1, worker-2
+    count: 2
+    labels: {topology.kubernetes.io/zone: zone-a}
+    allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
+  - name: cordoned
+    unschedulable: true
+nodeReadyAfter: {after: 5s, jitter: 5s}  # nodes created later take this long to turn Ready
+scheduler:
+  enabled: true                      # taints/tolerations, nodeSelector, node affinity
+  checkResources: true               # requests must fit allocatable cpu/memory/pods
+  bindAfter: 50ms
+controllerDelay: {after: 10ms, jitter: 40ms}
+pods:                                # first matching rule wins, per container
+  - match: {image: ".*:broken"}
+    outcome: ImagePullBackOff
+  - match: {kind: Deployment, name: payments, namespace: shop}
+    outcome: CrashLoopBackOff
+  - match: {labels: {tier: cache}}
+    probability: 0.1                 # 10% of cache pods never pass their readiness probe
+    outcome: NeverReady
+  - match: {kind: Job}
+    readyAfter: 1s
+    completeAfter: {after: 5s, jitter: 10s}
+  - match: {}
+    readyAfter: {after: 2s, jitter: 3s}
+jobs: {completeAfter: 5s}            # Job containers without their own completeAfter
+termination: {deleteAfter: 1s}       # terminating pods linger this long
+faults:
+  latency: {min: 5ms, max: 50ms}
+  errorRate: 0.01
+  errorCodes: [500, 503, 429]
+  dropWatchAfter: 5m
+"#;
 
 /// A profile that could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -586,6 +608,20 @@ fn is_dns_subdomain(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_profile_parses_with_every_field_set() {
+        let profile = Profile::from_yaml(EXAMPLE_PROFILE, "EXAMPLE_PROFILE").unwrap();
+        assert_eq!(
+            profile.node_names(),
+            vec!["control-plane", "worker-1", "worker-2", "cordoned"]
+        );
+        assert_eq!(profile.pods.len(), 5);
+        assert_eq!(profile.pods[2].probability, 0.1);
+        assert_eq!(profile.termination.delete_after, Delay::fixed(secs(1)));
+        assert_eq!(profile.faults.as_ref().unwrap().error_rate, 0.01);
+        assert!(profile.nodes[2].unschedulable);
+    }
 
     #[test]
     fn the_built_in_profiles_are_valid_and_survive_a_yaml_round_trip() {

@@ -1272,3 +1272,110 @@ fn deleting_a_deployment_leaves_nothing_scheduled_behind() {
             .is_none()
     );
 }
+
+#[test]
+fn a_load_balancer_service_gets_an_ingress_ip() {
+    let mut cluster = TestCluster::fast();
+    cluster.create(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+    }));
+    cluster.create(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "internal", "namespace": "default"},
+        "spec": {"type": "ClusterIP", "ports": [{"port": 80}]},
+    }));
+    cluster.run_for(Duration::from_secs(1));
+    let web = cluster.get("v1", "Service", Some("default"), "web");
+    let ip = web["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .unwrap();
+    assert!(ip.starts_with("172.19."), "{ip}");
+    assert!(cluster.get("v1", "Service", Some("default"), "internal")["status"].is_null());
+}
+
+#[test]
+fn generated_pod_names_record_their_generate_name() {
+    let mut cluster = TestCluster::fast();
+    cluster.create(deployment("web", 1, "nginx"));
+    cluster.run_for(Duration::from_secs(1));
+    let pod = &cluster.pods()[0];
+    let prefix = pod["metadata"]["generateName"].as_str().unwrap();
+    assert!(prefix.starts_with("web-") && prefix.ends_with('-'));
+    assert!(
+        pod["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with(prefix)
+    );
+    assert_eq!(
+        pod["metadata"]["name"].as_str().unwrap().len(),
+        prefix.len() + 5
+    );
+}
+
+#[test]
+fn objects_stored_without_api_version_and_kind_are_handled_from_the_change() {
+    let clock = WallClock::starting_at(DateTime::UNIX_EPOCH);
+    let mut behaviour = ClusterBehaviour::with_clock(Profile::fast(), 1, clock);
+    let store = Store(BTreeMap::new());
+    let bare = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u", "generation": 3}, "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    let change = ObjectChange {
+        kind: ChangeKind::Added,
+        api_version: "apps/v1".into(),
+        kind_name: "Deployment".into(),
+        namespace: Some("default".into()),
+        name: "web".into(),
+        object: bare,
+    };
+    let actions = behaviour.on_change(Duration::from_secs(5), &change, &store);
+    let status_write = actions.iter().find_map(|action| match &action.action {
+        Action::UpdateStatus {
+            api_version,
+            kind,
+            expected_generation,
+            ..
+        } => Some((api_version.clone(), kind.clone(), *expected_generation)),
+        _ => None,
+    });
+    assert_eq!(
+        status_write,
+        Some(("apps/v1".to_owned(), "Deployment".to_owned(), Some(3)))
+    );
+    let created = actions.iter().find_map(|action| match &action.action {
+        Action::Create { object } => Some(object.clone()),
+        _ => None,
+    });
+    let pod = created.expect("a pod is created");
+    assert_eq!(
+        pod["metadata"]["ownerReferences"][0]["apiVersion"],
+        "apps/v1"
+    );
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+    assert!(
+        actions
+            .iter()
+            .all(|action| action.at >= Duration::from_secs(5))
+    );
+}
+
+#[test]
+fn bindings_name_the_pod_and_the_node() {
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", "namespace": "ns"}, "target": {"apiVersion": "v1", "kind": "Node", "name": "n1"}});
+    assert_eq!(
+        binding_target(&binding),
+        Some((Some("ns".to_owned()), "p".to_owned(), "n1".to_owned()))
+    );
+    assert_eq!(
+        binding_target(&json!({"apiVersion": "v1", "kind": "Pod"})),
+        None
+    );
+}
+
+#[test]
+fn the_behaviour_can_move_between_threads() {
+    fn assert_send<T: Send + 'static>() {}
+    assert_send::<ClusterBehaviour>();
+    assert_send::<crate::faults::FaultInjector>();
+}

@@ -104,9 +104,10 @@ fn sync(
             .collect();
         if should_run(&template_pod, node) {
             if on_node.is_empty() {
-                let name =
-                    generated_name(ctx, &format!("{}-", objects::name(daemonset)), &mut taken);
-                let pod = daemon_pod(daemonset, &name, revision);
+                let prefix = format!("{}-", objects::name(daemonset));
+                let name = generated_name(ctx, &prefix, &mut taken);
+                let mut pod = daemon_pod(daemonset, &name, revision);
+                pod["metadata"]["generateName"] = json!(prefix);
                 create_pod(ctx, state, daemonset, pod, Some(node_name.to_owned()));
                 unavailable += 1;
                 continue;
@@ -174,7 +175,7 @@ fn sync(
 fn compute_status(ctx: &Ctx<'_>, daemonset: &Value, at: std::time::Duration) -> Value {
     let revision = template_hash(&daemonset["spec"]["template"]);
     let template_pod = daemon_pod(daemonset, "probe", &revision);
-    let nodes = ctx.view.list("v1", "Node", None);
+    let nodes = ctx.list("v1", "Node", None);
     let pods: Vec<Value> = owned_pods(ctx, daemonset)
         .into_iter()
         .filter(objects::is_active)

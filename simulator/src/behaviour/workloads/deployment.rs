@@ -187,12 +187,14 @@ fn scale(
     if to_create > 0 {
         let mut taken = taken_names(ctx, objects::namespace(deployment));
         for _ in 0..to_create {
-            let name = generated_name(ctx, &format!("{}-", plan.replica_set_name), &mut taken);
-            let pod = pod_from_template(
+            let prefix = format!("{}-", plan.replica_set_name);
+            let name = generated_name(ctx, &prefix, &mut taken);
+            let mut pod = pod_from_template(
                 deployment,
                 &name,
                 &[("pod-template-hash", plan.hash.clone())],
             );
+            pod["metadata"]["generateName"] = json!(prefix);
             create_pod(ctx, state, deployment, pod, None);
         }
     }

@@ -146,14 +146,16 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Va
             let uid = objects::uid(job).to_owned();
             let job_name = objects::name(job).to_owned();
             for _ in active_count..wanted {
-                let name = generated_name(ctx, &format!("{job_name}-"), &mut taken);
+                let prefix = format!("{job_name}-");
+                let name = generated_name(ctx, &prefix, &mut taken);
                 let labels = [
                     ("batch.kubernetes.io/controller-uid", uid.clone()),
                     ("batch.kubernetes.io/job-name", job_name.clone()),
                     ("controller-uid", uid.clone()),
                     ("job-name", job_name.clone()),
                 ];
-                let pod = pod_from_template(job, &name, &labels);
+                let mut pod = pod_from_template(job, &name, &labels);
+                pod["metadata"]["generateName"] = json!(prefix);
                 create_pod(ctx, state, job, pod, None);
             }
         }

@@ -108,6 +108,7 @@ pub(crate) fn dispatch(
     match (change.api_version.as_str(), change.kind_name.as_str()) {
         ("v1", "Pod") => on_pod(ctx, state, kubelet, change),
         ("v1", "Node") => on_node(ctx, state, kubelet, change),
+        ("v1", "Service") if change.kind != ChangeKind::Deleted => on_service(ctx, &change.object),
         ("apps/v1", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
         | ("batch/v1", "Job") => {
             if change.kind == ChangeKind::Deleted {
@@ -171,9 +172,7 @@ fn on_pod(
     ) {
         return;
     }
-    if let Some(workload) = ctx
-        .view
-        .get(api_version, kind, objects::namespace(pod), name)
+    if let Some(workload) = ctx.get(api_version, kind, objects::namespace(pod), name)
         && objects::uid(&workload) == owner["uid"].as_str().unwrap_or_default()
     {
         reconcile(ctx, state, &workload);
@@ -189,7 +188,6 @@ fn on_node(
     let node = &change.object;
     let node_name = objects::name(node).to_owned();
     let pods_on_node: Vec<Value> = ctx
-        .view
         .list("v1", "Pod", None)
         .into_iter()
         .filter(|pod| {
@@ -241,9 +239,37 @@ fn on_node(
         }
     }
     kubelet::retry_unschedulable(ctx, kubelet);
-    for daemon_set in ctx.view.list("apps/v1", "DaemonSet", None) {
+    for daemon_set in ctx.list("apps/v1", "DaemonSet", None) {
         reconcile(ctx, state, &daemon_set);
     }
+}
+
+/// The service load-balancer controller (k3s' servicelb, MetalLB, a cloud's): a `LoadBalancer`
+/// Service gets an ingress IP, which kstatus and Fleet wait for.
+fn on_service(ctx: &mut Ctx<'_>, service: &Value) {
+    if service["spec"]["type"] != "LoadBalancer" || objects::is_terminating(service) {
+        return;
+    }
+    if service["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .is_some_and(|ingress| !ingress.is_empty())
+    {
+        return;
+    }
+    let key = format!(
+        "{}/{}",
+        objects::namespace(service).unwrap_or_default(),
+        objects::name(service)
+    );
+    let hash = super::naming::fnv64a(key.as_bytes());
+    let ip = format!("172.19.{}.{}", (hash >> 8) % 256, hash % 253 + 2);
+    let mut status = service["status"].clone();
+    if !status.is_object() {
+        status = json!({});
+    }
+    status["loadBalancer"] = json!({ "ingress": [{ "ip": ip, "ipMode": "VIP" }] });
+    let delay = ctx.profile.controller_delay.sample(&mut *ctx.rng);
+    ctx.push(ctx.now + delay, update_status(service, status));
 }
 
 fn node_key(node: &Value) -> String {
@@ -259,7 +285,6 @@ fn node_key(node: &Value) -> String {
 fn owned_pods(ctx: &Ctx<'_>, owner: &Value) -> Vec<Value> {
     let uid = objects::uid(owner);
     let mut pods: Vec<Value> = ctx
-        .view
         .list("v1", "Pod", objects::namespace(owner))
         .into_iter()
         .filter(|pod| objects::is_controlled_by(pod, uid))
@@ -270,8 +295,7 @@ fn owned_pods(ctx: &Ctx<'_>, owner: &Value) -> Vec<Value> {
 
 /// Names already taken in the namespace, so generated names never collide.
 fn taken_names(ctx: &Ctx<'_>, namespace: Option<&str>) -> HashSet<String> {
-    ctx.view
-        .list("v1", "Pod", namespace)
+    ctx.list("v1", "Pod", namespace)
         .iter()
         .map(|pod| objects::name(pod).to_owned())
         .collect()

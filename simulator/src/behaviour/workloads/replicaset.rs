@@ -21,9 +21,10 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, replica_
         if active.len() < desired {
             let mut taken = taken_names(ctx, objects::namespace(replica_set));
             for _ in active.len()..desired {
-                let name =
-                    generated_name(ctx, &format!("{}-", objects::name(replica_set)), &mut taken);
-                let pod = pod_from_template(replica_set, &name, &[]);
+                let prefix = format!("{}-", objects::name(replica_set));
+                let name = generated_name(ctx, &prefix, &mut taken);
+                let mut pod = pod_from_template(replica_set, &name, &[]);
+                pod["metadata"]["generateName"] = json!(prefix);
                 create_pod(ctx, state, replica_set, pod, None);
             }
         } else if active.len() > desired {
