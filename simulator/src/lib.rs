@@ -1,4 +1,756 @@
-//! Simulated Kubernetes clusters.
+//! Simulated Kubernetes clusters: an upstream cluster and thousands of downstream clusters in one
+//! process, each behaving like kube-apiserver for the real controller, agents, kube-rs and kubectl.
+//!
+//! # Using it
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use fleet_simulator::{SimConfig, Simulator};
+//! let sim = Simulator::new(SimConfig::default());
+//! let cluster = sim.add_cluster("sim-1")?;
+//! // In-process transport (no sockets): a real kube::Client.
+//! let client: kube::Client = cluster.client();
+//! // Or serve every cluster over loopback HTTP for kubectl and other tools.
+//! let server = sim.serve("127.0.0.1:0".parse()?).await?;
+//! cluster.write_kubeconfig(std::path::Path::new("sim-1.kubeconfig"), &server.cluster_url("sim-1"))?;
+//! println!("{:?}", cluster.stats());
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Public API
+//! - [`Simulator::new`]`(`[`SimConfig`]`)`; [`Simulator::add_cluster`] / [`Simulator::cluster`] /
+//!   [`Simulator::clusters`] / [`Simulator::remove_cluster`]; [`Simulator::serve`] → [`ServeHandle`]
+//!   (`addr()`, `cluster_url(name)`, `shutdown()`).
+//! - [`SimCluster`]: `client()` (in-process `kube::Client`), `service()` (the `tower::Service`),
+//!   `kubeconfig(server_url)` / `write_kubeconfig(path, server_url)`, `token()`, `stats()`
+//!   ([`StoreStats`]: objects, writes, creates/updates/deletes, resourceVersion, requests),
+//!   `set_fault_plan(FaultPlan)`, `set_profile(Profile)` (or `None` for no simulated controllers),
+//!   `restart()` (API-server restart: watch history lost), `install_crds(..)`, and `state()` for
+//!   direct, transport-free access ([`cluster::ClusterState`]: `create_object`, `get`, `list`, ...).
+//! - Semantics live in: [`store`] (objects, resourceVersion, watch history), [`cluster`] (verbs,
+//!   generation, finalizers, garbage collection), [`ssa`] (managedFields, server-side apply),
+//!   [`patch`] (JSON/merge/strategic merge patch), [`api`] (URLs, content negotiation, watch),
+//!   [`discovery`], [`openapi`], [`table`]; [`behaviour`] (simulated controllers) and [`faults`]
+//!   (seeded fault injection) plug in per cluster.
 
+pub mod api;
 pub mod behaviour;
+pub mod cluster;
+pub mod discovery;
+pub mod error;
 pub mod faults;
+pub mod openapi;
+pub mod patch;
+pub mod registry;
+pub mod selector;
+pub mod ssa;
+pub mod store;
+pub mod table;
+pub mod transport;
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub use cluster::ClusterState;
+pub use error::ApiError;
+pub use store::StoreStats;
+pub use transport::{InProcessService, ServeHandle};
+
+use behaviour::{Action, ChangeKind, ClusterBehaviour, ObjectChange, ObjectView, Profile};
+use faults::{Decision, FaultInjector, FaultPlan, RequestInfo};
+
+/// Errors of the simulator's own operations (API errors are [`ApiError`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cluster {0:?} already exists in the simulator")]
+    ClusterExists(String),
+    #[error(
+        "cluster name {0:?} is not a valid name (lowercase letters, digits and '-', at most 63)"
+    )]
+    InvalidClusterName(String),
+    #[error("binding the simulator's HTTP listener to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("writing kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("installing CRD {name} in cluster {cluster}: {source}")]
+    Crd {
+        cluster: String,
+        name: String,
+        source: Box<ApiError>,
+    },
+}
+
+/// How a simulator is set up.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Seeds every cluster's randomness (names, behaviour jitter, faults).
+    pub seed: u64,
+    /// Watch events kept per cluster; a watch resuming from an older resourceVersion gets 410 Gone.
+    pub watch_history: usize,
+    /// The simulated controllers each new cluster runs; `None` for a bare API server.
+    pub profile: Option<Profile>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            seed: 0,
+            watch_history: 1024,
+            profile: Some(Profile::default()),
+        }
+    }
+}
+
+/// Many simulated clusters in one process.
+#[derive(Clone, Debug)]
+pub struct Simulator {
+    inner: Arc<SimInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct SimInner {
+    config: SimConfig,
+    clusters: RwLock<BTreeMap<String, SimCluster>>,
+}
+
+impl SimInner {
+    pub(crate) fn cluster_inner(&self, name: &str) -> Option<Arc<ClusterInner>> {
+        self.clusters
+            .read()
+            .ok()?
+            .get(name)
+            .map(|c| c.inner.clone())
+    }
+
+    pub(crate) fn cluster_names(&self) -> Vec<String> {
+        self.clusters
+            .read()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn seed_for(seed: u64, name: &str) -> u64 {
+    // FNV-1a over the name, mixed with the simulator seed: stable across runs and platforms.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+impl Simulator {
+    pub fn new(config: SimConfig) -> Self {
+        Simulator {
+            inner: Arc::new(SimInner {
+                config,
+                clusters: RwLock::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.config
+    }
+
+    /// Adds a cluster. Must be called inside a tokio runtime (the behaviour driver is a task).
+    pub fn add_cluster(&self, name: &str) -> Result<SimCluster, SimError> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            return Err(SimError::InvalidClusterName(name.to_string()));
+        }
+        let mut clusters = match self.inner.clusters.write() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        if clusters.contains_key(name) {
+            return Err(SimError::ClusterExists(name.to_string()));
+        }
+        let seed = seed_for(self.inner.config.seed, name);
+        let cluster = SimCluster::new(name, seed, &self.inner.config);
+        clusters.insert(name.to_string(), cluster.clone());
+        Ok(cluster)
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<SimCluster> {
+        self.inner.clusters.read().ok()?.get(name).cloned()
+    }
+
+    pub fn clusters(&self) -> Vec<SimCluster> {
+        self.inner
+            .clusters
+            .read()
+            .map(|c| c.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn remove_cluster(&self, name: &str) -> bool {
+        self.inner
+            .clusters
+            .write()
+            .map(|mut c| c.remove(name).is_some())
+            .unwrap_or(false)
+    }
+
+    /// Serves every cluster (present and future) over HTTP at `/clusters/<name>`.
+    pub async fn serve(&self, addr: SocketAddr) -> Result<ServeHandle, SimError> {
+        transport::serve(self.inner.clone(), addr).await
+    }
+
+    /// Sum of the store counters of every cluster.
+    pub fn stats(&self) -> StoreStats {
+        let mut total = StoreStats::default();
+        for c in self.clusters() {
+            let s = c.stats();
+            total.objects += s.objects;
+            total.writes += s.writes;
+            total.creates += s.creates;
+            total.updates += s.updates;
+            total.deletes += s.deletes;
+            total.history_len += s.history_len;
+            total.resource_version = total.resource_version.max(s.resource_version);
+        }
+        total
+    }
+}
+
+/// Pending simulated-controller writes, ordered by due time.
+#[derive(Debug, PartialEq)]
+struct Due {
+    at: Duration,
+    seq: u64,
+    action: Action,
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Reversed: BinaryHeap pops the earliest first.
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+pub(crate) struct ClusterInner {
+    pub(crate) state: Arc<ClusterState>,
+    pub(crate) token: String,
+    started: Instant,
+    behaviour: Mutex<Option<ClusterBehaviour>>,
+    faults: Mutex<Option<FaultInjector>>,
+    seed: u64,
+    queue: Mutex<(BinaryHeap<Due>, u64)>,
+    wake: Arc<tokio::sync::Notify>,
+    driver: Mutex<Option<tokio::task::AbortHandle>>,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for ClusterInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterInner")
+            .field("name", &self.state.name)
+            .finish()
+    }
+}
+
+impl Drop for ClusterInner {
+    fn drop(&mut self) {
+        if let Ok(Some(d)) = self.driver.lock().map(|mut d| d.take()) {
+            d.abort();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl ClusterInner {
+    pub(crate) fn count_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn decide(&self, verb: &str, resource: &str, is_watch: bool) -> Decision {
+        let mut faults = lock(&self.faults);
+        let Some(injector) = faults.as_mut() else {
+            return Decision::Pass;
+        };
+        if injector.restart_due(self.started.elapsed()) {
+            self.state.restart();
+        }
+        injector.decide(&RequestInfo {
+            verb,
+            resource,
+            is_watch,
+        })
+    }
+
+    fn enqueue(&self, actions: Vec<behaviour::ScheduledAction>) {
+        if actions.is_empty() {
+            return;
+        }
+        let mut q = lock(&self.queue);
+        for a in actions {
+            q.1 += 1;
+            let seq = q.1;
+            q.0.push(Due {
+                at: a.at,
+                seq,
+                action: a.action,
+            });
+        }
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    /// Carries out one simulated-controller write, as that controller would.
+    fn run_action(&self, action: Action) {
+        let st = &self.state;
+        match action {
+            Action::UpdateStatus {
+                api_version,
+                kind,
+                namespace,
+                name,
+                status,
+                expected_generation,
+            } => {
+                let Some(info) = st.resolve(&api_version, &kind) else {
+                    return;
+                };
+                let target = target(&info, &api_version, namespace, &name, Some("status"));
+                let Ok(current) = st.get(&target) else { return };
+                if let Some(g) = expected_generation
+                    && current
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        != Some(g)
+                {
+                    return;
+                }
+                if current.get("status") == Some(&status) {
+                    return;
+                }
+                let mut body = (*current).clone();
+                body["status"] = status;
+                let manager = if kind == "Pod" || kind == "Node" {
+                    "kubelet"
+                } else {
+                    "kube-controller-manager"
+                };
+                let opts = cluster::WriteOptions {
+                    field_manager: Some(manager.to_string()),
+                    ..Default::default()
+                };
+                if let Err(e) = st.update(&target, body, &opts) {
+                    tracing::debug!(cluster = %st.name, %kind, %name, error = %e, "simulated status write skipped");
+                }
+            }
+            Action::Create { object } => {
+                if let Some((namespace, pod, node)) = behaviour::binding_target(&object) {
+                    let Some(info) = st.resolve("v1", "Pod") else {
+                        return;
+                    };
+                    let target = target(&info, "v1", namespace, &pod, None);
+                    let patch = json!({"spec": {"nodeName": node}}).to_string();
+                    let opts = cluster::WriteOptions {
+                        field_manager: Some("kube-scheduler".to_string()),
+                        ..Default::default()
+                    };
+                    let _ = st.patch(&target, cluster::PatchType::Merge, patch.as_bytes(), &opts);
+                    return;
+                }
+                if let Err(e) = st.create_object(object, "kube-controller-manager")
+                    && e.code != 409
+                {
+                    tracing::debug!(cluster = %st.name, error = %e, "simulated create failed");
+                }
+            }
+            Action::Delete {
+                api_version,
+                kind,
+                namespace,
+                name,
+            } => {
+                let Some(info) = st.resolve(&api_version, &kind) else {
+                    return;
+                };
+                let target = target(&info, &api_version, namespace, &name, None);
+                let _ = st.delete(&target, &cluster::DeleteOptions::default());
+            }
+        }
+    }
+
+    /// Runs due actions; returns when the next one is due, if any.
+    fn run_due(&self) -> Option<Duration> {
+        loop {
+            let now = self.started.elapsed();
+            let next = {
+                let mut q = lock(&self.queue);
+                match q.0.peek() {
+                    Some(d) if d.at <= now => q.0.pop(),
+                    Some(d) => return Some(d.at - now),
+                    None => return None,
+                }
+            };
+            if let Some(d) = next {
+                self.run_action(d.action);
+            }
+        }
+    }
+}
+
+fn target(
+    info: &Arc<registry::ResourceInfo>,
+    api_version: &str,
+    namespace: Option<String>,
+    name: &str,
+    sub: Option<&str>,
+) -> cluster::Target {
+    let (_, version) = registry::split_api_version(api_version);
+    cluster::Target {
+        info: info.clone(),
+        version: version.to_string(),
+        namespace: if info.namespaced {
+            Some(namespace.unwrap_or_else(|| "default".to_string()))
+        } else {
+            None
+        },
+        name: Some(name.to_string()),
+        subresource: sub.map(str::to_string),
+    }
+}
+
+/// Feeds committed changes to the cluster's behaviour engine.
+struct BehaviourObserver {
+    cluster: Weak<ClusterInner>,
+}
+
+struct StoreView<'a> {
+    cluster: &'a ClusterState,
+    state: &'a store::StoreState,
+}
+
+impl ObjectView for StoreView<'_> {
+    fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
+        let info = self.cluster.resolve(api_version, kind)?;
+        let key = store::ObjKey {
+            group_resource: info.group_resource().into(),
+            namespace: if info.namespaced {
+                namespace.unwrap_or("default").to_string()
+            } else {
+                String::new()
+            },
+            name: name.to_string(),
+        };
+        self.state.get(&key).map(|o| (**o).clone())
+    }
+
+    fn list(&self, api_version: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+        let Some(info) = self.cluster.resolve(api_version, kind) else {
+            return Vec::new();
+        };
+        let ns = if info.namespaced { namespace } else { None };
+        self.state
+            .range(&info.group_resource(), ns, None)
+            .map(|(_, o)| (**o).clone())
+            .collect()
+    }
+}
+
+impl cluster::ChangeObserver for BehaviourObserver {
+    fn on_events(
+        &self,
+        cluster: &ClusterState,
+        state: &store::StoreState,
+        events: &[Arc<store::StoredEvent>],
+    ) {
+        let Some(inner) = self.cluster.upgrade() else {
+            return;
+        };
+        let mut behaviour = lock(&inner.behaviour);
+        let Some(b) = behaviour.as_mut() else { return };
+        let view = StoreView { cluster, state };
+        let now = inner.started.elapsed();
+        let mut actions = Vec::new();
+        for e in events {
+            let obj = &e.object;
+            let change = ObjectChange {
+                kind: match e.event_type {
+                    store::EventType::Added => ChangeKind::Added,
+                    store::EventType::Modified => ChangeKind::Modified,
+                    store::EventType::Deleted => ChangeKind::Deleted,
+                },
+                api_version: obj
+                    .get("apiVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                kind_name: obj
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                namespace: (!e.key.namespace.is_empty()).then(|| e.key.namespace.clone()),
+                name: e.key.name.clone(),
+                object: (**obj).clone(),
+            };
+            actions.extend(b.on_change(now, &change, &view));
+        }
+        drop(behaviour);
+        inner.enqueue(actions);
+    }
+}
+
+/// One simulated cluster. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct SimCluster {
+    inner: Arc<ClusterInner>,
+}
+
+impl SimCluster {
+    fn new(name: &str, seed: u64, config: &SimConfig) -> SimCluster {
+        let state = ClusterState::new(name, seed, config.watch_history);
+        let token = {
+            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
+                seed ^ u64::from(std::process::id()) ^ now_nanos(),
+            );
+            let bytes: [u8; 24] = rand::Rng::random(&mut rng);
+            hex::encode(bytes)
+        };
+        let inner = Arc::new(ClusterInner {
+            state,
+            token,
+            started: Instant::now(),
+            behaviour: Mutex::new(None),
+            faults: Mutex::new(None),
+            seed,
+            queue: Mutex::new((BinaryHeap::new(), 0)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            driver: Mutex::new(None),
+            requests: AtomicU64::new(0),
+        });
+        inner.state.add_observer(Arc::new(BehaviourObserver {
+            cluster: Arc::downgrade(&inner),
+        }));
+        let cluster = SimCluster { inner };
+        if let Some(profile) = &config.profile {
+            cluster.set_profile(Some(profile.clone()));
+        }
+        cluster
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.state.name
+    }
+
+    /// Transport-free access to the cluster's API semantics.
+    pub fn state(&self) -> &Arc<ClusterState> {
+        &self.inner.state
+    }
+
+    /// The bearer token the HTTP listener expects for this cluster (its admin identity).
+    pub fn token(&self) -> &str {
+        &self.inner.token
+    }
+
+    /// The in-process transport.
+    pub fn service(&self) -> InProcessService {
+        InProcessService {
+            cluster: self.inner.clone(),
+        }
+    }
+
+    /// A kube-rs client talking to this cluster in-process (default namespace `default`).
+    /// Needs a tokio runtime.
+    pub fn client(&self) -> kube::Client {
+        kube::Client::new(self.service(), "default")
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let mut s = self.inner.state.lock().stats();
+        s.requests = self.inner.requests.load(Ordering::Relaxed);
+        s
+    }
+
+    /// Replaces the fault plan (seeded from the cluster's seed). `FaultPlan::none()` heals.
+    pub fn set_fault_plan(&self, plan: FaultPlan) {
+        let mut f = lock(&self.inner.faults);
+        match f.as_mut() {
+            Some(injector) => injector.set_plan(plan),
+            None => *f = Some(FaultInjector::new(plan, self.inner.seed)),
+        }
+    }
+
+    /// Sets (or with `None` removes) the simulated controllers. New node objects of the profile
+    /// are created; pending actions of the previous profile are dropped.
+    pub fn set_profile(&self, profile: Option<Profile>) {
+        lock(&self.inner.queue).0.clear();
+        let Some(profile) = profile else {
+            *lock(&self.inner.behaviour) = None;
+            return;
+        };
+        let b = ClusterBehaviour::new(profile, self.inner.seed);
+        let initial = b.initial_objects();
+        *lock(&self.inner.behaviour) = Some(b);
+        for obj in initial {
+            let _ = self.inner.state.create_object(obj, "kubelet");
+        }
+        self.ensure_driver();
+    }
+
+    fn ensure_driver(&self) {
+        let mut driver = lock(&self.inner.driver);
+        if driver.is_some() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let notify = self.inner.wake.clone();
+        let task = handle.spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let next = inner.run_due();
+                let wake = notify.notified();
+                tokio::pin!(wake);
+                wake.as_mut().enable();
+                // A change may have queued actions while we ran; re-check before sleeping.
+                let next = if lock(&inner.queue).0.peek().is_some() {
+                    Some(inner.run_due().unwrap_or(Duration::ZERO))
+                } else {
+                    next
+                };
+                drop(inner);
+                match next {
+                    Some(d) => {
+                        tokio::select! {
+                            _ = tokio::time::sleep(d) => {}
+                            _ = &mut wake => {}
+                        }
+                    }
+                    None => wake.await,
+                }
+            }
+        });
+        *driver = Some(task.abort_handle());
+    }
+
+    /// Simulates an API-server restart: watch history is lost, objects and versions are kept.
+    pub fn restart(&self) {
+        self.inner.state.restart();
+    }
+
+    /// Installs CRDs (e.g. `fleet_api::crds::all()`), replacing existing ones of the same name.
+    pub fn install_crds<T: serde::Serialize>(&self, crds: &[T]) -> Result<(), SimError> {
+        for crd in crds {
+            let obj = serde_json::to_value(crd).map_err(|e| SimError::Crd {
+                cluster: self.name().to_string(),
+                name: String::new(),
+                source: Box::new(ApiError::bad_request(e.to_string())),
+            })?;
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let mut obj = obj;
+            obj["apiVersion"] = json!("apiextensions.k8s.io/v1");
+            obj["kind"] = json!("CustomResourceDefinition");
+            let info = self
+                .inner
+                .state
+                .resolve("apiextensions.k8s.io/v1", "CustomResourceDefinition");
+            let result = match (info, self.inner.state.create_object(obj.clone(), "fleet")) {
+                (_, Ok(_)) => Ok(()),
+                (Some(info), Err(e)) if e.code == 409 => {
+                    let t = target(&info, "apiextensions.k8s.io/v1", None, &name, None);
+                    let body = serde_json::to_vec(&obj).unwrap_or_default();
+                    let opts = cluster::WriteOptions {
+                        field_manager: Some("fleet".to_string()),
+                        force: true,
+                        ..Default::default()
+                    };
+                    self.inner
+                        .state
+                        .patch(&t, cluster::PatchType::Apply, &body, &opts)
+                        .map(|_| ())
+                }
+                (_, Err(e)) => Err(e),
+            };
+            result.map_err(|source| SimError::Crd {
+                cluster: self.name().to_string(),
+                name,
+                source: Box::new(source),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// A kubeconfig (YAML) for this cluster at `server_url` (see [`ServeHandle::cluster_url`]).
+    pub fn kubeconfig(&self, server_url: &str) -> String {
+        let name = self.name();
+        let doc = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": server_url}}],
+            "users": [{"name": format!("{name}-admin"), "user": {"token": self.token()}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": format!("{name}-admin"), "namespace": "default"}}],
+            "current-context": name,
+            "preferences": {},
+        });
+        serde_norway::to_string(&doc).unwrap_or_default()
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), SimError> {
+        let err = |source| SimError::Kubeconfig {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        std::fs::write(path, self.kubeconfig(server_url)).map_err(err)
+    }
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,219 @@
+# The kubectl checks (sourced by scripts/kubectl-conformance.sh, with `k` = kubectl + cache dir).
+M="$WORK/manifests"
+mkdir -p "$M"
+NS=conformance
+
+check "version reports the server" expect_output 'Server Version: v1\.33' k version
+check "api-resources lists built-ins and Fleet-free CRD support" \
+  expect_output 'customresourcedefinitions' k api-resources
+check "api-resources shows short names and groups" expect_output 'deployments +deploy +apps/v1 +true +Deployment' k api-resources
+check "create namespace" k create namespace "$NS"
+check "namespace is Active" expect_output 'Active' k get namespace "$NS"
+
+# --- client-side apply
+cat >"$M/cm.yaml" <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: $NS
+  labels: {app: demo}
+data:
+  color: blue
+  size: small
+EOF
+check "apply (client-side) creates" expect_output 'configmap/settings created' k apply -f "$M/cm.yaml"
+sed -i 's/color: blue/color: green/; /size: small/d' "$M/cm.yaml"
+check "apply (client-side) configures" expect_output 'configmap/settings configured' k apply -f "$M/cm.yaml"
+check "apply removed the dropped key and changed the other" \
+  expect_output '^green,$' k get configmap settings -n "$NS" -o 'jsonpath={.data.color},{.data.size}'
+check "apply again is unchanged" expect_output 'configmap/settings unchanged' k apply -f "$M/cm.yaml"
+
+# --- server-side apply and conflicts between managers
+cat >"$M/ssa.yaml" <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: owned
+  namespace: $NS
+data:
+  replicas: "1"
+EOF
+check "apply --server-side creates" expect_output 'serverside-applied' k apply --server-side -f "$M/ssa.yaml"
+sed -i 's/"1"/"2"/' "$M/ssa.yaml"
+check "a second field manager conflicts" \
+  expect_failure 'conflict' k apply --server-side --field-manager=other -f "$M/ssa.yaml"
+check "the conflict names the owning manager and field" \
+  expect_failure 'kubectl.*\.data\.replicas' k apply --server-side --field-manager=other -f "$M/ssa.yaml"
+check "--force-conflicts takes ownership" \
+  expect_output 'serverside-applied' k apply --server-side --field-manager=other --force-conflicts -f "$M/ssa.yaml"
+check "managedFields record the new owner" \
+  expect_output 'other' k get configmap owned -n "$NS" --show-managed-fields -o 'jsonpath={.metadata.managedFields[*].manager}'
+
+# --- get output formats
+cat >"$M/deploy.yaml" <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: $NS
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+        env:
+        - name: MODE
+          value: prod
+EOF
+check "apply a deployment" expect_output 'deployment.apps/web created' k apply -f "$M/deploy.yaml"
+check "get -o yaml" expect_output '^kind: Deployment' k get deployment web -n "$NS" -o yaml
+check "get -o json" expect_output '"generation": 1' k get deployment web -n "$NS" -o json
+check "get -o wide shows images" expect_output 'nginx:1\.27' k get deployment web -n "$NS" -o wide
+check "get prints a table with columns" expect_output 'NAME +READY +UP-TO-DATE +AVAILABLE +AGE' k get deployments -n "$NS"
+check "get by label selector" expect_output '^settings' k get configmaps -n "$NS" -l 'app in (demo)' -o name --no-headers -o custom-columns=N:.metadata.name
+check "get with a field selector" expect_output '^owned$' k get configmaps -n "$NS" --field-selector metadata.name=owned -o custom-columns=N:.metadata.name --no-headers
+check "get --chunk-size pages through lists" expect_output 'owned' k get configmaps -n "$NS" --chunk-size=1
+
+# --- wait for a simulated Deployment
+check "wait --for=condition=Available" k wait --for=condition=Available deployment/web -n "$NS" --timeout=60s
+
+# --- watch sees changes made by another command
+k get configmaps -n "$NS" --watch -o name >"$WORK/watch.out" 2>&1 &
+WATCH_PID=$!
+sleep 2
+k create configmap watched -n "$NS" --from-literal=a=b >/dev/null 2>&1
+watch_saw() { grep -q 'configmap/watched' "$WORK/watch.out"; }
+check "get --watch sees a change made by another command" eventually 15 watch_saw
+kill "$WATCH_PID" 2>/dev/null; wait "$WATCH_PID" 2>/dev/null
+
+# --- label, annotate, patch
+check "label" expect_output 'labeled' k label configmap settings -n "$NS" tier=backend
+check "label is visible to selectors" expect_output 'settings' k get configmaps -n "$NS" -l tier=backend -o name
+check "annotate" expect_output 'annotated' k annotate configmap settings -n "$NS" note=hello
+check "annotation stored" expect_output '^hello$' k get configmap settings -n "$NS" -o 'jsonpath={.metadata.annotations.note}'
+check "patch --type=merge" expect_output 'patched' k patch configmap settings -n "$NS" --type=merge -p '{"data":{"size":"large"}}'
+check "patch --type=json" expect_output 'patched' k patch configmap settings -n "$NS" --type=json -p '[{"op":"replace","path":"/data/color","value":"red"}]'
+check "merge and json patches applied" expect_output '^red,large$' k get configmap settings -n "$NS" -o 'jsonpath={.data.color},{.data.size}'
+check "patch (strategic) merges containers by name" expect_output 'patched' \
+  k patch deployment web -n "$NS" -p '{"spec":{"template":{"spec":{"containers":[{"name":"nginx","env":[{"name":"EXTRA","value":"1"}]}]}}}}'
+check "strategic patch kept existing env and image" \
+  expect_output '^MODE EXTRA nginx:1\.27$' k get deployment web -n "$NS" -o 'jsonpath={.spec.template.spec.containers[0].env[*].name} {.spec.template.spec.containers[0].image}'
+check "spec change bumped generation" expect_output '^2$' k get deployment web -n "$NS" -o 'jsonpath={.metadata.generation}'
+check "a label change does not bump generation" k label deployment web -n "$NS" touched=yes
+check "generation still 2" expect_output '^2$' k get deployment web -n "$NS" -o 'jsonpath={.metadata.generation}'
+
+# --- delete with a finalizer
+check "create an object with a finalizer" k apply -f - <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: guarded
+  namespace: $NS
+  finalizers: [example.com/keep]
+EOF
+check "delete --wait=false accepts" k delete configmap guarded -n "$NS" --wait=false
+check "object stays with a deletionTimestamp" \
+  expect_output '[0-9]{4}-' k get configmap guarded -n "$NS" -o 'jsonpath={.metadata.deletionTimestamp}'
+check "removing the finalizer" k patch configmap guarded -n "$NS" --type=merge -p '{"metadata":{"finalizers":null}}'
+check "then the object is gone" expect_failure 'NotFound' k get configmap guarded -n "$NS"
+
+# --- ownerReference cascade
+check "create an owner" k create configmap owner -n "$NS" --from-literal=x=y
+OWNER_UID=$(k get configmap owner -n "$NS" -o 'jsonpath={.metadata.uid}' 2>/dev/null)
+check "create a dependent" k apply -f - <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: dependent
+  namespace: $NS
+  ownerReferences:
+  - apiVersion: v1
+    kind: ConfigMap
+    name: owner
+    uid: $OWNER_UID
+EOF
+check "delete the owner" k delete configmap owner -n "$NS"
+dependent_gone() { ! k get configmap dependent -n "$NS" >/dev/null 2>&1; }
+check "the dependent is garbage collected" eventually 15 dependent_gone
+
+# --- CRD, custom resource, printer columns, status subresource
+check "apply a CRD" k apply -f - <<EOF
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, shortNames: [wd]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Color, type: string, jsonPath: .spec.color}
+    - {name: Phase, type: string, jsonPath: .status.phase}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              color: {type: string}
+              size: {type: integer, default: 3}
+          status:
+            type: object
+            properties:
+              phase: {type: string}
+EOF
+check "the CRD is established" k wait --for=condition=Established crd/widgets.example.com --timeout=20s
+check "create a custom resource" k apply -f - <<EOF
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w1
+  namespace: $NS
+spec:
+  color: purple
+EOF
+check "list shows printer columns" expect_output 'NAME +COLOR +PHASE' k get widgets -n "$NS"
+check "list shows the column values" expect_output 'w1 +purple' k get wd -n "$NS"
+check "schema defaults were applied" expect_output '^3$' k get widget w1 -n "$NS" -o 'jsonpath={.spec.size}'
+check "status changed via --subresource=status" \
+  k patch widget w1 -n "$NS" --subresource=status --type=merge -p '{"status":{"phase":"Ready"}}'
+check "status is visible in the Phase column" expect_output 'w1 +purple +Ready' k get widgets -n "$NS"
+check "the main resource ignores status changes" \
+  k patch widget w1 -n "$NS" --type=merge -p '{"status":{"phase":"Broken"}}'
+check "status unchanged by a main-resource patch" expect_output '^Ready$' k get widget w1 -n "$NS" -o 'jsonpath={.status.phase}'
+check "strategic merge patch is refused for custom resources" \
+  expect_failure 'UnsupportedMediaType|not supported|unknown format' k patch widget w1 -n "$NS" --type=strategic -p '{"spec":{"color":"x"}}'
+check "delete the CRD" k delete crd widgets.example.com
+kind_gone() { ! k get widgets -n "$NS" >/dev/null 2>&1; }
+check "its kind is no longer served" eventually 15 kind_gone
+
+# --- errors with kube-apiserver's codes
+check "unknown resource type" expect_failure "doesn't have a resource type|NotFound|the server could not find" k get gizmos
+check "invalid label selector" expect_failure 'unable to parse requirement|BadRequest|invalid' k get configmaps -n "$NS" -l 'a in b'
+check "creating in a missing namespace" expect_failure 'NotFound' k create configmap x -n does-not-exist
+check "creating twice" expect_failure 'AlreadyExists' k create configmap watched -n "$NS"
+
+# --- delete the namespace with everything in it
+check "delete namespace" k delete namespace "$NS" --timeout=30s
+check "namespace is gone" expect_failure 'NotFound' k get namespace "$NS"
+
+# --- a downstream cluster has its own kubeconfig and state
+check "downstream kubeconfig works" expect_output 'default' kubectl --cache-dir "$CACHE-sim1" --kubeconfig "$WORK/sim/clusters/sim-1.kubeconfig" get namespaces
+check "a wrong token is rejected" expect_failure 'Unauthorized|must be logged in' \
+  kubectl --cache-dir "$CACHE-bad" --kubeconfig "$WORK/sim/clusters/sim-1.kubeconfig" --token=wrong get namespaces

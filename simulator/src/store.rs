@@ -1,0 +1,310 @@
+//! The object store of one cluster: objects by resource/namespace/name, a monotonic
+//! `resourceVersion`, indexes for garbage collection, and a bounded event history for watches.
+//!
+//! The store only commits; the Kubernetes semantics (validation, generation, finalizers, field
+//! ownership) live in `ops`, which holds the store lock for the whole of one request.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+/// A stored object. Shared with the history and with readers; never mutated in place.
+pub type Obj = Arc<Value>;
+
+/// Where an object lives: its group-resource (`deployments.apps`), namespace (empty for
+/// cluster-scoped objects) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjKey {
+    pub group_resource: Arc<str>,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One committed change, as watchers see it.
+#[derive(Debug)]
+pub struct StoredEvent {
+    pub resource_version: u64,
+    pub key: ObjKey,
+    pub event_type: EventType,
+    pub object: Obj,
+    /// The object before a modification (used to turn selector transitions into ADDED/DELETED).
+    pub previous: Option<Obj>,
+}
+
+/// Counters of one store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub objects: usize,
+    pub writes: u64,
+    pub creates: u64,
+    pub updates: u64,
+    pub deletes: u64,
+    pub resource_version: u64,
+    pub history_len: usize,
+    /// Requests served (set by the transport layer).
+    pub requests: u64,
+}
+
+#[derive(Debug)]
+pub struct StoreState {
+    resource_version: u64,
+    objects: HashMap<Arc<str>, BTreeMap<(String, String), Obj>>,
+    history: VecDeque<Arc<StoredEvent>>,
+    /// Every event with a resourceVersion above this is in `history`.
+    history_floor: u64,
+    history_limit: usize,
+    uids: HashMap<String, ObjKey>,
+    /// owner uid → objects naming it in `ownerReferences`.
+    dependents: HashMap<String, BTreeSet<ObjKey>>,
+    /// Events committed since the last `take_pending`.
+    pending: Vec<Arc<StoredEvent>>,
+    stats: StoreStats,
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn uid_of(obj: &Value) -> Option<&str> {
+    obj.pointer("/metadata/uid").and_then(Value::as_str)
+}
+
+impl StoreState {
+    pub fn new(history_limit: usize) -> Self {
+        StoreState {
+            resource_version: 1,
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            history_floor: 1,
+            history_limit: history_limit.max(1),
+            uids: HashMap::new(),
+            dependents: HashMap::new(),
+            pending: Vec::new(),
+            stats: StoreStats::default(),
+        }
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.resource_version
+    }
+
+    /// The oldest resourceVersion a watch can start from.
+    pub fn history_floor(&self) -> u64 {
+        self.history_floor
+    }
+
+    pub fn get(&self, key: &ObjKey) -> Option<&Obj> {
+        self.objects
+            .get(&key.group_resource)?
+            .get(&(key.namespace.clone(), key.name.clone()))
+    }
+
+    pub fn key_of_uid(&self, uid: &str) -> Option<&ObjKey> {
+        self.uids.get(uid)
+    }
+
+    pub fn dependents_of(&self, uid: &str) -> Vec<ObjKey> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Objects of one resource, sorted by namespace then name, starting after `after`.
+    pub fn range<'a>(
+        &'a self,
+        group_resource: &str,
+        namespace: Option<&'a str>,
+        after: Option<(String, String)>,
+    ) -> impl Iterator<Item = (&'a (String, String), &'a Obj)> + 'a {
+        let map = self.objects.get(group_resource);
+        let start = match (&after, namespace) {
+            (Some(a), _) => std::ops::Bound::Excluded(a.clone()),
+            (None, Some(ns)) => std::ops::Bound::Included((ns.to_string(), String::new())),
+            (None, None) => std::ops::Bound::Unbounded,
+        };
+        map.into_iter()
+            .flat_map(move |m| m.range((start.clone(), std::ops::Bound::Unbounded)))
+            .take_while(move |((ns, _), _)| namespace.is_none_or(|want| ns == want))
+    }
+
+    pub fn count(&self, group_resource: &str) -> usize {
+        self.objects.get(group_resource).map_or(0, BTreeMap::len)
+    }
+
+    /// Keys of every object in a namespace, across resources.
+    pub fn keys_in_namespace(&self, namespace: &str) -> Vec<ObjKey> {
+        let mut out = Vec::new();
+        for (gr, map) in &self.objects {
+            for (ns, name) in map.keys() {
+                if ns == namespace {
+                    out.push(ObjKey {
+                        group_resource: gr.clone(),
+                        namespace: ns.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Every object of one resource (all namespaces).
+    pub fn all_of(&self, group_resource: &str) -> Vec<Obj> {
+        self.objects
+            .get(group_resource)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn next_rv(&mut self) -> u64 {
+        self.resource_version += 1;
+        self.stats.writes += 1;
+        self.resource_version
+    }
+
+    fn record(&mut self, event: StoredEvent) {
+        let event = Arc::new(event);
+        self.pending.push(event.clone());
+        self.history.push_back(event);
+        while self.history.len() > self.history_limit {
+            if let Some(old) = self.history.pop_front() {
+                self.history_floor = old.resource_version;
+            }
+        }
+    }
+
+    fn index(&mut self, key: &ObjKey, old: Option<&Value>, new: Option<&Value>) {
+        if let Some(old) = old {
+            for uid in owner_uids(old) {
+                if let Some(set) = self.dependents.get_mut(&uid) {
+                    set.remove(key);
+                    if set.is_empty() {
+                        self.dependents.remove(&uid);
+                    }
+                }
+            }
+            if let Some(uid) = uid_of(old) {
+                self.uids.remove(uid);
+            }
+        }
+        if let Some(new) = new {
+            for uid in owner_uids(new) {
+                self.dependents.entry(uid).or_default().insert(key.clone());
+            }
+            if let Some(uid) = uid_of(new) {
+                self.uids.insert(uid.to_string(), key.clone());
+            }
+        }
+    }
+
+    /// Commits a create or an update: stamps the next resourceVersion and records the event.
+    pub fn put(&mut self, key: ObjKey, mut object: Value) -> Obj {
+        let rv = self.next_rv();
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".to_string(), Value::String(rv.to_string()));
+        }
+        let object = Arc::new(object);
+        let map = self.objects.entry(key.group_resource.clone()).or_default();
+        let previous = map.insert((key.namespace.clone(), key.name.clone()), object.clone());
+        self.index(&key, previous.as_deref(), Some(&object));
+        let event_type = if previous.is_some() {
+            self.stats.updates += 1;
+            EventType::Modified
+        } else {
+            self.stats.objects += 1;
+            self.stats.creates += 1;
+            EventType::Added
+        };
+        self.record(StoredEvent {
+            resource_version: rv,
+            key,
+            event_type,
+            object: object.clone(),
+            previous,
+        });
+        object
+    }
+
+    /// Commits a deletion; the DELETED event carries the object at a new resourceVersion.
+    pub fn remove(&mut self, key: &ObjKey) -> Option<Obj> {
+        let map = self.objects.get_mut(&key.group_resource)?;
+        let old = map.remove(&(key.namespace.clone(), key.name.clone()))?;
+        if map.is_empty() {
+            self.objects.remove(&key.group_resource);
+        }
+        let rv = self.next_rv();
+        self.stats.objects -= 1;
+        self.stats.deletes += 1;
+        self.index(key, Some(&old), None);
+        let mut last = (*old).clone();
+        if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".to_string(), Value::String(rv.to_string()));
+        }
+        let last = Arc::new(last);
+        self.record(StoredEvent {
+            resource_version: rv,
+            key: key.clone(),
+            event_type: EventType::Deleted,
+            object: last.clone(),
+            previous: Some(old),
+        });
+        Some(last)
+    }
+
+    /// Events after `since`, or `None` if some of them are no longer in the history (410 Gone).
+    pub fn events_since(&self, since: u64) -> Option<Vec<Arc<StoredEvent>>> {
+        if since < self.history_floor {
+            return None;
+        }
+        let start = self
+            .history
+            .partition_point(|e| e.resource_version <= since);
+        Some(self.history.range(start..).cloned().collect())
+    }
+
+    /// Drains the events committed since the last call.
+    pub fn take_pending(&mut self) -> Vec<Arc<StoredEvent>> {
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Simulates an API server restart: the watch history is lost, objects and versions stay.
+    pub fn restart(&mut self) {
+        self.history.clear();
+        self.history_floor = self.resource_version;
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            resource_version: self.resource_version,
+            history_len: self.history.len(),
+            ..self.stats
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Transports: an in-process `tower::Service` (what `kube::Client::new` takes, no sockets) and
+//! one loopback HTTP listener serving every cluster under `/clusters/<name>`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::BodyExt;
+
+use crate::api::{self, MAX_REQUEST_BYTES, RequestContext};
+use crate::error::ApiError;
+use crate::{ClusterInner, SimError, SimInner};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The in-process transport of one cluster: give it to `kube::Client::new`.
+#[derive(Clone)]
+pub struct InProcessService {
+    pub(crate) cluster: Arc<ClusterInner>,
+}
+
+impl std::fmt::Debug for InProcessService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessService")
+            .field("cluster", &self.cluster.state.name)
+            .finish()
+    }
+}
+
+impl<B> tower::Service<Request<B>> for InProcessService
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let cluster = self.cluster.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            let limited = http_body_util::Limited::new(body, MAX_REQUEST_BYTES);
+            let bytes = match limited.collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(_) => {
+                    return Ok(api::error_response(&ApiError::too_large_request(
+                        MAX_REQUEST_BYTES,
+                    )));
+                }
+            };
+            Ok(serve_cluster(&cluster, Request::from_parts(parts, bytes)).await)
+        })
+    }
+}
+
+/// Kubernetes verb of a request, for fault decisions.
+fn verb_of(req: &Request<Bytes>) -> (&'static str, String, bool) {
+    let path = req.uri().path();
+    let query = req.uri().query().unwrap_or("");
+    let is_watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1")
+        || path.contains("/watch/");
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let resource_segs: &[&str] = match segs.as_slice() {
+        ["api", _, rest @ ..] => rest,
+        ["apis", _, _, rest @ ..] => rest,
+        _ => &[],
+    };
+    let rest: Vec<&str> = resource_segs
+        .iter()
+        .copied()
+        .filter(|s| *s != "watch")
+        .collect();
+    let (resource, has_name) = match rest.as_slice() {
+        ["namespaces", _, plural, tail @ ..] => (plural.to_string(), !tail.is_empty()),
+        ["namespaces", name] => ("namespaces".to_string(), !name.is_empty()),
+        [plural, tail @ ..] => (plural.to_string(), !tail.is_empty()),
+        [] => (path.to_string(), true),
+    };
+    let verb = match (req.method().as_str(), has_name, is_watch) {
+        ("GET", _, true) => "watch",
+        ("GET", true, _) => "get",
+        ("GET", false, _) => "list",
+        ("POST", _, _) => "create",
+        ("PUT", _, _) => "update",
+        ("PATCH", _, _) => "patch",
+        ("DELETE", true, _) => "delete",
+        ("DELETE", false, _) => "deletecollection",
+        _ => "get",
+    };
+    (verb, resource, is_watch)
+}
+
+/// Serves one request to one cluster, after fault injection.
+pub(crate) async fn serve_cluster(
+    cluster: &Arc<ClusterInner>,
+    req: Request<Bytes>,
+) -> Response<Body> {
+    cluster.count_request();
+    let mut ctx = RequestContext::default();
+    let decision = {
+        let (verb, resource, is_watch) = verb_of(&req);
+        cluster.decide(verb, &resource, is_watch)
+    };
+    match decision {
+        crate::faults::Decision::Pass => {}
+        crate::faults::Decision::Delay(d) => tokio::time::sleep(d).await,
+        crate::faults::Decision::DropWatchAfter(d) => ctx.drop_watch_after = Some(d),
+        crate::faults::Decision::Fail {
+            code,
+            reason,
+            message,
+        } => {
+            let retry = crate::faults::Decision::Fail {
+                code,
+                reason: reason.clone(),
+                message: message.clone(),
+            }
+            .retry_after_seconds();
+            let mut resp =
+                api::json_response(code, &crate::faults::status_body(code, &reason, &message));
+            if let Some(s) = retry
+                && let Ok(v) = HeaderValue::from_str(&s.to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
+    }
+    api::handle(&cluster.state, req, ctx).await
+}
+
+fn bearer(req: &Request<Body>) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn http_entry(sim: Arc<SimInner>, req: Request<Body>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let Some(rest) = path.strip_prefix("/clusters/") else {
+        if path == "/" || path == "/clusters" {
+            let names: Vec<String> = sim.cluster_names();
+            return Ok(api::json_response(
+                200,
+                &serde_json::json!({"clusters": names}),
+            ));
+        }
+        return Ok(api::error_response(&ApiError::not_found_path()));
+    };
+    let (name, tail) = match rest.split_once('/') {
+        Some((n, t)) => (n.to_string(), format!("/{t}")),
+        None => (rest.to_string(), "/".to_string()),
+    };
+    let Some(cluster) = sim.cluster_inner(&name) else {
+        return Ok(api::error_response(&ApiError::not_found_path()));
+    };
+    if bearer(&req) != Some(cluster.token.as_str()) {
+        return Ok(api::error_response(&ApiError::unauthorized()));
+    }
+    let (mut parts, body) = req.into_parts();
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{tail}?{q}"),
+        None => tail,
+    };
+    parts.uri = match pq.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            return Ok(api::error_response(&ApiError::bad_request(
+                "invalid request URI",
+            )));
+        }
+    };
+    let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
+        Ok(b) => b,
+        Err(_) => {
+            return Ok(api::error_response(&ApiError::too_large_request(
+                MAX_REQUEST_BYTES,
+            )));
+        }
+    };
+    Ok(serve_cluster(&cluster, Request::from_parts(parts, bytes)).await)
+}
+
+/// A running loopback listener. Dropping it does not stop it; call [`ServeHandle::shutdown`].
+#[derive(Debug)]
+pub struct ServeHandle {
+    addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServeHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/clusters/<name>`: the server URL of one cluster.
+    pub fn cluster_url(&self, name: &str) -> String {
+        format!("http://{}/clusters/{name}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish for up to two seconds (watches are cut).
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if tokio::time::timeout(Duration::from_secs(2), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+pub(crate) async fn serve(sim: Arc<SimInner>, addr: SocketAddr) -> Result<ServeHandle, SimError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Bind { addr, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| SimError::Bind { addr, source })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let svc = tower::service_fn(move |req: Request<Body>| http_entry(sim.clone(), req));
+    let router = axum::Router::new().fallback_service(svc);
+    let task = tokio::spawn(async move {
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = rx.await;
+        });
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "simulator HTTP listener stopped");
+        }
+    });
+    Ok(ServeHandle {
+        addr,
+        shutdown: Some(tx),
+        task,
+    })
+}
