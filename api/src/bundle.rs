@@ -94,6 +94,7 @@ with_deployment_options! {
         group = "fleet.cattle.io",
         version = "v1alpha1",
         kind = "Bundle",
+    doc = "The resources of an application and how to deploy them; the controller turns it into one BundleDeployment per target cluster.",
         namespaced,
         status = "BundleStatus",
         derive = "PartialEq",

@@ -13,7 +13,7 @@ use crate::bundle::{BundleHelmOptions, BundleRef};
 use crate::condition::GenericCondition;
 use crate::gitrepo::CorrectDrift;
 use crate::resource::ResourceCounts;
-use crate::serde_util::{is_default, nullable, preserve_unknown_object};
+use crate::serde_util::{go_generic_map, is_default, nullable, preserve_unknown_object};
 use crate::summary::Summary;
 
 /// Free-form map (Go `GenericMap`): Helm values, cluster template values.
@@ -290,7 +290,10 @@ pub struct HelmOptions {
     #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
     pub timeout_seconds: i64,
     /// Values passed to Helm; keys and values may be Go templates.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "go_generic_map"
+    )]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub values: Option<GenericMap>,
     /// Values templated one key at a time before being merged over `values`.
@@ -393,6 +396,7 @@ pub struct SecretKeySelector {
     group = "fleet.cattle.io",
     version = "v1alpha1",
     kind = "BundleDeployment",
+    doc = "A Bundle deployed to one cluster, with that cluster's customizations; the only kind the agent of that cluster reads.",
     namespaced,
     status = "BundleDeploymentStatus",
     derive = "PartialEq",

@@ -11,7 +11,7 @@ use crate::bundledeployment::GenericMap;
 use crate::condition::GenericCondition;
 use crate::duration::Duration;
 use crate::resource::ResourceCounts;
-use crate::serde_util::{is_default, nullable, preserve_unknown_object};
+use crate::serde_util::{go_generic_map, is_default, nullable, preserve_unknown_object};
 
 /// Spec of a Cluster.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -19,6 +19,7 @@ use crate::serde_util::{is_default, nullable, preserve_unknown_object};
     group = "fleet.cattle.io",
     version = "v1alpha1",
     kind = "Cluster",
+    doc = "A downstream cluster registered with Fleet, where an agent deploys its BundleDeployments.",
     namespaced,
     status = "ClusterStatus",
     derive = "PartialEq",
@@ -74,7 +75,10 @@ pub struct ClusterSpec {
     )]
     pub private_repo_url: String,
     /// Values available to templates as `.ClusterValues`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "go_generic_map"
+    )]
     #[schemars(schema_with = "preserve_unknown_object")]
     pub template_values: Option<GenericMap>,
     /// Tolerations of the agent.

@@ -16,6 +16,7 @@ use crate::serde_util::{is_default, nullable};
     group = "fleet.cattle.io",
     version = "v1alpha1",
     kind = "ClusterGroup",
+    doc = "A named selector of clusters, usable as a target.",
     namespaced,
     status = "ClusterGroupStatus",
     category = "fleet",

@@ -16,6 +16,7 @@ use crate::status::StatusBase;
     group = "fleet.cattle.io",
     version = "v1alpha1",
     kind = "GitRepo",
+    doc = "A git repository watched by Fleet: each path with resources becomes a Bundle deployed to the targets.",
     plural = "gitrepos",
     namespaced,
     status = "GitRepoStatus",

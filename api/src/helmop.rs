@@ -24,6 +24,7 @@ with_bundle_spec! {
         group = "fleet.cattle.io",
         version = "v1alpha1",
         kind = "HelmOp",
+    doc = "A Helm chart from a repository deployed to target clusters without a git repository.",
         plural = "helmops",
         namespaced,
         status = "HelmOpStatus",
