@@ -143,6 +143,10 @@ pub mod condition {
     pub const DEPLOYED: &str = "Deployed";
     /// BundleDeployment: the agent monitors the deployed resources.
     pub const MONITORED: &str = "Monitored";
+    /// ImageScan: the image repository was scanned.
+    pub const IMAGE_SCANNED: &str = "ImageScanned";
+    /// ImageScan: the latest tag was committed to the GitRepo.
+    pub const IMAGE_SYNCED: &str = "ImageSynced";
 
     /// Condition status values (core/v1 `ConditionStatus`).
     pub const TRUE: &str = "True";

@@ -29,6 +29,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         crate::GitRepoRestriction::crd(),
         crate::HelmApp::crd(),
         crate::HelmOp::crd(),
+        crate::ImageScan::crd(),
     ];
     for crd in &mut crds {
         finish(crd);

@@ -22,6 +22,7 @@ pub mod duration;
 pub mod gitrepo;
 pub mod gitreporestriction;
 pub mod helmop;
+pub mod imagescan;
 mod parse;
 pub mod resource;
 mod serde_util;
@@ -56,6 +57,9 @@ pub use gitrepo::{
 };
 pub use gitreporestriction::GitRepoRestriction;
 pub use helmop::{HelmApp, HelmAppSpec, HelmAppStatus, HelmOp, HelmOpSpec, HelmOpStatus};
+pub use imagescan::{
+    AlphabeticalPolicy, ImagePolicyChoice, ImageScan, ImageScanSpec, ImageScanStatus, SemVerPolicy,
+};
 pub use parse::{ApiError, from_value, parse_json, parse_yaml};
 pub use resource::{PerClusterState, Resource, ResourceCounts};
 pub use state::{BundleState, highest_state};

@@ -54,6 +54,7 @@ fn output_is_one_valid_crd_per_kind() {
             "GitRepo",
             "HelmApp",
             "HelmOp",
+            "ImageScan",
         ]
     );
     for crd in &crds {
@@ -154,6 +155,13 @@ fn printer_columns_are_fleets() {
             vec![
                 ("Default-ServiceAccount", ".defaultServiceAccount"),
                 ("Allowed-ServiceAccounts", ".allowedServiceAccounts"),
+            ],
+        ),
+        (
+            "ImageScan",
+            vec![
+                ("Repository", ".spec.image"),
+                ("Latest", ".status.latestTag"),
             ],
         ),
         ("BundleNamespaceMapping", vec![]),

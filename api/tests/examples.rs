@@ -137,6 +137,12 @@ fn helmapp_example_round_trips_and_converts_to_helmop() {
     assert_eq!(value["spec"], serde_json::to_value(&app).unwrap()["spec"]);
 }
 
+#[test]
+fn imagescan_example_round_trips() {
+    let scan: ImageScan = round_trip("imagescan.yaml");
+    assert_eq!(scan.spec.policy.semver.unwrap().range, ">=1.0.0 <2.0.0");
+}
+
 /// Go's `encoding/json`: `omitempty` fields are dropped when empty, other fields always written.
 #[test]
 fn empty_objects_serialise_like_go() {
