@@ -331,6 +331,47 @@ impl BundleSummary {
         }
         self.desired_ready += other.desired_ready;
     }
+
+    /// Fleet's `summary.Increment`: adds `other`'s counters, and appends all of its non-ready
+    /// resources while this summary holds fewer than 10 (so the list may exceed 10, as in Fleet).
+    pub fn increment(&mut self, other: &BundleSummary) {
+        self.add_counts(other);
+        if self.non_ready_resources.len() < crate::consts::MAX_NON_READY_RESOURCES {
+            self.non_ready_resources
+                .extend(other.non_ready_resources.iter().cloned());
+        }
+    }
+
+    /// Fleet's `summary.IncrementState`: counts one bundle deployment in `state` and, when it
+    /// is not Ready and has a name, records it in `nonReadyResources` (at most 10).
+    pub fn increment_state(
+        &mut self,
+        name: &str,
+        state: BundleState,
+        message: &str,
+        modified: &[ModifiedStatus],
+        non_ready: &[NonReadyStatus],
+    ) {
+        *self.count_mut(state) += 1;
+        if !name.is_empty()
+            && state != BundleState::Ready
+            && self.non_ready_resources.len() < crate::consts::MAX_NON_READY_RESOURCES
+        {
+            self.non_ready_resources.push(NonReadyResource {
+                name: name.to_string(),
+                state: Some(state),
+                message: message.to_string(),
+                modified_status: modified.to_vec(),
+                non_ready_status: non_ready.to_vec(),
+            });
+        }
+    }
+
+    /// Fleet's `summary.GetSummaryState`: the highest-ranked state of the non-ready
+    /// resources, `None` when there are none.
+    pub fn summary_state(&self) -> Option<BundleState> {
+        crate::state::highest_state(self.non_ready_resources.iter().filter_map(|r| r.state))
+    }
 }
 
 /// A non-ready bundle deployment with its non-ready and modified resources.
@@ -485,4 +526,44 @@ pub struct BundleHelmOptions {
         deserialize_with = "nullable"
     )]
     pub insecure_skip_tls_verify: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increment_state_counts_and_keeps_ten_non_ready() {
+        let mut summary = BundleSummary::default();
+        summary.increment_state("ok", BundleState::Ready, "", &[], &[]);
+        for i in 0..12 {
+            summary.increment_state(&format!("bd{i}"), BundleState::NotReady, "m", &[], &[]);
+        }
+        summary.increment_state("bad", BundleState::ErrApplied, "x", &[], &[]);
+        assert_eq!(summary.ready, 1);
+        assert_eq!(summary.not_ready, 12);
+        assert_eq!(summary.err_applied, 1);
+        assert_eq!(summary.non_ready_resources.len(), 10);
+        assert_eq!(summary.summary_state(), Some(BundleState::NotReady));
+        assert_eq!(BundleSummary::default().summary_state(), None);
+    }
+
+    #[test]
+    fn increment_adds_counts_and_appends_while_below_ten() {
+        let mut left = BundleSummary {
+            ready: 1,
+            desired_ready: 2,
+            ..Default::default()
+        };
+        let mut right = BundleSummary {
+            modified: 1,
+            desired_ready: 1,
+            ..Default::default()
+        };
+        right.increment_state("m", BundleState::Modified, "", &[], &[]);
+        left.increment(&right);
+        assert_eq!((left.ready, left.modified, left.desired_ready), (1, 2, 3));
+        assert_eq!(left.non_ready_resources.len(), 1);
+        assert!(!left.is_ready());
+    }
 }

@@ -595,6 +595,57 @@ pub struct ModifiedStatus {
     pub patch: String,
 }
 
+impl BundleDeployment {
+    /// Fleet's `GetDeploymentState`: the bundle state of this deployment.
+    ///
+    /// Not yet applied → ErrApplied when the `Deployed` condition is False, else WaitApplied;
+    /// then NotReady, OutOfSync (staged differs from current), Modified, Ready.
+    pub fn state(&self) -> crate::state::BundleState {
+        use crate::state::BundleState;
+        let default_status = BundleDeploymentStatus::default();
+        let status = self.status.as_ref().unwrap_or(&default_status);
+        if status.applied_deployment_id != self.spec.deployment_id {
+            let deployed_false = crate::condition::find_condition(
+                &status.conditions,
+                crate::consts::condition::DEPLOYED,
+            )
+            .is_some_and(|c| c.is_false());
+            return if deployed_false {
+                BundleState::ErrApplied
+            } else {
+                BundleState::WaitApplied
+            };
+        }
+        if !status.ready {
+            BundleState::NotReady
+        } else if self.spec.deployment_id != self.spec.staged_deployment_id {
+            BundleState::OutOfSync
+        } else if !status.non_modified {
+            BundleState::Modified
+        } else {
+            BundleState::Ready
+        }
+    }
+
+    /// Fleet's `MessageFromDeployment`: the message of the first of the Deployed, Installed
+    /// and Monitored conditions that has one.
+    pub fn condition_message(&self) -> &str {
+        let Some(status) = &self.status else {
+            return "";
+        };
+        [
+            crate::consts::condition::DEPLOYED,
+            crate::consts::condition::INSTALLED,
+            crate::consts::condition::MONITORED,
+        ]
+        .into_iter()
+        .filter_map(|t| crate::condition::find_condition(&status.conditions, t))
+        .map(|c| c.message.as_str())
+        .find(|m| !m.is_empty())
+        .unwrap_or("")
+    }
+}
+
 /// Fleet's object naming in status messages: `kind.group ns/name` (`kind ns/name` for core).
 pub fn object_display_name(api_version: &str, kind: &str, namespace: &str, name: &str) -> String {
     let kind = kind.to_lowercase();
@@ -642,6 +693,63 @@ impl fmt::Display for ModifiedStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::BundleState;
+
+    fn bd(
+        deployment: &str,
+        staged: &str,
+        applied: &str,
+        ready: bool,
+        non_modified: bool,
+    ) -> BundleDeployment {
+        let mut bd = BundleDeployment::new(
+            "bd",
+            BundleDeploymentSpec {
+                deployment_id: deployment.into(),
+                staged_deployment_id: staged.into(),
+                ..Default::default()
+            },
+        );
+        bd.status = Some(BundleDeploymentStatus {
+            applied_deployment_id: applied.into(),
+            ready,
+            non_modified,
+            ..Default::default()
+        });
+        bd
+    }
+
+    #[test]
+    fn deployment_state_follows_fleets_order() {
+        assert_eq!(
+            bd("a", "a", "old", true, true).state(),
+            BundleState::WaitApplied
+        );
+        let mut failed = bd("a", "a", "old", true, true);
+        if let Some(status) = failed.status.as_mut() {
+            status.conditions.push(crate::GenericCondition {
+                message: "boom".into(),
+                ..crate::GenericCondition::new("Deployed", "False")
+            });
+        }
+        assert_eq!(failed.state(), BundleState::ErrApplied);
+        assert_eq!(failed.condition_message(), "boom");
+        assert_eq!(
+            bd("a", "a", "a", false, true).state(),
+            BundleState::NotReady
+        );
+        assert_eq!(
+            bd("a", "b", "a", true, true).state(),
+            BundleState::OutOfSync
+        );
+        assert_eq!(
+            bd("a", "a", "a", true, false).state(),
+            BundleState::Modified
+        );
+        assert_eq!(bd("a", "a", "a", true, true).state(), BundleState::Ready);
+        let no_status = BundleDeployment::new("x", BundleDeploymentSpec::default());
+        assert_eq!(no_status.state(), BundleState::NotReady);
+    }
 
     #[test]
     fn modified_status_strings_match_fleet() {
