@@ -26,7 +26,10 @@ impl WallClock {
     }
 
     pub fn instant(&self, at: Duration) -> DateTime<Utc> {
-        self.origin + chrono::Duration::from_std(at).unwrap_or(chrono::Duration::MAX)
+        chrono::Duration::from_std(at)
+            .ok()
+            .and_then(|offset| self.origin.checked_add_signed(offset))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// `metav1.Time` format: RFC 3339, whole seconds, `Z`.

@@ -53,8 +53,11 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationParseError> {
             _ => return Err(error("unknown unit")),
         };
         rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * seconds_per_unit)
+        let part = Duration::try_from_secs_f64(number * seconds_per_unit)
             .map_err(|_| error("out of range"))?;
+        total = total
+            .checked_add(part)
+            .ok_or_else(|| error("out of range"))?;
     }
     Ok(total)
 }
@@ -120,12 +123,12 @@ impl Delay {
         } else {
             rng.random_range(0..=jitter_ms)
         };
-        self.after + Duration::from_millis(extra)
+        self.after.saturating_add(Duration::from_millis(extra))
     }
 
     /// The longest this delay can be.
     pub fn max(&self) -> Duration {
-        self.after + self.jitter
+        self.after.saturating_add(self.jitter)
     }
 }
 

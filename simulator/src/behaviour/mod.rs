@@ -243,6 +243,9 @@ impl ClusterBehaviour {
 
 /// Stores may omit `apiVersion`/`kind` in stored objects; the controllers need them.
 fn typed(object: &mut Value, api_version: &str, kind: &str) {
+    if !object.is_object() {
+        return;
+    }
     if object.get("apiVersion").is_none_or(Value::is_null) {
         object["apiVersion"] = Value::String(api_version.to_owned());
     }

@@ -108,8 +108,7 @@ pub(crate) fn is_available(
     at: Duration,
     clock: &WallClock,
 ) -> bool {
-    ready_since(pod, clock)
-        .is_some_and(|since| since + Duration::from_secs(min_ready_seconds) <= at)
+    ready_since(pod, clock).is_some_and(|since| later(since, min_ready_seconds) <= at)
 }
 
 /// When a ready pod becomes available, if that is still in the future as of `now`.
@@ -119,8 +118,13 @@ pub(crate) fn available_at(
     now: Duration,
     clock: &WallClock,
 ) -> Option<Duration> {
-    let at = ready_since(pod, clock)? + Duration::from_secs(min_ready_seconds);
+    let at = later(ready_since(pod, clock)?, min_ready_seconds);
     (at > now).then_some(at)
+}
+
+/// `base` plus `seconds` taken from an object, saturating instead of overflowing.
+pub(crate) fn later(base: Duration, seconds: u64) -> Duration {
+    base.saturating_add(Duration::from_secs(seconds))
 }
 
 /// A status write for `object`, guarded by its current generation.
@@ -183,7 +187,10 @@ pub(crate) fn merged_condition(
 
 /// `spec.replicas` (default 1).
 pub(crate) fn replicas(object: &Value) -> i64 {
-    object["spec"]["replicas"].as_i64().unwrap_or(1).max(0)
+    object["spec"]["replicas"]
+        .as_i64()
+        .unwrap_or(1)
+        .clamp(0, i64::from(i32::MAX))
 }
 
 pub(crate) fn min_ready_seconds(object: &Value) -> u64 {

@@ -70,14 +70,14 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, daemonse
     if state.satisfied(objects::uid(daemonset), ctx.now) {
         sync(ctx, state, daemonset, &pods, &revision);
     }
-    let status = compute_status(ctx, daemonset, ctx.now);
+    let status = compute_status(ctx, daemonset, &pods, ctx.now);
     let min_ready = objects::min_ready_seconds(daemonset);
     let wake = pods
         .iter()
         .filter_map(|pod| objects::available_at(pod, min_ready, ctx.now, ctx.clock))
         .min();
     write_status(ctx, state, daemonset, status, wake, |ctx, projected, at| {
-        compute_status(ctx, projected, at)
+        compute_status(ctx, projected, &pods, at)
     });
 }
 
@@ -172,13 +172,18 @@ fn sync(
     }
 }
 
-fn compute_status(ctx: &Ctx<'_>, daemonset: &Value, at: std::time::Duration) -> Value {
+fn compute_status(
+    ctx: &Ctx<'_>,
+    daemonset: &Value,
+    all_pods: &[Value],
+    at: std::time::Duration,
+) -> Value {
     let revision = template_hash(&daemonset["spec"]["template"]);
     let template_pod = daemon_pod(daemonset, "probe", &revision);
     let nodes = ctx.list("v1", "Node", None);
-    let pods: Vec<Value> = owned_pods(ctx, daemonset)
-        .into_iter()
-        .filter(objects::is_active)
+    let pods: Vec<&Value> = all_pods
+        .iter()
+        .filter(|pod| objects::is_active(pod))
         .collect();
     let min_ready = objects::min_ready_seconds(daemonset);
     let (mut desired, mut current, mut misscheduled, mut ready, mut updated, mut available) =
@@ -186,6 +191,7 @@ fn compute_status(ctx: &Ctx<'_>, daemonset: &Value, at: std::time::Duration) -> 
     for node in &nodes {
         let on_node: Vec<&Value> = pods
             .iter()
+            .copied()
             .filter(|pod| pod["spec"]["nodeName"].as_str() == Some(objects::name(node)))
             .collect();
         if should_run(&template_pod, node) {

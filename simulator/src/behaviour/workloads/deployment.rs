@@ -70,7 +70,7 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, deployme
         .get(&uid)
         .cloned()
         .unwrap_or_else(|| Progress::observed(ctx, deployment));
-    let (status, progress) = compute_status(ctx, deployment, ctx.now, &memory);
+    let (status, progress) = compute_status(ctx, deployment, &pods, ctx.now, &memory);
     let wake = next_wake(ctx, deployment, &progress, &plan, &pods);
     state.progress.insert(uid, progress.clone());
     write_status(
@@ -79,7 +79,7 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, deployme
         deployment,
         status,
         wake,
-        |ctx, projected, at| compute_status(ctx, projected, at, &progress).0,
+        |ctx, projected, at| compute_status(ctx, projected, &pods, at, &progress).0,
     );
 }
 
@@ -184,6 +184,7 @@ fn scale(
         let excess = usize::try_from(count(&new) - plan.desired).unwrap_or(0);
         to_delete.extend(extra.into_iter().take(excess));
     }
+    let to_create = to_create.min(super::BURST_REPLICAS);
     if to_create > 0 {
         let mut taken = taken_names(ctx, objects::namespace(deployment));
         for _ in 0..to_create {
@@ -207,11 +208,11 @@ fn scale(
 fn compute_status(
     ctx: &Ctx<'_>,
     deployment: &Value,
+    pods: &[Value],
     at: Duration,
     memory: &Progress,
 ) -> (Value, Progress) {
     let plan = rollout(deployment);
-    let pods = owned_pods(ctx, deployment);
     let active: Vec<&Value> = pods.iter().filter(|pod| objects::is_active(pod)).collect();
     let count = |predicate: &dyn Fn(&Value) -> bool| {
         i64::try_from(active.iter().filter(|pod| predicate(pod)).count()).unwrap_or(0)
@@ -273,7 +274,7 @@ fn compute_status(
             &format!("ReplicaSet \"{rs}\" is progressing."),
             &timestamp,
         )
-    } else if last + Duration::from_secs(deadline) <= at {
+    } else if objects::later(last, deadline) <= at {
         let message = format!("ReplicaSet \"{rs}\" has timed out progressing.");
         merged_condition(
             previous_progressing,
@@ -381,8 +382,8 @@ fn next_wake(
     let deadline_seconds = deployment["spec"]["progressDeadlineSeconds"]
         .as_u64()
         .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
-    let deadline = (!complete && !paused)
-        .then(|| progress.last_progress + Duration::from_secs(deadline_seconds));
+    let deadline =
+        (!complete && !paused).then(|| objects::later(progress.last_progress, deadline_seconds));
     [availability, deadline]
         .into_iter()
         .flatten()

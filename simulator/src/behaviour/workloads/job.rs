@@ -1,8 +1,6 @@
 //! The Job controller: runs `parallelism` pods at a time until `completions` succeed, gives up
 //! after `backoffLimit` failures, honours `suspend` and `ttlSecondsAfterFinished`.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::{
@@ -145,7 +143,7 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Va
             let mut taken = taken_names(ctx, objects::namespace(job));
             let uid = objects::uid(job).to_owned();
             let job_name = objects::name(job).to_owned();
-            for _ in active_count..wanted {
+            for _ in active_count..wanted.min(active_count + super::BURST_REPLICAS) {
                 let prefix = format!("{job_name}-");
                 let name = generated_name(ctx, &prefix, &mut taken);
                 let labels = [
@@ -194,5 +192,5 @@ fn expire(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Value, condition
         .as_str()
         .and_then(|time| ctx.clock.since_start(time))
         .unwrap_or(ctx.now);
-    ctx.push(finished_at + Duration::from_secs(ttl), objects::delete(job));
+    ctx.push(objects::later(finished_at, ttl), objects::delete(job));
 }

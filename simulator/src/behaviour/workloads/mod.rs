@@ -27,6 +27,10 @@ use super::{Action, ChangeKind, Ctx, ObjectChange};
 /// have refused a create, e.g. in a terminating namespace).
 const EXPECTATIONS_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most pods a controller creates in one sync (kube-controller-manager's `BurstReplicas`); the
+/// rest follow as the created pods come back, so absurd replica counts cannot stall the cluster.
+const BURST_REPLICAS: i64 = 500;
+
 #[derive(Debug, Default)]
 struct Expectations {
     creates: BTreeSet<String>,
@@ -380,6 +384,9 @@ fn pod_from_template(owner: &Value, name: &str, extra_labels: &[(&str, String)])
 }
 
 fn default_container(container: &mut Value) {
+    if !container.is_object() {
+        return;
+    }
     let image = container["image"].as_str().unwrap_or_default();
     let tag_is_latest = image
         .rsplit('/')
@@ -510,9 +517,9 @@ fn int_or_percent(value: &Value, replicas: i64, default_percent: i64, round_up: 
         _ => Some(default_percent),
     };
     let Some(percent) = percent else { return 0 };
-    let scaled = replicas * percent;
+    let scaled = replicas.saturating_mul(percent);
     if round_up {
-        (scaled + 99) / 100
+        scaled.saturating_add(99) / 100
     } else {
         scaled / 100
     }

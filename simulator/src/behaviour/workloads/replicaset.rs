@@ -20,7 +20,7 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, replica_
     if state.satisfied(objects::uid(replica_set), ctx.now) {
         if active.len() < desired {
             let mut taken = taken_names(ctx, objects::namespace(replica_set));
-            for _ in active.len()..desired {
+            for _ in active.len()..desired.min(active.len() + 500) {
                 let prefix = format!("{}-", objects::name(replica_set));
                 let name = generated_name(ctx, &prefix, &mut taken);
                 let mut pod = pod_from_template(replica_set, &name, &[]);
@@ -34,19 +34,31 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, replica_
             }
         }
     }
-    let status = compute_status(ctx, replica_set, ctx.now);
+    let status = compute_status(ctx, replica_set, &pods, ctx.now);
     let min_ready = objects::min_ready_seconds(replica_set);
     let wake = pods
         .iter()
         .filter_map(|pod| objects::available_at(pod, min_ready, ctx.now, ctx.clock))
         .min();
-    write_status(ctx, state, replica_set, status, wake, compute_status);
+    write_status(
+        ctx,
+        state,
+        replica_set,
+        status,
+        wake,
+        |ctx, projected, at| compute_status(ctx, projected, &pods, at),
+    );
 }
 
-fn compute_status(ctx: &Ctx<'_>, replica_set: &Value, at: std::time::Duration) -> Value {
-    let pods: Vec<Value> = owned_pods(ctx, replica_set)
-        .into_iter()
-        .filter(objects::is_active)
+fn compute_status(
+    ctx: &Ctx<'_>,
+    replica_set: &Value,
+    all_pods: &[Value],
+    at: std::time::Duration,
+) -> Value {
+    let pods: Vec<&Value> = all_pods
+        .iter()
+        .filter(|pod| objects::is_active(pod))
         .collect();
     let min_ready = objects::min_ready_seconds(replica_set);
     let count = |predicate: &dyn Fn(&Value) -> bool| {

@@ -30,13 +30,20 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, stateful
     if state.satisfied(objects::uid(statefulset), ctx.now) {
         scale(ctx, state, statefulset, &pods);
     }
-    let status = compute_status(ctx, statefulset, ctx.now);
+    let status = compute_status(ctx, statefulset, &pods, ctx.now);
     let min_ready = objects::min_ready_seconds(statefulset);
     let wake = pods
         .iter()
         .filter_map(|pod| objects::available_at(pod, min_ready, ctx.now, ctx.clock))
         .min();
-    write_status(ctx, state, statefulset, status, wake, compute_status);
+    write_status(
+        ctx,
+        state,
+        statefulset,
+        status,
+        wake,
+        |ctx, projected, at| compute_status(ctx, projected, &pods, at),
+    );
 }
 
 fn scale(ctx: &mut Ctx<'_>, state: &mut ControllerState, statefulset: &Value, pods: &[Value]) {
@@ -57,6 +64,8 @@ fn scale(ctx: &mut Ctx<'_>, state: &mut ControllerState, statefulset: &Value, po
         delete_pod(ctx, state, statefulset, pod);
         return;
     }
+    // Parallel creation is bounded per sync like the other controllers; the rest follow.
+    let mut created = 0;
     for wanted in 0..desired {
         match by_ordinal(wanted) {
             Some(pod) if healthy(pod) => continue,
@@ -78,7 +87,8 @@ fn scale(ctx: &mut Ctx<'_>, state: &mut ControllerState, statefulset: &Value, po
                     pod["spec"]["subdomain"] = json!(service);
                 }
                 create_pod(ctx, state, statefulset, pod, None);
-                if !parallel {
+                created += 1;
+                if !parallel || created >= super::BURST_REPLICAS {
                     return;
                 }
             }
@@ -122,9 +132,14 @@ fn scale(ctx: &mut Ctx<'_>, state: &mut ControllerState, statefulset: &Value, po
     }
 }
 
-fn compute_status(ctx: &Ctx<'_>, statefulset: &Value, at: std::time::Duration) -> Value {
-    let pods: Vec<Value> = owned_pods(ctx, statefulset)
-        .into_iter()
+fn compute_status(
+    ctx: &Ctx<'_>,
+    statefulset: &Value,
+    all_pods: &[Value],
+    at: std::time::Duration,
+) -> Value {
+    let pods: Vec<&Value> = all_pods
+        .iter()
         .filter(|pod| !objects::is_terminating(pod))
         .collect();
     let revision = update_revision(statefulset);
