@@ -53,6 +53,7 @@ pub fn to_yaml() -> Result<String, serde_norway::Error> {
 /// `default`s — Fleet applies its defaults in code, and serde's `#[serde(default)]` would
 /// otherwise leak zero values into the API server's defaulting.
 fn finish(crd: &mut CustomResourceDefinition) {
+    crd.spec.names.list_kind = Some(format!("{}List", crd.spec.names.kind));
     for version in &mut crd.spec.versions {
         let subresources = version
             .subresources
@@ -66,28 +67,61 @@ fn finish(crd: &mut CustomResourceDefinition) {
             .and_then(|s| s.open_api_v3_schema.as_mut())
         {
             strip_defaults(schema);
+            if let Some(properties) = schema.properties.as_mut() {
+                for (name, property) in properties.iter_mut() {
+                    // `spec` and `status` themselves are required objects in the Rust types.
+                    if name == "spec" || name == "status" {
+                        for_each_subschema(property, accept_null);
+                    } else {
+                        accept_null(property);
+                    }
+                }
+                // Declared like controller-gen does, so `kubectl explain` shows them.
+                let string = || JSONSchemaProps {
+                    type_: Some("string".into()),
+                    ..Default::default()
+                };
+                properties.insert("apiVersion".into(), string());
+                properties.insert("kind".into(), string());
+                properties.insert(
+                    "metadata".into(),
+                    JSONSchemaProps {
+                        type_: Some("object".into()),
+                        ..Default::default()
+                    },
+                );
+            }
         }
+    }
+}
+
+/// Marks every property below `schema` nullable: the types read `null` as the zero value
+/// (as Go does), and Fleet's CRDs accept `null` for nearly every field (`+nullable`).
+fn accept_null(schema: &mut JSONSchemaProps) {
+    schema.nullable = Some(true);
+    for_each_subschema(schema, accept_null);
+}
+
+fn for_each_subschema(schema: &mut JSONSchemaProps, f: fn(&mut JSONSchemaProps)) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    if let Some(properties) = schema.properties.as_mut() {
+        properties.values_mut().for_each(f);
+    }
+    match schema.items.as_mut() {
+        Some(JSONSchemaPropsOrArray::Schema(s)) => f(s),
+        Some(JSONSchemaPropsOrArray::Schemas(list)) => list.iter_mut().for_each(f),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(s)) = schema.additional_properties.as_mut() {
+        f(s);
     }
 }
 
 fn strip_defaults(schema: &mut JSONSchemaProps) {
     schema.default = None;
-    if let Some(properties) = schema.properties.as_mut() {
-        properties.values_mut().for_each(strip_defaults);
-    }
-    if let Some(items) = schema.items.as_mut() {
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrArray;
-        match items {
-            JSONSchemaPropsOrArray::Schema(s) => strip_defaults(s),
-            JSONSchemaPropsOrArray::Schemas(list) => list.iter_mut().for_each(strip_defaults),
-        }
-    }
-    if let Some(
-        k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(s),
-    ) = schema.additional_properties.as_mut()
-    {
-        strip_defaults(s);
-    }
+    for_each_subschema(schema, strip_defaults);
     for list in [&mut schema.all_of, &mut schema.any_of, &mut schema.one_of]
         .into_iter()
         .flatten()

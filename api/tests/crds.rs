@@ -89,6 +89,15 @@ fn output_is_one_valid_crd_per_kind() {
             .and_then(|s| s.open_api_v3_schema.as_ref())
             .unwrap_or_else(|| panic!("{name} has no schema"));
         assert_eq!(schema.type_.as_deref(), Some("object"), "{name}");
+        assert_eq!(
+            crd.spec.names.list_kind.as_deref(),
+            Some(format!("{}List", crd.spec.names.kind).as_str()),
+            "{name} listKind"
+        );
+        let root = schema.properties.as_ref().unwrap();
+        for field in ["apiVersion", "kind", "metadata"] {
+            assert!(root.contains_key(field), "{name} schema lacks {field}");
+        }
     }
 }
 
@@ -201,6 +210,24 @@ fn printer_columns_are_fleets() {
             .collect();
         assert_eq!(got, want, "{kind} printer columns");
     }
+}
+
+/// The types read `null` as the zero value, so the schema accepts it below spec and status.
+#[test]
+fn fields_accept_null_like_fleets_nullable_markers() {
+    let gitrepo = parsed_crds()
+        .into_iter()
+        .find(|c| c.spec.names.kind == "GitRepo")
+        .unwrap();
+    let schema = serde_json::to_value(&gitrepo.spec.versions[0].schema).unwrap();
+    let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
+    assert_eq!(spec["properties"]["branch"]["nullable"], true);
+    assert_eq!(spec["properties"]["paths"]["nullable"], true);
+    assert_eq!(
+        spec["properties"]["targets"]["items"]["properties"]["clusterSelector"]["nullable"],
+        true
+    );
+    assert!(spec.get("nullable").is_none(), "spec itself is required");
 }
 
 #[test]
