@@ -25,6 +25,30 @@
 //! - [`Action::Delete`] is the kubelet's final delete: grace period 0 (finalizers still apply).
 //!   Missing objects are ignored.
 //! - [`ClusterBehaviour::initial_objects`] are created once when the cluster starts (the nodes).
+//! - `now` is the time since cluster start; build the behaviour with [`ClusterBehaviour::with_clock`]
+//!   and [`WallClock::starting_at`] the wall-clock instant that `now` counts from, so timestamps in
+//!   status line up with `creationTimestamp`s. Feed changes in commit order: with the same seed,
+//!   the same changes give the same actions.
+//! - A profile may carry a [`FaultPlan`](crate::faults::FaultPlan) in `faults`; it is the cluster's
+//!   default fault plan.
+//!
+//! # What is simulated
+//! - Nodes from the profile, Ready; nodes created later turn Ready after `nodeReadyAfter`.
+//! - The scheduler check ([`schedule_pod`]): cordons, taints/tolerations (NoSchedule/NoExecute,
+//!   Equal/Exists, empty key), nodeSelector, required node affinity, cpu/memory/pod-count fit;
+//!   pods that fit nowhere stay Pending with `PodScheduled=False reason=Unschedulable` and
+//!   kube-scheduler's message, and are retried when nodes change or capacity frees up.
+//!   NoExecute taints evict pods that do not tolerate them.
+//! - The kubelet: `ContainerCreating`, then per container Ready / NeverReady / CrashLoopBackOff
+//!   (restart counts with the kubelet's back-off) / ImagePullBackOff, after the profile's delays;
+//!   Job pods exit 0 after `completeAfter`; terminating pods are deleted after `deleteAfter`.
+//! - Controllers: Deployment (rolling update with maxSurge/maxUnavailable, Recreate, pause,
+//!   minReadySeconds, progress deadline; pods carry `pod-template-hash` and are named like a
+//!   ReplicaSet's, but belong to the Deployment directly because no action can update a
+//!   ReplicaSet's `spec.replicas`), ReplicaSet, StatefulSet (OrderedReady/Parallel, rolling update
+//!   from the highest ordinal, revisions), DaemonSet (one pod per eligible node, rolling update),
+//!   Job (parallelism, completions, backoffLimit, suspend, ttlSecondsAfterFinished), and the
+//!   LoadBalancer ingress of Services.
 
 mod clock;
 mod duration;
@@ -51,11 +75,12 @@ use serde_json::Value;
 pub use clock::WallClock;
 pub(crate) use duration::option_duration as option_duration_serde;
 pub use duration::{Delay, DurationParseError, format_duration, parse_duration};
-pub use nodes::node_object;
+pub use nodes::{KUBELET_VERSION, node_object};
 pub use profile::{
     EXAMPLE_PROFILE, JobRules, NodeTemplate, Pattern, PodOutcome, PodRule, PodSelector, Profile,
     ProfileError, SchedulerRules, Taint, TaintEffect, TerminationRules,
 };
+pub use scheduler::{Feasibility, NodeUsage, pod_requests, schedule_pod, usage_by_node};
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
