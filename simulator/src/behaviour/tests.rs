@@ -1416,3 +1416,151 @@ fn absurd_durations_in_objects_saturate_instead_of_overflowing() {
     cluster.run_for(Duration::from_secs(5));
     assert!(!is_available(&cluster.deployment("web")));
 }
+
+#[test]
+fn the_recreate_strategy_removes_every_old_pod_before_creating_new_ones() {
+    let mut cluster = TestCluster::new(Profile::realistic(), 8);
+    let mut web = deployment("web", 3, "nginx:1");
+    web["spec"]["strategy"] = json!({"type": "Recreate"});
+    cluster.create(web);
+    cluster.run_for(Duration::from_secs(10));
+    assert!(is_available(&cluster.deployment("web")));
+    cluster.update("apps/v1", "Deployment", Some("default"), "web", |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    });
+    let before = cluster.timeline.len();
+    for _ in 0..200 {
+        cluster.run_for(Duration::from_millis(50));
+        let images: std::collections::BTreeSet<String> = cluster
+            .pods()
+            .iter()
+            .map(|pod| {
+                pod["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert!(
+            images.len() <= 1,
+            "old and new pods never run together: {images:?}"
+        );
+    }
+    let steps = &cluster.timeline[before..];
+    let last_delete = steps
+        .iter()
+        .rposition(|line| line.contains(" delete Pod/"))
+        .unwrap();
+    let first_create = steps
+        .iter()
+        .position(|line| line.contains(" create \"Pod\""))
+        .unwrap();
+    assert!(
+        last_delete < first_create,
+        "every old pod is gone before a new one is made: {steps:#?}"
+    );
+    let done = cluster.deployment("web");
+    assert_eq!(done["status"]["availableReplicas"], 3);
+    assert!(
+        cluster
+            .pods()
+            .iter()
+            .all(|pod| pod["spec"]["containers"][0]["image"] == "nginx:2")
+    );
+}
+
+#[test]
+fn a_paused_deployment_keeps_its_pods_and_reports_deployment_paused() {
+    let mut cluster = TestCluster::fast();
+    cluster.create(deployment("web", 2, "nginx:1"));
+    cluster.run_for(Duration::from_secs(1));
+    cluster.update("apps/v1", "Deployment", Some("default"), "web", |d| {
+        d["spec"]["paused"] = json!(true);
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:2");
+    });
+    cluster.run_for(Duration::from_secs(5));
+    let paused = cluster.deployment("web");
+    assert_eq!(
+        status_of(&paused, "Progressing"),
+        ("Unknown", "DeploymentPaused")
+    );
+    assert!(
+        cluster
+            .pods()
+            .iter()
+            .all(|pod| pod["spec"]["containers"][0]["image"] == "nginx:1")
+    );
+    cluster.update("apps/v1", "Deployment", Some("default"), "web", |d| {
+        d["spec"]["paused"] = json!(false)
+    });
+    cluster.run_for(Duration::from_secs(5));
+    assert!(
+        cluster
+            .pods()
+            .iter()
+            .all(|pod| pod["spec"]["containers"][0]["image"] == "nginx:2")
+    );
+    assert_eq!(
+        status_of(&cluster.deployment("web"), "Progressing"),
+        ("True", "NewReplicaSetAvailable")
+    );
+}
+
+#[test]
+fn a_suspended_job_runs_no_pods_until_resumed() {
+    let mut cluster = TestCluster::fast();
+    let mut later = job("later", 1, 1, "tool:1");
+    later["spec"]["suspend"] = json!(true);
+    cluster.create(later);
+    cluster.run_for(Duration::from_secs(5));
+    let suspended = cluster.get("batch/v1", "Job", Some("default"), "later");
+    assert_eq!(status_of(&suspended, "Suspended"), ("True", "JobSuspended"));
+    assert!(cluster.pods().is_empty());
+    assert!(suspended["status"]["startTime"].is_null());
+    cluster.update("batch/v1", "Job", Some("default"), "later", |j| {
+        j["spec"]["suspend"] = json!(false)
+    });
+    cluster.run_for(Duration::from_secs(5));
+    let done = cluster.get("batch/v1", "Job", Some("default"), "later");
+    assert_eq!(status_of(&done, "Suspended"), ("False", "JobResumed"));
+    assert_eq!(status_of(&done, "Complete"), ("True", "CompletionsReached"));
+}
+
+#[test]
+fn a_job_restarting_in_place_fails_once_restarts_pass_the_backoff_limit() {
+    let mut cluster = TestCluster::fast();
+    let mut flaky = job("flaky", 1, 1, "tool:crashloop");
+    flaky["spec"]["template"]["spec"]["restartPolicy"] = json!("OnFailure");
+    cluster.create(flaky);
+    cluster.run_for(Duration::from_secs(5));
+    let running = cluster.get("batch/v1", "Job", Some("default"), "flaky");
+    assert!(condition(&running, "Failed").is_null(), "{running}");
+    assert_eq!(
+        cluster.pods().len(),
+        1,
+        "the container restarts inside its pod"
+    );
+    cluster.run_for(Duration::from_secs(120));
+    let failed = cluster.get("batch/v1", "Job", Some("default"), "flaky");
+    assert_eq!(
+        status_of(&failed, "Failed"),
+        ("True", "BackoffLimitExceeded")
+    );
+    assert!(
+        cluster.pods().is_empty(),
+        "the failed job's running pod is removed"
+    );
+}
+
+#[test]
+fn a_parallel_statefulset_creates_all_its_pods_at_once() {
+    let mut cluster = TestCluster::new(Profile::realistic(), 2);
+    let mut db = statefulset("db", 3, "postgres:16");
+    db["spec"]["podManagementPolicy"] = json!("Parallel");
+    cluster.create(db);
+    cluster.run_for(Duration::from_millis(100));
+    assert_eq!(cluster.pods().len(), 3);
+    cluster.run_for(Duration::from_secs(30));
+    let sts = cluster.get("apps/v1", "StatefulSet", Some("default"), "db");
+    assert_eq!(sts["status"]["readyReplicas"], 3);
+}

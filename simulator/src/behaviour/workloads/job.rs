@@ -11,22 +11,48 @@ use crate::behaviour::objects::{self, merged_condition, update_status};
 
 const DEFAULT_BACKOFF_LIMIT: i64 = 6;
 
-fn finished(job: &Value) -> Option<&Value> {
-    ["Complete", "Failed"].iter().find_map(|kind| {
-        objects::condition(job, kind).filter(|condition| condition["status"] == "True")
+/// The `Complete` or `Failed` condition, if the status says the Job is finished.
+fn finished(status: &Value) -> Option<&Value> {
+    status["conditions"].as_array()?.iter().find(|condition| {
+        (condition["type"] == "Complete" || condition["type"] == "Failed")
+            && condition["status"] == "True"
     })
+}
+
+/// A finished Job: its outcome is final (written again if a racing write lost it), a failed
+/// Job's remaining pods are removed, and the TTL controller takes over.
+fn settle(
+    ctx: &mut Ctx<'_>,
+    state: &mut ControllerState,
+    job: &Value,
+    outcome: &Value,
+    active: &[&Value],
+) {
+    if finished(&job["status"]).is_none() {
+        ctx.push(ctx.now, update_status(job, outcome.clone()));
+    }
+    let Some(condition) = finished(outcome) else {
+        return;
+    };
+    if condition["type"] == "Failed" {
+        for pod in active {
+            delete_pod(ctx, state, job, pod);
+        }
+    }
+    expire(ctx, state, job, condition);
 }
 
 pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Value) {
     let pods = owned_pods(ctx, job);
     let active: Vec<&Value> = pods.iter().filter(|pod| objects::is_active(pod)).collect();
-    if let Some(condition) = finished(job) {
-        if condition["type"] == "Failed" {
-            for pod in &active {
-                delete_pod(ctx, state, job, pod);
-            }
-        }
-        expire(ctx, state, job, condition);
+    let uid = objects::uid(job).to_owned();
+    if let Some(outcome) = state.job_outcomes.get(&uid).cloned() {
+        settle(ctx, state, job, &outcome, &active);
+        return;
+    }
+    if finished(&job["status"]).is_some() {
+        let outcome = job["status"].clone();
+        settle(ctx, state, job, &outcome, &active);
         return;
     }
     let spec = &job["spec"];
@@ -105,14 +131,13 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Va
     let mut completion_time = previous["completionTime"].clone();
     let mut start_time = previous["startTime"].clone();
     let mut still_active = active_count;
-    let satisfied = state.satisfied(objects::uid(job), ctx.now);
+    let satisfied = state.satisfied(&uid, ctx.now);
+    let mut to_delete: Vec<&Value> = Vec::new();
     if failed + restarts > backoff_limit {
         let message = "Job has reached the specified backoff limit";
         set("FailureTarget", "True", "BackoffLimitExceeded", message);
         set("Failed", "True", "BackoffLimitExceeded", message);
-        for pod in &active {
-            delete_pod(ctx, state, job, pod);
-        }
+        to_delete.extend(active.iter().copied());
         still_active = 0;
     } else if completions.is_some_and(|wanted| succeeded >= wanted)
         || (completions.is_none() && succeeded > 0 && active_count == 0)
@@ -123,9 +148,7 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Va
         completion_time = json!(timestamp);
     } else if suspended {
         set("Suspended", "True", "JobSuspended", "Job suspended");
-        for pod in &active {
-            delete_pod(ctx, state, job, pod);
-        }
+        to_delete.extend(active.iter().copied());
         still_active = 0;
     } else {
         if was_suspended {
@@ -141,7 +164,6 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Va
         };
         if satisfied && wanted > active_count {
             let mut taken = taken_names(ctx, objects::namespace(job));
-            let uid = objects::uid(job).to_owned();
             let job_name = objects::name(job).to_owned();
             for _ in active_count..wanted.min(active_count + super::BURST_REPLICAS) {
                 let prefix = format!("{job_name}-");
@@ -175,8 +197,15 @@ pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, job: &Va
     if !completion_time.is_null() {
         status["completionTime"] = completion_time;
     }
+    // The status goes first: once pods are gone, what they did is only in the status.
+    if finished(&status).is_some() {
+        state.job_outcomes.insert(uid, status.clone());
+    }
     if job["status"] != status {
         ctx.push(ctx.now, update_status(job, status));
+    }
+    for pod in to_delete {
+        delete_pod(ctx, state, job, pod);
     }
 }
 

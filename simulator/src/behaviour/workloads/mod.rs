@@ -46,6 +46,8 @@ pub(crate) struct ControllerState {
     projections: HashMap<String, (Duration, Value)>,
     /// What each Deployment's controller saw last (by uid).
     progress: HashMap<String, deployment::Progress>,
+    /// The final status of each finished Job (by uid).
+    job_outcomes: HashMap<String, Value>,
     /// Jobs whose TTL-after-finished delete is scheduled.
     expiring_jobs: HashSet<String>,
     /// Nodes (by uid or name) whose Ready status write is scheduled.
@@ -99,6 +101,7 @@ impl ControllerState {
         self.projections.remove(uid);
         self.progress.remove(uid);
         self.expiring_jobs.remove(uid);
+        self.job_outcomes.remove(uid);
     }
 }
 
