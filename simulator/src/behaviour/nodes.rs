@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::profile::NodeTemplate;
+use super::profile::{NodeTemplate, Taint, TaintEffect};
 
 /// The kubelet version simulated nodes report (kubectl 1.32 is the client the project targets).
 pub const KUBELET_VERSION: &str = "v1.32.0";
@@ -55,9 +55,18 @@ pub fn node_object(template: &NodeTemplate, name: &str, index: usize, timestamp:
         "podCIDRs": [cidr],
         "providerID": format!("fleet-sim://{name}"),
     });
-    if !template.taints.is_empty() {
-        let taints: Vec<Value> = template
-            .taints
+    let mut template_taints = template.taints.clone();
+    if template.not_ready {
+        for effect in [TaintEffect::NoSchedule, TaintEffect::NoExecute] {
+            template_taints.push(Taint {
+                key: "node.kubernetes.io/not-ready".into(),
+                value: String::new(),
+                effect,
+            });
+        }
+    }
+    if !template_taints.is_empty() {
+        let taints: Vec<Value> = template_taints
             .iter()
             .map(|taint| {
                 let mut object = json!({ "key": taint.key, "effect": taint.effect.as_str() });
@@ -73,6 +82,17 @@ pub fn node_object(template: &NodeTemplate, name: &str, index: usize, timestamp:
         spec["unschedulable"] = true.into();
     }
     let mut status = ready_status(name, index, timestamp);
+    if template.not_ready {
+        status["conditions"][3] = json!({
+            "type": "Ready",
+            "status": "False",
+            "lastHeartbeatTime": timestamp,
+            "lastTransitionTime": timestamp,
+            "reason": "KubeletNotReady",
+            "message": "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady \
+                        message:Network plugin returns error: cni plugin not initialized",
+        });
+    }
     status["capacity"] = Value::Object(allocatable.clone());
     status["allocatable"] = Value::Object(allocatable);
     json!({

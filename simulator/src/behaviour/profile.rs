@@ -29,6 +29,8 @@ nodes:
     allocatable: {cpu: "8", memory: 32Gi, pods: "110"}
   - name: cordoned
     unschedulable: true
+  - name: broken
+    notReady: true                   # Ready=False, tainted not-ready
 nodeReadyAfter: {after: 5s, jitter: 5s}  # nodes created later take this long to turn Ready
 scheduler:
   enabled: true                      # taints/tolerations, nodeSelector, node affinity
@@ -132,6 +134,10 @@ pub struct NodeTemplate {
     /// `spec.unschedulable` (a cordoned node).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unschedulable: bool,
+    /// The node never turns Ready (its kubelet reports the network plugin not ready) and carries
+    /// the `node.kubernetes.io/not-ready` taints the node lifecycle controller adds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_ready: bool,
 }
 
 impl NodeTemplate {
@@ -143,6 +149,7 @@ impl NodeTemplate {
             taints: Vec::new(),
             allocatable: BTreeMap::new(),
             unschedulable: false,
+            not_ready: false,
         }
     }
 
@@ -614,8 +621,15 @@ mod tests {
         let profile = Profile::from_yaml(EXAMPLE_PROFILE, "EXAMPLE_PROFILE").unwrap();
         assert_eq!(
             profile.node_names(),
-            vec!["control-plane", "worker-1", "worker-2", "cordoned"]
+            vec![
+                "control-plane",
+                "worker-1",
+                "worker-2",
+                "cordoned",
+                "broken"
+            ]
         );
+        assert!(profile.nodes[3].not_ready);
         assert_eq!(profile.pods.len(), 5);
         assert_eq!(profile.pods[2].probability, 0.1);
         assert_eq!(profile.termination.delete_after, Delay::fixed(secs(1)));

@@ -1564,3 +1564,39 @@ fn a_parallel_statefulset_creates_all_its_pods_at_once() {
     let sts = cluster.get("apps/v1", "StatefulSet", Some("default"), "db");
     assert_eq!(sts["status"]["readyReplicas"], 3);
 }
+
+#[test]
+fn a_node_defined_not_ready_stays_not_ready_and_gets_no_pods() {
+    let mut profile = Profile::fast();
+    let mut broken = NodeTemplate::named("broken");
+    broken.not_ready = true;
+    profile.nodes.push(broken);
+    let mut cluster = TestCluster::new(profile, 1);
+    cluster.create(deployment("web", 4, "nginx"));
+    cluster.create(daemonset("logs"));
+    cluster.run_for(Duration::from_secs(30));
+    let node = cluster.get("v1", "Node", None, "broken");
+    assert_eq!(status_of(&node, "Ready"), ("False", "KubeletNotReady"));
+    let taints: Vec<&str> = node["spec"]["taints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["effect"].as_str().unwrap())
+        .collect();
+    assert_eq!(taints, vec!["NoSchedule", "NoExecute"]);
+    for pod in cluster.pods().iter().filter(|pod| {
+        pod["metadata"]["generateName"]
+            .as_str()
+            .unwrap()
+            .starts_with("web-")
+    }) {
+        assert_eq!(pod["spec"]["nodeName"], "sim-node");
+    }
+    assert!(is_available(&cluster.deployment("web")));
+    let ds = cluster.get("apps/v1", "DaemonSet", Some("default"), "logs");
+    assert_eq!(
+        ds["status"]["desiredNumberScheduled"], 1,
+        "daemon pods tolerate not-ready only for NoExecute, so they skip the node"
+    );
+    assert_eq!(ds["status"]["numberReady"], 1);
+}

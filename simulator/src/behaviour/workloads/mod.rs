@@ -209,7 +209,13 @@ fn on_node(
             ctx.push(ctx.now, objects::delete(pod));
         }
     } else {
+        let meant_to_fail = ctx
+            .profile
+            .nodes
+            .iter()
+            .any(|template| template.not_ready && template.names().contains(&node_name));
         if !super::nodes::is_ready(node)
+            && !meant_to_fail
             && !objects::is_terminating(node)
             && state.readied_nodes.insert(node_key(node))
         {
