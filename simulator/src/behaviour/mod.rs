@@ -47,8 +47,8 @@
 //!   ReplicaSet's, but belong to the Deployment directly because no action can update a
 //!   ReplicaSet's `spec.replicas`), ReplicaSet, StatefulSet (OrderedReady/Parallel, rolling update
 //!   from the highest ordinal, revisions), DaemonSet (one pod per eligible node, rolling update),
-//!   Job (parallelism, completions, backoffLimit, suspend, ttlSecondsAfterFinished), and the
-//!   LoadBalancer ingress of Services.
+//!   Job (parallelism, completions, backoffLimit, suspend, ttlSecondsAfterFinished), the
+//!   LoadBalancer ingress of Services, and PersistentVolumeClaims turning Bound.
 
 mod clock;
 mod duration;

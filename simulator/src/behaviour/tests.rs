@@ -1600,3 +1600,19 @@ fn a_node_defined_not_ready_stays_not_ready_and_gets_no_pods() {
     );
     assert_eq!(ds["status"]["numberReady"], 1);
 }
+
+#[test]
+fn persistent_volume_claims_are_bound_with_the_storage_they_ask_for() {
+    let mut cluster = TestCluster::fast();
+    cluster.create(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}},
+    }));
+    cluster.run_for(Duration::from_secs(1));
+    let claim = cluster.get("v1", "PersistentVolumeClaim", Some("default"), "data");
+    assert_eq!(
+        claim["status"],
+        json!({"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "5Gi"}})
+    );
+}

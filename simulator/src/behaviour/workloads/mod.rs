@@ -116,6 +116,9 @@ pub(crate) fn dispatch(
         ("v1", "Pod") => on_pod(ctx, state, kubelet, change),
         ("v1", "Node") => on_node(ctx, state, kubelet, change),
         ("v1", "Service") if change.kind != ChangeKind::Deleted => on_service(ctx, &change.object),
+        ("v1", "PersistentVolumeClaim") if change.kind != ChangeKind::Deleted => {
+            on_claim(ctx, &change.object)
+        }
         ("apps/v1", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
         | ("batch/v1", "Job") => {
             if change.kind == ChangeKind::Deleted {
@@ -283,6 +286,22 @@ fn on_service(ctx: &mut Ctx<'_>, service: &Value) {
     status["loadBalancer"] = json!({ "ingress": [{ "ip": ip, "ipMode": "VIP" }] });
     let delay = ctx.profile.controller_delay.sample(&mut *ctx.rng);
     ctx.push(ctx.now + delay, update_status(service, status));
+}
+
+/// A dynamic provisioner: every claim is Bound with what it asked for (storage is not simulated).
+fn on_claim(ctx: &mut Ctx<'_>, claim: &Value) {
+    if objects::is_terminating(claim) || claim["status"]["phase"] == "Bound" {
+        return;
+    }
+    let mut status = json!({
+        "phase": "Bound",
+        "accessModes": claim["spec"]["accessModes"].as_array().cloned().unwrap_or_else(|| vec![json!("ReadWriteOnce")]),
+    });
+    if let Some(storage) = claim["spec"]["resources"]["requests"]["storage"].as_str() {
+        status["capacity"] = json!({ "storage": storage });
+    }
+    let delay = ctx.profile.controller_delay.sample(&mut *ctx.rng);
+    ctx.push(ctx.now + delay, update_status(claim, status));
 }
 
 fn node_key(node: &Value) -> String {
