@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::events::{self, EventType};
 use super::nodes::{node_ip, pod_ip};
 use super::objects::{self, condition, merged_condition, update_status};
 use super::profile::PodOutcome;
@@ -210,6 +211,18 @@ pub(crate) fn on_pod(ctx: &mut Ctx<'_>, state: &mut KubeletState, pod: &Value) {
         if plan.steps.insert(Step::Delete) {
             let delay = ctx.profile.termination.delete_after.sample(&mut *ctx.rng);
             ctx.push(ctx.now + delay, objects::delete(pod));
+            for container in container_names(pod) {
+                let message = format!("Stopping container {container}");
+                events::record(
+                    ctx,
+                    ctx.now,
+                    pod,
+                    EventType::Normal,
+                    "Killing",
+                    &message,
+                    "kubelet",
+                );
+            }
         }
         return;
     }
@@ -262,6 +275,16 @@ pub(crate) fn schedule(ctx: &mut Ctx<'_>, state: &mut KubeletState, pod: &Value)
                 "target": { "apiVersion": "v1", "kind": "Node", "name": target },
             });
             ctx.push(ctx.now + delay, Action::Create { object: binding });
+            let message = format!("Successfully assigned {}/{} to {target}", key.0, key.1);
+            events::record(
+                ctx,
+                ctx.now + delay,
+                pod,
+                EventType::Normal,
+                "Scheduled",
+                &message,
+                "default-scheduler",
+            );
         }
         Feasibility::Unschedulable(message) => {
             state.unschedulable.insert(key);
@@ -285,6 +308,16 @@ pub(crate) fn schedule(ctx: &mut Ctx<'_>, state: &mut KubeletState, pod: &Value)
             });
             if pod["status"] != status {
                 ctx.push(ctx.now, update_status(pod, status));
+                let warning = EventType::Warning;
+                events::record(
+                    ctx,
+                    ctx.now,
+                    pod,
+                    warning,
+                    "FailedScheduling",
+                    &message,
+                    "default-scheduler",
+                );
             }
         }
     }
@@ -366,6 +399,7 @@ fn run(ctx: &mut Ctx<'_>, state: &mut KubeletState, pod: &Value, node: &str) {
             plan.started_at = Some(start_at);
             let status = started_status(ctx, pod, &fates, &ips, accepted_at, start_at, 1);
             ctx.push(start_at, update_status(pod, status));
+            record_start(ctx, pod, &fates, start_at);
         }
         return;
     }
@@ -383,7 +417,29 @@ fn run(ctx: &mut Ctx<'_>, state: &mut KubeletState, pod: &Value, node: &str) {
         let next = restarts + 1;
         if plan.steps.insert(Step::Restart(next)) {
             let status = started_status(ctx, pod, &fates, &ips, accepted_at, started_at, next);
-            ctx.push(now + crash_backoff(restarts), update_status(pod, status));
+            let at = now + crash_backoff(restarts);
+            ctx.push(at, update_status(pod, status));
+            for fate in fates
+                .iter()
+                .filter(|fate| fate.outcome == PodOutcome::CrashLoopBackOff)
+            {
+                let message = format!(
+                    "Back-off restarting failed container {} in pod {}_{}({})",
+                    fate.name,
+                    objects::name(pod),
+                    objects::namespace(pod).unwrap_or_default(),
+                    objects::uid(pod)
+                );
+                events::record(
+                    ctx,
+                    at,
+                    pod,
+                    EventType::Warning,
+                    "BackOff",
+                    &message,
+                    "kubelet",
+                );
+            }
         }
         return;
     }
@@ -401,6 +457,88 @@ fn run(ctx: &mut Ctx<'_>, state: &mut KubeletState, pod: &Value, node: &str) {
         let finished_at = started_at.max(now) + complete_after;
         let status = completed_status(ctx, pod, &fates, &ips, accepted_at, started_at, finished_at);
         ctx.push(finished_at, update_status(pod, status));
+    }
+}
+
+/// The kubelet's events for containers reaching their outcome.
+fn record_start(ctx: &mut Ctx<'_>, pod: &Value, fates: &[ContainerFate], at: Duration) {
+    for fate in fates {
+        let (name, image) = (&fate.name, &fate.image);
+        if fate.outcome == PodOutcome::ImagePullBackOff {
+            let pulling = format!("Pulling image \"{image}\"");
+            events::record(
+                ctx,
+                at,
+                pod,
+                EventType::Normal,
+                "Pulling",
+                &pulling,
+                "kubelet",
+            );
+            let failed = format!(
+                "Failed to pull image \"{image}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": not found"
+            );
+            events::record(
+                ctx,
+                at,
+                pod,
+                EventType::Warning,
+                "Failed",
+                &failed,
+                "kubelet",
+            );
+            let back_off = format!("Back-off pulling image \"{image}\"");
+            events::record(
+                ctx,
+                at,
+                pod,
+                EventType::Normal,
+                "BackOff",
+                &back_off,
+                "kubelet",
+            );
+            continue;
+        }
+        let pulled = format!("Container image \"{image}\" already present on machine");
+        events::record(
+            ctx,
+            at,
+            pod,
+            EventType::Normal,
+            "Pulled",
+            &pulled,
+            "kubelet",
+        );
+        events::record(
+            ctx,
+            at,
+            pod,
+            EventType::Normal,
+            "Created",
+            &format!("Created container: {name}"),
+            "kubelet",
+        );
+        events::record(
+            ctx,
+            at,
+            pod,
+            EventType::Normal,
+            "Started",
+            &format!("Started container {name}"),
+            "kubelet",
+        );
+        if fate.outcome == PodOutcome::NeverReady {
+            let message = "Readiness probe failed: HTTP probe failed with statuscode: 503";
+            events::record(
+                ctx,
+                at,
+                pod,
+                EventType::Warning,
+                "Unhealthy",
+                message,
+                "kubelet",
+            );
+        }
     }
 }
 

@@ -52,6 +52,7 @@
 
 mod clock;
 mod duration;
+mod events;
 mod kubelet;
 mod naming;
 mod nodes;

@@ -52,6 +52,7 @@ pods:                                # first matching rule wins, per container
     readyAfter: {after: 2s, jitter: 3s}
 jobs: {completeAfter: 5s}            # Job containers without their own completeAfter
 termination: {deleteAfter: 1s}       # terminating pods linger this long
+events: true                         # record Events (Scheduled, Pulled, Started, BackOff, ...)
 faults:
   latency: {min: 5ms, max: 50ms}
   errorRate: 0.01
@@ -105,6 +106,10 @@ pub struct Profile {
     pub jobs: JobRules,
     #[serde(default)]
     pub termination: TerminationRules,
+    /// Whether the scheduler and kubelet record Events (`kubectl describe` shows them); off by
+    /// default because every event is one more write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub events: bool,
     /// Faults the API server of a cluster with this profile suffers (see [`FaultPlan`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<FaultPlan>,
@@ -387,6 +392,7 @@ impl Profile {
             pods: conventional_failures(),
             jobs: JobRules::default(),
             termination: TerminationRules::default(),
+            events: false,
             faults: None,
         }
     }
@@ -449,6 +455,7 @@ impl Profile {
             termination: TerminationRules {
                 delete_after: Delay::with_jitter(millis(500), secs(2)),
             },
+            events: true,
             faults: None,
         }
     }

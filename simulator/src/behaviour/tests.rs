@@ -1616,3 +1616,78 @@ fn persistent_volume_claims_are_bound_with_the_storage_they_ask_for() {
         json!({"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "5Gi"}})
     );
 }
+
+#[test]
+fn with_events_on_the_scheduler_and_kubelet_record_what_kubectl_describe_shows() {
+    let mut profile = tainted_profile();
+    profile.events = true;
+    profile.nodes[0].taints.clear();
+    let mut cluster = TestCluster::new(profile, 1);
+    cluster.create(deployment("web", 1, "nginx"));
+    cluster.create(deployment("broken", 1, "app:crashloop"));
+    let mut pinned = deployment("pinned", 1, "nginx");
+    pinned["spec"]["template"]["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+    cluster.create(pinned);
+    cluster.run_for(Duration::from_secs(15));
+    let events = cluster.store.list("v1", "Event", Some("default"));
+    let reasons = |prefix: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|event| {
+                event["involvedObject"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(prefix)
+            })
+            .map(|event| {
+                format!(
+                    "{} {}",
+                    event["type"].as_str().unwrap(),
+                    event["reason"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let mut web = reasons("web-");
+    web.sort();
+    assert_eq!(
+        web,
+        vec![
+            "Normal Created",
+            "Normal Pulled",
+            "Normal Scheduled",
+            "Normal Started"
+        ]
+    );
+    assert!(
+        reasons("broken-").contains(&"Warning BackOff".to_owned()),
+        "{:?}",
+        reasons("broken-")
+    );
+    let failed = events
+        .iter()
+        .find(|event| event["reason"] == "FailedScheduling")
+        .unwrap();
+    assert_eq!(failed["involvedObject"]["kind"], "Pod");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("0/3 nodes are available: ")
+    );
+    assert_eq!(failed["source"]["component"], "default-scheduler");
+    let started = events
+        .iter()
+        .find(|event| event["reason"] == "Started")
+        .unwrap();
+    assert_eq!(started["message"], "Started container app");
+    assert_eq!(started["source"]["component"], "kubelet");
+
+    let quiet = {
+        let mut cluster = TestCluster::fast();
+        cluster.create(deployment("web", 1, "nginx"));
+        cluster.run_for(Duration::from_secs(1));
+        cluster.store.list("v1", "Event", None)
+    };
+    assert!(quiet.is_empty(), "the fast profile records no events");
+}

@@ -466,13 +466,37 @@ fn create_pod(
     node: Option<String>,
 ) {
     let node = node.or_else(|| place(ctx, &pod));
-    if let Some(node) = node {
+    if let Some(node) = &node {
         pod["spec"]["nodeName"] = json!(node);
     }
     let delay = ctx.profile.controller_delay.sample(&mut *ctx.rng);
     let at = ctx.now + delay;
     state.expect_create(objects::uid(owner), objects::name(&pod), at);
+    let scheduled = node.map(|node| {
+        let namespace = objects::namespace(&pod).unwrap_or("default");
+        (
+            pod.clone(),
+            format!(
+                "Successfully assigned {namespace}/{} to {node}",
+                objects::name(&pod)
+            ),
+        )
+    });
     ctx.push(at, Action::Create { object: pod });
+    if let Some((pod, message)) = scheduled
+        && ctx.profile.events
+    {
+        let normal = super::events::EventType::Normal;
+        super::events::record(
+            ctx,
+            at,
+            &pod,
+            normal,
+            "Scheduled",
+            &message,
+            "default-scheduler",
+        );
+    }
 }
 
 fn delete_pod(ctx: &mut Ctx<'_>, state: &mut ControllerState, owner: &Value, pod: &Value) {
