@@ -134,7 +134,7 @@ pub(crate) fn register(t: &mut HashMap<&'static str, Entry>) {
     reg(t, Sprig, "until", &[I], None, |ex, a| {
         let n = int(&a[0]);
         let (step, n) = if n < 0 { (-1, n) } else { (1, n) };
-        ex.check_size(n.unsigned_abs() as usize)?;
+        ex.check_list(n.unsigned_abs() as usize)?;
         let mut out = Vec::new();
         let mut i = 0;
         while i != n {
@@ -149,7 +149,7 @@ pub(crate) fn register(t: &mut HashMap<&'static str, Entry>) {
         if step == 0 || (step > 0 && start >= stop) || (step < 0 && start <= stop) {
             return list(out);
         }
-        ex.check_size(((stop - start) / step).unsigned_abs() as usize)?;
+        ex.check_list(((stop - start) / step).unsigned_abs() as usize)?;
         let mut i = start;
         while (step > 0 && i < stop) || (step < 0 && i > stop) {
             out.push(Value::Int(i));

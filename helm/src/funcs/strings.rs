@@ -75,6 +75,12 @@ fn indent(n: i64, s: &str) -> String {
     format!("{pad}{}", s.replace('\n', &format!("\n{pad}")))
 }
 
+fn indent_size(n: i64, s: &str) -> usize {
+    let lines = s.bytes().filter(|&b| b == b'\n').count() + 1;
+    s.len()
+        .saturating_add((n.clamp(0, 1 << 16) as usize).saturating_mul(lines))
+}
+
 fn words_split(s: &str) -> Vec<String> {
     // splits on case changes, digits boundaries, and non-alphanumerics (xstrings style)
     let mut words = Vec::new();
@@ -298,17 +304,26 @@ pub(crate) fn register(t: &mut HashMap<&'static str, Entry>) {
         sv(parts.join(" "))
     });
     reg(t, Sprig, "indent", &[I, S], None, |ex, a| {
+        ex.check_size(indent_size(int(&a[0]), s(&a[1])))?;
         let r = indent(int(&a[0]), s(&a[1]));
         ex.check_size(r.len())?;
         sv(r)
     });
     reg(t, Sprig, "nindent", &[I, S], None, |ex, a| {
+        ex.check_size(indent_size(int(&a[0]), s(&a[1])))?;
         let r = format!("\n{}", indent(int(&a[0]), s(&a[1])));
         ex.check_size(r.len())?;
         sv(r)
     });
     reg(t, Sprig, "replace", &[S, S, S], None, |ex, a| {
-        let r = s(&a[2]).replace(s(&a[0]), s(&a[1]));
+        let (old, new, src) = (s(&a[0]), s(&a[1]), s(&a[2]));
+        let hits = if old.is_empty() {
+            src.chars().count() + 1
+        } else {
+            src.matches(old).count()
+        };
+        ex.check_size(src.len().saturating_add(hits.saturating_mul(new.len())))?;
+        let r = src.replace(old, new);
         ex.check_size(r.len())?;
         sv(r)
     });
@@ -416,7 +431,7 @@ pub(crate) fn register(t: &mut HashMap<&'static str, Entry>) {
             return sv("");
         }
         let count = ((end - start) / step).unsigned_abs() as usize + 1;
-        ex.check_size(count.saturating_mul(2))?;
+        ex.check_list(count)?;
         let mut out = Vec::with_capacity(count);
         let mut i = start;
         while (step > 0 && i <= end) || (step < 0 && i >= end) {

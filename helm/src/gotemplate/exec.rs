@@ -261,6 +261,11 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
+    /// Checks a list length against the budget (each element costs far more than a byte).
+    pub fn check_list(&self, len: usize) -> Result<(), String> {
+        self.check_size(len.saturating_mul(16))
+    }
+
     /// Checks a produced value against the output budget (for functions that build big strings).
     pub fn check_size(&self, len: usize) -> Result<(), String> {
         if len > self.opts.max_output_bytes {
@@ -399,14 +404,11 @@ impl<'a> Exec<'a> {
                     ));
                 }
                 let n = (*n).max(0);
-                if n as usize > self.opts.max_output_bytes {
-                    return Err(self.errorf(
-                        b.pos,
-                        &b.pipe.to_string(),
-                        "range over int exceeds the output limit",
-                    ));
+                if n == 0 {
+                    Vec::new()
+                } else {
+                    return self.range_ints(out, n, b);
                 }
-                (0..n).map(|i| (Value::Int(i), Value::Int(i))).collect()
             }
             Value::Nil => Vec::new(),
             Value::Object(o) if o.entries().is_some() => o
@@ -448,6 +450,38 @@ impl<'a> Exec<'a> {
                     } else {
                         self.vars[n - 1].1 = elem.clone();
                     }
+                }
+            }
+            let r = self.walk_list(out, &elem, &b.list);
+            self.vars.truncate(inner_mark);
+            match r {
+                Ok(()) | Err(Abort::Continue) => {}
+                Err(Abort::Break) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// `range N`: iterates without materialising the numbers; every turn costs one byte of budget.
+    fn range_ints(&mut self, out: &mut String, n: i64, b: &Branch) -> R<()> {
+        let inner_mark = self.vars.len();
+        for i in 0..n {
+            self.written += 1;
+            if self.written > self.opts.max_output_bytes {
+                return Err(self.errorf(
+                    b.pos,
+                    &b.pipe.to_string(),
+                    "range over int exceeds the output limit",
+                ));
+            }
+            let elem = Value::Int(i);
+            if let Some(d) = b.pipe.decl.first() {
+                if b.pipe.is_assign {
+                    self.set_var(d, elem.clone());
+                } else {
+                    let n = self.vars.len();
+                    self.vars[n - 1].1 = elem.clone();
                 }
             }
             let r = self.walk_list(out, &elem, &b.list);
