@@ -61,6 +61,27 @@ struct TemplateArgs {
     /// Set .Release.IsUpgrade instead of .Release.IsInstall
     #[arg(long = "is-upgrade")]
     is_upgrade: bool,
+    /// Chart repository URL where to locate the requested chart
+    #[arg(long = "repo")]
+    repo: Option<String>,
+    /// Chart version constraint (with --repo); default: the latest stable version
+    #[arg(long = "version")]
+    version: Option<String>,
+    /// Chart repository username (with --repo)
+    #[arg(long = "username")]
+    username: Option<String>,
+    /// Chart repository password (with --repo)
+    #[arg(long = "password")]
+    password: Option<String>,
+    /// Verify certificates of HTTPS-enabled servers using this CA bundle (with --repo)
+    #[arg(long = "ca-file")]
+    ca_file: Option<PathBuf>,
+    /// Skip TLS certificate checks for the chart download (with --repo)
+    #[arg(long = "insecure-skip-tls-verify")]
+    insecure_skip_tls_verify: bool,
+    /// Pass credentials to all domains (with --repo)
+    #[arg(long = "pass-credentials")]
+    pass_credentials: bool,
 }
 
 pub fn run(args: &HelmArgs) -> anyhow::Result<ExitCode> {
