@@ -952,6 +952,9 @@ pub fn render_with_host(
         J::Null => Map::new(),
         _ => return Err(HelmError::Values("values must be a map".into())),
     };
+    let caps = Capabilities::new(opts.kube_version.as_deref(), &opts.api_versions)?;
+    check_dependencies(chart)?;
+    check_kube_version(chart, &caps.kube_version)?;
     let mut chart = chart.clone();
     process_dependency_enabled(&mut chart, &user, "")?;
     process_import_values(&mut chart)?;
@@ -961,8 +964,43 @@ pub fn render_with_host(
     if !schema_errors.is_empty() {
         return Err(HelmError::Schema(schema_errors));
     }
-    let caps = Capabilities::new(opts.kube_version.as_deref(), &opts.api_versions)?;
     render_chart(&chart, &vals, opts, &caps, host)
+}
+
+/// Helm's `CheckDependencies`: every dependency in Chart.yaml must be present under `charts/`.
+fn check_dependencies(c: &Chart) -> Result<(), HelmError> {
+    let missing: Vec<&str> = c
+        .metadata
+        .dependencies
+        .iter()
+        .filter(|d| !c.dependencies.iter().any(|ch| ch.name() == d.name))
+        .map(|d| d.name.as_str())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(HelmError::InvalidChart(format!(
+        "An error occurred while checking for chart dependencies. You may need to run `helm dependency build` to fetch missing dependencies: found in Chart.yaml, but missing in charts/ directory: {}",
+        missing.join(", ")
+    )))
+}
+
+/// A chart's `kubeVersion` constraint must accept the target Kubernetes version.
+fn check_kube_version(c: &Chart, kube_version: &str) -> Result<(), HelmError> {
+    let constraint = c.metadata.kube_version.trim();
+    if constraint.is_empty() {
+        return Ok(());
+    }
+    match crate::funcs::semver::semver_compare(constraint, kube_version) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(HelmError::InvalidChart(format!(
+            "chart requires kubeVersion: {constraint} which is incompatible with Kubernetes {kube_version}"
+        ))),
+        Err(e) => Err(HelmError::InvalidChart(format!(
+            "chart {} has an invalid kubeVersion {constraint:?}: {e}",
+            c.name()
+        ))),
+    }
 }
 
 fn render_chart(

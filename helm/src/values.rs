@@ -332,6 +332,19 @@ impl StrvalsParser<'_> {
     }
 }
 
+/// Makes every number a float64, as values that went through Go's `encoding/json` are (what Fleet
+/// hands Helm): templates then print `1000000` as `1e+06` exactly like Helm does.
+pub fn to_go_numbers(v: J) -> J {
+    match v {
+        J::Number(n) => serde_json::Number::from_f64(n.as_f64().unwrap_or(0.0))
+            .map(J::Number)
+            .unwrap_or(J::Null),
+        J::Array(a) => J::Array(a.into_iter().map(to_go_numbers).collect()),
+        J::Object(o) => J::Object(o.into_iter().map(|(k, v)| (k, to_go_numbers(v))).collect()),
+        other => other,
+    }
+}
+
 fn is_table(v: &J) -> bool {
     v.is_object()
 }

@@ -220,3 +220,43 @@ fn null_values_delete_chart_defaults() {
     let out = render(&c, &json!({"a": {"b": null}}), &opts()).unwrap();
     assert_eq!(out.manifests[0].content, "v: {\"c\":2}\n");
 }
+
+#[test]
+fn kube_version_constraints_and_missing_dependencies_are_checked() {
+    let files = |chart_yaml: &str| {
+        vec![
+            ("Chart.yaml".to_string(), chart_yaml.as_bytes().to_vec()),
+            (
+                "templates/a.yaml".to_string(),
+                b"a: {{ .Capabilities.KubeVersion }}\n".to_vec(),
+            ),
+        ]
+    };
+    let c = Chart::from_files(files(
+        "apiVersion: v2\nname: c\nversion: 0.0.1\nkubeVersion: \">=1.22.0-0\"\n",
+    ))
+    .unwrap();
+    let e = render(&c, &json!({}), &opts()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "chart requires kubeVersion: >=1.22.0-0 which is incompatible with Kubernetes v1.20.0"
+    );
+    let newer = RenderOptions {
+        kube_version: Some("1.29.2".into()),
+        ..opts()
+    };
+    assert_eq!(
+        render(&c, &json!({}), &newer).unwrap().manifests[0].content,
+        "a: v1.29.2\n"
+    );
+
+    let c = Chart::from_files(files(
+        "apiVersion: v2\nname: c\nversion: 0.0.1\ndependencies:\n- name: gone\n  version: 1.0.0\n",
+    ))
+    .unwrap();
+    let e = render(&c, &json!({}), &opts()).unwrap_err().to_string();
+    assert!(
+        e.ends_with("found in Chart.yaml, but missing in charts/ directory: gone"),
+        "{e}"
+    );
+}
