@@ -1,8 +1,119 @@
+//! `fleet sim`: simulated clusters (`sim up`; `sim bench` joins later).
+
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct SimArgs {}
+use anyhow::Context as _;
+use fleet_simulator::{SimConfig, Simulator};
 
-pub fn run(_args: &SimArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`fleet sim` is not built yet")
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    #[command(subcommand)]
+    command: SimCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SimCommand {
+    /// Start the upstream cluster and N simulated downstream clusters, serve them over loopback
+    /// HTTP and write a kubeconfig for each
+    Up(UpArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// How many downstream clusters to simulate (named sim-1 … sim-N)
+    #[arg(long, default_value_t = 3)]
+    clusters: usize,
+    /// Where to write upstream.kubeconfig and clusters/<name>.kubeconfig
+    #[arg(long, default_value = ".fleet-sim")]
+    dir: PathBuf,
+    /// Loopback port to listen on (0 picks a free one)
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Seed for every simulated cluster's randomness
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
+    match &args.command {
+        SimCommand::Up(up) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(sim_up(up))
+        }
+    }
+}
+
+async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
+    let sim = Simulator::new(SimConfig {
+        seed: args.seed,
+        ..SimConfig::default()
+    });
+    let upstream = sim.add_cluster("upstream")?;
+    upstream
+        .install_crds(&fleet_api::crds::all())
+        .context("installing Fleet's CRDs in the upstream cluster")?;
+    for i in 1..=args.clusters {
+        sim.add_cluster(&format!("sim-{i}"))?;
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    let server = sim.serve(addr).await?;
+    let upstream_config = args.dir.join("upstream.kubeconfig");
+    upstream.write_kubeconfig(&upstream_config, &server.cluster_url("upstream"))?;
+    let clusters_dir = args.dir.join("clusters");
+    remove_stale_kubeconfigs(&clusters_dir)?;
+    for c in sim.clusters() {
+        if c.name() != "upstream" {
+            c.write_kubeconfig(
+                &clusters_dir.join(format!("{}.kubeconfig", c.name())),
+                &server.cluster_url(c.name()),
+            )?;
+        }
+    }
+    println!(
+        "fleet sim ready: upstream + {} clusters on http://{} (kubeconfigs in {}); try: kubectl --kubeconfig {} get nodes",
+        args.clusters,
+        server.addr(),
+        args.dir.display(),
+        upstream_config.display()
+    );
+    wait_for_signal().await?;
+    eprintln!("fleet sim: stopping");
+    server.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Kubeconfigs from an earlier, larger run would point at clusters that no longer exist.
+fn remove_stale_kubeconfigs(dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "kubeconfig") {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("removing stale kubeconfig {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("listening for SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("listening for Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("listening for Ctrl-C")?;
+    Ok(())
 }
