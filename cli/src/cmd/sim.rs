@@ -17,6 +17,22 @@ enum SimCommand {
     /// Start the upstream cluster and N simulated downstream clusters, serve them over loopback
     /// HTTP and write a kubeconfig for each
     Up(UpArgs),
+    /// Measure the simulator: `--store-only` prints the raw store write rate, the ceiling the
+    /// controller is measured against
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Measure only the object store (no controller, no agents)
+    #[arg(long)]
+    store_only: bool,
+    /// How long to write, in seconds
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Spread the writes over this many clusters
+    #[arg(long, default_value_t = 1)]
+    clusters: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +60,78 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
                 .context("starting the async runtime")?;
             runtime.block_on(sim_up(up))
         }
+        SimCommand::Bench(bench) => {
+            if !bench.store_only {
+                anyhow::bail!(
+                    "`fleet sim bench` needs --store-only until the controller joins the simulator"
+                );
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(store_bench(bench))
+        }
     }
+}
+
+/// Creates then updates ConfigMaps as fast as one thread can, through the full write path
+/// (validation, field ownership, history), and prints writes per second.
+async fn store_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let sim = Simulator::new(SimConfig {
+        profile: None,
+        ..SimConfig::default()
+    });
+    let clusters: Vec<_> = (1..=args.clusters.max(1))
+        .map(|i| sim.add_cluster(&format!("bench-{i}")))
+        .collect::<Result<_, _>>()?;
+    let start = std::time::Instant::now();
+    let deadline = start + std::time::Duration::from_secs(args.seconds.max(1));
+    let mut writes: u64 = 0;
+    while std::time::Instant::now() < deadline {
+        for _ in 0..100 {
+            let cluster = &clusters[(writes as usize) % clusters.len()];
+            let name = format!("cm-{}", writes % 1000);
+            let obj = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default"}, "data": {"n": writes.to_string()}});
+            let info = cluster
+                .state()
+                .resolve("v1", "ConfigMap")
+                .context("ConfigMap is not served")?;
+            let target = fleet_simulator::cluster::Target {
+                info,
+                version: "v1".into(),
+                namespace: Some("default".into()),
+                name: Some(name),
+                subresource: None,
+            };
+            let opts = fleet_simulator::cluster::WriteOptions {
+                field_manager: Some("bench".into()),
+                force: true,
+                ..Default::default()
+            };
+            cluster
+                .state()
+                .patch(
+                    &target,
+                    fleet_simulator::cluster::PatchType::Apply,
+                    obj.to_string().as_bytes(),
+                    &opts,
+                )
+                .map_err(|e| anyhow::anyhow!("store bench write failed: {e}"))?;
+            writes += 1;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let stats = sim.stats();
+    println!(
+        "store writes: {writes} in {secs:.2}s = {:.0} writes/s across {} cluster(s) (server-side apply; {} objects, {} store writes)",
+        writes as f64 / secs,
+        clusters.len(),
+        stats.objects,
+        stats.writes
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
