@@ -320,3 +320,33 @@ async fn list_pages_with_limit_and_continue_and_selects_by_labels() {
         .unwrap();
     assert_eq!(not_even.items.len(), 3);
 }
+
+#[tokio::test]
+async fn streaming_lists_send_initial_events_then_a_bookmark() {
+    let sim = bare(100);
+    let api: Api<ConfigMap> = Api::default_namespaced(sim.add_cluster("a").unwrap().client());
+    for i in 0..3 {
+        api.create(&PostParams::default(), &cm(&format!("c{i}")))
+            .await
+            .unwrap();
+    }
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api.clone(), watcher::Config::default().streaming_lists())
+        .reflect(writer)
+        .applied_objects();
+    let task = tokio::spawn(stream.for_each(|_| async {}));
+    within("streamed initial state", reader.wait_until_ready())
+        .await
+        .unwrap();
+    assert_eq!(reader.state().len(), 3);
+    api.create(&PostParams::default(), &cm("later"))
+        .await
+        .unwrap();
+    within("later change", async {
+        while reader.state().len() < 4 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    task.abort();
+}
