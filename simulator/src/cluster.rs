@@ -1052,6 +1052,22 @@ impl ClusterState {
                 )));
             }
         }
+        if opts.strict && info.builtin {
+            let unknown = crate::openapi::unknown_builtin_fields(&info.kind, &new);
+            if !unknown.is_empty() {
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|d| format!("unknown field \"{d}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    info.kind,
+                    t.version,
+                    info.kind,
+                    list.join(", ")
+                )));
+            }
+        }
         let errs = validate(info, &new);
         if !errs.is_empty() {
             return Err(ApiError::invalid(&info.group, &info.kind, &name, &errs));

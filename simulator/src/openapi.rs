@@ -48,6 +48,78 @@ fn builtin_schemas() -> &'static (Map<String, Value>, HashMap<String, String>) {
     })
 }
 
+/// Fields of a built-in object that its schema does not declare (for `fieldValidation=Strict`).
+pub fn unknown_builtin_fields(kind: &str, obj: &Value) -> Vec<String> {
+    let (defs, names) = builtin_schemas();
+    let Some(root) = names.get(kind).and_then(|n| defs.get(n)) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    unknown_fields(defs, root, obj, "", 0, &mut out);
+    out
+}
+
+fn resolve<'a>(defs: &'a Map<String, Value>, mut schema: &'a Value) -> Option<&'a Value> {
+    for _ in 0..8 {
+        if let Some(r) = schema.get("$ref").and_then(Value::as_str) {
+            schema = defs.get(r.rsplit('/').next()?)?;
+        } else if let Some([one]) = schema
+            .get("allOf")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+        {
+            schema = one;
+        } else {
+            return Some(schema);
+        }
+    }
+    None
+}
+
+fn unknown_fields(
+    defs: &Map<String, Value>,
+    schema: &Value,
+    v: &Value,
+    path: &str,
+    depth: usize,
+    out: &mut Vec<String>,
+) {
+    let Some(schema) = resolve(defs, schema) else {
+        return;
+    };
+    if depth > 64 {
+        return;
+    }
+    match v {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (k, child) in map {
+                let child_path = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match (props.and_then(|p| p.get(k)), additional) {
+                    (Some(s), _) | (None, Some(s)) => {
+                        unknown_fields(defs, s, child, &child_path, depth + 1, out)
+                    }
+                    (None, None) if props.is_some() => out.push(child_path),
+                    (None, None) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    unknown_fields(defs, s, item, &format!("{path}[{i}]"), depth + 1, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")

@@ -306,3 +306,43 @@ async fn the_http_listener_rejects_a_wrong_token() {
     assert_eq!(list["kind"], "NamespaceList");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn strict_field_validation_rejects_unknown_fields_of_built_ins() {
+    let (_sim, c) = setup();
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replica": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx", "imagePolicy": "x"}]}}}});
+    let uri = "/apis/apps/v1/namespaces/default/deployments?fieldValidation=Strict";
+    let (code, status) = call(
+        &c,
+        Method::POST,
+        uri,
+        "application/json",
+        deploy.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    let msg = status["message"].as_str().unwrap();
+    assert!(msg.contains("unknown field \"spec.replica\""), "{msg}");
+    assert!(
+        msg.contains("spec.template.spec.containers[0].imagePolicy"),
+        "{msg}"
+    );
+    // The same object without the unknown fields passes strict validation.
+    let mut fixed = deploy.clone();
+    fixed["spec"].as_object_mut().unwrap().remove("replica");
+    fixed["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("imagePolicy");
+    let (code, status) = call(
+        &c,
+        Method::POST,
+        uri,
+        "application/json",
+        fixed.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(code, 201, "{status}");
+}
