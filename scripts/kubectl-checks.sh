@@ -90,6 +90,19 @@ check "get by label selector" expect_output '^settings' k get configmaps -n "$NS
 check "get with a field selector" expect_output '^owned$' k get configmaps -n "$NS" --field-selector metadata.name=owned -o custom-columns=N:.metadata.name --no-headers
 check "get --chunk-size pages through lists" expect_output 'owned' k get configmaps -n "$NS" --chunk-size=1
 
+check "apply rejects unknown fields (server-side strict validation)" expect_failure 'unknown field "spec.replica"' k apply -f - <<EOF
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: typo, namespace: $NS}
+spec:
+  replica: 2
+  selector: {matchLabels: {app: typo}}
+  template:
+    metadata: {labels: {app: typo}}
+    spec: {containers: [{name: c, image: nginx}]}
+EOF
+check "nothing was created by the rejected apply" expect_failure 'NotFound' k get deployment typo -n "$NS"
+
 # --- wait for a simulated Deployment
 check "wait --for=condition=Available" k wait --for=condition=Available deployment/web -n "$NS" --timeout=60s
 
