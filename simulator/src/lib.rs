@@ -32,6 +32,13 @@
 //!   [`patch`] (JSON/merge/strategic merge patch), [`api`] (URLs, content negotiation, watch),
 //!   [`discovery`], [`openapi`], [`table`]; [`behaviour`] (simulated controllers) and [`faults`]
 //!   (seeded fault injection) plug in per cluster.
+//!
+//! # Known gaps
+//! - Request bodies must be JSON or YAML: protobuf bodies (kubectl's typed commands such as
+//!   `kubectl create namespace`) get 415; `kubectl create -f`/`apply` work.
+//! - The loopback listener is plain HTTP: kubectl sends no bearer token over it, so requests
+//!   without credentials are served as the cluster admin; a wrong token gets 401.
+//! - Objects are stored in the version they were written in (no conversion between versions).
 
 pub mod api;
 pub mod behaviour;
