@@ -1,5 +1,6 @@
 //! Building a bundle of 500 manifests from a folder (what `fleet apply` and the GitOps
 //! controller do for every commit), and rendering it (what an agent does per cluster).
+#![allow(clippy::expect_used)]
 
 use std::hint::black_box;
 

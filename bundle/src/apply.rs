@@ -67,7 +67,7 @@ pub enum ApplyError {
         path: String,
         /// Why.
         #[source]
-        source: ReadError,
+        source: Box<ReadError>,
     },
     /// No folder had anything to deploy.
     #[error("no resource found at the following paths to deploy: [{}]", paths.join(" "))]
@@ -102,7 +102,7 @@ pub fn build_bundles(
                     ApplyError::Read {
                         bundle: name.clone(),
                         path: path.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 built.warnings.extend(read.warnings);
@@ -316,7 +316,7 @@ mod tests {
         let base = root.to_string_lossy().to_string();
         let built = build_bundles(
             "repo",
-            &[base.clone()],
+            std::slice::from_ref(&base),
             "fleet-local",
             &ReadOptions::default(),
         )
@@ -345,8 +345,13 @@ mod tests {
     fn an_empty_folder_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().to_string_lossy().to_string();
-        let err =
-            build_bundles("repo", &[base.clone()], "ns", &ReadOptions::default()).unwrap_err();
+        let err = build_bundles(
+            "repo",
+            std::slice::from_ref(&base),
+            "ns",
+            &ReadOptions::default(),
+        )
+        .unwrap_err();
         assert!(
             err.to_string()
                 .contains("no resource found at the following paths to deploy"),

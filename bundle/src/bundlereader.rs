@@ -496,14 +496,8 @@ fn add_chart_archive(
     Ok(())
 }
 
-#[cfg(feature = "helm")]
 fn untar(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     fleet_helm::chart::untar(data).map_err(|e| e.to_string())
-}
-
-#[cfg(not(feature = "helm"))]
-fn untar(_data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
-    Err("unsupported: this build has no Helm chart engine (feature `helm`)".into())
 }
 
 /// Walks a bundle folder the way Fleet does: lexical order, hidden files and folders skipped,
@@ -548,7 +542,7 @@ fn walk(
         let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
         let is_dir = meta.is_dir();
         let ignored = tree.is_ignored(&path, is_dir);
-        if ignore_apply_configs.iter().any(|c| *c == rel) {
+        if ignore_apply_configs.contains(&rel) {
             continue;
         }
         if is_dir {

@@ -194,11 +194,9 @@ fn analyze(value: &[char]) -> Analysis {
                         block_indicators = true;
                     }
                 }
-                '-' => {
-                    if followed_by_whitespace {
-                        flow_indicators = true;
-                        block_indicators = true;
-                    }
+                '-' if followed_by_whitespace => {
+                    flow_indicators = true;
+                    block_indicators = true;
                 }
                 _ => {}
             }
@@ -211,11 +209,9 @@ fn analyze(value: &[char]) -> Analysis {
                         block_indicators = true;
                     }
                 }
-                '#' => {
-                    if preceded_by_whitespace {
-                        flow_indicators = true;
-                        block_indicators = true;
-                    }
+                '#' if preceded_by_whitespace => {
+                    flow_indicators = true;
+                    block_indicators = true;
                 }
                 _ => {}
             }
@@ -958,10 +954,7 @@ impl Emitter {
             n => {
                 if !is_break(value[n - 1]) {
                     Some('-')
-                } else if n == 1 {
-                    self.open_ended = true;
-                    Some('+')
-                } else if is_break(value[n - 2]) {
+                } else if n == 1 || is_break(value[n - 2]) {
                     self.open_ended = true;
                     Some('+')
                 } else {

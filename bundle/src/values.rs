@@ -136,12 +136,6 @@ fn parse_yaml(text: &str) -> Result<Value, String> {
     Ok(yaml_to_json(yaml))
 }
 
-#[cfg(not(feature = "helm"))]
-fn render_template(_text: &str, _context: &Value) -> Result<String, String> {
-    Err("unsupported: this build has no Go template engine (feature `helm`)".into())
-}
-
-#[cfg(feature = "helm")]
 fn render_template(text: &str, context: &Value) -> Result<String, String> {
     use fleet_helm::gotemplate::{ExecOptions, FuncSet, MissingKey, ParseOptions, Template};
     let parse = ParseOptions {
@@ -197,7 +191,7 @@ fn process_label_values(
     Ok(())
 }
 
-#[cfg(all(test, feature = "helm"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use fleet_api::HelmOptions;

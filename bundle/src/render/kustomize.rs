@@ -18,7 +18,7 @@ pub const KUSTOMIZE_YAML: &str = "kustomization.yaml";
 /// Name of the file holding Helm's output inside the kustomize dir.
 pub const MANIFESTS_YAML: &str = "fleet-manifests.yaml";
 
-/// The kubectl binary: `$FLEET_KUBECTL`, or `kubectl` from `PATH`.
+/// The default kubectl: `$FLEET_KUBECTL`, or `kubectl` from `PATH`.
 pub fn kubectl_path() -> PathBuf {
     std::env::var_os("FLEET_KUBECTL")
         .map(PathBuf::from)
@@ -31,6 +31,7 @@ pub fn process(
     files: &[(String, Vec<u8>)],
     manifests: &[u8],
     dir: &str,
+    kubectl: &Path,
 ) -> Result<Option<Vec<Value>>, RenderError> {
     let dir = if dir.is_empty() { "." } else { dir };
     let dir = crate::names::clean_path(dir);
@@ -71,7 +72,7 @@ pub fn process(
     {
         write_file(root, &kustomization, modified.as_bytes())?;
     }
-    let output = run_kubectl_kustomize(&root.join(&dir), &kustomization)?;
+    let output = run_kubectl_kustomize(kubectl, &root.join(&dir), &kustomization)?;
     let objs = objects::stream_objects(&format!("kustomize output of {kustomization}"), &output)
         .map_err(|e| RenderError::Kustomize {
             dir: dir.clone(),
@@ -112,9 +113,12 @@ fn add_manifests_resource(content: &[u8]) -> Option<String> {
     Some(crate::goyaml::to_string(&json))
 }
 
-fn run_kubectl_kustomize(dir: &Path, kustomization: &str) -> Result<String, RenderError> {
-    let kubectl = kubectl_path();
-    let mut cmd = Command::new(&kubectl);
+fn run_kubectl_kustomize(
+    kubectl: &Path,
+    dir: &Path,
+    kustomization: &str,
+) -> Result<String, RenderError> {
+    let mut cmd = Command::new(kubectl);
     cmd.arg("kustomize");
     // Keep kustomize's input order unless the kustomization chooses one itself.
     let text = std::fs::read_to_string(dir.join(KUSTOMIZE_YAML)).unwrap_or_default();
@@ -165,9 +169,14 @@ mod tests {
     #[test]
     fn no_kustomization_means_not_processed() {
         assert!(
-            process(&[("a.yaml".into(), b"kind: A\n".to_vec())], b"", "")
-                .unwrap()
-                .is_none()
+            process(
+                &[("a.yaml".into(), b"kind: A\n".to_vec())],
+                b"",
+                "",
+                Path::new("kubectl")
+            )
+            .unwrap()
+            .is_none()
         );
     }
 }

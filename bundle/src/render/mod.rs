@@ -128,6 +128,8 @@ pub struct RenderOptions {
     pub kube_version: String,
     /// Whether a kind is cluster-scoped, for the `namespace` check.
     pub scope: Option<ScopeLookup>,
+    /// The kubectl used to build kustomize bundles.
+    pub kubectl: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for RenderOptions {
@@ -138,6 +140,7 @@ impl std::fmt::Debug for RenderOptions {
             .field("label_suffix", &self.label_suffix)
             .field("default_namespace", &self.default_namespace)
             .field("kube_version", &self.kube_version)
+            .field("kubectl", &self.kubectl)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +155,7 @@ impl RenderOptions {
             default_namespace: "default".into(),
             kube_version: DEFAULT_KUBE_VERSION.into(),
             scope: None,
+            kubectl: kustomize::kubectl_path(),
         }
     }
 }
@@ -313,13 +317,12 @@ fn to_chart(files: &[(String, Vec<u8>)], style: &Style) -> Vec<(String, Vec<u8>)
     }
     let mut ignore_prefix: Vec<String> = Vec::new();
     for (name, _) in files {
-        if name.ends_with("/fleet.yaml")
+        if (name.ends_with("/fleet.yaml")
             || name.ends_with("/fleet.yml")
-            || name.ends_with("/Chart.yaml")
+            || name.ends_with("/Chart.yaml"))
+            && let Some((d, _)) = name.rsplit_once('/')
         {
-            if let Some((d, _)) = name.rsplit_once('/') {
-                ignore_prefix.push(format!("{d}/"));
-            }
+            ignore_prefix.push(format!("{d}/"));
         }
     }
     let mut out = Vec::new();
@@ -413,7 +416,7 @@ pub fn render(
             .as_ref()
             .map(|k| k.dir.as_str())
             .unwrap_or("");
-        if let Some(kustomized) = kustomize::process(&files, &helm_bytes, dir)? {
+        if let Some(kustomized) = kustomize::process(&files, &helm_bytes, dir, &ro.kubectl)? {
             objs = kustomized;
         }
     }
@@ -468,22 +471,6 @@ pub fn render(
     })
 }
 
-#[cfg(not(feature = "helm"))]
-fn render_helm(
-    chart_label: &str,
-    _chart_files: &[(String, Vec<u8>)],
-    _options: &BundleDeploymentOptions,
-    _release_name: &str,
-    _namespace: &str,
-    _kube_version: &str,
-) -> Result<String, RenderError> {
-    Err(RenderError::Helm {
-        chart: chart_label.to_string(),
-        message: "unsupported: this build has no Helm chart engine (feature `helm`)".into(),
-    })
-}
-
-#[cfg(feature = "helm")]
 fn render_helm(
     chart_label: &str,
     chart_files: &[(String, Vec<u8>)],

@@ -90,7 +90,20 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         }
         None => {
             let Some(t) = matcher.match_target(&cluster) else {
-                bail!("no match found")
+                let targets: Vec<&str> = bundle
+                    .spec
+                    .targets
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect();
+                bail!(
+                    "no match found: no target of bundle {} matches cluster {:?} (labels {:?}, groups {:?}); targets: {}",
+                    bundle.metadata.name.as_deref().unwrap_or("test"),
+                    cluster.name,
+                    cluster.labels,
+                    cluster.groups,
+                    targets.join(", ")
+                )
             };
             (t, matcher.match_customization(&cluster).unwrap_or(t))
         }
@@ -131,7 +144,11 @@ pub fn run(args: &TestArgs) -> anyhow::Result<ExitCode> {
         &options,
         &RenderOptions::template(&bundle_id),
     )
-    .with_context(|| format!("rendering bundle {bundle_id}"))?;
+    .with_context(|| match (&args.bundle_file, &args.dir) {
+        (Some(file), _) => format!("rendering bundle {bundle_id} from {}", file.display()),
+        (None, Some(dir)) => format!("rendering bundle {bundle_id} in {}", dir.display()),
+        (None, None) => format!("rendering bundle {bundle_id}"),
+    })?;
     let yaml = export_yaml(&rendered.objects)?;
     let mut stdout = std::io::stdout().lock();
     stdout
