@@ -433,6 +433,9 @@ fn read_resources(
         if exists && chart.repo.is_empty() {
             if local.is_file() && is_archive(&chart.chart) {
                 add_chart_archive(&local, &manifest::chart_checksum(chart), &mut files)?;
+                // The unpacked chart is what gets deployed; the archive would only double the
+                // size of the Bundle.
+                files.remove(&names::clean_path(&chart.chart));
             }
             continue;
         }
@@ -765,6 +768,39 @@ mod tests {
             .bundle;
         let h = b.spec.targets[0].helm.as_ref().unwrap();
         assert_eq!((h.chart.as_str(), h.version.as_str()), ("chart", "1.0.0"));
+    }
+
+    #[test]
+    fn local_chart_archives_are_unpacked_like_downloaded_charts() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "fleet.yaml", "helm:\n  chart: ./c-0.1.0.tgz\n");
+        let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::default(),
+        ));
+        for (name, content) in [
+            ("c/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n"),
+            ("c/templates/a.yaml", "kind: A\n"),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive
+                .append_data(&mut header, name, content.as_bytes())
+                .unwrap();
+        }
+        let data = archive.into_inner().unwrap().finish().unwrap();
+        fs::write(dir.path().join("c-0.1.0.tgz"), data).unwrap();
+        let b = read_bundle("r", dir.path(), &ReadOptions::default())
+            .unwrap()
+            .bundle;
+        let names = names(&b);
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with(".chart/")), "{names:?}");
+        let style =
+            crate::render::determine_style(names.iter().copied(), &b.spec.deployment_options());
+        assert!(style.is_helm(), "{style:?}");
     }
 
     #[test]

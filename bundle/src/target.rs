@@ -413,6 +413,25 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_selector_with_a_group_refines_the_group() {
+        let mut t = target("blue-prod");
+        t.cluster_group = "blue".into();
+        t.cluster_selector = selector(&[("env", "prod")]);
+        let spec = BundleSpec {
+            targets: vec![t],
+            ..Default::default()
+        };
+        let m = TargetMatcher::new(&spec).unwrap();
+        let mut in_group = cluster("a", &[("env", "prod")]);
+        in_group.groups.insert("blue".into(), labels(&[]));
+        assert!(m.match_target(&in_group).is_some());
+        let mut wrong_env = cluster("b", &[("env", "dev")]);
+        wrong_env.groups.insert("blue".into(), labels(&[]));
+        assert!(m.match_target(&wrong_env).is_none());
+        assert!(m.match_target(&cluster("c", &[("env", "prod")])).is_none());
+    }
+
+    #[test]
     fn match_expressions() {
         let sel = LabelSelector {
             match_labels: None,
