@@ -1,0 +1,104 @@
+//! Fleet's upstream controller, in the layout of Fleet's `internal/cmd/controller`:
+//! [`gitops`] polls Git and turns each `fleet.yaml` folder into a Bundle and keeps the GitRepo
+//! status; [`bundle`] matches Bundles to Clusters and writes one BundleDeployment per target
+//! under the rollout rules ([`target`], [`rollout`]); [`summary`] and [`resourcestatus`]
+//! aggregate BundleDeployment status upwards; [`cluster`] and [`clustergroup`] keep their
+//! status. Every reconciler is `observe → decide → act`: the decision is a pure function that is
+//! unit-tested without a server, the API calls live at the edge.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub mod bundle;
+pub mod cluster;
+pub mod clustergroup;
+pub mod config;
+pub mod gitops;
+pub mod metrics;
+pub mod resourcestatus;
+pub mod rollout;
+pub mod summary;
+pub mod target;
+
+pub use config::ControllerConfig;
+pub use metrics::Metrics;
+
+/// What every reconciler of the controller shares.
+pub struct Context {
+    /// Client of the upstream (management) cluster.
+    pub client: kube::Client,
+    pub config: ControllerConfig,
+    pub metrics: Metrics,
+}
+
+/// Why the controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("GitRepo controller: {0}")]
+    Gitops(#[from] gitops::GitopsError),
+    #[error("Bundle controller: {0}")]
+    Bundle(#[from] bundle::BundleError),
+    #[error("Cluster controller: {0}")]
+    Cluster(#[from] cluster::ClusterError),
+    #[error("ClusterGroup controller: {0}")]
+    ClusterGroup(#[from] clustergroup::ClusterGroupError),
+}
+
+/// The whole upstream controller: every reconciler, sharing one client.
+pub struct Controller {
+    ctx: Arc<Context>,
+}
+
+impl Controller {
+    /// Registers the controller's metrics in `registry` (served on `/metrics` by the caller).
+    pub fn new(
+        client: kube::Client,
+        config: ControllerConfig,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> Self {
+        let metrics = Metrics::new(registry);
+        Controller {
+            ctx: Arc::new(Context {
+                client,
+                config,
+                metrics,
+            }),
+        }
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Runs every reconciler until `shutdown` is cancelled or one of them fails.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ControllerError> {
+        let ctx = self.ctx;
+        let result = tokio::try_join!(
+            async {
+                gitops::run(ctx.clone(), shutdown.clone())
+                    .await
+                    .map_err(ControllerError::from)
+            },
+            async {
+                bundle::run(ctx.clone(), shutdown.clone())
+                    .await
+                    .map_err(ControllerError::from)
+            },
+            async {
+                cluster::run(ctx.clone(), shutdown.clone())
+                    .await
+                    .map_err(ControllerError::from)
+            },
+            async {
+                clustergroup::run(ctx.clone(), shutdown.clone())
+                    .await
+                    .map_err(ControllerError::from)
+            },
+        );
+        // One reconciler failing stops the others too.
+        shutdown.cancel();
+        result.map(|_| ())
+    }
+}
