@@ -339,11 +339,7 @@ fn parse_body(headers: &http::HeaderMap, body: &[u8]) -> Result<Value, ApiError>
     let ct = ct.split(';').next().unwrap_or("").trim();
     match ct {
         "application/yaml" => parse_yaml_or_json(body),
-        "application/vnd.kubernetes.protobuf" => Err(ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml".to_string(),
-        )),
+        crate::protobuf::PROTOBUF => Ok(crate::protobuf::decode_object(body)?),
         _ => serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
         }),

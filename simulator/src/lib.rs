@@ -48,18 +48,20 @@ pub mod error;
 pub mod faults;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod selector;
 pub mod ssa;
 pub mod store;
 pub mod table;
+pub mod tls;
 pub mod transport;
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -67,7 +69,8 @@ use serde_json::{Value, json};
 pub use cluster::ClusterState;
 pub use error::ApiError;
 pub use store::StoreStats;
-pub use transport::{InProcessService, ServeHandle};
+pub use tls::ServingCerts;
+pub use transport::{InProcessService, ServeHandle, ServeOptions};
 
 use behaviour::{Action, ChangeKind, ClusterBehaviour, ObjectChange, ObjectView, Profile};
 use faults::{Decision, FaultInjector, FaultPlan, RequestInfo};
@@ -91,6 +94,8 @@ pub enum SimError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("installing CRD {name} in cluster {cluster}: {source}")]
     Crd {
         cluster: String,
@@ -130,6 +135,8 @@ pub struct Simulator {
 pub(crate) struct SimInner {
     config: SimConfig,
     clusters: RwLock<BTreeMap<String, SimCluster>>,
+    /// The PKI of the HTTPS listener, made on first use and shared by every cluster's kubeconfig.
+    pub(crate) certs: Arc<OnceLock<Arc<ServingCerts>>>,
 }
 
 impl SimInner {
@@ -165,6 +172,7 @@ impl Simulator {
             inner: Arc::new(SimInner {
                 config,
                 clusters: RwLock::new(BTreeMap::new()),
+                certs: Arc::new(OnceLock::new()),
             }),
         }
     }
@@ -191,7 +199,7 @@ impl Simulator {
             return Err(SimError::ClusterExists(name.to_string()));
         }
         let seed = seed_for(self.inner.config.seed, name);
-        let cluster = SimCluster::new(name, seed, &self.inner.config);
+        let cluster = SimCluster::new(name, seed, &self.inner.config, self.inner.certs.clone());
         clusters.insert(name.to_string(), cluster.clone());
         Ok(cluster)
     }
@@ -216,9 +224,35 @@ impl Simulator {
             .unwrap_or(false)
     }
 
-    /// Serves every cluster (present and future) over HTTP at `/clusters/<name>`.
+    /// Serves every cluster (present and future) over HTTPS at `/clusters/<name>`, with a CA and
+    /// serving certificate generated on first use; every request needs a bearer token of the
+    /// cluster it addresses (401 otherwise), as with kube-apiserver.
     pub async fn serve(&self, addr: SocketAddr) -> Result<ServeHandle, SimError> {
-        transport::serve(self.inner.clone(), addr).await
+        self.serve_with(addr, ServeOptions::default()).await
+    }
+
+    /// [`Simulator::serve`] with options, e.g. plain HTTP for debugging.
+    pub async fn serve_with(
+        &self,
+        addr: SocketAddr,
+        options: ServeOptions,
+    ) -> Result<ServeHandle, SimError> {
+        let certs = if options.plain_http {
+            None
+        } else {
+            Some(self.certs(addr)?)
+        };
+        transport::serve(self.inner.clone(), addr, certs).await
+    }
+
+    /// The simulator's CA and serving certificate (generated on first call).
+    pub fn certs(&self, addr: SocketAddr) -> Result<Arc<ServingCerts>, SimError> {
+        if let Some(c) = self.inner.certs.get() {
+            return Ok(c.clone());
+        }
+        let made = Arc::new(ServingCerts::generate(&[addr.ip()])?);
+        // Two racing callers: the first stored wins, so every kubeconfig names the same CA.
+        Ok(self.inner.certs.get_or_init(|| made).clone())
     }
 
     /// Sum of the store counters of every cluster.
@@ -264,6 +298,9 @@ impl Ord for Due {
 pub(crate) struct ClusterInner {
     pub(crate) state: Arc<ClusterState>,
     pub(crate) token: String,
+    /// Bearer token → user name, for the HTTPS listener (the admin token included).
+    tokens: RwLock<BTreeMap<String, String>>,
+    certs: Arc<OnceLock<Arc<ServingCerts>>>,
     started: Instant,
     behaviour: Mutex<Option<ClusterBehaviour>>,
     faults: Mutex<Option<FaultInjector>>,
@@ -410,6 +447,34 @@ impl ClusterInner {
                 let target = target(&info, &api_version, namespace, &name, None);
                 let _ = st.delete(&target, &cluster::DeleteOptions::default());
             }
+            Action::Patch {
+                api_version,
+                kind,
+                namespace,
+                name,
+                patch,
+                expected_uid,
+            } => {
+                let Some(info) = st.resolve(&api_version, &kind) else {
+                    return;
+                };
+                let target = target(&info, &api_version, namespace, &name, None);
+                let Ok(current) = st.get(&target) else { return };
+                if let Some(uid) = expected_uid
+                    && current.pointer("/metadata/uid").and_then(Value::as_str) != Some(&uid)
+                {
+                    return;
+                }
+                let opts = cluster::WriteOptions {
+                    field_manager: Some("kube-controller-manager".to_string()),
+                    ..Default::default()
+                };
+                let body = patch.to_string();
+                if let Err(e) = st.patch(&target, cluster::PatchType::Merge, body.as_bytes(), &opts)
+                {
+                    tracing::debug!(cluster = %st.name, %kind, %name, error = %e, "simulated patch failed");
+                }
+            }
         }
     }
 
@@ -547,17 +612,18 @@ pub struct SimCluster {
 }
 
 impl SimCluster {
-    fn new(name: &str, seed: u64, config: &SimConfig) -> SimCluster {
+    fn new(
+        name: &str,
+        seed: u64,
+        config: &SimConfig,
+        certs: Arc<OnceLock<Arc<ServingCerts>>>,
+    ) -> SimCluster {
         let state = ClusterState::new(name, seed, config.watch_history);
-        let token = {
-            let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
-                seed ^ u64::from(std::process::id()) ^ now_nanos(),
-            );
-            let bytes: [u8; 24] = rand::Rng::random(&mut rng);
-            hex::encode(bytes)
-        };
+        let token = new_token(seed);
         let inner = Arc::new(ClusterInner {
             state,
+            tokens: RwLock::new(BTreeMap::from([(token.clone(), ADMIN_USER.to_string())])),
+            certs,
             token,
             started: Instant::now(),
             behaviour: Mutex::new(None),
@@ -587,9 +653,61 @@ impl SimCluster {
         &self.inner.state
     }
 
-    /// The bearer token the HTTP listener expects for this cluster (its admin identity).
+    /// The bearer token of this cluster's admin (user [`ADMIN_USER`]) on the HTTPS listener.
     pub fn token(&self) -> &str {
         &self.inner.token
+    }
+
+    /// Issues a new bearer token that authenticates as `user` (e.g.
+    /// `system:serviceaccount:cattle-fleet-system:fleet-agent`) on the HTTPS listener. Every
+    /// authenticated user may do everything for now (RBAC is not enforced).
+    pub fn add_token(&self, user: &str) -> String {
+        let token = new_token(self.inner.seed ^ self.inner.requests.load(Ordering::Relaxed));
+        let mut tokens = match self.inner.tokens.write() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        tokens.insert(token.clone(), user.to_string());
+        token
+    }
+
+    /// Withdraws a token issued by [`SimCluster::add_token`]; later requests with it get 401.
+    pub fn revoke_token(&self, token: &str) -> bool {
+        if token == self.inner.token {
+            return false;
+        }
+        match self.inner.tokens.write() {
+            Ok(mut t) => t.remove(token).is_some(),
+            Err(p) => p.into_inner().remove(token).is_some(),
+        }
+    }
+
+    /// The user a bearer token authenticates as on this cluster, if any.
+    pub fn user_for_token(&self, token: &str) -> Option<String> {
+        self.inner.user_for_token(token)
+    }
+
+    /// A kubeconfig that authenticates as `user` with `token` (from [`SimCluster::add_token`]).
+    pub fn kubeconfig_for_user(&self, server_url: &str, user: &str, token: &str) -> String {
+        let name = self.name();
+        let mut cluster = json!({"server": server_url});
+        if server_url.starts_with("https://")
+            && let Some(certs) = self.inner.certs.get()
+        {
+            use base64::Engine as _;
+            cluster["certificate-authority-data"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(certs.ca_pem()));
+        }
+        let doc = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": cluster}],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": user, "namespace": "default"}}],
+            "current-context": name,
+            "preferences": {},
+        });
+        serde_norway::to_string(&doc).unwrap_or_default()
     }
 
     /// The in-process transport.
@@ -726,19 +844,10 @@ impl SimCluster {
         Ok(())
     }
 
-    /// A kubeconfig (YAML) for this cluster at `server_url` (see [`ServeHandle::cluster_url`]).
+    /// A kubeconfig (YAML) for this cluster's admin at `server_url` (see
+    /// [`ServeHandle::cluster_url`]); an `https://` URL carries the simulator's CA.
     pub fn kubeconfig(&self, server_url: &str) -> String {
-        let name = self.name();
-        let doc = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": server_url}}],
-            "users": [{"name": format!("{name}-admin"), "user": {"token": self.token()}}],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": format!("{name}-admin"), "namespace": "default"}}],
-            "current-context": name,
-            "preferences": {},
-        });
-        serde_norway::to_string(&doc).unwrap_or_default()
+        self.kubeconfig_for_user(server_url, &format!("{}-admin", self.name()), self.token())
     }
 
     pub fn write_kubeconfig(&self, path: &Path, server_url: &str) -> Result<(), SimError> {
@@ -752,6 +861,27 @@ impl SimCluster {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         std::fs::write(path, self.kubeconfig(server_url)).map_err(err)
+    }
+}
+
+/// The user name the admin token of every cluster authenticates as.
+pub const ADMIN_USER: &str = "admin";
+
+fn new_token(seed: u64) -> String {
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
+        seed ^ u64::from(std::process::id()) ^ now_nanos(),
+    );
+    let bytes: [u8; 24] = rand::Rng::random(&mut rng);
+    hex::encode(bytes)
+}
+
+impl ClusterInner {
+    pub(crate) fn user_for_token(&self, token: &str) -> Option<String> {
+        let tokens = match self.tokens.read() {
+            Ok(t) => t,
+            Err(p) => p.into_inner(),
+        };
+        tokens.get(token).cloned()
     }
 }
 

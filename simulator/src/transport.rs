@@ -1,5 +1,6 @@
 //! Transports: an in-process `tower::Service` (what `kube::Client::new` takes, no sockets) and
-//! one loopback HTTP listener serving every cluster under `/clusters/<name>`.
+//! one loopback HTTPS listener serving every cluster under `/clusters/<name>`, authenticating
+//! bearer tokens like kube-apiserver (plain HTTP on request, for debugging).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,6 +17,7 @@ use http_body_util::BodyExt;
 
 use crate::api::{self, MAX_REQUEST_BYTES, RequestContext};
 use crate::error::ApiError;
+use crate::tls::{ServingCerts, TlsListener};
 use crate::{ClusterInner, SimError, SimInner};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -152,7 +154,11 @@ fn bearer(req: &Request<Body>) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn http_entry(sim: Arc<SimInner>, req: Request<Body>) -> Result<Response<Body>, Infallible> {
+async fn http_entry(
+    sim: Arc<SimInner>,
+    tls: bool,
+    req: Request<Body>,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/clusters/") else {
         if path == "/" || path == "/clusters" {
@@ -171,14 +177,19 @@ async fn http_entry(sim: Arc<SimInner>, req: Request<Body>) -> Result<Response<B
     let Some(cluster) = sim.cluster_inner(&name) else {
         return Ok(api::error_response(&ApiError::not_found_path()));
     };
-    // kubectl (client-go) does not send bearer tokens over plain HTTP, so on this loopback-only
-    // listener a request without credentials is served as the cluster admin (as `kubectl proxy`
-    // does); a request that presents a token must present this cluster's.
-    match bearer(&req) {
-        None => {}
-        Some(t) if t == cluster.token => {}
-        Some(_) => return Ok(api::error_response(&ApiError::unauthorized())),
-    }
+    // Over HTTPS every request authenticates, as with kube-apiserver (anonymous auth off). Over
+    // the plain-HTTP debugging listener kubectl (client-go) withholds bearer tokens, so a request
+    // without one is served as the cluster admin (as `kubectl proxy` does); a token that is
+    // presented must still be valid.
+    let user = match bearer(&req) {
+        Some(t) => cluster.user_for_token(t),
+        None if !tls => Some(crate::ADMIN_USER.to_string()),
+        None => None,
+    };
+    let Some(user) = user else {
+        return Ok(api::error_response(&ApiError::unauthorized()));
+    };
+    tracing::trace!(cluster = %name, %user, path = %tail, "authenticated request");
     let (mut parts, body) = req.into_parts();
     let pq = match parts.uri.query() {
         Some(q) => format!("{tail}?{q}"),
@@ -203,10 +214,18 @@ async fn http_entry(sim: Arc<SimInner>, req: Request<Body>) -> Result<Response<B
     Ok(serve_cluster(&cluster, Request::from_parts(parts, bytes)).await)
 }
 
+/// How [`crate::Simulator::serve_with`] listens.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Plain HTTP instead of HTTPS (debugging): requests without a token act as the admin.
+    pub plain_http: bool,
+}
+
 /// A running loopback listener. Dropping it does not stop it; call [`ServeHandle::shutdown`].
 #[derive(Debug)]
 pub struct ServeHandle {
     addr: SocketAddr,
+    certs: Option<Arc<ServingCerts>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -216,9 +235,24 @@ impl ServeHandle {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT/clusters/<name>`: the server URL of one cluster.
+    /// `https://127.0.0.1:PORT` (or `http://` when serving plain HTTP).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.certs.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// `https://127.0.0.1:PORT/clusters/<name>`: the server URL of one cluster.
     pub fn cluster_url(&self, name: &str) -> String {
-        format!("http://{}/clusters/{name}", self.addr)
+        format!("{}/clusters/{name}", self.base_url())
+    }
+
+    /// The CA (PEM) that signed the listener's certificate; `None` for plain HTTP.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.certs.as_deref().map(ServingCerts::ca_pem)
     }
 
     /// Stops accepting, lets requests in flight finish for up to two seconds (watches are cut).
@@ -235,7 +269,11 @@ impl ServeHandle {
     }
 }
 
-pub(crate) async fn serve(sim: Arc<SimInner>, addr: SocketAddr) -> Result<ServeHandle, SimError> {
+pub(crate) async fn serve(
+    sim: Arc<SimInner>,
+    addr: SocketAddr,
+    certs: Option<Arc<ServingCerts>>,
+) -> Result<ServeHandle, SimError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| SimError::Bind { addr, source })?;
@@ -243,18 +281,35 @@ pub(crate) async fn serve(sim: Arc<SimInner>, addr: SocketAddr) -> Result<ServeH
         .local_addr()
         .map_err(|source| SimError::Bind { addr, source })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let svc = tower::service_fn(move |req: Request<Body>| http_entry(sim.clone(), req));
+    let tls = certs.is_some();
+    let svc = tower::service_fn(move |req: Request<Body>| http_entry(sim.clone(), tls, req));
     let router = axum::Router::new().fallback_service(svc);
-    let task = tokio::spawn(async move {
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = rx.await;
-        });
-        if let Err(e) = server.await {
-            tracing::warn!(error = %e, "simulator HTTP listener stopped");
+    let stop = async move {
+        let _ = rx.await;
+    };
+    let task = match &certs {
+        Some(c) => {
+            let listener = TlsListener {
+                tcp: listener,
+                acceptor: c.acceptor()?,
+            };
+            tokio::spawn(async move {
+                let server = axum::serve(listener, router).with_graceful_shutdown(stop);
+                if let Err(e) = server.await {
+                    tracing::warn!(error = %e, "simulator HTTPS listener stopped");
+                }
+            })
         }
-    });
+        None => tokio::spawn(async move {
+            let server = axum::serve(listener, router).with_graceful_shutdown(stop);
+            if let Err(e) = server.await {
+                tracing::warn!(error = %e, "simulator HTTP listener stopped");
+            }
+        }),
+    };
     Ok(ServeHandle {
         addr,
+        certs,
         shutdown: Some(tx),
         task,
     })

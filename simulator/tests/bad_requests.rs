@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
 
 use bytes::Bytes;
-use fleet_simulator::{SimCluster, SimConfig, Simulator};
+use fleet_simulator::{ServeOptions, SimCluster, SimConfig, Simulator};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
@@ -280,9 +280,17 @@ async fn invalid_objects_are_422_and_duplicates_409() {
 }
 
 #[tokio::test]
-async fn the_http_listener_rejects_a_wrong_token() {
+async fn the_plain_http_listener_serves_requests_without_a_token_but_rejects_a_wrong_one() {
     let (sim, c) = setup();
-    let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let server = sim
+        .serve_with(
+            "127.0.0.1:0".parse().unwrap(),
+            ServeOptions { plain_http: true },
+        )
+        .await
+        .unwrap();
+    assert!(server.cluster_url("a").starts_with("http://"));
+    assert!(server.ca_pem().is_none());
     let url = format!("{}/api/v1/namespaces", server.cluster_url("a"));
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
@@ -293,17 +301,95 @@ async fn the_http_listener_rejects_a_wrong_token() {
         }
         client.request(b.body(Full::new(Bytes::new())).unwrap())
     };
-    // Without credentials (kubectl over plain HTTP sends none) the loopback listener serves.
+    // Without credentials (kubectl over plain HTTP sends none) the debugging listener serves.
     assert_eq!(get(None).await.unwrap().status().as_u16(), 200);
+    let wrong = get(Some("wrong".into())).await.unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let status: Value =
+        serde_json::from_slice(&wrong.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(
-        get(Some("wrong".into())).await.unwrap().status().as_u16(),
-        401
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("Unauthorized"))
     );
     let ok = get(Some(c.token().to_string())).await.unwrap();
     assert_eq!(ok.status().as_u16(), 200);
     let list: Value =
         serde_json::from_slice(&ok.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(list["kind"], "NamespaceList");
+    server.shutdown().await;
+}
+
+/// A kube-rs client built the way users build one: from a kubeconfig file, over rustls.
+async fn client_from_kubeconfig(yaml: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(yaml).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    kube::Client::try_from(config).unwrap()
+}
+
+async fn list_namespaces(client: kube::Client) -> Result<usize, kube::Error> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
+    Ok(api.list(&Default::default()).await?.items.len())
+}
+
+fn status_code(result: Result<usize, kube::Error>) -> u16 {
+    match result {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.reason, "Unauthorized", "{status:?}");
+            status.code
+        }
+        other => panic!("expected a Kubernetes Status error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_https_listener_authenticates_bearer_tokens_for_kube_rs_clients() {
+    let (sim, c) = setup();
+    let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = server.cluster_url("a");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let kubeconfig = c.kubeconfig(&url);
+    assert!(
+        kubeconfig.contains("certificate-authority-data"),
+        "{kubeconfig}"
+    );
+    assert!(server.ca_pem().unwrap().contains("BEGIN CERTIFICATE"));
+
+    // The admin kubeconfig verifies the server against the generated CA and authenticates.
+    let admin = client_from_kubeconfig(&kubeconfig).await;
+    assert!(list_namespaces(admin).await.unwrap() >= 1);
+
+    // No token, or a wrong one: 401 with a metav1.Status, as kube-apiserver answers.
+    let anonymous = kubeconfig.replace(c.token(), "");
+    let anonymous = client_from_kubeconfig(&anonymous).await;
+    assert_eq!(status_code(list_namespaces(anonymous).await), 401);
+    let wrong = client_from_kubeconfig(&kubeconfig.replace(c.token(), "not-a-token")).await;
+    assert_eq!(status_code(list_namespaces(wrong).await), 401);
+
+    // Tokens for other identities (agents later): valid until revoked, for this cluster only.
+    let user = "system:serviceaccount:cattle-fleet-system:fleet-agent";
+    let token = c.add_token(user);
+    assert_ne!(token, c.token());
+    assert_eq!(c.user_for_token(&token).as_deref(), Some(user));
+    let agent_config = c.kubeconfig_for_user(&url, "fleet-agent", &token);
+    let agent = client_from_kubeconfig(&agent_config).await;
+    assert!(list_namespaces(agent.clone()).await.unwrap() >= 1);
+    let other = sim.add_cluster("b").unwrap();
+    let elsewhere = client_from_kubeconfig(&c.kubeconfig_for_user(
+        &server.cluster_url("b"),
+        "fleet-agent",
+        &token,
+    ))
+    .await;
+    assert_eq!(status_code(list_namespaces(elsewhere).await), 401);
+    assert!(other.user_for_token(&token).is_none());
+    assert!(c.revoke_token(&token));
+    assert!(!c.revoke_token(c.token()), "the admin token stays");
+    assert_eq!(status_code(list_namespaces(agent).await), 401);
     server.shutdown().await;
 }
 

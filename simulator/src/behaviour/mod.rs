@@ -24,6 +24,9 @@
 //!   posts to `pods/<name>/binding`; apply it by setting the pod's `spec.nodeName`.
 //! - [`Action::Delete`] is the kubelet's final delete: grace period 0 (finalizers still apply).
 //!   Missing objects are ignored.
+//! - [`Action::Patch`] is a JSON merge patch of the main resource (spec and metadata; the
+//!   generation bumps when the spec changes). Skip it when the object is gone or its uid is not
+//!   `expected_uid`.
 //! - [`ClusterBehaviour::initial_objects`] are created once when the cluster starts (the nodes).
 //! - `now` is the time since cluster start; build the behaviour with [`ClusterBehaviour::with_clock`]
 //!   and [`WallClock::starting_at`] the wall-clock instant that `now` counts from, so timestamps in
@@ -42,10 +45,10 @@
 //! - The kubelet: `ContainerCreating`, then per container Ready / NeverReady / CrashLoopBackOff
 //!   (restart counts with the kubelet's back-off) / ImagePullBackOff, after the profile's delays;
 //!   Job pods exit 0 after `completeAfter`; terminating pods are deleted after `deleteAfter`.
-//! - Controllers: Deployment (rolling update with maxSurge/maxUnavailable, Recreate, pause,
-//!   minReadySeconds, progress deadline; pods carry `pod-template-hash` and are named like a
-//!   ReplicaSet's, but belong to the Deployment directly because no action can update a
-//!   ReplicaSet's `spec.replicas`), ReplicaSet, StatefulSet (OrderedReady/Parallel, rolling update
+//! - Controllers: Deployment (owns one ReplicaSet per pod template, `<name>-<pod-template-hash>`,
+//!   with revision annotations; rolling update with maxSurge/maxUnavailable scales the new
+//!   ReplicaSet up and the old ones down, Recreate, pause, minReadySeconds, progress deadline,
+//!   revisionHistoryLimit), ReplicaSet (owns the pods), StatefulSet (OrderedReady/Parallel, rolling update
 //!   from the highest ordinal, revisions), DaemonSet (one pod per eligible node, rolling update),
 //!   Job (parallelism, completions, backoffLimit, suspend, ttlSecondsAfterFinished), the
 //!   LoadBalancer ingress of Services, and PersistentVolumeClaims turning Bound.
@@ -144,6 +147,17 @@ pub enum Action {
         kind: String,
         namespace: Option<String>,
         name: String,
+    },
+    /// A JSON merge patch of the main resource, as a controller's spec or metadata write (the
+    /// Deployment controller scaling its ReplicaSets, annotating revisions).
+    Patch {
+        api_version: String,
+        kind: String,
+        namespace: Option<String>,
+        name: String,
+        patch: Value,
+        /// Skip the patch unless the object still has this uid (it was not deleted and remade).
+        expected_uid: Option<String>,
     },
 }
 

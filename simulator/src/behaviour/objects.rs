@@ -139,6 +139,18 @@ pub(crate) fn update_status(object: &Value, status: Value) -> Action {
     }
 }
 
+/// A merge patch of `object`'s main resource, guarded by its uid.
+pub(crate) fn patch(object: &Value, patch: Value) -> Action {
+    Action::Patch {
+        api_version: object["apiVersion"].as_str().unwrap_or_default().to_owned(),
+        kind: object["kind"].as_str().unwrap_or_default().to_owned(),
+        namespace: namespace(object).map(str::to_owned),
+        name: name(object).to_owned(),
+        patch,
+        expected_uid: Some(uid(object).to_owned()).filter(|u| !u.is_empty()),
+    }
+}
+
 pub(crate) fn delete(object: &Value) -> Action {
     Action::Delete {
         api_version: object["apiVersion"].as_str().unwrap_or_default().to_owned(),

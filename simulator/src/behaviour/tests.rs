@@ -266,6 +266,37 @@ impl TestCluster {
                 ));
                 self.create(object);
             }
+            Action::Patch {
+                api_version,
+                kind,
+                namespace,
+                name,
+                patch,
+                expected_uid,
+            } => {
+                let key = (api_version, kind, namespace, name);
+                let Some(object) = self.store.0.get(&key) else {
+                    return;
+                };
+                if expected_uid.is_some()
+                    && object["metadata"]["uid"].as_str() != expected_uid.as_deref()
+                {
+                    return;
+                }
+                let mut patched = object.clone();
+                merge_patch(&mut patched, &patch);
+                if patched == *object {
+                    return;
+                }
+                if patched["spec"] != object["spec"] {
+                    let generation = object["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+                    patched["metadata"]["generation"] = json!(generation);
+                }
+                self.timeline
+                    .push(format!("{:?} patch {}/{} {patch}", self.now, key.1, key.3));
+                self.store.0.insert(key, patched.clone());
+                self.emit(ChangeKind::Modified, patched);
+            }
             Action::Delete {
                 api_version,
                 kind,
@@ -397,11 +428,31 @@ fn the_fast_profile_makes_a_three_replica_deployment_available_at_once_with_real
         );
         assert!(message.contains(&format!("web-{hash}")));
         assert_eq!(pod["metadata"]["labels"]["app"], "web");
-        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+        // Pods belong to the ReplicaSet `web-<hash>`, which belongs to the Deployment.
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "ReplicaSet");
+        let rs_name = format!("web-{hash}");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["name"], rs_name);
+        let rs = cluster.get("apps/v1", "ReplicaSet", Some("default"), &rs_name);
         assert_eq!(
             pod["metadata"]["ownerReferences"][0]["uid"],
+            rs["metadata"]["uid"]
+        );
+        assert_eq!(rs["metadata"]["ownerReferences"][0]["kind"], "Deployment");
+        assert_eq!(
+            rs["metadata"]["ownerReferences"][0]["uid"],
             deployment["metadata"]["uid"]
         );
+        assert_eq!(rs["metadata"]["labels"]["pod-template-hash"], hash);
+        assert_eq!(
+            rs["spec"]["selector"]["matchLabels"]["pod-template-hash"],
+            hash
+        );
+        assert_eq!(
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+            "1"
+        );
+        assert_eq!(rs["spec"]["replicas"], 3);
+        assert_eq!(rs["status"]["availableReplicas"], 3);
         assert_eq!(pod["spec"]["nodeName"], "sim-node");
         assert_eq!(pod["status"]["phase"], "Running");
         for kind in [
@@ -460,7 +511,7 @@ fn the_behaviour_converges_and_stops_writing_once_everything_is_ready() {
 
 #[test]
 fn the_realistic_profile_makes_pods_ready_after_seconds_of_jitter_on_worker_nodes() {
-    let mut cluster = TestCluster::new(Profile::realistic(), 7);
+    let mut cluster = TestCluster::new(Profile::realistic(), 8);
     cluster.create(deployment("web", 4, "nginx"));
     cluster.run_until(at_secs(1.0));
     let early = cluster.deployment("web");
@@ -1398,10 +1449,35 @@ fn an_absurd_replica_count_creates_pods_in_bursts_instead_of_stalling() {
         name: "huge".into(),
         object: huge,
     };
+    // The Deployment creates its ReplicaSet with every replica; the ReplicaSet creates pods.
+    let actions = behaviour.on_change(Duration::ZERO, &change, &store);
+    let mut replica_set = actions
+        .iter()
+        .find_map(|action| match &action.action {
+            Action::Create { object } if object["kind"] == "ReplicaSet" => Some(object.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        replica_set["spec"]["replicas"],
+        1_000_000_000_000_i64.min(i64::from(i32::MAX))
+    );
+    replica_set["metadata"]["uid"] = json!("rs");
+    store.0.insert(key_of(&replica_set), replica_set.clone());
+    let change = ObjectChange {
+        kind: ChangeKind::Added,
+        api_version: "apps/v1".into(),
+        kind_name: "ReplicaSet".into(),
+        namespace: Some("default".into()),
+        name: replica_set["metadata"]["name"].as_str().unwrap().into(),
+        object: replica_set,
+    };
     let actions = behaviour.on_change(Duration::ZERO, &change, &store);
     let creates = actions
         .iter()
-        .filter(|action| matches!(action.action, Action::Create { .. }))
+        .filter(
+            |action| matches!(&action.action, Action::Create { object } if object["kind"] == "Pod"),
+        )
         .count();
     assert_eq!(creates, 500);
 }
@@ -1690,4 +1766,24 @@ fn with_events_on_the_scheduler_and_kubelet_record_what_kubectl_describe_shows()
         cluster.store.list("v1", "Event", None)
     };
     assert!(quiet.is_empty(), "the fast profile records no events");
+}
+
+/// RFC 7386 JSON merge patch, as the store applies `Action::Patch`.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(fields) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (key, value) in fields {
+        if value.is_null() {
+            if let Some(map) = target.as_object_mut() {
+                map.remove(key);
+            }
+        } else {
+            merge_patch(&mut target[key.as_str()], value);
+        }
+    }
 }

@@ -1,20 +1,17 @@
 //! The Deployment controller.
 //!
-//! Pods carry the `pod-template-hash` of the template they were made from and are named like a
-//! ReplicaSet's (`<deployment>-<hash>-<suffix>`), but are owned by the Deployment directly: the
-//! simulator's actions cannot update a ReplicaSet's `spec.replicas`, so there is no ReplicaSet to
-//! scale. Everything kubectl and kstatus read from a Deployment (status counts, `Available` and
-//! `Progressing` with their real reasons, rollouts with maxSurge/maxUnavailable or Recreate) is
-//! as the real controller writes it.
+//! A Deployment owns one ReplicaSet per pod template (`<deployment>-<pod-template-hash>`, with
+//! the `pod-template-hash` label and `deployment.kubernetes.io/revision` annotation), and the
+//! ReplicaSets own the pods. A template change creates a new ReplicaSet that is scaled up while
+//! the old ones are scaled down (maxSurge/maxUnavailable), or after they reach zero (Recreate).
+//! Everything kubectl and kstatus read from a Deployment (status counts, `Available` and
+//! `Progressing` with their real reasons) is as the real controller writes it.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{
-    ControllerState, Ctx, create_pod, delete_pod, deletion_order, generated_name, int_or_percent,
-    owned_pods, pod_from_template, taken_names, write_status,
-};
+use super::{Action, ControllerState, Ctx, int_or_percent, write_status};
 use crate::behaviour::naming::template_hash;
 use crate::behaviour::objects::{self, merged_condition};
 
@@ -59,11 +56,12 @@ fn rollout(deployment: &Value) -> Rollout {
 
 pub(super) fn reconcile(ctx: &mut Ctx<'_>, state: &mut ControllerState, deployment: &Value) {
     let plan = rollout(deployment);
-    let pods = owned_pods(ctx, deployment);
+    let replica_sets = owned_replica_sets(ctx, deployment);
+    let pods = pods_of(ctx, deployment, &replica_sets);
     let paused = deployment["spec"]["paused"].as_bool() == Some(true);
     let uid = objects::uid(deployment).to_owned();
     if !paused && state.satisfied(&uid, ctx.now) {
-        scale(ctx, state, deployment, &plan, &pods);
+        scale(ctx, state, deployment, &plan, &replica_sets, &pods);
     }
     let memory = state
         .progress
@@ -122,85 +120,238 @@ fn is_new(pod: &Value, plan: &Rollout) -> bool {
     objects::label(pod, "pod-template-hash") == Some(plan.hash.as_str())
 }
 
+const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The default `revisionHistoryLimit`: old ReplicaSets kept for rollbacks.
+const DEFAULT_REVISION_HISTORY: usize = 10;
+
+fn revision(object: &Value) -> i64 {
+    object["metadata"]["annotations"][REVISION]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The ReplicaSets a Deployment controls, oldest revision first.
+fn owned_replica_sets(ctx: &Ctx<'_>, deployment: &Value) -> Vec<Value> {
+    let uid = objects::uid(deployment);
+    let mut sets: Vec<Value> = ctx
+        .list("apps/v1", "ReplicaSet", objects::namespace(deployment))
+        .into_iter()
+        .filter(|rs| objects::is_controlled_by(rs, uid))
+        .collect();
+    sets.sort_by(|a, b| (revision(a), objects::name(a)).cmp(&(revision(b), objects::name(b))));
+    sets
+}
+
+/// The pods of the Deployment's ReplicaSets.
+fn pods_of(ctx: &Ctx<'_>, deployment: &Value, replica_sets: &[Value]) -> Vec<Value> {
+    let uids: Vec<&str> = replica_sets.iter().map(objects::uid).collect();
+    let mut pods: Vec<Value> = ctx
+        .list("v1", "Pod", objects::namespace(deployment))
+        .into_iter()
+        .filter(|pod| {
+            objects::controller_ref(pod)
+                .and_then(|owner| owner["uid"].as_str())
+                .is_some_and(|owner| uids.contains(&owner))
+        })
+        .collect();
+    pods.sort_by(|a, b| objects::name(a).cmp(objects::name(b)));
+    pods
+}
+
+/// A ReplicaSet for the Deployment's current template, as the controller creates it.
+fn replica_set_for(deployment: &Value, plan: &Rollout, replicas: i64, revision: i64) -> Value {
+    let mut template = deployment["spec"]["template"].clone();
+    template["metadata"]["labels"]["pod-template-hash"] = json!(plan.hash);
+    let mut selector = deployment["spec"]["selector"].clone();
+    selector["matchLabels"]["pod-template-hash"] = json!(plan.hash);
+    let labels = template["metadata"]["labels"].clone();
+    let mut spec = json!({"replicas": replicas, "selector": selector, "template": template});
+    if plan.min_ready_seconds > 0 {
+        spec["minReadySeconds"] = json!(plan.min_ready_seconds);
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {
+            "name": plan.replica_set_name,
+            "namespace": objects::namespace(deployment),
+            "labels": labels,
+            "annotations": {
+                REVISION: revision.to_string(),
+                "deployment.kubernetes.io/desired-replicas": plan.desired.to_string(),
+                "deployment.kubernetes.io/max-replicas": (plan.desired + plan.max_surge).to_string(),
+            },
+            "ownerReferences": [objects::owner_reference(deployment)],
+        },
+        "spec": spec,
+    })
+}
+
+/// Drives the ReplicaSets toward the rollout: creates the new template's ReplicaSet, scales it up
+/// and the old ones down within maxSurge/maxUnavailable (or all old ones to zero first, for
+/// Recreate), keeps revisions and prunes history beyond `revisionHistoryLimit`.
 fn scale(
     ctx: &mut Ctx<'_>,
     state: &mut ControllerState,
     deployment: &Value,
     plan: &Rollout,
+    replica_sets: &[Value],
     pods: &[Value],
 ) {
-    let active: Vec<Value> = pods
+    let new_rs = replica_sets
         .iter()
-        .filter(|pod| objects::is_active(pod))
-        .cloned()
+        .find(|rs| objects::name(rs) == plan.replica_set_name);
+    let old: Vec<&Value> = replica_sets
+        .iter()
+        .filter(|rs| objects::name(rs) != plan.replica_set_name)
         .collect();
-    let (new, old): (Vec<Value>, Vec<Value>) =
-        active.into_iter().partition(|pod| is_new(pod, plan));
-    let available =
-        |pod: &Value| objects::is_available(pod, plan.min_ready_seconds, ctx.now, ctx.clock);
-    let count = |pods: &[Value]| i64::try_from(pods.len()).unwrap_or(i64::MAX);
+    let available_in = |rs: &Value| {
+        let uid = objects::uid(rs);
+        let n = pods
+            .iter()
+            .filter(|pod| {
+                objects::is_controlled_by(pod, uid)
+                    && objects::is_active(pod)
+                    && objects::is_available(pod, plan.min_ready_seconds, ctx.now, ctx.clock)
+            })
+            .count();
+        i64::try_from(n).unwrap_or(0)
+    };
+    let old_replicas: i64 = old.iter().map(|rs| objects::replicas(rs)).sum();
     let recreate = deployment["spec"]["strategy"]["type"] == "Recreate";
-    let mut to_create = 0;
-    let mut to_delete: Vec<Value> = Vec::new();
-    if recreate {
-        if !old.is_empty() {
-            to_delete.extend(old.iter().cloned());
-        } else if !pods
+    let max_revision = replica_sets.iter().map(revision).max().unwrap_or(0);
+    let mut writes: Vec<(Value, i64)> = Vec::new();
+
+    if recreate && old_replicas > 0 {
+        writes.extend(old.iter().map(|rs| ((*rs).clone(), 0)));
+    } else if recreate
+        && pods
             .iter()
             .any(|pod| !is_new(pod, plan) && !objects::is_finished(pod))
-        {
-            // Only once every old pod is gone (terminating ones included).
-            to_create = plan.desired - count(&new);
-        }
-    } else if old.is_empty() {
-        to_create = plan.desired - count(&new);
-    } else {
-        let total = count(&new) + count(&old);
-        let room = plan.desired + plan.max_surge - total;
-        to_create = (plan.desired - count(&new)).min(room);
-        let min_available = plan.desired - plan.max_unavailable;
-        let new_unavailable = new.iter().filter(|pod| !available(pod)).count();
-        let new_unavailable = i64::try_from(new_unavailable).unwrap_or(0);
-        let all_available =
-            i64::try_from(new.iter().chain(&old).filter(|pod| available(pod)).count()).unwrap_or(0);
-        // First old pods that are not available anyway, then available ones down to the minimum.
-        let mut unhealthy_budget = (total - min_available - new_unavailable).max(0);
-        let mut available_budget = (all_available - min_available).max(0);
-        let mut old_sorted = old.clone();
-        deletion_order(&mut old_sorted);
-        for pod in old_sorted {
-            if !available(&pod) && unhealthy_budget > 0 {
-                unhealthy_budget -= 1;
-                to_delete.push(pod);
-            } else if available(&pod) && available_budget > 0 {
-                available_budget -= 1;
-                to_delete.push(pod);
+    {
+        // Recreate waits until every old pod is gone (terminating ones included).
+    } else if let Some(new_rs) = new_rs {
+        let new_count = objects::replicas(new_rs);
+        let total = new_count + old_replicas;
+        let max_total = plan.desired + plan.max_surge;
+        if recreate || new_count > plan.desired {
+            if new_count != plan.desired {
+                writes.push((new_rs.clone(), plan.desired));
             }
+        } else if new_count < plan.desired && total < max_total {
+            let up = (max_total - total).min(plan.desired - new_count);
+            writes.push((new_rs.clone(), new_count + up));
+        } else if old_replicas > 0 {
+            writes.extend(scale_down_old(plan, new_rs, &old, total, &available_in));
         }
-    }
-    if count(&new) > plan.desired {
-        let mut extra = new.clone();
-        deletion_order(&mut extra);
-        let excess = usize::try_from(count(&new) - plan.desired).unwrap_or(0);
-        to_delete.extend(extra.into_iter().take(excess));
-    }
-    let to_create = to_create.min(super::BURST_REPLICAS);
-    if to_create > 0 {
-        let mut taken = taken_names(ctx, objects::namespace(deployment));
-        for _ in 0..to_create {
-            let prefix = format!("{}-", plan.replica_set_name);
-            let name = generated_name(ctx, &prefix, &mut taken);
-            let mut pod = pod_from_template(
-                deployment,
-                &name,
-                &[("pod-template-hash", plan.hash.clone())],
+        // A rollback makes an old ReplicaSet current again: it takes the next revision.
+        if revision(new_rs) < max_revision || revision(new_rs) == 0 {
+            let next = (max_revision + 1).to_string();
+            ctx.push(
+                ctx.now,
+                objects::patch(
+                    new_rs,
+                    json!({"metadata": {"annotations": {REVISION: next}}}),
+                ),
             );
-            pod["metadata"]["generateName"] = json!(prefix);
-            create_pod(ctx, state, deployment, pod, None);
+        }
+    } else {
+        let initial = if recreate || old.is_empty() {
+            plan.desired
+        } else {
+            (plan.desired + plan.max_surge - old_replicas).clamp(0, plan.desired)
+        };
+        let rs = replica_set_for(deployment, plan, initial, max_revision + 1);
+        let delay = ctx.profile.controller_delay.sample(&mut *ctx.rng);
+        state.expect_create(
+            objects::uid(deployment),
+            &plan.replica_set_name,
+            ctx.now + delay,
+        );
+        ctx.push(ctx.now + delay, Action::Create { object: rs });
+    }
+    for (rs, replicas) in writes {
+        if objects::replicas(&rs) != replicas {
+            ctx.push(
+                ctx.now,
+                objects::patch(&rs, json!({"spec": {"replicas": replicas}})),
+            );
         }
     }
-    for pod in &to_delete {
-        delete_pod(ctx, state, deployment, pod);
+    // The Deployment carries the revision of its current ReplicaSet.
+    if let Some(new_rs) = new_rs {
+        let current = revision(new_rs).max(max_revision).to_string();
+        if deployment["metadata"]["annotations"][REVISION].as_str() != Some(current.as_str()) {
+            ctx.push(
+                ctx.now,
+                objects::patch(
+                    deployment,
+                    json!({"metadata": {"annotations": {REVISION: current}}}),
+                ),
+            );
+        }
+    }
+    prune_history(ctx, deployment, &old, pods);
+}
+
+/// The rolling update's scale-down of old ReplicaSets (oldest first): first replicas that are not
+/// available anyway, then available ones down to `desired - maxUnavailable`.
+fn scale_down_old(
+    plan: &Rollout,
+    new_rs: &Value,
+    old: &[&Value],
+    total: i64,
+    available_in: &dyn Fn(&Value) -> i64,
+) -> Vec<(Value, i64)> {
+    let min_available = plan.desired - plan.max_unavailable;
+    let new_unavailable = (objects::replicas(new_rs) - available_in(new_rs)).max(0);
+    let mut room = total - min_available - new_unavailable;
+    if room <= 0 {
+        return Vec::new();
+    }
+    let mut targets: Vec<i64> = old.iter().map(|rs| objects::replicas(rs)).collect();
+    for (target, rs) in targets.iter_mut().zip(old) {
+        let unhealthy = (*target - available_in(rs)).max(0).min(room);
+        *target -= unhealthy;
+        room -= unhealthy;
+    }
+    let all_available: i64 =
+        available_in(new_rs) + old.iter().map(|rs| available_in(rs)).sum::<i64>();
+    let mut budget = (all_available - min_available).max(0).min(room);
+    for target in &mut targets {
+        let down = (*target).min(budget);
+        *target -= down;
+        budget -= down;
+    }
+    old.iter()
+        .zip(targets)
+        .filter(|(rs, target)| objects::replicas(rs) != *target)
+        .map(|(rs, target)| ((*rs).clone(), target))
+        .collect()
+}
+
+/// Old ReplicaSets scaled to zero and without pods beyond `revisionHistoryLimit` are deleted,
+/// oldest first.
+fn prune_history(ctx: &mut Ctx<'_>, deployment: &Value, old: &[&Value], pods: &[Value]) {
+    let limit = deployment["spec"]["revisionHistoryLimit"]
+        .as_u64()
+        .and_then(|l| usize::try_from(l).ok())
+        .unwrap_or(DEFAULT_REVISION_HISTORY);
+    let idle: Vec<&&Value> = old
+        .iter()
+        .filter(|rs| {
+            objects::replicas(rs) == 0
+                && rs["status"]["replicas"].as_i64().unwrap_or(0) == 0
+                && !pods
+                    .iter()
+                    .any(|pod| objects::is_controlled_by(pod, objects::uid(rs)))
+        })
+        .collect();
+    if idle.len() > limit {
+        for rs in idle.iter().take(idle.len() - limit) {
+            ctx.push(ctx.now, objects::delete(rs));
+        }
     }
 }
 

@@ -17,11 +17,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+pub(super) use super::Action;
 use super::kubelet::{self, KubeletState};
 use super::naming::random_suffix;
 use super::objects::{self, update_status};
 use super::scheduler::{self, Feasibility};
-use super::{Action, ChangeKind, Ctx, ObjectChange};
+use super::{ChangeKind, Ctx, ObjectChange};
 
 /// How long unfulfilled expectations block a controller before it looks again (the store may
 /// have refused a create, e.g. in a terminating namespace).
@@ -121,10 +122,15 @@ pub(crate) fn dispatch(
         }
         ("apps/v1", "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet")
         | ("batch/v1", "Job") => {
+            // A Deployment's ReplicaSets are its "pods": expectations count them the same way.
+            state.observe_pod(&change.object, change.kind == ChangeKind::Deleted);
             if change.kind == ChangeKind::Deleted {
                 state.forget(objects::uid(&change.object));
             } else {
                 reconcile(ctx, state, &change.object);
+            }
+            if change.kind_name == "ReplicaSet" {
+                reconcile_owning_deployment(ctx, state, &change.object);
             }
         }
         _ => {}
@@ -186,6 +192,36 @@ fn on_pod(
         && objects::uid(&workload) == owner["uid"].as_str().unwrap_or_default()
     {
         reconcile(ctx, state, &workload);
+        if kind == "ReplicaSet" {
+            // Availability counts of a rollout come from the pods, not the ReplicaSet's status.
+            reconcile_owning_deployment(ctx, state, &workload);
+        }
+    }
+}
+
+/// Reconciles the Deployment that controls `replica_set`, if any.
+fn reconcile_owning_deployment(
+    ctx: &mut Ctx<'_>,
+    state: &mut ControllerState,
+    replica_set: &Value,
+) {
+    let Some(owner) = objects::controller_ref(replica_set) else {
+        return;
+    };
+    if owner["kind"] != "Deployment" {
+        return;
+    }
+    let Some(name) = owner["name"].as_str() else {
+        return;
+    };
+    if let Some(deployment) = ctx.get(
+        "apps/v1",
+        "Deployment",
+        objects::namespace(replica_set),
+        name,
+    ) && objects::uid(&deployment) == owner["uid"].as_str().unwrap_or_default()
+    {
+        reconcile(ctx, state, &deployment);
     }
 }
 

@@ -1,5 +1,5 @@
-//! The ReplicaSet controller, for ReplicaSets users create themselves (Deployments here own
-//! their pods directly).
+//! The ReplicaSet controller: keeps `spec.replicas` pods of the template (ReplicaSets of
+//! Deployments and ones users create themselves).
 
 use serde_json::{Value, json};
 
