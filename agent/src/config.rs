@@ -21,6 +21,19 @@ pub struct AgentConfig {
     pub drift_delay: Duration,
     /// How often the agent reports `agent.lastSeen` on its Cluster (Fleet: 15 min).
     pub checkin_interval: Duration,
+    /// Namespace for objects of bundles that name none (Fleet's agent `defaultNamespace`); also
+    /// the prefix of the object set IDs.
+    pub default_namespace: String,
+    /// Suffix of the object set IDs (Fleet's `AGENT_SCOPE`, for several agents in one cluster).
+    pub agent_scope: String,
+    /// Delay before a BundleDeployment waiting for its dependencies is checked again, and the
+    /// first retry delay after a failed deployment (doubling up to 5 minutes). Fleet: 5 s.
+    pub retry_interval: Duration,
+    /// How often the status of a deployment that is not ready yet is recomputed, besides the
+    /// drift watches.
+    pub not_ready_recheck: Duration,
+    /// Full re-check of a ready deployment (a safety net for missed watch events).
+    pub resync_interval: Duration,
 }
 
 impl AgentConfig {
@@ -34,6 +47,11 @@ impl AgentConfig {
             drift_workers: 50,
             drift_delay: Duration::from_secs(5),
             checkin_interval: Duration::from_secs(15 * 60),
+            default_namespace: "default".to_string(),
+            agent_scope: String::new(),
+            retry_interval: Duration::from_secs(5),
+            not_ready_recheck: Duration::from_secs(10),
+            resync_interval: Duration::from_secs(10 * 60),
         }
     }
 }

@@ -1,0 +1,472 @@
+//! The BundleDeployment reconciler (Fleet's `internal/cmd/agent/controller`): deploy when the
+//! deployment ID changed, monitor what is deployed, report status; and the drift reconciler
+//! that recomputes status (and corrects drift) when deployed objects change.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleet_api::consts::{self, condition as cond};
+use fleet_api::{BundleDeployment, BundleDeploymentStatus};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::Store;
+use serde_json::{Value, json};
+use tracing::Instrument as _;
+
+use crate::config::AgentConfig;
+use crate::deployer::{DeployError, Deployed, Deployer};
+use crate::downstream::DownstreamError;
+use crate::drift::{DriftTracker, KindKey};
+use crate::metrics::Metrics;
+use crate::monitor::{self, MonitorInput, ObjectKey};
+use crate::plan::{self, Dependencies};
+use crate::status;
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Downstream(#[from] DownstreamError),
+    #[error("writing status of BundleDeployment {key}: {source}")]
+    Status {
+        key: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading BundleDeployment {key}: {source}")]
+    Get {
+        key: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("finalizer of BundleDeployment {key}: {message}")]
+    Finalizer { key: String, message: String },
+}
+
+/// A failed deployment attempt, for the retry backoff.
+struct Failure {
+    deployment_id: String,
+    attempts: u32,
+    at: Instant,
+}
+
+/// Shared by the BundleDeployment and drift reconcilers.
+pub struct Context {
+    pub upstream: kube::Client,
+    pub deployer: Deployer,
+    pub config: Arc<AgentConfig>,
+    pub metrics: Metrics,
+    pub drift: DriftTracker,
+    pub store: Store<BundleDeployment>,
+    failures: Mutex<HashMap<String, Failure>>,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn key_of(bd: &BundleDeployment) -> String {
+    format!(
+        "{}/{}",
+        bd.metadata.namespace.as_deref().unwrap_or_default(),
+        bd.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// What the monitor step observed.
+struct Observed {
+    result: monitor::MonitorResult,
+    kinds: BTreeSet<KindKey>,
+}
+
+impl Context {
+    pub fn new(
+        upstream: kube::Client,
+        deployer: Deployer,
+        config: Arc<AgentConfig>,
+        metrics: Metrics,
+        drift: DriftTracker,
+        store: Store<BundleDeployment>,
+    ) -> Self {
+        Context {
+            upstream,
+            deployer,
+            config,
+            metrics,
+            drift,
+            store,
+            failures: Mutex::default(),
+            locks: Mutex::default(),
+        }
+    }
+
+    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.locks.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        locks.entry(key.to_string()).or_default().clone()
+    }
+
+    fn api(&self, namespace: &str) -> Api<BundleDeployment> {
+        Api::namespaced(self.upstream.clone(), namespace)
+    }
+
+    /// The backoff still running for a failed deployment of this ID, if any.
+    fn backoff_remaining(&self, key: &str, deployment_id: &str) -> Option<Duration> {
+        let failures = self.failures.lock().ok()?;
+        let f = failures.get(key)?;
+        if f.deployment_id != deployment_id {
+            return None;
+        }
+        let wait = self.retry_delay(f.attempts);
+        wait.checked_sub(f.at.elapsed())
+    }
+
+    fn retry_delay(&self, attempts: u32) -> Duration {
+        let base = self.config.retry_interval;
+        let factor = 1u32 << attempts.saturating_sub(1).min(6);
+        (base * factor).min(Duration::from_secs(300))
+    }
+
+    fn record_failure(&self, key: &str, deployment_id: &str) -> Duration {
+        let Ok(mut failures) = self.failures.lock() else {
+            return self.config.retry_interval;
+        };
+        let entry = failures.entry(key.to_string()).or_insert(Failure {
+            deployment_id: deployment_id.to_string(),
+            attempts: 0,
+            at: Instant::now(),
+        });
+        if entry.deployment_id != deployment_id {
+            entry.deployment_id = deployment_id.to_string();
+            entry.attempts = 0;
+        }
+        entry.attempts += 1;
+        entry.at = Instant::now();
+        self.retry_delay(entry.attempts)
+    }
+
+    fn clear_failure(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+
+    /// Reads the live objects of a deployment and evaluates them.
+    async fn observe(
+        &self,
+        bd: &BundleDeployment,
+        deployed: &Deployed,
+    ) -> Result<Observed, ReconcileError> {
+        let desired = &deployed.objects;
+        let mut live = BTreeMap::new();
+        let mut kinds = BTreeSet::new();
+        for obj in desired {
+            let key = plan::key_of(obj);
+            kinds.insert((key.api_version.clone(), key.kind.clone()));
+            if let Some(l) = self.deployer.downstream.get(&key).await? {
+                live.insert(key, l);
+            }
+        }
+        let desired_keys: BTreeSet<ObjectKey> = desired.iter().map(plan::key_of).collect();
+        let set_id = self.deployer.set_id(bd);
+        let selector = format!(
+            "{}={}",
+            consts::objectset::HASH_LABEL,
+            fleet_bundle::render::set_hash(&set_id)
+        );
+        let mut orphans = Vec::new();
+        for (api_version, kind) in &kinds {
+            for obj in self
+                .deployer
+                .downstream
+                .list(api_version, kind, &selector)
+                .await?
+            {
+                let key = plan::key_of(&obj);
+                let ours = obj
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(consts::objectset::ID_ANNOTATION))
+                    .and_then(Value::as_str)
+                    == Some(set_id.as_str());
+                if ours && !desired_keys.contains(&key) {
+                    orphans.push(obj);
+                }
+            }
+        }
+        let result = monitor::evaluate(&MonitorInput {
+            desired,
+            live: &live,
+            orphans: &orphans,
+            options: &bd.spec.options,
+        });
+        Ok(Observed { result, kinds })
+    }
+
+    /// Writes the status when it differs from what the object holds (merge patch of the
+    /// changed fields only).
+    async fn write_status(
+        &self,
+        bd: &BundleDeployment,
+        mut new: BundleDeployment,
+    ) -> Result<(), ReconcileError> {
+        status::set_display(&mut new);
+        let old = serde_json::to_value(bd.status.clone().unwrap_or_default()).unwrap_or_default();
+        let next = serde_json::to_value(new.status.clone().unwrap_or_default()).unwrap_or_default();
+        let Some(patch) = plan::merge_patch(&old, &next) else {
+            return Ok(());
+        };
+        let key = key_of(bd);
+        self.api(bd.metadata.namespace.as_deref().unwrap_or_default())
+            .patch_status(
+                bd.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": patch })),
+            )
+            .await
+            .map_err(|source| ReconcileError::Status { key, source })?;
+        Ok(())
+    }
+
+    /// The reconcile of a BundleDeployment that is not being deleted.
+    async fn apply(&self, bd: Arc<BundleDeployment>) -> Result<Action, ReconcileError> {
+        let key = key_of(&bd);
+        if bd.spec.paused {
+            tracing::debug!("paused: not deploying, drift detection off");
+            self.drift.clear(&key);
+            return Ok(Action::await_change());
+        }
+        let lock = self.lock_for(&key);
+        let _guard = lock.lock().await;
+        let now = status::now();
+        let mut next = (*bd).clone();
+        let st = next
+            .status
+            .get_or_insert_with(BundleDeploymentStatus::default);
+
+        let namespace = bd.metadata.namespace.clone().unwrap_or_default();
+        let siblings: Vec<BundleDeployment> = self
+            .store
+            .state()
+            .iter()
+            .filter(|b| b.metadata.namespace.as_deref() == Some(namespace.as_str()))
+            .map(|b| (**b).clone())
+            .collect();
+        if let Dependencies::Waiting(message) = plan::check_dependencies(&bd, &siblings) {
+            tracing::debug!(%message, "waiting for dependencies");
+            status::set_condition(&mut st.conditions, cond::DEPLOYED, Err(&message), &now);
+            self.write_status(&bd, next).await?;
+            return Ok(Action::requeue(self.config.retry_interval));
+        }
+
+        let (release_name, release_namespace) = self.deployer.release_name_and_namespace(&bd);
+        let bundle = bd.metadata.name.clone().unwrap_or_default();
+        let mut current = self
+            .deployer
+            .current_release(&bundle, &release_name, &release_namespace)
+            .await?;
+        let force_sync = bd.spec.options.force_sync_generation;
+        let needs_deploy = bd.spec.deployment_id != st.applied_deployment_id
+            || st.release.is_empty()
+            || current.is_none()
+            || (force_sync > 0 && st.sync_generation != Some(force_sync));
+        let mut requeue = None;
+        if needs_deploy && !bd.spec.deployment_id.is_empty() {
+            if let Some(wait) = self.backoff_remaining(&key, &bd.spec.deployment_id) {
+                requeue = Some(wait);
+            } else {
+                match self.deployer.deploy(&bd).await {
+                    Ok(deployed) => {
+                        tracing::info!(release = %deployed.release.id(), deployment_id = %bd.spec.deployment_id, "deployed bundle");
+                        self.clear_failure(&key);
+                        st.release = deployed.release.id();
+                        st.applied_deployment_id = bd.spec.deployment_id.clone();
+                        st.sync_generation = (force_sync > 0).then_some(force_sync);
+                        status::set_condition(&mut st.conditions, cond::INSTALLED, Ok(()), &now);
+                        status::set_condition(&mut st.conditions, cond::DEPLOYED, Ok(()), &now);
+                        current = Some(deployed);
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        tracing::warn!(error = %message, "deploying bundle failed");
+                        status::set_condition(
+                            &mut st.conditions,
+                            cond::DEPLOYED,
+                            Err(&message),
+                            &now,
+                        );
+                        if current.is_none() {
+                            let not_installed = format!("not installed: {message}");
+                            status::set_condition(
+                                &mut st.conditions,
+                                cond::INSTALLED,
+                                Err(&not_installed),
+                                &now,
+                            );
+                        }
+                        requeue = Some(self.record_failure(&key, &bd.spec.deployment_id));
+                    }
+                }
+            }
+        }
+
+        let mut ready = true;
+        if let Some(deployed) = &current {
+            match self.observe(&bd, deployed).await {
+                Ok(observed) => {
+                    ready = observed.result.ready;
+                    status::apply_monitor(st, &observed.result, &now);
+                    self.drift
+                        .refresh(&key, &self.deployer.set_id(&bd), observed.kinds)
+                        .await;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    status::set_condition(&mut st.conditions, cond::MONITORED, Err(&message), &now);
+                    requeue = Some(requeue.unwrap_or(self.config.retry_interval));
+                }
+            }
+        }
+        self.write_status(&bd, next).await?;
+        Ok(Action::requeue(requeue.unwrap_or(if ready {
+            self.config.resync_interval
+        } else {
+            self.config.not_ready_recheck
+        })))
+    }
+
+    /// The BundleDeployment is being deleted: remove what it deployed (unless keepResources).
+    async fn cleanup(&self, bd: Arc<BundleDeployment>) -> Result<Action, ReconcileError> {
+        let key = key_of(&bd);
+        let lock = self.lock_for(&key);
+        let _guard = lock.lock().await;
+        self.drift.clear(&key);
+        self.deployer.uninstall(&bd).await?;
+        self.clear_failure(&key);
+        tracing::info!("removed the bundle's deployment");
+        Ok(Action::await_change())
+    }
+
+    /// The drift reconcile: recompute status and, with `correctDrift.enabled`, put modified,
+    /// missing objects back.
+    pub async fn drift_reconcile(&self, key: &str) -> Result<(), ReconcileError> {
+        let Some((namespace, name)) = key.split_once('/') else {
+            return Ok(());
+        };
+        let lock = self.lock_for(key);
+        let _guard = lock.lock().await;
+        let bd = self
+            .api(namespace)
+            .get_opt(name)
+            .await
+            .map_err(|source| ReconcileError::Get {
+                key: key.to_string(),
+                source,
+            })?;
+        let Some(bd) = bd else {
+            self.drift.clear(key);
+            return Ok(());
+        };
+        if bd.spec.paused || bd.metadata.deletion_timestamp.is_some() {
+            return Ok(());
+        }
+        let Some(st) = bd.status.as_ref().filter(|s| !s.release.is_empty()) else {
+            return Ok(());
+        };
+        let _ = st;
+        let (release_name, release_namespace) = self.deployer.release_name_and_namespace(&bd);
+        let bundle = name.to_string();
+        let Some(deployed) = self
+            .deployer
+            .current_release(&bundle, &release_name, &release_namespace)
+            .await?
+        else {
+            return Ok(());
+        };
+        let now = status::now();
+        let mut observed = self.observe(&bd, &deployed).await?;
+        let correct = bd
+            .spec
+            .correct_drift
+            .as_ref()
+            .or(bd.spec.options.correct_drift.as_ref())
+            .filter(|c| c.enabled)
+            .cloned();
+        let mut next = bd.clone();
+        let st = next
+            .status
+            .get_or_insert_with(BundleDeploymentStatus::default);
+        if let Some(correct) = correct
+            && !observed.result.non_modified
+        {
+            tracing::info!("correcting drift");
+            let mut failure = None;
+            for obj in &deployed.objects {
+                let k = plan::key_of(obj);
+                if let Err(e) = self.deployer.apply_object(&k, obj, correct.force).await {
+                    failure = Some(e.to_string());
+                }
+            }
+            match failure {
+                Some(message) => {
+                    let message = format!("correcting drift of bundle {bundle}: {message}");
+                    status::set_condition(&mut st.conditions, cond::DEPLOYED, Err(&message), &now);
+                }
+                None => observed = self.observe(&bd, &deployed).await?,
+            }
+        }
+        status::apply_monitor(st, &observed.result, &now);
+        self.write_status(&bd, next).await
+    }
+}
+
+/// The kube-runtime reconcile function.
+pub async fn reconcile(
+    bd: Arc<BundleDeployment>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let key = key_of(&bd);
+    let span =
+        tracing::info_span!("bundledeployment", bd = %key, cluster = %ctx.config.cluster_name);
+    let started = Instant::now();
+    let api = ctx.api(bd.metadata.namespace.as_deref().unwrap_or_default());
+    let result = finalizer(
+        &api,
+        consts::BUNDLE_DEPLOYMENT_FINALIZER,
+        bd,
+        |event| async {
+            match event {
+                Finalizer::Apply(bd) => ctx.apply(bd).await,
+                Finalizer::Cleanup(bd) => ctx.cleanup(bd).await,
+            }
+        },
+    )
+    .instrument(span)
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e)
+        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => ReconcileError::Finalizer {
+            key: key.clone(),
+            message: other.to_string(),
+        },
+    });
+    ctx.metrics.reconciled(
+        crate::metrics::BUNDLEDEPLOYMENT,
+        result.is_ok(),
+        started.elapsed().as_secs_f64(),
+    );
+    result
+}
+
+/// Requeue after an error.
+pub fn error_policy(
+    bd: Arc<BundleDeployment>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(bd = %key_of(&bd), cluster = %ctx.config.cluster_name, %error, "reconcile failed");
+    Action::requeue(ctx.config.retry_interval)
+}

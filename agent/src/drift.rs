@@ -1,0 +1,196 @@
+//! Drift detection (Fleet's `driftdetect`): one watch per deployed kind in the downstream
+//! cluster, restricted to objects carrying an object set label. A change to an object of a
+//! BundleDeployment's set schedules that BundleDeployment for the drift reconciler after a
+//! delay, so a burst of changes costs one reconcile.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::runtime::watcher;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use fleet_api::consts::objectset;
+
+use crate::downstream::Downstream;
+
+/// `(apiVersion, kind)` of a watched kind.
+pub type KindKey = (String, String);
+
+#[derive(Default)]
+struct State {
+    /// Object set ID → BundleDeployment key (`namespace/name`).
+    sets: HashMap<String, String>,
+    /// BundleDeployment key → (set ID, kinds it deployed).
+    deployments: HashMap<String, (String, BTreeSet<KindKey>)>,
+    /// Running watches per kind.
+    watches: HashMap<KindKey, JoinHandle<()>>,
+    /// Keys scheduled and not yet handed to the drift reconciler.
+    pending: HashSet<String>,
+}
+
+/// Tracks which kinds to watch and which BundleDeployment each object set belongs to.
+#[derive(Clone)]
+pub struct DriftTracker {
+    state: Arc<Mutex<State>>,
+    downstream: Downstream,
+    delay: Duration,
+    queue: mpsc::UnboundedSender<String>,
+}
+
+impl DriftTracker {
+    /// `queue` receives BundleDeployment keys after the coalescing delay.
+    pub fn new(
+        downstream: Downstream,
+        delay: Duration,
+        queue: mpsc::UnboundedSender<String>,
+    ) -> Self {
+        DriftTracker {
+            state: Arc::default(),
+            downstream,
+            delay,
+            queue,
+        }
+    }
+
+    /// Records the object set and kinds of a deployment and starts watches for new kinds.
+    pub async fn refresh(&self, bd_key: &str, set_id: &str, kinds: BTreeSet<KindKey>) {
+        let new_kinds: Vec<KindKey> = {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            st.sets.insert(set_id.to_string(), bd_key.to_string());
+            st.deployments
+                .insert(bd_key.to_string(), (set_id.to_string(), kinds.clone()));
+            kinds
+                .into_iter()
+                .filter(|k| !st.watches.contains_key(k))
+                .collect()
+        };
+        for kind in new_kinds {
+            let Ok(resolved) = self.downstream.kind(&kind.0, &kind.1).await else {
+                continue;
+            };
+            let api: Api<DynamicObject> =
+                Api::all_with(self.downstream.client.clone(), &resolved.resource);
+            let tracker = self.clone();
+            let handle = tokio::spawn(async move {
+                let config = watcher::Config::default().labels(objectset::HASH_LABEL);
+                let mut stream = watcher(api, config).boxed();
+                let mut initialised = false;
+                while let Some(event) = stream.next().await {
+                    match event {
+                        Ok(watcher::Event::Init) => initialised = false,
+                        Ok(watcher::Event::InitDone) => initialised = true,
+                        Ok(watcher::Event::InitApply(_)) => {}
+                        Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::Delete(obj)) => {
+                            if initialised {
+                                tracker.object_changed(&obj);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "drift watch error");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }
+                }
+            });
+            let Ok(mut st) = self.state.lock() else {
+                handle.abort();
+                return;
+            };
+            if st.watches.contains_key(&kind) {
+                handle.abort();
+            } else {
+                st.watches.insert(kind, handle);
+            }
+        }
+    }
+
+    /// Forgets a deployment (deleted or paused); watches nobody needs any more are stopped.
+    pub fn clear(&self, bd_key: &str) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        if let Some((set_id, _)) = st.deployments.remove(bd_key) {
+            st.sets.remove(&set_id);
+        }
+        let in_use: BTreeSet<KindKey> = st
+            .deployments
+            .values()
+            .flat_map(|(_, kinds)| kinds.iter().cloned())
+            .collect();
+        let unused: Vec<KindKey> = st
+            .watches
+            .keys()
+            .filter(|k| !in_use.contains(*k))
+            .cloned()
+            .collect();
+        for k in unused {
+            if let Some(h) = st.watches.remove(&k) {
+                h.abort();
+            }
+        }
+    }
+
+    /// Stops every watch.
+    pub fn shutdown(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            for (_, h) in st.watches.drain() {
+                h.abort();
+            }
+        }
+    }
+
+    fn object_changed(&self, obj: &DynamicObject) {
+        let Some(set_id) = obj
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(objectset::ID_ANNOTATION))
+        else {
+            return;
+        };
+        let key = {
+            let Ok(st) = self.state.lock() else {
+                return;
+            };
+            st.sets.get(set_id).cloned()
+        };
+        if let Some(key) = key {
+            self.schedule(&key);
+        }
+    }
+
+    /// Hands `bd_key` to the drift reconciler after the delay, once per burst.
+    pub fn schedule(&self, bd_key: &str) {
+        {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            if !st.pending.insert(bd_key.to_string()) {
+                return;
+            }
+        }
+        let tracker = self.clone();
+        let key = bd_key.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(tracker.delay).await;
+            if let Ok(mut st) = tracker.state.lock() {
+                st.pending.remove(&key);
+            }
+            let _ = tracker.queue.send(key);
+        });
+    }
+
+    /// The kinds currently watched (for tests and diagnostics).
+    pub fn watched_kinds(&self) -> Vec<KindKey> {
+        self.state
+            .lock()
+            .map(|st| st.watches.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}

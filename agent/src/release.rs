@@ -1,0 +1,395 @@
+//! Helm-compatible release records (Helm's `storage/driver/secrets.go`): every deployment of a
+//! BundleDeployment is recorded as a Secret of type `helm.sh/release.v1` named
+//! `sh.helm.release.v1.<release>.v<revision>` in the release namespace, so that `helm list`
+//! and `helm history` show fleet-rs deployments as they show Fleet's.
+//!
+//! Pure: encoding, decoding and the history bookkeeping; the deployer does the I/O.
+
+use std::io::{Read as _, Write as _};
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Secret type of Helm 3 release records.
+pub const RELEASE_SECRET_TYPE: &str = "helm.sh/release.v1";
+/// Label on release secrets: the owner (always `helm`).
+pub const OWNER_LABEL: &str = "owner";
+/// Label on release secrets: the release name.
+pub const NAME_LABEL: &str = "name";
+/// Label on release secrets: the release status.
+pub const STATUS_LABEL: &str = "status";
+/// Label on release secrets: the revision.
+pub const VERSION_LABEL: &str = "version";
+/// Helm's annotation on deployed objects: the release that owns them.
+pub const HELM_RELEASE_NAME_ANNOTATION: &str = "meta.helm.sh/release-name";
+/// Helm's annotation on deployed objects: the namespace of the release that owns them.
+pub const HELM_RELEASE_NAMESPACE_ANNOTATION: &str = "meta.helm.sh/release-namespace";
+/// Label Helm puts on every object it manages.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY_HELM: &str = "Helm";
+/// Revisions kept per release when `helm.maxHistory` is unset (Fleet's `MaxHelmHistory`).
+pub const DEFAULT_MAX_HISTORY: usize = 2;
+
+/// Helm release statuses used here.
+pub mod status {
+    /// The current, successfully deployed revision.
+    pub const DEPLOYED: &str = "deployed";
+    /// An older revision replaced by a newer one.
+    pub const SUPERSEDED: &str = "superseded";
+    /// A revision whose deployment failed.
+    pub const FAILED: &str = "failed";
+}
+
+/// Errors while reading a release record.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// The secret's `release` key is not base64.
+    #[error("release record {secret}: data.release is not base64: {source}")]
+    Base64 {
+        secret: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    /// The payload cannot be gunzipped.
+    #[error("release record {secret}: cannot gunzip data.release: {source}")]
+    Gzip {
+        secret: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The payload is not a release JSON document.
+    #[error("release record {secret}: invalid release JSON: {source}")]
+    Json {
+        secret: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Helm's `release.Info`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseInfo {
+    #[serde(default)]
+    pub first_deployed: String,
+    #[serde(default)]
+    pub last_deployed: String,
+    #[serde(default)]
+    pub deleted: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub notes: String,
+}
+
+/// Helm's `chart.Chart` as stored in a release (metadata and values; templates are not needed
+/// to list or diff a release).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseChart {
+    /// Chart.yaml content.
+    #[serde(default)]
+    pub metadata: Value,
+    /// The chart's default values.
+    #[serde(default)]
+    pub values: Value,
+}
+
+/// Helm's `release.Release` (the fields fleet-rs writes and reads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub name: String,
+    #[serde(default)]
+    pub info: ReleaseInfo,
+    #[serde(default)]
+    pub chart: ReleaseChart,
+    /// The user-supplied values.
+    #[serde(default)]
+    pub config: Value,
+    /// The rendered objects as a multi-document YAML stream.
+    #[serde(default)]
+    pub manifest: String,
+    pub version: i64,
+    #[serde(default)]
+    pub namespace: String,
+}
+
+impl Release {
+    /// Fleet's release ID as written into `status.release`: `<namespace>/<name>:<version>`.
+    pub fn id(&self) -> String {
+        format!("{}/{}:{}", self.namespace, self.name, self.version)
+    }
+
+    /// A chart metadata annotation (Fleet stores bundle ID, commit, keep-resources... there).
+    pub fn chart_annotation(&self, key: &str) -> Option<&str> {
+        self.chart
+            .metadata
+            .get("annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    }
+}
+
+/// Parses a release ID `<namespace>/<name>:<version>`.
+pub fn parse_release_id(id: &str) -> Option<(String, String, i64)> {
+    let (ns, rest) = id.split_once('/')?;
+    let (name, version) = rest.rsplit_once(':')?;
+    let version = version.parse().ok()?;
+    if ns.is_empty() || name.is_empty() {
+        return None;
+    }
+    Some((ns.to_string(), name.to_string(), version))
+}
+
+/// Name of the Secret that records `revision` of `release`.
+pub fn secret_name(release: &str, revision: i64) -> String {
+    format!("sh.helm.release.v1.{release}.v{revision}")
+}
+
+/// The value of the secret's `release` data key (before Kubernetes' own base64 of `data`):
+/// base64 of the gzip'd release JSON, as Helm's secrets driver writes it.
+pub fn encode(release: &Release) -> Vec<u8> {
+    let json = serde_json::to_vec(release).unwrap_or_default();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(&json);
+    let compressed = gz.finish().unwrap_or_default();
+    base64::engine::general_purpose::STANDARD
+        .encode(compressed)
+        .into_bytes()
+}
+
+/// Reads the `release` data key of a release secret (Helm also accepts plain JSON payloads).
+pub fn decode(secret: &str, data: &[u8]) -> Result<Release, ReleaseError> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(data.trim_ascii())
+        .map_err(|source| ReleaseError::Base64 {
+            secret: secret.to_string(),
+            source,
+        })?;
+    let json = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|source| ReleaseError::Gzip {
+                secret: secret.to_string(),
+                source,
+            })?;
+        out
+    } else {
+        raw
+    };
+    serde_json::from_slice(&json).map_err(|source| ReleaseError::Json {
+        secret: secret.to_string(),
+        source,
+    })
+}
+
+/// Labels Helm puts on a release secret.
+pub fn secret_labels(release: &Release) -> serde_json::Map<String, Value> {
+    let mut labels = serde_json::Map::new();
+    labels.insert(NAME_LABEL.into(), Value::String(release.name.clone()));
+    labels.insert(OWNER_LABEL.into(), Value::String("helm".into()));
+    labels.insert(
+        STATUS_LABEL.into(),
+        Value::String(release.info.status.clone()),
+    );
+    labels.insert(
+        VERSION_LABEL.into(),
+        Value::String(release.version.to_string()),
+    );
+    labels
+}
+
+/// The Secret object recording `release`.
+pub fn to_secret(release: &Release) -> Value {
+    let payload = String::from_utf8(encode(release)).unwrap_or_default();
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": secret_name(&release.name, release.version),
+            "namespace": release.namespace,
+            "labels": secret_labels(release),
+        },
+        "type": RELEASE_SECRET_TYPE,
+        // `data` is base64 of the bytes, and the bytes are themselves base64 (Helm's format).
+        "data": { "release": base64::engine::general_purpose::STANDARD.encode(payload) },
+    })
+}
+
+/// What to do with the existing revisions when `new_revision` is recorded: which revisions get
+/// status `superseded` and which are deleted to keep at most `max_history` records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryPlan {
+    pub supersede: Vec<i64>,
+    pub delete: Vec<i64>,
+}
+
+/// `existing`: (revision, status) of the records present. Helm keeps the newest `max_history`
+/// revisions including the new one (0 = unlimited).
+pub fn plan_history(
+    existing: &[(i64, String)],
+    new_revision: i64,
+    max_history: usize,
+) -> HistoryPlan {
+    let mut revisions: Vec<&(i64, String)> = existing
+        .iter()
+        .filter(|(rev, _)| *rev != new_revision)
+        .collect();
+    revisions.sort_by_key(|(rev, _)| *rev);
+    let mut plan = HistoryPlan::default();
+    let keep_old = if max_history == 0 {
+        usize::MAX
+    } else {
+        max_history.saturating_sub(1)
+    };
+    let delete_count = revisions.len().saturating_sub(keep_old);
+    for (i, (rev, status)) in revisions.iter().enumerate() {
+        if i < delete_count {
+            plan.delete.push(*rev);
+        } else if status == status::DEPLOYED {
+            plan.supersede.push(*rev);
+        }
+    }
+    plan
+}
+
+/// The next revision after the recorded ones.
+pub fn next_revision(existing: &[(i64, String)]) -> i64 {
+    existing.iter().map(|(rev, _)| *rev).max().unwrap_or(0) + 1
+}
+
+/// The objects of a release manifest (a YAML stream), in order.
+pub fn manifest_objects(release: &Release) -> Result<Vec<Value>, String> {
+    fleet_bundle::render::objects::stream_objects(
+        &format!("manifest of release {}", release.id()),
+        &release.manifest,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Writes objects as a Helm manifest: `---\n# Source: ...` documents.
+pub fn manifest_of(chart_name: &str, objects: &[Value]) -> String {
+    let mut out = String::new();
+    for obj in objects {
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("object");
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        out.push_str(&format!(
+            "---\n# Source: {chart_name}/templates/{}-{name}.yaml\n",
+            kind.to_lowercase()
+        ));
+        let yaml = serde_norway::to_string(obj).unwrap_or_default();
+        out.push_str(&yaml);
+        if !yaml.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn release(version: i64) -> Release {
+        Release {
+            name: "app".into(),
+            namespace: "demo".into(),
+            version,
+            info: ReleaseInfo {
+                status: status::DEPLOYED.into(),
+                first_deployed: "2025-01-01T00:00:00Z".into(),
+                last_deployed: "2025-01-02T00:00:00Z".into(),
+                description: "Install complete".into(),
+                ..Default::default()
+            },
+            chart: ReleaseChart {
+                metadata: json!({"name": "app", "version": "1.0.0", "annotations": {"fleet.cattle.io/bundle-id": "b"}}),
+                values: json!({}),
+            },
+            config: json!({"replicas": 2}),
+            manifest: manifest_of(
+                "app",
+                &[
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "demo"}, "data": {"k": "v"}}),
+                ],
+            ),
+        }
+    }
+
+    #[test]
+    fn release_record_round_trips_through_helm_encoding() {
+        let rel = release(3);
+        let encoded = encode(&rel);
+        // Helm's payload: base64 text of a gzip stream.
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&encoded)
+            .unwrap();
+        assert_eq!(&raw[..2], &[0x1f, 0x8b]);
+        let back = decode("s", &encoded).unwrap();
+        assert_eq!(back, rel);
+        assert_eq!(back.id(), "demo/app:3");
+        assert_eq!(
+            back.chart_annotation("fleet.cattle.io/bundle-id"),
+            Some("b")
+        );
+        let objs = manifest_objects(&back).unwrap();
+        assert_eq!(objs.len(), 1);
+        assert_eq!(objs[0]["data"]["k"], "v");
+    }
+
+    #[test]
+    fn release_secret_has_helm_name_type_and_labels() {
+        let secret = to_secret(&release(7));
+        assert_eq!(secret["metadata"]["name"], "sh.helm.release.v1.app.v7");
+        assert_eq!(secret["type"], RELEASE_SECRET_TYPE);
+        assert_eq!(secret["metadata"]["labels"]["owner"], "helm");
+        assert_eq!(secret["metadata"]["labels"]["status"], "deployed");
+        assert_eq!(secret["metadata"]["labels"]["version"], "7");
+        let data = secret["data"]["release"].as_str().unwrap();
+        let inner = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
+        assert_eq!(decode("s", &inner).unwrap().version, 7);
+    }
+
+    #[test]
+    fn corrupt_release_records_name_the_secret() {
+        let err = decode("sh.helm.release.v1.x.v1", b"%%%").unwrap_err();
+        assert!(err.to_string().contains("sh.helm.release.v1.x.v1"), "{err}");
+    }
+
+    #[test]
+    fn history_supersedes_the_deployed_revision_and_caps_the_rest() {
+        let existing = vec![
+            (1, status::SUPERSEDED.to_string()),
+            (2, status::SUPERSEDED.to_string()),
+            (3, status::DEPLOYED.to_string()),
+        ];
+        assert_eq!(next_revision(&existing), 4);
+        let plan = plan_history(&existing, 4, 2);
+        assert_eq!(plan.delete, vec![1, 2]);
+        assert_eq!(plan.supersede, vec![3]);
+        let unlimited = plan_history(&existing, 4, 0);
+        assert!(unlimited.delete.is_empty());
+        assert_eq!(unlimited.supersede, vec![3]);
+        assert_eq!(plan_history(&[], 1, 2), HistoryPlan::default());
+    }
+
+    #[test]
+    fn release_ids_parse() {
+        assert_eq!(
+            parse_release_id("ns/app:12"),
+            Some(("ns".into(), "app".into(), 12))
+        );
+        assert_eq!(parse_release_id("app:1"), None);
+        assert_eq!(parse_release_id("ns/app"), None);
+    }
+}

@@ -1,0 +1,634 @@
+//! The agent on the in-process simulator: an "upstream" cluster with Fleet's CRDs holding the
+//! Content and BundleDeployments (written by hand, as the controller would), and a
+//! "downstream" cluster the agent deploys to.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
+use std::future::Future;
+use std::time::Duration;
+
+use fleet_agent::{Agent, AgentConfig};
+use fleet_api::{
+    BundleDeployment, BundleDeploymentOptions, BundleDeploymentSpec, BundleRef, BundleResource,
+    Cluster, ClusterSpec, Content,
+};
+use fleet_simulator::{SimConfig, Simulator};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+const CLUSTER_NS: &str = "cluster-fleet-default-sim-1";
+
+struct Env {
+    _sim: Simulator,
+    up: kube::Client,
+    down: kube::Client,
+    shutdown: CancellationToken,
+    agent: tokio::task::JoinHandle<()>,
+}
+
+impl Env {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), self.agent)
+            .await
+            .expect("agent stops on shutdown")
+            .unwrap();
+    }
+}
+
+async fn create_ns(client: &kube::Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    let _ = Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await;
+}
+
+async fn start() -> Env {
+    let sim = Simulator::new(SimConfig::default());
+    let upstream = sim.add_cluster("upstream").unwrap();
+    upstream.install_crds(&fleet_api::crds::all()).unwrap();
+    let downstream = sim.add_cluster("downstream").unwrap();
+    let up = upstream.client();
+    let down = downstream.client();
+    create_ns(&up, "fleet-default").await;
+    create_ns(&up, CLUSTER_NS).await;
+    let cluster = Cluster::new("sim-1", ClusterSpec::default());
+    Api::<Cluster>::namespaced(up.clone(), "fleet-default")
+        .create(&PostParams::default(), &cluster)
+        .await
+        .unwrap();
+    let mut config = AgentConfig::new("fleet-default", "sim-1", CLUSTER_NS);
+    config.drift_delay = Duration::from_millis(200);
+    config.retry_interval = Duration::from_millis(300);
+    config.not_ready_recheck = Duration::from_millis(500);
+    config.bundledeployment_workers = 4;
+    config.drift_workers = 2;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let agent = Agent::new(up.clone(), down.clone(), config, &mut registry);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let agent = tokio::spawn(async move { agent.run(token).await.unwrap() });
+    Env {
+        _sim: sim,
+        up,
+        down,
+        shutdown,
+        agent,
+    }
+}
+
+/// Polls `check` until it returns `Some`, for up to 60 s.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn resource(name: &str, content: &str) -> BundleResource {
+    BundleResource {
+        name: name.into(),
+        content: content.into(),
+        encoding: String::new(),
+    }
+}
+
+fn cm_yaml(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value}\n")
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: web\n        image: nginx\n";
+
+/// Stores the resources as a Content (as the controller does) and returns its manifest ID.
+async fn put_content(up: &kube::Client, resources: &[BundleResource]) -> String {
+    let id = fleet_bundle::manifest::manifest_id(resources);
+    let json = fleet_bundle::manifest::manifest_json(resources);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &json).unwrap();
+    let content = Content {
+        metadata: kube::api::ObjectMeta {
+            name: Some(id.clone()),
+            ..Default::default()
+        },
+        content: Some(ByteString(gz.finish().unwrap())),
+        sha256sum: fleet_bundle::manifest::manifest_sha256(resources),
+    };
+    let _ = Api::<Content>::all(up.clone())
+        .create(&PostParams::default(), &content)
+        .await;
+    id
+}
+
+fn bd_api(up: &kube::Client) -> Api<BundleDeployment> {
+    Api::namespaced(up.clone(), CLUSTER_NS)
+}
+
+fn options(default_namespace: &str) -> BundleDeploymentOptions {
+    BundleDeploymentOptions {
+        default_namespace: default_namespace.into(),
+        ..Default::default()
+    }
+}
+
+async fn create_bd(
+    up: &kube::Client,
+    name: &str,
+    manifest_id: &str,
+    options: BundleDeploymentOptions,
+    depends_on: Vec<BundleRef>,
+) {
+    let id = format!("{manifest_id}:opts");
+    let mut bd = BundleDeployment::new(
+        name,
+        BundleDeploymentSpec {
+            deployment_id: id.clone(),
+            staged_deployment_id: id,
+            options: options.clone(),
+            staged_options: options,
+            depends_on,
+            ..Default::default()
+        },
+    );
+    bd.metadata.labels = Some(
+        [
+            ("fleet.cattle.io/bundle-name", name),
+            ("fleet.cattle.io/bundle-namespace", "fleet-default"),
+            ("fleet.cattle.io/cluster", "sim-1"),
+            ("fleet.cattle.io/cluster-namespace", "fleet-default"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    );
+    bd_api(up)
+        .create(&PostParams::default(), &bd)
+        .await
+        .unwrap();
+}
+
+/// Points an existing BD at another manifest (a new commit, as the rollout promotes it).
+async fn set_deployment(
+    up: &kube::Client,
+    name: &str,
+    manifest_id: &str,
+    options: &BundleDeploymentOptions,
+) {
+    let id = format!("{manifest_id}:opts");
+    bd_api(up)
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "deploymentID": id, "stagedDeploymentID": id,
+                "options": options, "stagedOptions": options,
+            }})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn get_bd(up: &kube::Client, name: &str) -> Option<BundleDeployment> {
+    bd_api(up).get_opt(name).await.unwrap()
+}
+
+fn condition(bd: &BundleDeployment, type_: &str) -> Option<fleet_api::GenericCondition> {
+    bd.status
+        .as_ref()
+        .and_then(|s| fleet_api::find_condition(&s.conditions, type_).cloned())
+}
+
+async fn wait_ready(up: &kube::Client, name: &str, deployment: &str) -> BundleDeployment {
+    eventually(
+        &format!("BundleDeployment {name} Ready at {deployment}"),
+        || async {
+            let bd = get_bd(up, name).await?;
+            let st = bd.status.as_ref()?;
+            let ready = condition(&bd, "Ready").is_some_and(|c| c.is_true());
+            (st.applied_deployment_id.starts_with(deployment)
+                && st.ready
+                && st.non_modified
+                && ready)
+                .then_some(bd)
+        },
+    )
+    .await
+}
+
+async fn configmap(down: &kube::Client, ns: &str, name: &str) -> Option<ConfigMap> {
+    Api::<ConfigMap>::namespaced(down.clone(), ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+}
+
+async fn wait_gone(down: &kube::Client, ns: &str, name: &str) {
+    eventually(&format!("configmap {ns}/{name} removed"), || async {
+        configmap(down, ns, name).await.is_none().then_some(())
+    })
+    .await
+}
+
+async fn release_secrets(down: &kube::Client, ns: &str) -> Vec<Secret> {
+    Api::<Secret>::namespaced(down.clone(), ns)
+        .list(&ListParams::default().labels("owner=helm"))
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_with_ssa_reports_ready_prunes_and_uninstalls() {
+    let env = start().await;
+    let v1 = vec![
+        resource("a.yaml", &cm_yaml("a", "1")),
+        resource("b.yaml", &cm_yaml("b", "1")),
+        resource("web.yaml", DEPLOYMENT),
+    ];
+    let m1 = put_content(&env.up, &v1).await;
+    create_bd(&env.up, "app", &m1, options("demo"), vec![]).await;
+
+    let bd = wait_ready(&env.up, "app", &m1).await;
+    let st = bd.status.clone().unwrap();
+    assert_eq!(
+        st.resource_counts.desired_ready, 3,
+        "{:?}",
+        st.resource_counts
+    );
+    assert_eq!(st.resource_counts.ready, 3, "{:?}", st.resource_counts);
+    assert!(st.release.starts_with("demo/"), "{}", st.release);
+    assert!(st.release.ends_with(":1"), "{}", st.release);
+    assert!(condition(&bd, "Deployed").unwrap().is_true());
+    assert!(condition(&bd, "Installed").unwrap().is_true());
+    assert!(condition(&bd, "Monitored").unwrap().is_true());
+    assert_eq!(st.display.state, "Ready");
+    assert!(
+        bd.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"fleet.cattle.io/bundle-deployment-finalizer".to_string())
+    );
+
+    // Applied with server-side apply by fleet-agent, marked as Helm's and Fleet's.
+    let a = configmap(&env.down, "demo", "a")
+        .await
+        .expect("configmap a deployed");
+    let managers: Vec<String> = a
+        .metadata
+        .managed_fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.operation.as_deref() == Some("Apply"))
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(
+        managers.contains(&"fleet-agent".to_string()),
+        "{managers:?}"
+    );
+    let labels = a.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+    assert!(labels.contains_key("objectset.rio.cattle.io/hash"));
+    let annotations = a.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["meta.helm.sh/release-namespace"], "demo");
+    assert_eq!(annotations["objectset.rio.cattle.io/id"], "default-app");
+
+    // A Helm release record, as `helm list` reads it.
+    let secrets = release_secrets(&env.down, "demo").await;
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].type_.as_deref(), Some("helm.sh/release.v1"));
+    let labels = secrets[0].metadata.labels.clone().unwrap();
+    assert_eq!(labels["status"], "deployed");
+    assert_eq!(labels["version"], "1");
+    let payload = secrets[0].data.as_ref().unwrap()["release"].0.clone();
+    let rel = fleet_agent::release::decode("record", &payload).unwrap();
+    assert_eq!(rel.info.status, "deployed");
+    assert!(rel.manifest.contains("name: a"));
+
+    // A new commit without b: b is pruned, the release moves to revision 2.
+    let v2 = vec![
+        resource("a.yaml", &cm_yaml("a", "2")),
+        resource("web.yaml", DEPLOYMENT),
+    ];
+    let m2 = put_content(&env.up, &v2).await;
+    set_deployment(&env.up, "app", &m2, &options("demo")).await;
+    let bd = wait_ready(&env.up, "app", &m2).await;
+    wait_gone(&env.down, "demo", "b").await;
+    let a = configmap(&env.down, "demo", "a").await.unwrap();
+    assert_eq!(a.data.unwrap()["key"], "2");
+    let st = bd.status.unwrap();
+    assert!(st.release.ends_with(":2"), "{}", st.release);
+    assert_eq!(st.resource_counts.desired_ready, 2);
+    let secrets = release_secrets(&env.down, "demo").await;
+    let mut statuses: Vec<(String, String)> = secrets
+        .iter()
+        .map(|s| {
+            let l = s.metadata.labels.clone().unwrap();
+            (l["version"].clone(), l["status"].clone())
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            ("1".to_string(), "superseded".to_string()),
+            ("2".to_string(), "deployed".to_string())
+        ]
+    );
+
+    // Deleting the BundleDeployment removes what it deployed, then the finalizer.
+    bd_api(&env.up)
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&env.down, "demo", "a").await;
+    eventually("BundleDeployment app deleted", || async {
+        get_bd(&env.up, "app").await.is_none().then_some(())
+    })
+    .await;
+    eventually("release records removed", || async {
+        release_secrets(&env.down, "demo")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_resources_keeps_pruned_and_uninstalled_objects() {
+    let env = start().await;
+    let mut opts = options("keep");
+    opts.keep_resources = true;
+    let v1 = vec![
+        resource("a.yaml", &cm_yaml("a", "1")),
+        resource("b.yaml", &cm_yaml("b", "1")),
+    ];
+    let m1 = put_content(&env.up, &v1).await;
+    create_bd(&env.up, "kept", &m1, opts.clone(), vec![]).await;
+    wait_ready(&env.up, "kept", &m1).await;
+
+    let v2 = vec![resource("a.yaml", &cm_yaml("a", "1"))];
+    let m2 = put_content(&env.up, &v2).await;
+    set_deployment(&env.up, "kept", &m2, &opts).await;
+    let bd = wait_ready(&env.up, "kept", &m2).await;
+    assert!(bd.status.unwrap().release.ends_with(":2"));
+    let b = configmap(&env.down, "keep", "b").await.expect("b kept");
+    // No longer marked as ours, so it is not reported as orphaned.
+    assert!(
+        !b.metadata
+            .labels
+            .unwrap_or_default()
+            .contains_key("objectset.rio.cattle.io/hash")
+    );
+
+    bd_api(&env.up)
+        .delete("kept", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("BundleDeployment kept deleted", || async {
+        get_bd(&env.up, "kept").await.is_none().then_some(())
+    })
+    .await;
+    assert!(configmap(&env.down, "keep", "a").await.is_some());
+    assert!(configmap(&env.down, "keep", "b").await.is_some());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_reported_and_corrected() {
+    let env = start().await;
+    let v1 = vec![resource("a.yaml", &cm_yaml("a", "1"))];
+    let m1 = put_content(&env.up, &v1).await;
+    create_bd(&env.up, "drifty", &m1, options("drift"), vec![]).await;
+    wait_ready(&env.up, "drifty", &m1).await;
+
+    // Someone edits the object downstream.
+    Api::<ConfigMap>::namespaced(env.down.clone(), "drift")
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"key": "changed"}})),
+        )
+        .await
+        .unwrap();
+    let bd = eventually("drift reported as Modified", || async {
+        let bd = get_bd(&env.up, "drifty").await?;
+        let st = bd.status.as_ref()?;
+        (!st.non_modified && !st.modified_status.is_empty()).then_some(bd)
+    })
+    .await;
+    let st = bd.status.clone().unwrap();
+    let modified = &st.modified_status[0];
+    assert_eq!(modified.name, "a");
+    assert!(!modified.patch.is_empty(), "{modified:?}");
+    assert_eq!(st.display.state, "Modified");
+    assert_eq!(st.resource_counts.modified, 1);
+
+    // With correctDrift the agent puts the object back.
+    bd_api(&env.up)
+        .patch(
+            "drifty",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"correctDrift": {"enabled": true}}})),
+        )
+        .await
+        .unwrap();
+    Api::<ConfigMap>::namespaced(env.down.clone(), "drift")
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"key": "changed-again"}})),
+        )
+        .await
+        .unwrap();
+    eventually("drift corrected", || async {
+        let cm = configmap(&env.down, "drift", "a").await?;
+        (cm.data?.get("key")? == "1").then_some(())
+    })
+    .await;
+    wait_ready(&env.up, "drifty", &m1).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_chart_reports_deployed_false_and_keeps_objects() {
+    let env = start().await;
+    let chart = "apiVersion: v2\nname: mychart\nversion: 0.1.0\n";
+    let good = vec![
+        resource("Chart.yaml", chart),
+        resource(
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  key: ok\n",
+        ),
+    ];
+    let m1 = put_content(&env.up, &good).await;
+    create_bd(&env.up, "chart", &m1, options("charts"), vec![]).await;
+    let bd = wait_ready(&env.up, "chart", &m1).await;
+    let release = bd.status.unwrap().release;
+    let release_name = release
+        .split_once('/')
+        .unwrap()
+        .1
+        .rsplit_once(':')
+        .unwrap()
+        .0
+        .to_string();
+    let cm_name = format!("{release_name}-cm");
+    assert!(configmap(&env.down, "charts", &cm_name).await.is_some());
+
+    let broken = vec![
+        resource("Chart.yaml", chart),
+        resource(
+            "templates/cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  key: {{ .Values.missing | nosuchfunction }}\n",
+        ),
+    ];
+    let m2 = put_content(&env.up, &broken).await;
+    set_deployment(&env.up, "chart", &m2, &options("charts")).await;
+    let bd = eventually("Deployed=False for the broken chart", || async {
+        let bd = get_bd(&env.up, "chart").await?;
+        condition(&bd, "Deployed").filter(|c| c.is_false())?;
+        Some(bd)
+    })
+    .await;
+    let deployed = condition(&bd, "Deployed").unwrap();
+    assert!(deployed.message.contains("chart"), "{}", deployed.message);
+    let st = bd.status.unwrap();
+    assert!(st.applied_deployment_id.starts_with(&m1));
+    assert_eq!(st.display.state, "ErrApplied");
+    // What was deployed stays.
+    assert!(configmap(&env.down, "charts", &cm_name).await.is_some());
+    assert_eq!(release_secrets(&env.down, "charts").await.len(), 1);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn depends_on_waits_for_the_dependency_to_be_ready() {
+    let env = start().await;
+    let app = vec![resource("a.yaml", &cm_yaml("app", "1"))];
+    let m_app = put_content(&env.up, &app).await;
+    create_bd(
+        &env.up,
+        "app",
+        &m_app,
+        options("deps"),
+        vec![BundleRef {
+            name: "db".into(),
+            selector: None,
+        }],
+    )
+    .await;
+    let bd = eventually("app waits for db", || async {
+        let bd = get_bd(&env.up, "app").await?;
+        condition(&bd, "Deployed").filter(|c| c.is_false())?;
+        Some(bd)
+    })
+    .await;
+    let message = condition(&bd, "Deployed").unwrap().message;
+    assert!(message.contains("db"), "{message}");
+    assert!(configmap(&env.down, "deps", "app").await.is_none());
+
+    let db = vec![resource("db.yaml", &cm_yaml("db", "1"))];
+    let m_db = put_content(&env.up, &db).await;
+    create_bd(&env.up, "db", &m_db, options("deps"), vec![]).await;
+    wait_ready(&env.up, "db", &m_db).await;
+    wait_ready(&env.up, "app", &m_app).await;
+    assert!(configmap(&env.down, "deps", "app").await.is_some());
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_of_another_release_are_not_taken_without_take_ownership() {
+    let env = start().await;
+    create_ns(&env.down, "owned").await;
+    let foreign: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "shared", "namespace": "owned", "annotations": {
+            "meta.helm.sh/release-name": "someone-else", "meta.helm.sh/release-namespace": "owned"}},
+        "data": {"key": "theirs"}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(env.down.clone(), "owned")
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let res = vec![resource("s.yaml", &cm_yaml("shared", "ours"))];
+    let m = put_content(&env.up, &res).await;
+    create_bd(&env.up, "taker", &m, options("owned"), vec![]).await;
+    let bd = eventually("not owned by us", || async {
+        let bd = get_bd(&env.up, "taker").await?;
+        condition(&bd, "Deployed").filter(|c| c.is_false())?;
+        Some(bd)
+    })
+    .await;
+    let message = condition(&bd, "Deployed").unwrap().message;
+    assert!(message.contains("not owned by us"), "{message}");
+    assert!(message.contains("shared"), "{message}");
+    assert_eq!(
+        configmap(&env.down, "owned", "shared")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["key"],
+        "theirs"
+    );
+
+    let mut opts = options("owned");
+    opts.helm = Some(fleet_api::HelmOptions {
+        take_ownership: true,
+        ..Default::default()
+    });
+    set_deployment(&env.up, "taker", &m, &opts).await;
+    // Same manifest, new options: a new deployment ID is needed to redeploy.
+    bd_api(&env.up)
+        .patch(
+            "taker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"deploymentID": format!("{m}:take"), "stagedDeploymentID": format!("{m}:take")}})),
+        )
+        .await
+        .unwrap();
+    wait_ready(&env.up, "taker", &format!("{m}:take")).await;
+    assert_eq!(
+        configmap(&env.down, "owned", "shared")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["key"],
+        "ours"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_sets_last_seen_on_the_cluster() {
+    let env = start().await;
+    let cluster = eventually("agent.lastSeen set", || async {
+        let c = Api::<Cluster>::namespaced(env.up.clone(), "fleet-default")
+            .get("sim-1")
+            .await
+            .ok()?;
+        c.status.as_ref()?.agent.last_seen.as_ref()?;
+        Some(c)
+    })
+    .await;
+    let status = serde_json::to_value(cluster.status.unwrap()).unwrap();
+    assert_eq!(
+        status["agent"]["namespace"],
+        Value::from("cattle-fleet-system")
+    );
+    env.stop().await;
+}
