@@ -162,12 +162,33 @@ pub fn apply_compare_patches(
 }
 
 /// Drops what the comparison never looks at: `status`, server-owned metadata, and the
-/// labels/annotations that apply adds.
+/// labels/annotations that apply adds; brings Secrets and aggregated roles to the form the API
+/// server stores.
 fn strip_unmanaged(object: &mut Value) {
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let Some(fields) = object.as_object_mut() else {
         return;
     };
     fields.remove("status");
+    match (group_of(&api_version), kind.as_str()) {
+        ("", "Secret") => normalize_secret(fields),
+        // The aggregation controller owns the rules of an aggregated role.
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole")
+            if fields.get("aggregationRule").is_some_and(Value::is_object) =>
+        {
+            fields.remove("rules");
+        }
+        _ => {}
+    }
     let Some(metadata) = fields.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
@@ -181,6 +202,46 @@ fn strip_unmanaged(object: &mut Value) {
                     && !APPLY_MARK_ANNOTATIONS.contains(&k.as_str())
             });
         }
+    }
+}
+
+/// The API server stores `stringData` base64-encoded in `data` (and never returns it), and
+/// a null data value as "".
+fn normalize_secret(fields: &mut Map<String, Value>) {
+    use base64::Engine as _;
+    let string_data = match fields.remove("stringData") {
+        Some(Value::Object(string_data)) => string_data,
+        Some(other) => {
+            fields.insert("stringData".into(), other);
+            Map::new()
+        }
+        None => Map::new(),
+    };
+    let has_data = fields.get("data").is_some_and(Value::is_object);
+    if string_data.is_empty() && !has_data {
+        return;
+    }
+    let data = fields
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(data) = data.as_object_mut() else {
+        return;
+    };
+    for value in data.values_mut() {
+        if value.is_null() {
+            *value = Value::String(String::new());
+        }
+    }
+    for (key, value) in string_data {
+        let text = match value {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        data.insert(
+            key,
+            Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
     }
 }
 
@@ -217,9 +278,26 @@ pub fn compare(desired: &Value, live: &Value) -> Option<Value> {
     diff_value(desired, Some(live), "", "")
 }
 
-/// Merge patch text as Fleet writes it in `modifiedStatus` (compact, keys sorted).
+/// Merge patch text as Fleet writes it in `modifiedStatus`: compact, keys sorted, and `<`,
+/// `>`, `&`, U+2028 and U+2029 escaped as Go's `json.Marshal` does. Those characters only
+/// occur inside JSON strings, so replacing them in the text is safe.
 pub fn patch_string(patch: &Value) -> String {
-    patch.to_string()
+    let text = patch.to_string();
+    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '<' => escaped.push_str("\\u003c"),
+            '>' => escaped.push_str("\\u003e"),
+            '&' => escaped.push_str("\\u0026"),
+            '\u{2028}' => escaped.push_str("\\u2028"),
+            '\u{2029}' => escaped.push_str("\\u2029"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// `own_key` is the map key `desired` sits under, `container_key` the key of the map holding
@@ -574,6 +652,42 @@ mod tests {
         let desired = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "namespace": "default"}});
         let live = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x", "uid": "1"}, "spec": {"finalizers": ["kubernetes"]}});
         assert_eq!(modified_patch(&desired, &live, &Default::default()), None);
+    }
+
+    #[test]
+    fn secret_string_data_matches_the_encoded_live_data() {
+        let desired = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "ns"},
+            "stringData": {"password": "hunter2"}, "data": {"empty": null}});
+        let live = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "ns", "uid": "1"}, "type": "Opaque",
+            "data": {"password": "aHVudGVyMg==", "empty": ""}});
+        assert_eq!(modified_patch(&desired, &live, &Default::default()), None);
+        let mut changed = live.clone();
+        changed["data"]["password"] = json!("b3RoZXI=");
+        assert_eq!(
+            modified_patch(&desired, &changed, &Default::default()),
+            Some(json!({"data": {"password": "aHVudGVyMg=="}}))
+        );
+    }
+
+    #[test]
+    fn the_rules_of_an_aggregated_cluster_role_are_not_compared() {
+        let desired = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "view-all"},
+            "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]},
+            "rules": []});
+        let mut live = desired.clone();
+        live["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
+        assert_eq!(modified_patch(&desired, &live, &Default::default()), None);
+    }
+
+    #[test]
+    fn patch_text_escapes_html_characters_like_go() {
+        assert_eq!(
+            patch_string(&json!({"data": {"html": "<a&b>"}})),
+            r#"{"data":{"html":"\u003ca\u0026b\u003e"}}"#
+        );
     }
 
     #[test]

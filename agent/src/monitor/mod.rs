@@ -187,6 +187,21 @@ pub fn evaluate(input: &MonitorInput) -> MonitorResult {
     }
 }
 
+/// The merge patch that would bring `live` back to `desired` (what `modifiedStatus[].patch`
+/// shows), or `None` when it matches or a `comparePatches` entry with `op: ignore` names it.
+/// Drift correction can use it to decide whether an object needs to be re-applied.
+pub fn drift_patch(
+    desired: &Value,
+    live: &Value,
+    options: &BundleDeploymentOptions,
+) -> Option<Value> {
+    let key = ObjectKey::from_object(live).or_else(|| ObjectKey::from_object(desired))?;
+    if diff::is_ignored(&key, options) {
+        return None;
+    }
+    diff::modified_patch(desired, live, options)
+}
+
 /// The live copy of a desired object: by its key, else (a namespace set by the renderer on a
 /// cluster-scoped object) by its key without namespace.
 fn live_copy<'a>(live: &'a BTreeMap<ObjectKey, Value>, key: &ObjectKey) -> Option<&'a Value> {

@@ -416,3 +416,30 @@ fn the_ready_message_falls_back_to_fleets_generic_texts() {
     assert_eq!(ready_message(false, true, &[], &[]), "not ready");
     assert_eq!(ready_message(true, false, &[], &[]), "out of sync");
 }
+
+#[test]
+fn drift_patch_gives_the_patch_unless_the_object_is_ignored() {
+    let desired = config_map("a", json!({"k": "v"}));
+    let live = live_config_map("a", json!({"k": "x"}));
+    assert_eq!(
+        drift_patch(&desired, &live, &Default::default()),
+        Some(json!({"data": {"k": "v"}}))
+    );
+    let options = BundleDeploymentOptions {
+        diff: Some(DiffOptions {
+            compare_patches: vec![ComparePatch {
+                kind: "ConfigMap".into(),
+                api_version: "v1".into(),
+                namespace: "ns".into(),
+                name: "a".into(),
+                operations: vec![Operation {
+                    op: "ignore".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }),
+        ..Default::default()
+    };
+    assert_eq!(drift_patch(&desired, &live, &options), None);
+}
