@@ -31,6 +31,10 @@ enum Command {
     Helm(cmd::helm::HelmArgs),
     /// Simulated clusters: `sim up`, `sim bench`
     Sim(cmd::sim::SimArgs),
+    /// Run the upstream controller (GitRepos, Bundles, Clusters) against a Kubernetes API
+    Controller(cmd::controller::ControllerArgs),
+    /// Run the agent of one downstream cluster
+    Agent(cmd::agent::AgentArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +47,8 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(&args),
         Command::Helm(args) => cmd::helm::run(&args),
         Command::Sim(args) => cmd::sim::run(&args),
+        Command::Controller(args) => cmd::controller::run(&args),
+        Command::Agent(args) => cmd::agent::run(&args),
     };
     match result {
         Ok(code) => code,

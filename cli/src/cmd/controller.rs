@@ -1,0 +1,95 @@
+//! `fleet controller`: the upstream controller against any Kubernetes API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use fleet_controller::{Controller, ControllerConfig};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Kubeconfig of the upstream cluster (default: KUBECONFIG, ~/.kube/config, in-cluster)
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace the controller runs in (holds its leader-election Lease)
+    #[arg(long, env = "NAMESPACE", default_value = "cattle-fleet-system")]
+    namespace: String,
+    /// Concurrent GitRepo reconciles
+    #[arg(long, env = "GITREPO_RECONCILER_WORKERS", default_value_t = 50)]
+    gitrepo_workers: usize,
+    /// Concurrent Bundle reconciles
+    #[arg(long, env = "BUNDLE_RECONCILER_WORKERS", default_value_t = 50)]
+    bundle_workers: usize,
+    /// Concurrent Cluster reconciles
+    #[arg(long, env = "CLUSTER_RECONCILER_WORKERS", default_value_t = 50)]
+    cluster_workers: usize,
+    /// Concurrent ClusterGroup reconciles
+    #[arg(long, env = "CLUSTERGROUP_RECONCILER_WORKERS", default_value_t = 50)]
+    clustergroup_workers: usize,
+    /// Resync period of every GitRepo, in seconds
+    #[arg(long, env = "GITREPO_SYNC_PERIOD_SECONDS", default_value_t = 7200)]
+    gitrepo_sync_period: u64,
+    /// Serve the Git webhook (GitHub/GitLab push events) on this address
+    #[arg(long, env = "FLEET_WEBHOOK_ADDR")]
+    webhook_addr: Option<SocketAddr>,
+    /// Serve Prometheus metrics on this address (`/metrics`)
+    #[arg(long, env = "FLEET_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+}
+
+pub fn run(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
+    let client = super::kubeconfig::client(args.kubeconfig.as_deref(), "upstream").await?;
+    let config = ControllerConfig {
+        system_namespace: args.namespace.clone(),
+        gitrepo_workers: args.gitrepo_workers.max(1),
+        bundle_workers: args.bundle_workers.max(1),
+        cluster_workers: args.cluster_workers.max(1),
+        clustergroup_workers: args.clustergroup_workers.max(1),
+        gitrepo_sync_period: Duration::from_secs(args.gitrepo_sync_period.max(1)),
+        webhook_addr: args.webhook_addr,
+        ..ControllerConfig::default()
+    };
+    let mut registry = Registry::default();
+    let controller = Controller::new(client, config, &mut registry);
+    let registry = Arc::new(Mutex::new(registry));
+    let shutdown = CancellationToken::new();
+    let metrics = tokio::spawn(fleet_cli::metrics::serve(
+        args.metrics_addr,
+        registry,
+        shutdown.clone(),
+    ));
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        if super::signal::wait().await.is_ok() {
+            eprintln!("fleet controller: stopping");
+        }
+        signal_token.cancel();
+    });
+    eprintln!(
+        "fleet controller: running (metrics on http://{}/metrics)",
+        args.metrics_addr
+    );
+    let result = controller.run(shutdown.clone()).await;
+    shutdown.cancel();
+    if let Ok(Err(err)) = metrics.await {
+        eprintln!(
+            "fleet controller: metrics server on {}: {err}",
+            args.metrics_addr
+        );
+    }
+    result.context("controller")?;
+    Ok(ExitCode::SUCCESS)
+}
