@@ -83,7 +83,9 @@ pub struct MonitorResult {
 /// `updateFromPreviousDeployment` + `updateFromResources` + `readyError`).
 ///
 /// - Each desired object without a live copy is missing (`modifiedStatus[].missing`), unless
-///   a `diff.comparePatches` entry with `op: ignore` names it.
+///   a `diff.comparePatches` entry with `op: ignore` names it. So is one whose live copy
+///   belongs to another Helm release (`exist`: "is not owned by us"), when the desired object
+///   carries its release annotations (`meta.helm.sh/release-name`/`-namespace`).
 /// - Each live desired object is summarized for readiness (after removing the conditions
 ///   `ignore.conditions` matches) and compared with its desired state (`patch`).
 /// - Each orphan is `delete` (reported as "extra").
@@ -110,6 +112,12 @@ pub fn evaluate(input: &MonitorInput) -> MonitorResult {
             }
             continue;
         };
+        if !ignored && owned_by_another_release(desired_object, live) {
+            let mut status = modified_status(key, true, false, String::new());
+            status.exist = true;
+            modified.push(status);
+            continue;
+        }
         let live_key = ObjectKey::from_object(live).unwrap_or_else(|| key.clone());
         resources.push(BundleDeploymentResource {
             kind: live_key.kind.clone(),
@@ -200,6 +208,27 @@ pub fn drift_patch(
         return None;
     }
     diff::modified_patch(desired, live, options)
+}
+
+/// Helm's release annotations on an object.
+const RELEASE_ANNOTATIONS: [&str; 2] = [
+    "meta.helm.sh/release-name",
+    "meta.helm.sh/release-namespace",
+];
+
+/// True when the desired object names its Helm release and the live object belongs to another
+/// (or to none): it exists but is not ours (Fleet: `missing` with `exist`, "is not owned by us").
+fn owned_by_another_release(desired: &Value, live: &Value) -> bool {
+    let annotation = |object: &Value, name: &str| {
+        object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(name))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    RELEASE_ANNOTATIONS.iter().any(|name| {
+        annotation(desired, name).is_some_and(|wanted| annotation(live, name) != Some(wanted))
+    })
 }
 
 /// The live copy of a desired object: by its key, else (a namespace set by the renderer on a

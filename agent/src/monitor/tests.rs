@@ -443,3 +443,40 @@ fn drift_patch_gives_the_patch_unless_the_object_is_ignored() {
     };
     assert_eq!(drift_patch(&desired, &live, &options), None);
 }
+
+#[test]
+fn a_live_object_of_another_release_is_missing_and_not_owned_by_us() {
+    let with_release = |mut object: Value, release: &str| {
+        object["metadata"]["annotations"] = json!({
+            "meta.helm.sh/release-name": release,
+            "meta.helm.sh/release-namespace": "ns",
+        });
+        object
+    };
+    let desired = with_release(config_map("a", json!({"k": "v"})), "mine");
+    let ours = with_release(live_config_map("a", json!({"k": "v"})), "mine");
+    let result = run(
+        std::slice::from_ref(&desired),
+        &[ours],
+        &[],
+        &Default::default(),
+    );
+    assert!(result.non_modified, "{:?}", result.modified_status);
+
+    let theirs = with_release(live_config_map("a", json!({"k": "v"})), "theirs");
+    let result = run(
+        std::slice::from_ref(&desired),
+        &[theirs],
+        &[],
+        &Default::default(),
+    );
+    assert_eq!(result.ready_message, "configmap.v1 ns/a is not owned by us");
+    assert!(result.modified_status[0].exist);
+    assert_eq!(result.resource_counts.missing, 1);
+    assert_eq!(result.resource_counts.desired_ready, 1);
+    assert!(result.resources.is_empty());
+
+    let unmarked = live_config_map("a", json!({"k": "v"}));
+    let result = run(&[desired], &[unmarked], &[], &Default::default());
+    assert!(result.modified_status[0].exist);
+}
