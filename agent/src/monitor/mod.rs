@@ -22,9 +22,13 @@ pub mod summary;
 /// and name. Ordered by apiVersion, kind, namespace, name (Fleet sorts the same way).
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
+    /// `apiVersion`, e.g. `apps/v1` or `v1`.
     pub api_version: String,
+    /// `kind`, e.g. `Deployment`.
     pub kind: String,
+    /// `metadata.namespace`; "" for cluster-scoped objects.
     pub namespace: String,
+    /// `metadata.name`.
     pub name: String,
 }
 
@@ -50,7 +54,9 @@ impl ObjectKey {
 pub struct MonitorInput<'a> {
     /// The rendered objects of the deployment, namespaces set.
     pub desired: &'a [Value],
-    /// The live copy of each desired object that exists in the downstream cluster.
+    /// The live copy of each desired object that exists in the downstream cluster, keyed by
+    /// the desired object's key (a key without namespace is also tried for cluster-scoped
+    /// objects rendered with one).
     pub live: &'a BTreeMap<ObjectKey, Value>,
     /// Live objects of this bundle's object set that are no longer desired and were not pruned.
     pub orphans: &'a [Value],
@@ -61,7 +67,7 @@ pub struct MonitorInput<'a> {
 /// The status fields derived from one evaluation.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MonitorResult {
-    /// Every live desired object is ready.
+    /// Every live desired object is ready (missing ones do not count: Fleet's rule).
     pub ready: bool,
     /// Nothing is missing, extra or modified.
     pub non_modified: bool,
@@ -73,7 +79,8 @@ pub struct MonitorResult {
     pub incomplete_state: bool,
     /// Objects per state.
     pub resource_counts: ResourceCounts,
-    /// The desired objects (kind, apiVersion, namespace, name).
+    /// The desired objects that are live and ours (kind, apiVersion, namespace, name,
+    /// createdAt), ordered by key; Fleet's `status.resources`.
     pub resources: Vec<BundleDeploymentResource>,
     /// Message of the Ready condition: empty when ready and unmodified.
     pub ready_message: String,
