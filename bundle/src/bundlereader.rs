@@ -81,9 +81,9 @@ pub enum ReadError {
         /// What is wrong.
         message: String,
     },
-    /// A chart that must be downloaded.
+    /// A chart that is not in the bundle folder could not be downloaded.
     #[error(
-        "bundle {bundle}: helm chart {chart:?} (repo {repo:?}, version {version:?}) is not in the bundle folder and downloading charts is not supported by this build"
+        "bundle {bundle}: downloading helm chart (repo={repo} chart={chart} version={version}): {message}"
     )]
     RemoteChart {
         /// The bundle folder.
@@ -94,6 +94,8 @@ pub enum ReadError {
         repo: String,
         /// helm.version.
         version: String,
+        /// What went wrong.
+        message: String,
     },
     /// A local chart archive cannot be unpacked.
     #[error("helm chart archive {path}: {message}")]
@@ -156,15 +158,44 @@ fn display_path(p: &Path) -> String {
     s.strip_prefix("./").map(str::to_string).unwrap_or(s)
 }
 
-/// Reads the bundle in `dir`, named `name` unless fleet.yaml names it.
+/// How charts that are not in the bundle folder are downloaded: `helm.repo` + `helm.chart` +
+/// `helm.version` from a chart repository, `helm.chart` as an `http(s)://` URL of a chart
+/// archive, or `helm.chart` as an `oci://` reference (with `helm.version` a version or semver
+/// constraint).
+#[derive(Debug, Clone, Default)]
+pub struct ChartDownload {
+    /// Credentials, CA bundle and TLS settings for repositories and registries (Fleet's Helm
+    /// secret, `fleet apply --helm-credentials-by-path`). Fleet sends them to every chart source of
+    /// the bundle.
+    pub auth: fleet_helm::repo::RepoOptions,
+}
+
+/// Reads the bundle in `dir`, named `name` unless fleet.yaml names it. Remote charts are
+/// downloaded without credentials; see [`read_bundle_with`].
 pub fn read_bundle(name: &str, dir: &Path, opts: &ReadOptions) -> Result<ReadBundle, ReadError> {
+    read_bundle_with(name, dir, opts, &ChartDownload::default())
+}
+
+/// Reads the bundle in `dir` like [`read_bundle`], downloading remote charts with `download`.
+/// Fleet downloads charts at `fleet apply` time and stores their files as bundle resources under
+/// `.chart/<checksum>/`, so agents never talk to the chart repository.
+pub fn read_bundle_with(
+    name: &str,
+    dir: &Path,
+    opts: &ReadOptions,
+    download: &ChartDownload,
+) -> Result<ReadBundle, ReadError> {
     let (fy, warnings) = read_fleet_yaml(dir)?;
-    let mut read = build(name, dir, &fy, opts, opts.compress)?;
+    let mut charts = ChartFetcher {
+        download,
+        fetched: BTreeMap::new(),
+    };
+    let mut read = build(name, dir, &fy, opts, opts.compress, &mut charts)?;
     let size = serde_json::to_vec(&read.bundle)
         .map(|v| v.len())
         .unwrap_or(0);
     if !opts.compress && size >= COMPRESS_THRESHOLD {
-        read = build(name, dir, &fy, opts, true)?;
+        read = build(name, dir, &fy, opts, true, &mut charts)?;
     }
     read.warnings = warnings;
     Ok(read)
@@ -176,6 +207,7 @@ fn build(
     fy: &FleetYaml,
     opts: &ReadOptions,
     compress: bool,
+    charts: &mut ChartFetcher<'_>,
 ) -> Result<ReadBundle, ReadError> {
     let fleet_yaml_file = display_path(&dir.join("fleet.yaml"));
     let mut image_scans = Vec::new();
@@ -218,7 +250,7 @@ fn build(
         }
     }
     propagate_helm_chart_properties(&mut spec);
-    spec.resources = read_resources(&mut spec, dir, compress)?;
+    spec.resources = read_resources(&mut spec, dir, compress, charts)?;
 
     let mut labels: BTreeMap<String, String> = fy.labels.clone();
     for (k, v) in &opts.labels {
@@ -394,6 +426,7 @@ fn read_resources(
     spec: &mut BundleSpec,
     dir: &Path,
     compress: bool,
+    fetcher: &mut ChartFetcher<'_>,
 ) -> Result<Vec<BundleResource>, ReadError> {
     let mut charts: Vec<HelmOptions> = Vec::new();
     // Fleet v0.12 only reads the root `helm.valuesFiles` when `helm.chart` is set, and leaves
@@ -429,22 +462,22 @@ fn read_resources(
     }
     for chart in &charts {
         let local = dir.join(&chart.chart);
-        let exists = local.exists();
-        if exists && chart.repo.is_empty() {
-            if local.is_file() && is_archive(&chart.chart) {
-                add_chart_archive(&local, &manifest::chart_checksum(chart), &mut files)?;
-                // The unpacked chart is what gets deployed; the archive would only double the
-                // size of the Bundle.
-                files.remove(&names::clean_path(&chart.chart));
+        // Like Fleet, a chart is downloaded when it names a repository or is not a path in the
+        // bundle folder (an URL or an OCI reference).
+        let remote = !chart.repo.is_empty() || chart.chart.starts_with("oci://") || !local.exists();
+        let prefix = manifest::chart_checksum(chart);
+        if remote {
+            for (name, content) in fetcher.fetch(dir, chart)? {
+                files.insert(format!("{prefix}/{name}"), content.clone());
             }
             continue;
         }
-        return Err(ReadError::RemoteChart {
-            bundle: display_path(dir),
-            chart: chart.chart.clone(),
-            repo: chart.repo.clone(),
-            version: chart.version.clone(),
-        });
+        if local.is_file() && is_archive(&chart.chart) {
+            add_chart_archive(&local, &prefix, &mut files)?;
+            // The unpacked chart is what gets deployed; the archive would only double the
+            // size of the Bundle.
+            files.remove(&names::clean_path(&chart.chart));
+        }
     }
 
     let mut out: Vec<BundleResource> = files
@@ -501,6 +534,80 @@ fn add_chart_archive(
 
 fn untar(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     fleet_helm::chart::untar(data).map_err(|e| e.to_string())
+}
+
+/// Downloads the remote charts of one bundle, each (chart, repo, version) once even when the
+/// bundle is built twice (the compressed second pass) or several targets name the same chart.
+struct ChartFetcher<'a> {
+    download: &'a ChartDownload,
+    /// Unpacked files (`Chart.yaml`, `templates/...`) by `.chart/<checksum>` prefix.
+    fetched: BTreeMap<String, Vec<(String, Vec<u8>)>>,
+}
+
+impl ChartFetcher<'_> {
+    fn fetch(
+        &mut self,
+        dir: &Path,
+        chart: &HelmOptions,
+    ) -> Result<&[(String, Vec<u8>)], ReadError> {
+        let key = manifest::chart_checksum(chart);
+        if !self.fetched.contains_key(&key) {
+            let fail = |message: String| ReadError::RemoteChart {
+                bundle: display_path(dir),
+                chart: chart.chart.clone(),
+                repo: chart.repo.clone(),
+                version: chart.version.clone(),
+                message,
+            };
+            let archive = download_chart(chart, &self.download.auth).map_err(fail)?;
+            let entries =
+                untar(&archive).map_err(|e| fail(format!("unpacking the chart archive: {e}")))?;
+            let entries = entries
+                .into_iter()
+                .map(|(name, content)| (name.trim_start_matches("./").to_string(), content))
+                .collect();
+            tracing::debug!(bundle = %display_path(dir), chart = %chart.chart, repo = %chart.repo, "downloaded helm chart");
+            self.fetched.insert(key.clone(), entries);
+        }
+        Ok(self
+            .fetched
+            .get(&key)
+            .map(Vec::as_slice)
+            .unwrap_or_default())
+    }
+}
+
+/// The chart archive a fleet.yaml `helm` section names outside the bundle folder (Fleet's
+/// `chartURL` + download).
+fn download_chart(
+    chart: &HelmOptions,
+    auth: &fleet_helm::repo::RepoOptions,
+) -> Result<Vec<u8>, String> {
+    use fleet_helm::repo;
+    if chart.chart.starts_with("oci://") {
+        return repo::fetch_oci_chart(&chart.chart, &chart.version, auth)
+            .map(|(data, _tag)| data)
+            .map_err(|e| e.to_string());
+    }
+    if let Some(registry) = chart.repo.strip_prefix("oci://") {
+        // `repo: oci://host/path` + `chart: name`, as `helm pull oci://host/path/name` spells it.
+        let reference = format!("oci://{}/{}", registry.trim_end_matches('/'), chart.chart);
+        return repo::fetch_oci_chart(&reference, &chart.version, auth)
+            .map(|(data, _tag)| data)
+            .map_err(|e| e.to_string());
+    }
+    if !chart.repo.is_empty() {
+        return repo::fetch_chart_archive(&chart.repo, &chart.chart, &chart.version, auth)
+            .map(|(data, _entry)| data)
+            .map_err(|e| e.to_string());
+    }
+    if chart.chart.starts_with("http://") || chart.chart.starts_with("https://") {
+        return repo::fetch_url(&chart.chart, auth).map_err(|e| e.to_string());
+    }
+    Err(format!(
+        "{:?} is neither a folder or archive in the bundle nor an http(s):// or oci:// URL (set helm.repo to download it from a chart repository)",
+        chart.chart
+    ))
 }
 
 /// Walks a bundle folder the way Fleet does: lexical order, hidden files and folders skipped,
@@ -803,16 +910,263 @@ mod tests {
         assert!(style.is_helm(), "{style:?}");
     }
 
+    /// A chart archive holding `c/Chart.yaml` and one template.
+    fn chart_tgz() -> Vec<u8> {
+        let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::default(),
+        ));
+        for (name, content) in [
+            ("c/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n"),
+            ("c/templates/cm.yaml", "kind: ConfigMap\n"),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive
+                .append_data(&mut header, name, content.as_bytes())
+                .unwrap();
+        }
+        archive.into_inner().unwrap().finish().unwrap()
+    }
+
+    /// One HTTP response of the test server: status, extra headers, body.
+    type Reply = (u16, Vec<(String, String)>, Vec<u8>);
+    /// Requests seen by the test server: path (with query) and Authorization header.
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+    /// An HTTP/1.1 server on 127.0.0.1 answering with `handler(path, authorization)`.
+    fn serve(
+        handler: impl Fn(&str, Option<&str>, &str) -> Reply + Send + 'static,
+    ) -> (String, Seen) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Seen = Default::default();
+        let seen2 = seen.clone();
+        let base2 = base.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut auth = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        auth = Some(v.trim().to_string());
+                    }
+                }
+                seen2.lock().unwrap().push((path.clone(), auth.clone()));
+                let (status, headers, body) = handler(&path, auth.as_deref(), &base2);
+                let mut head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body);
+            }
+        });
+        (base, seen)
+    }
+
+    fn ok(body: impl Into<Vec<u8>>) -> Reply {
+        (200, Vec::new(), body.into())
+    }
+
+    fn not_found() -> Reply {
+        (404, Vec::new(), b"missing".to_vec())
+    }
+
+    /// The downloaded chart's files, without the `.chart/<checksum>/` prefix.
+    fn chart_files(b: &Bundle, helm: &HelmOptions) -> Vec<String> {
+        let prefix = format!("{}/", manifest::chart_checksum(helm));
+        b.spec
+            .resources
+            .iter()
+            .filter_map(|r| r.name.strip_prefix(&prefix).map(str::to_string))
+            .collect()
+    }
+
     #[test]
-    fn remote_charts_fail_clearly() {
+    fn repository_charts_are_downloaded_into_the_bundle() {
+        let tgz = chart_tgz();
+        let (url, seen) = serve(move |path, _, _| match path {
+            "/charts/index.yaml" => ok(
+                "apiVersion: v1\nentries:\n  c:\n  - name: c\n    version: 0.1.0\n    urls: [c-0.1.0.tgz]\n  - name: c\n    version: 0.2.0\n    urls: [c-0.2.0.tgz]\n",
+            ),
+            "/charts/c-0.1.0.tgz" => ok(tgz.clone()),
+            _ => not_found(),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let fleet_yaml = format!(
+            "helm:\n  repo: {url}/charts\n  chart: c\n  version: \"~0.1\"\ntargetCustomizations:\n- name: t\n  clusterName: x\n  helm:\n    values: {{a: 1}}\n"
+        );
+        write(dir.path(), "fleet.yaml", &fleet_yaml);
+        let b = read_bundle("r", dir.path(), &ReadOptions::default())
+            .unwrap()
+            .bundle;
+        let helm = b.spec.helm.clone().unwrap();
+        assert_eq!(
+            chart_files(&b, &helm),
+            vec!["Chart.yaml", "templates/cm.yaml"]
+        );
+        assert_eq!(names(&b).len(), 2, "{:?}", names(&b));
+        let style = crate::render::determine_style(names(&b), &b.spec.deployment_options());
+        assert!(style.is_helm(), "{style:?}");
+        // the target names the same chart: downloaded once
+        let fetched: Vec<String> = seen.lock().unwrap().iter().map(|s| s.0.clone()).collect();
+        assert_eq!(fetched, vec!["/charts/index.yaml", "/charts/c-0.1.0.tgz"]);
+    }
+
+    #[test]
+    fn chart_urls_are_downloaded_with_credentials() {
+        let tgz = chart_tgz();
+        let (url, seen) = serve(move |path, auth, _| match (path, auth) {
+            ("/c-0.1.0.tgz", Some("Basic dTpw")) => ok(tgz.clone()),
+            ("/c-0.1.0.tgz", _) => (401, Vec::new(), b"no".to_vec()),
+            _ => not_found(),
+        });
         let dir = tempfile::tempdir().unwrap();
         write(
             dir.path(),
             "fleet.yaml",
-            "helm:\n  repo: https://charts.example.com\n  chart: nginx\n",
+            &format!("helm:\n  chart: {url}/c-0.1.0.tgz\n"),
         );
         let err = read_bundle("r", dir.path(), &ReadOptions::default()).unwrap_err();
-        assert!(err.to_string().contains("helm chart \"nginx\""), "{err}");
+        assert!(err.to_string().contains("401"), "{err}");
+        let download = ChartDownload {
+            auth: fleet_helm::repo::RepoOptions {
+                username: Some("u".into()),
+                password: Some("p".into()),
+                ..Default::default()
+            },
+        };
+        let b = read_bundle_with("r", dir.path(), &ReadOptions::default(), &download)
+            .unwrap()
+            .bundle;
+        let helm = b.spec.helm.clone().unwrap();
+        assert_eq!(chart_files(&b, &helm).len(), 2, "{:?}", names(&b));
+        assert_eq!(seen.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn oci_charts_are_pulled_with_a_bearer_token() {
+        use sha2::Digest;
+        let tgz = chart_tgz();
+        let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&tgz)));
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": "sha256:00", "size": 2},
+            "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "digest": digest, "size": tgz.len()}],
+        })
+        .to_string();
+        let blob_path = format!("/v2/charts/c/blobs/{digest}");
+        let (url, seen) = serve(move |path, auth, base| {
+            if let Some(query) = path.strip_prefix("/token?") {
+                assert!(
+                    query.contains("scope=repository%3Acharts%2Fc%3Apull"),
+                    "{query}"
+                );
+                return match auth {
+                    Some("Basic dTpw") => ok(r#"{"token":"t0k"}"#),
+                    _ => (401, Vec::new(), Vec::new()),
+                };
+            }
+            if auth != Some("Bearer t0k") {
+                let challenge = format!(
+                    "Bearer realm=\"{base}/token\",service=\"registry\",scope=\"repository:charts/c:pull\""
+                );
+                return (
+                    401,
+                    vec![("WWW-Authenticate".into(), challenge)],
+                    Vec::new(),
+                );
+            }
+            match path {
+                "/v2/charts/c/tags/list" => {
+                    ok(r#"{"name":"charts/c","tags":["0.0.9","0.1.0","0.2.0-rc.1","latest"]}"#)
+                }
+                "/v2/charts/c/manifests/0.1.0" => ok(manifest.clone()),
+                p if p == blob_path => ok(tgz.clone()),
+                _ => not_found(),
+            }
+        });
+        let registry = url.trim_start_matches("http://");
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "fleet.yaml",
+            &format!("helm:\n  chart: oci://{registry}/charts/c\n  version: \">=0.0.1\"\n"),
+        );
+        let download = ChartDownload {
+            auth: fleet_helm::repo::RepoOptions {
+                username: Some("u".into()),
+                password: Some("p".into()),
+                plain_http: true,
+                ..Default::default()
+            },
+        };
+        let b = read_bundle_with("r", dir.path(), &ReadOptions::default(), &download)
+            .unwrap()
+            .bundle;
+        let helm = b.spec.helm.clone().unwrap();
+        assert_eq!(
+            chart_files(&b, &helm),
+            vec!["Chart.yaml", "templates/cm.yaml"]
+        );
+        let paths: Vec<String> = seen.lock().unwrap().iter().map(|s| s.0.clone()).collect();
+        assert!(
+            paths.iter().any(|p| p == "/v2/charts/c/manifests/0.1.0"),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn remote_chart_errors_name_the_chart_and_repository() {
+        // a port nothing listens on: the connection is refused at once
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "fleet.yaml",
+            &format!(
+                "helm:\n  repo: http://127.0.0.1:{port}/charts\n  chart: nginx\n  version: 1.0.0\n"
+            ),
+        );
+        let err = read_bundle("r", dir.path(), &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chart=nginx"), "{err}");
+        assert!(
+            err.contains(&format!("repo=http://127.0.0.1:{port}/charts")),
+            "{err}"
+        );
+        assert!(err.contains("version=1.0.0"), "{err}");
+
+        write(dir.path(), "fleet.yaml", "helm:\n  chart: ./missing\n");
+        let err = read_bundle("r", dir.path(), &ReadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"./missing\" is neither a folder"), "{err}");
     }
 
     #[test]
