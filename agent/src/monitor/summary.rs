@@ -1473,6 +1473,74 @@ mod tests {
         );
     }
 
+    fn kstatus_messages(message: &str) -> Summary {
+        let mut summary = Summary::default();
+        let object = json!({"status": {"conditions": [
+            {"type": "Ready", "status": "False", "message": message}
+        ]}});
+        kstatus_summarizer(compute(&object).as_ref(), &mut summary);
+        summary
+    }
+
+    #[test]
+    fn kstatus_message_parts_are_deduplicated_only_on_the_semicolon_separator() {
+        let s = kstatus_messages("message1; message2; message1; message1; message2");
+        assert_eq!(s.message, vec!["message1; message2".to_string()]);
+        assert!(s.transitioning);
+        assert!(!s.error);
+        assert_eq!(
+            kstatus_messages("message1; message2; message3").message,
+            vec!["message1; message2; message3".to_string()]
+        );
+        for separator in [", ", " ", " , ", "[", "]", "{", "}"] {
+            let text = format!("message1{separator}message1");
+            assert_eq!(kstatus_messages(&text).message, vec![text]);
+        }
+        assert!(kstatus_messages("").message.is_empty());
+    }
+
+    #[test]
+    fn a_pod_that_just_became_unschedulable_is_still_progressing() {
+        let mut p = pod(json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
+        }));
+        p["metadata"]["creationTimestamp"] = json!(chrono::Utc::now().to_rfc3339());
+        assert_eq!(
+            compute(&p),
+            Some(KStatus::in_progress("Pod has not been scheduled"))
+        );
+    }
+
+    #[test]
+    fn a_stateful_set_rolling_out_a_partition_waits_for_the_updated_replicas() {
+        let mut sts = stateful_set(json!({
+            "observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 0,
+        }));
+        sts["spec"]["updateStrategy"] = json!({"rollingUpdate": {"partition": 1}});
+        assert_eq!(compute(&sts), Some(KStatus::in_progress("updated: 0/1")));
+        sts["status"]["updatedReplicas"] = json!(1);
+        assert_eq!(
+            compute(&sts),
+            Some(KStatus::current("Partition rollout complete. updated: 1"))
+        );
+    }
+
+    #[test]
+    fn a_deployment_whose_replica_set_never_became_available_is_progressing() {
+        let mut status = available_deployment_status(1);
+        status["conditions"] = json!([
+            {"type": "Available", "status": "True"},
+            {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"},
+        ]);
+        let mut d = deployment(1, status);
+        d["spec"]["progressDeadlineSeconds"] = json!(600);
+        assert_eq!(
+            compute(&d),
+            Some(KStatus::in_progress("ReplicaSet not Available"))
+        );
+    }
+
     #[test]
     fn an_object_that_reports_its_own_summary_is_taken_at_its_word() {
         let s = summarize(&json!({
