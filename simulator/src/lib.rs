@@ -9,9 +9,13 @@
 //! let cluster = sim.add_cluster("sim-1")?;
 //! // In-process transport (no sockets): a real kube::Client.
 //! let client: kube::Client = cluster.client();
-//! // Or serve every cluster over loopback HTTP for kubectl and other tools.
+//! // Or serve every cluster over loopback HTTPS (generated CA, bearer tokens) for kubectl and
+//! // other tools; the kubeconfig carries the CA and the cluster's admin token.
 //! let server = sim.serve("127.0.0.1:0".parse()?).await?;
 //! cluster.write_kubeconfig(std::path::Path::new("sim-1.kubeconfig"), &server.cluster_url("sim-1"))?;
+//! // More identities (agents): a token per user, and a kubeconfig for it.
+//! let token = cluster.add_token("system:serviceaccount:cattle-fleet-system:fleet-agent");
+//! let agent_kubeconfig = cluster.kubeconfig_for_user(&server.cluster_url("sim-1"), "fleet-agent", &token);
 //! println!("{:?}", cluster.stats());
 //! server.shutdown().await;
 //! # Ok(()) }
@@ -19,10 +23,14 @@
 //!
 //! # Public API
 //! - [`Simulator::new`]`(`[`SimConfig`]`)`; [`Simulator::add_cluster`] / [`Simulator::cluster`] /
-//!   [`Simulator::clusters`] / [`Simulator::remove_cluster`]; [`Simulator::serve`] → [`ServeHandle`]
-//!   (`addr()`, `cluster_url(name)`, `shutdown()`).
-//! - [`SimCluster`]: `client()` (in-process `kube::Client`), `service()` (the `tower::Service`),
-//!   `kubeconfig(server_url)` / `write_kubeconfig(path, server_url)`, `token()`, `stats()`
+//!   [`Simulator::clusters`] / [`Simulator::remove_cluster`]; [`Simulator::serve`] (HTTPS) or
+//!   [`Simulator::serve_with`]`(addr, `[`ServeOptions`]` { plain_http })` → [`ServeHandle`]
+//!   (`addr()`, `base_url()`, `cluster_url(name)`, `ca_pem()`, `shutdown()`).
+//! - [`SimCluster`]: `client()` (in-process `kube::Client`, no authentication), `service()` (the
+//!   `tower::Service`), `kubeconfig(server_url)` / `write_kubeconfig(path, server_url)` (admin;
+//!   an `https://` URL embeds the CA), `token()` (admin, user [`ADMIN_USER`]),
+//!   `add_token(user)` / `revoke_token(token)` / `user_for_token(token)` /
+//!   `kubeconfig_for_user(server_url, user, token)`, `stats()`
 //!   ([`StoreStats`]: objects, writes, creates/updates/deletes, resourceVersion, requests),
 //!   `set_fault_plan(FaultPlan)`, `set_profile(Profile)` (or `None` for no simulated controllers),
 //!   `restart()` (API-server restart: watch history lost), `install_crds(..)`, and `state()` for
@@ -30,15 +38,23 @@
 //! - Semantics live in: [`store`] (objects, resourceVersion, watch history), [`cluster`] (verbs,
 //!   generation, finalizers, garbage collection), [`ssa`] (managedFields, server-side apply),
 //!   [`patch`] (JSON/merge/strategic merge patch), [`api`] (URLs, content negotiation, watch),
+//!   [`protobuf`] (protobuf request bodies → JSON), [`tls`] (the listener's PKI),
 //!   [`discovery`], [`openapi`], [`table`]; [`behaviour`] (simulated controllers) and [`faults`]
 //!   (seeded fault injection) plug in per cluster.
 //!
 //! # Known gaps
-//! - Request bodies must be JSON or YAML: protobuf bodies (kubectl's typed commands such as
-//!   `kubectl create namespace`) get 415; `kubectl create -f`/`apply` work.
-//! - The loopback listener is plain HTTP: kubectl sends no bearer token over it, so requests
-//!   without credentials are served as the cluster admin; a wrong token gets 401.
+//! - Protobuf is accepted for request bodies of built-in kinds (kubectl's typed commands) but
+//!   never sent: responses are JSON, which every client accepts. Zero values of Go pointer fields
+//!   are told apart from absent ones by a list of names ([`protobuf::ZERO_IS_MEANINGFUL`]), not
+//!   by the Go types. Custom resources are JSON/YAML only, as with kube-apiserver.
+//! - Authentication only: every valid token may do everything (RBAC objects are stored, not
+//!   enforced). Client certificates are not accepted. The in-process transport is not
+//!   authenticated. The plain-HTTP debugging listener serves token-less requests as the admin.
 //! - Objects are stored in the version they were written in (no conversion between versions).
+//! - Server-side apply merges lists as upstream marks them: associative lists by their key
+//!   (built-ins: one key field, e.g. `containerPort` without `protocol`), sets (`finalizers`,
+//!   `Node.spec.podCIDRs`, CRD `x-kubernetes-list-type: set`), everything else atomic, as in
+//!   kube-apiserver for unmarked lists.
 
 pub mod api;
 pub mod behaviour;

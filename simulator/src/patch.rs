@@ -117,7 +117,10 @@ fn builtin_list_type(kind: &str, field: &str, parent: &str) -> ListType {
         "hostAliases" => key("ip"),
         "ownerReferences" => key("uid"),
         "topologySpreadConstraints" => key("topologyKey"),
+        // The built-in lists upstream marks `+listType=set`; every other unkeyed built-in list is
+        // `atomic` there too (args, command, verbs, tolerations, ...).
         "finalizers" if parent == "metadata" => ListType::Set,
+        "podCIDRs" if kind == "Node" => ListType::Set,
         _ => ListType::Atomic,
     }
 }

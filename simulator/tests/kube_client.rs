@@ -239,6 +239,129 @@ async fn the_default_profile_makes_deployments_available() {
     .await;
 }
 
+/// Polls `check` until it returns true (60 s at most: the machine may be loaded).
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn deployments_roll_out_through_replica_sets() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Pod;
+    let sim = Simulator::new(SimConfig::default());
+    let client = sim.add_cluster("a").unwrap().client();
+    let deployments: Api<Deployment> = Api::default_namespaced(client.clone());
+    let replica_sets: Api<ReplicaSet> = Api::default_namespaced(client.clone());
+    let pods: Api<Pod> = Api::default_namespaced(client);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}
+    }))
+    .unwrap();
+    let created = deployments
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
+    let rolled_out = async |image: &str| {
+        let d = deployments.get("web").await.unwrap();
+        let status = d.status.unwrap_or_default();
+        let pods = pods.list(&ListParams::default()).await.unwrap().items;
+        d.metadata.generation == status.observed_generation
+            && status.updated_replicas == Some(3)
+            && status.replicas == Some(3)
+            && status.available_replicas == Some(3)
+            && pods.len() == 3
+            && pods
+                .iter()
+                .all(|p| p.spec.as_ref().unwrap().containers[0].image.as_deref() == Some(image))
+    };
+    eventually("the first rollout", async || rolled_out("nginx:1.27").await).await;
+
+    let list = replica_sets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(list.len(), 1);
+    let first = &list[0];
+    let hash = first.metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(
+        first.metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    let owner = &first.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("Deployment", Some(true))
+    );
+    assert_eq!(Some(&owner.uid), created.metadata.uid.as_ref());
+    for pod in pods.list(&ListParams::default()).await.unwrap().items {
+        let owner = &pod.metadata.owner_references.unwrap()[0];
+        assert_eq!(owner.kind, "ReplicaSet");
+        assert_eq!(Some(&owner.uid), first.metadata.uid.as_ref());
+    }
+
+    // A template change: a second ReplicaSet takes over, the first is scaled to zero and kept.
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "nginx:1.28"}]}}}});
+    deployments
+        .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .unwrap();
+    eventually("the second rollout", async || {
+        rolled_out("nginx:1.28").await
+    })
+    .await;
+    let mut list = replica_sets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    list.sort_by_key(|rs| {
+        rs.metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"].clone()
+    });
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].metadata.name, first.metadata.name);
+    assert_eq!(list[0].spec.as_ref().unwrap().replicas, Some(0));
+    assert_eq!(list[1].spec.as_ref().unwrap().replicas, Some(3));
+    assert_ne!(list[1].metadata.name, first.metadata.name);
+    let d = deployments.get("web").await.unwrap();
+    assert_eq!(
+        d.metadata.annotations.unwrap()["deployment.kubernetes.io/revision"],
+        "2"
+    );
+
+    // Scaling goes through the ReplicaSet too.
+    deployments
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
+        .await
+        .unwrap();
+    eventually("the scale-down", async || {
+        pods.list(&ListParams::default()).await.unwrap().items.len() == 1
+            && replica_sets
+                .get(list[1].metadata.name.as_deref().unwrap())
+                .await
+                .unwrap()
+                .spec
+                .unwrap()
+                .replicas
+                == Some(1)
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn finalizers_hold_deletion_and_owner_deletion_collects_dependents() {
     let sim = bare(1000);
