@@ -136,6 +136,127 @@ pub fn build_bundles(
     Ok(built)
 }
 
+/// Like [`build_bundles`], but for a checkout at `root` instead of the process's working
+/// directory: `base_dirs` are globs relative to `root`, and bundle names and
+/// [`BuiltBundle::path`] use the folders relative to `root` (as `fleet apply` run inside the
+/// checkout would). Several checkouts can be built at once from one process.
+pub fn build_bundles_in(
+    root: &Path,
+    repo_name: &str,
+    base_dirs: &[String],
+    namespace: &str,
+    opts: &ReadOptions,
+) -> Result<Built, ApplyError> {
+    let base_dirs: Vec<String> = if base_dirs.is_empty() {
+        vec![".".into()]
+    } else {
+        base_dirs.to_vec()
+    };
+    let mut built = Built::default();
+    for base in &base_dirs {
+        for relative_root in glob_dirs_in(root, base)? {
+            let absolute_root = root.join(&relative_root);
+            let mut folders = Vec::new();
+            collect_bundle_folders(&absolute_root, &absolute_root, &mut folders)?;
+            for folder in folders {
+                let relative = folder.strip_prefix(root).unwrap_or(&folder);
+                let path = path_string(relative);
+                let name = names::bundle_name(repo_name, &path);
+                let read = bundlereader::read_bundle(&name, &folder, opts).map_err(|source| {
+                    ApplyError::Read {
+                        bundle: name.clone(),
+                        path: path.clone(),
+                        source: Box::new(source),
+                    }
+                })?;
+                built.warnings.extend(read.warnings);
+                if read.bundle.spec.resources.is_empty() {
+                    built.empty.push(path);
+                    continue;
+                }
+                let mut bundle = read.bundle;
+                bundle.metadata.namespace = Some(namespace.to_string());
+                let image_scans = read
+                    .image_scans
+                    .into_iter()
+                    .map(|mut s| {
+                        if let Some(meta) = objects::metadata_mut(&mut s) {
+                            meta.insert("namespace".into(), Value::String(namespace.to_string()));
+                        }
+                        s
+                    })
+                    .collect();
+                built.bundles.push(BuiltBundle {
+                    path,
+                    bundle,
+                    image_scans,
+                });
+            }
+        }
+    }
+    if built.bundles.is_empty() {
+        return Err(ApplyError::NothingToDeploy { paths: base_dirs });
+    }
+    Ok(built)
+}
+
+/// The folders under `root` matching `pattern` (Go's `filepath.Glob`, a leading `/` meaning
+/// the root), relative to `root`; `.` for the root itself.
+pub fn glob_dirs_in(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, ApplyError> {
+    let relative = pattern.trim_start_matches('/');
+    let relative = relative.trim_start_matches("./");
+    let relative = if relative.is_empty() { "." } else { relative };
+    let matches = glob_relative(root, relative).map_err(|message| ApplyError::Glob {
+        glob: pattern.to_string(),
+        message,
+    })?;
+    Ok(matches
+        .into_iter()
+        .filter(|p| root.join(p).is_dir())
+        .collect())
+}
+
+/// [`glob`] with every directory read below `root` and the matches relative to it.
+fn glob_relative(root: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    if !has_meta(pattern) {
+        return Ok(if root.join(pattern).symlink_metadata().is_ok() {
+            vec![PathBuf::from(pattern)]
+        } else {
+            vec![]
+        });
+    }
+    let (dir, file) = match pattern.rsplit_once('/') {
+        Some((d, f)) => (if d.is_empty() { "." } else { d }, f),
+        None => (".", pattern),
+    };
+    let dirs = if has_meta(dir) {
+        glob_relative(root, dir)?
+    } else {
+        vec![PathBuf::from(dir)]
+    };
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(entries) = std::fs::read_dir(root.join(&d)) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for n in names {
+            if go_match(file, &n)? {
+                out.push(if d == Path::new(".") {
+                    PathBuf::from(&n)
+                } else {
+                    d.join(&n)
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn path_string(p: &Path) -> String {
     let s = p.to_string_lossy().replace('\\', "/");
     if s.is_empty() { ".".into() } else { s }
@@ -371,6 +492,43 @@ mod tests {
         let err = build_bundles("repo", &[base], "ns", &ReadOptions::default()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("bad/fleet.yaml"), "{msg}");
+    }
+
+    #[test]
+    fn build_in_a_root_names_bundles_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(root, "apps/one/fleet.yaml", "{}\n");
+        write(root, "apps/one/cm.yaml", "kind: ConfigMap\n");
+        write(root, "apps/two/cm.yaml", "kind: ConfigMap\n");
+        write(root, "other/cm.yaml", "kind: ConfigMap\n");
+        let built = build_bundles_in(
+            root,
+            "repo",
+            &["/apps/*".to_string()],
+            "ns",
+            &ReadOptions::default(),
+        )
+        .unwrap();
+        let got: Vec<(String, String)> = built
+            .bundles
+            .iter()
+            .map(|b| (b.path.clone(), b.bundle.metadata.name.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("apps/one".to_string(), "repo-apps-one".to_string()),
+                ("apps/two".to_string(), "repo-apps-two".to_string()),
+            ]
+        );
+        let whole = build_bundles_in(root, "repo", &[], "ns", &ReadOptions::default()).unwrap();
+        let names: Vec<String> = whole
+            .bundles
+            .iter()
+            .map(|b| b.bundle.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(names, vec!["repo", "repo-apps-one"]);
     }
 
     #[test]

@@ -1,1 +1,572 @@
-//! (to be written)
+//! The `StatusBase` of a GitRepo (and later a HelmOp) computed from its BundleDeployments, as
+//! Fleet v0.12 does in `internal/resourcestatus` and the GitRepo status reconciler's
+//! `setFields`: summary and display, ready/desired clusters, the per-resource states with the
+//! cluster IDs per state, and the resource counts overall and per cluster.
+//!
+//! Everything here is a pure function of the BundleDeployments; the caller lists them (by the
+//! `repo-name` and `bundle-namespace` labels) and writes the status.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fleet_api::consts::{CLUSTER_LABEL, CLUSTER_NAMESPACE_LABEL, resource_state};
+use fleet_api::resource::{PerClusterState, Resource, ResourceCounts};
+use fleet_api::state::BundleState;
+use fleet_api::status::StatusBase;
+use fleet_api::{BundleDeployment, BundleSummary};
+
+/// `"<clusterNamespace>/<clusterName>"` from the BundleDeployment's labels, Fleet's cluster ID.
+pub fn cluster_id(bd: &BundleDeployment) -> String {
+    let labels = bd.metadata.labels.as_ref();
+    let get = |k: &str| {
+        labels
+            .and_then(|l| l.get(k))
+            .map(String::as_str)
+            .unwrap_or("")
+    };
+    format!("{}/{}", get(CLUSTER_NAMESPACE_LABEL), get(CLUSTER_LABEL))
+}
+
+/// The cluster of a BundleDeployment when both cluster labels are set (Fleet skips the others
+/// when counting clusters).
+fn labelled_cluster(bd: &BundleDeployment) -> Option<(String, String)> {
+    let labels = bd.metadata.labels.as_ref()?;
+    let ns = labels
+        .get(CLUSTER_NAMESPACE_LABEL)
+        .filter(|s| !s.is_empty())?;
+    let name = labels.get(CLUSTER_LABEL).filter(|s| !s.is_empty())?;
+    Some((ns.clone(), name.clone()))
+}
+
+/// Sum of the BundleDeployments' `status.resourceCounts`.
+pub fn sum_resource_counts(bds: &[BundleDeployment]) -> ResourceCounts {
+    let mut total = ResourceCounts::default();
+    for bd in bds {
+        if let Some(status) = &bd.status {
+            total += status.resource_counts;
+        }
+    }
+    total
+}
+
+/// `status.resourceCounts` summed per cluster, keyed by [`cluster_id`].
+pub fn resource_counts_per_cluster(bds: &[BundleDeployment]) -> BTreeMap<String, ResourceCounts> {
+    let mut out: BTreeMap<String, ResourceCounts> = BTreeMap::new();
+    for bd in bds {
+        let counts = bd
+            .status
+            .as_ref()
+            .map(|s| s.resource_counts)
+            .unwrap_or_default();
+        *out.entry(cluster_id(bd)).or_default() += counts;
+    }
+    out
+}
+
+/// Identity of a deployed object across clusters.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct ResourceKey {
+    api_version: String,
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+/// Fleet's default state of the resources listed in a BundleDeployment's status: its own
+/// state, except that NotReady and Modified come from the per-resource lists, so the resources
+/// not listed there are Ready (or Unknown when the lists were truncated).
+fn resources_default_state(bd: &BundleDeployment) -> &'static str {
+    match bd.state() {
+        BundleState::NotReady | BundleState::Modified => {
+            if bd.status.as_ref().is_some_and(|s| s.incomplete_state) {
+                resource_state::UNKNOWN
+            } else {
+                resource_state::READY
+            }
+        }
+        other => other.as_str(),
+    }
+}
+
+/// Per-resource state on the cluster of one BundleDeployment.
+fn bundle_deployment_resources(bd: &BundleDeployment) -> BTreeMap<ResourceKey, String> {
+    let mut out = BTreeMap::new();
+    let Some(status) = &bd.status else {
+        return out;
+    };
+    let default_state = resources_default_state(bd);
+    for r in &status.resources {
+        out.insert(
+            ResourceKey {
+                api_version: r.api_version.clone(),
+                kind: r.kind.clone(),
+                namespace: r.namespace.clone(),
+                name: r.name.clone(),
+            },
+            default_state.to_string(),
+        );
+    }
+    for nr in &status.non_ready_status {
+        out.insert(
+            ResourceKey {
+                api_version: nr.api_version.clone(),
+                kind: nr.kind.clone(),
+                namespace: nr.namespace.clone(),
+                name: nr.name.clone(),
+            },
+            nr.summary.state.clone(),
+        );
+    }
+    for m in &status.modified_status {
+        let state = if m.delete {
+            resource_state::ORPHANED
+        } else if m.create {
+            resource_state::MISSING
+        } else {
+            resource_state::MODIFIED
+        };
+        out.insert(
+            ResourceKey {
+                api_version: m.api_version.clone(),
+                kind: m.kind.clone(),
+                namespace: m.namespace.clone(),
+                name: m.name.clone(),
+            },
+            state.to_string(),
+        );
+    }
+    out
+}
+
+/// Fleet's resource type: `<group>.<kind lower-case>`, just the kind for the core group.
+pub fn resource_type(api_version: &str, kind: &str) -> String {
+    let group = api_version.split('/').next().unwrap_or("");
+    let kind = kind.to_lowercase();
+    if group == "v1" || group.is_empty() {
+        kind
+    } else {
+        format!("{group}.{kind}")
+    }
+}
+
+fn resource_id(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() {
+        name.to_string()
+    } else {
+        format!("{namespace}/{name}")
+    }
+}
+
+/// `status.resources`: one entry per distinct object over all BundleDeployments, with the
+/// cluster IDs per state; the top-level state is the first non-Ready state in cluster order.
+/// Sorted by `type/id` like Fleet.
+pub fn resources(bds: &[BundleDeployment]) -> Vec<Resource> {
+    let mut ordered: Vec<&BundleDeployment> = bds.iter().collect();
+    ordered.sort_by_cached_key(|bd| cluster_id(bd));
+    let mut by_key: BTreeMap<ResourceKey, Vec<(String, String, bool)>> = BTreeMap::new();
+    for bd in ordered {
+        let cluster = cluster_id(bd);
+        let incomplete = bd.status.as_ref().is_some_and(|s| s.incomplete_state);
+        for (key, state) in bundle_deployment_resources(bd) {
+            by_key
+                .entry(key)
+                .or_default()
+                .push((state, cluster.clone(), incomplete));
+        }
+    }
+    let mut out: Vec<Resource> = by_key
+        .into_iter()
+        .map(|(key, entries)| {
+            let mut resource = Resource {
+                type_: resource_type(&key.api_version, &key.kind),
+                id: resource_id(&key.namespace, &key.name),
+                api_version: key.api_version,
+                kind: key.kind,
+                namespace: key.namespace,
+                name: key.name,
+                state: resource_state::READY.to_string(),
+                ..Default::default()
+            };
+            for (state, cluster, incomplete) in entries {
+                resource.incomplete_state |= incomplete;
+                append_per_cluster_state(&mut resource.per_cluster_state, &state, cluster);
+                if resource.state == resource_state::READY {
+                    resource.state = state;
+                }
+            }
+            resource
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.type_, &a.id).cmp(&(&b.type_, &b.id)));
+    out
+}
+
+fn append_per_cluster_state(states: &mut PerClusterState, state: &str, cluster: String) {
+    // The agent's summarizers report a Deployment whose Available condition is False as
+    // `updating`; per cluster it counts as NotReady.
+    let state = if state == "updating" {
+        resource_state::NOT_READY
+    } else {
+        state
+    };
+    if let Some(list) = states.list_mut(state) {
+        list.push(cluster);
+    }
+}
+
+/// The aggregate of the BundleDeployments that `setFields` computes: the summary (counts by
+/// state and the non-ready deployments), the distinct clusters and those where every
+/// deployment is Ready, and the highest-ranked state with its message.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeploymentFields {
+    pub summary: BundleSummary,
+    pub ready_clusters: i64,
+    pub desired_ready_clusters: i64,
+    /// Highest-ranked non-Ready state; `None` when all are Ready or there are none.
+    pub max_state: Option<BundleState>,
+    /// The condition message of the deployment in `max_state`.
+    pub message: String,
+}
+
+/// Fleet's `setFields`, over BundleDeployments sorted by UID as Fleet sorts them.
+pub fn deployment_fields(bds: &[BundleDeployment]) -> DeploymentFields {
+    let mut ordered: Vec<&BundleDeployment> = bds.iter().collect();
+    ordered.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
+    let mut out = DeploymentFields::default();
+    let mut per_cluster: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    let mut max_rank = 0u8;
+    for bd in ordered {
+        let state = bd.state();
+        let name = bd.metadata.name.as_deref().unwrap_or("");
+        let (modified, non_ready) = bd
+            .status
+            .as_ref()
+            .map(|s| (s.modified_status.as_slice(), s.non_ready_status.as_slice()))
+            .unwrap_or((&[], &[]));
+        out.summary
+            .increment_state(name, state, bd.condition_message(), modified, non_ready);
+        out.summary.desired_ready += 1;
+        if state.rank() > max_rank {
+            max_rank = state.rank();
+            out.max_state = Some(state);
+            out.message = bd.condition_message().to_string();
+        }
+        if let Some(cluster) = labelled_cluster(bd) {
+            let entry = per_cluster.entry(cluster).or_default();
+            entry.0 += 1;
+            if state == BundleState::Ready {
+                entry.1 += 1;
+            }
+        }
+    }
+    out.desired_ready_clusters = per_cluster.len() as i64;
+    out.ready_clusters = per_cluster
+        .values()
+        .filter(|(total, ready)| total == ready)
+        .count() as i64;
+    if out.max_state == Some(BundleState::Ready) {
+        out.max_state = None;
+        out.message.clear();
+    }
+    out
+}
+
+/// Fills every BundleDeployment-derived field of `status` (all but `conditions`):
+/// `summary`, `display` (`readyBundleDeployments`, `state`, `message`, `error`),
+/// `readyClusters`, `desiredReadyClusters`, `resources`, `resourceCounts` and
+/// `perClusterResourceCounts`.
+pub fn set_status_from_deployments(bds: &[BundleDeployment], status: &mut StatusBase) {
+    let fields = deployment_fields(bds);
+    status.display.ready_bundle_deployments =
+        format!("{}/{}", fields.summary.ready, fields.summary.desired_ready);
+    status.display.state = fields
+        .max_state
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    status.display.error = !fields.message.is_empty();
+    status.display.message = fields.message;
+    status.summary = fields.summary;
+    status.ready_clusters = fields.ready_clusters;
+    status.desired_ready_clusters = fields.desired_ready_clusters;
+    status.resources = resources(bds);
+    status.resource_counts = sum_resource_counts(bds);
+    status.per_cluster_resource_counts = resource_counts_per_cluster(bds);
+}
+
+/// The distinct cluster IDs of `bds` (for callers that want to know where a repo deploys).
+pub fn cluster_ids(bds: &[BundleDeployment]) -> BTreeSet<String> {
+    bds.iter().map(cluster_id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_api::bundledeployment::{
+        BundleDeploymentResource, BundleDeploymentSpec, BundleDeploymentStatus, ModifiedStatus,
+        NonReadyStatus,
+    };
+    use fleet_api::condition::GenericCondition;
+    use fleet_api::summary::Summary;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use pretty_assertions::assert_eq;
+
+    fn bd(uid: &str, name: &str, cluster_ns: &str, cluster: &str) -> BundleDeployment {
+        let labels = [
+            (CLUSTER_NAMESPACE_LABEL.to_string(), cluster_ns.to_string()),
+            (CLUSTER_LABEL.to_string(), cluster.to_string()),
+        ]
+        .into_iter()
+        .collect();
+        BundleDeployment {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(format!("cluster-{cluster_ns}-{cluster}")),
+                uid: Some(uid.into()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            spec: BundleDeploymentSpec {
+                deployment_id: "m:1".into(),
+                staged_deployment_id: "m:1".into(),
+                ..Default::default()
+            },
+            status: Some(BundleDeploymentStatus {
+                applied_deployment_id: "m:1".into(),
+                ready: true,
+                non_modified: true,
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn res(api_version: &str, kind: &str, ns: &str, name: &str) -> BundleDeploymentResource {
+        BundleDeploymentResource {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: ns.into(),
+            name: name.into(),
+            created_at: None,
+        }
+    }
+
+    fn counts(ready: i64, desired: i64) -> ResourceCounts {
+        ResourceCounts {
+            ready,
+            desired_ready: desired,
+            ..Default::default()
+        }
+    }
+
+    /// Two clusters: a ready app on both, plus a not-ready deployment on `b`.
+    fn sample() -> Vec<BundleDeployment> {
+        let mut a = bd("1", "repo-app", "fleet-default", "a");
+        {
+            let s = a.status.as_mut().unwrap();
+            s.resources = vec![
+                res("v1", "ConfigMap", "app", "cm"),
+                res("apps/v1", "Deployment", "app", "web"),
+            ];
+            s.resource_counts = counts(2, 2);
+        }
+        let mut b = bd("2", "repo-app", "fleet-default", "b");
+        {
+            let s = b.status.as_mut().unwrap();
+            s.ready = false;
+            s.resources = vec![
+                res("v1", "ConfigMap", "app", "cm"),
+                res("apps/v1", "Deployment", "app", "web"),
+            ];
+            s.non_ready_status = vec![NonReadyStatus {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                namespace: "app".into(),
+                name: "web".into(),
+                summary: Summary {
+                    state: "NotReady".into(),
+                    transitioning: true,
+                    ..Default::default()
+                },
+                ..Default::default()
+            }];
+            s.conditions = vec![GenericCondition {
+                message: "deployment.apps app/web not ready".into(),
+                ..GenericCondition::new("Deployed", "True")
+            }];
+            s.resource_counts = ResourceCounts {
+                ready: 1,
+                desired_ready: 2,
+                not_ready: 1,
+                ..Default::default()
+            };
+        }
+        let mut c = bd("3", "repo-other", "fleet-default", "a");
+        c.status.as_mut().unwrap().resources = vec![res("v1", "Namespace", "", "other")];
+        c.status.as_mut().unwrap().resource_counts = counts(1, 1);
+        vec![b, a, c]
+    }
+
+    #[test]
+    fn counts_are_summed_overall_and_per_cluster() {
+        let bds = sample();
+        assert_eq!(
+            sum_resource_counts(&bds),
+            ResourceCounts {
+                ready: 4,
+                desired_ready: 5,
+                not_ready: 1,
+                ..Default::default()
+            }
+        );
+        let per = resource_counts_per_cluster(&bds);
+        assert_eq!(per.len(), 2);
+        assert_eq!(per["fleet-default/a"], counts(3, 3));
+        assert_eq!(
+            per["fleet-default/b"],
+            ResourceCounts {
+                ready: 1,
+                desired_ready: 2,
+                not_ready: 1,
+                ..Default::default()
+            }
+        );
+    }
+
+    #[test]
+    fn ready_clusters_need_every_deployment_ready() {
+        let f = deployment_fields(&sample());
+        assert_eq!(f.desired_ready_clusters, 2);
+        assert_eq!(f.ready_clusters, 1);
+        assert_eq!(f.summary.ready, 2);
+        assert_eq!(f.summary.not_ready, 1);
+        assert_eq!(f.summary.desired_ready, 3);
+        assert_eq!(f.max_state, Some(BundleState::NotReady));
+        assert_eq!(f.message, "deployment.apps app/web not ready");
+        assert_eq!(f.summary.non_ready_resources.len(), 1);
+        assert_eq!(f.summary.non_ready_resources[0].name, "repo-app");
+    }
+
+    #[test]
+    fn all_ready_blanks_state_and_message() {
+        let mut bds = sample();
+        bds.remove(0);
+        let mut status = StatusBase::default();
+        set_status_from_deployments(&bds, &mut status);
+        assert_eq!(status.display.ready_bundle_deployments, "2/2");
+        assert_eq!(status.display.state, "");
+        assert!(!status.display.error);
+        assert_eq!(status.ready_clusters, 1);
+        assert_eq!(status.desired_ready_clusters, 1);
+    }
+
+    #[test]
+    fn no_deployments_give_zero_counts() {
+        let mut status = StatusBase::default();
+        set_status_from_deployments(&[], &mut status);
+        assert_eq!(status.display.ready_bundle_deployments, "0/0");
+        assert_eq!(status.ready_clusters, 0);
+        assert!(status.resources.is_empty());
+        assert!(status.per_cluster_resource_counts.is_empty());
+    }
+
+    #[test]
+    fn resources_carry_per_cluster_states() {
+        let mut status = StatusBase::default();
+        set_status_from_deployments(&sample(), &mut status);
+        let ids: Vec<(String, String)> = status
+            .resources
+            .iter()
+            .map(|r| (r.type_.clone(), r.id.clone()))
+            .collect();
+        assert_eq!(
+            ids,
+            vec![
+                ("apps.deployment".into(), "app/web".into()),
+                ("configmap".into(), "app/cm".into()),
+                ("namespace".into(), "other".into()),
+            ]
+        );
+        let web = &status.resources[0];
+        assert_eq!(web.state, "NotReady");
+        assert_eq!(web.per_cluster_state.ready, vec!["fleet-default/a"]);
+        assert_eq!(web.per_cluster_state.not_ready, vec!["fleet-default/b"]);
+        let cm = &status.resources[1];
+        assert_eq!(cm.state, "Ready");
+        assert_eq!(
+            cm.per_cluster_state.ready,
+            vec!["fleet-default/a", "fleet-default/b"]
+        );
+        assert_eq!(status.display.state, "NotReady");
+        assert!(status.display.error);
+    }
+
+    #[test]
+    fn modified_entries_become_missing_orphaned_modified() {
+        let mut x = bd("1", "repo-app", "ns", "x");
+        {
+            let s = x.status.as_mut().unwrap();
+            s.non_modified = false;
+            s.resources = vec![res("v1", "ConfigMap", "app", "a")];
+            s.modified_status = vec![
+                ModifiedStatus {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    namespace: "app".into(),
+                    name: "a".into(),
+                    patch: "{}".into(),
+                    ..Default::default()
+                },
+                ModifiedStatus {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    namespace: "app".into(),
+                    name: "b".into(),
+                    create: true,
+                    ..Default::default()
+                },
+                ModifiedStatus {
+                    api_version: "v1".into(),
+                    kind: "ConfigMap".into(),
+                    namespace: "app".into(),
+                    name: "c".into(),
+                    delete: true,
+                    ..Default::default()
+                },
+            ];
+        }
+        let r = resources(&[x]);
+        let states: Vec<(&str, &str)> = r
+            .iter()
+            .map(|r| (r.name.as_str(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            vec![("a", "Modified"), ("b", "Missing"), ("c", "Orphaned")]
+        );
+        assert_eq!(r[1].per_cluster_state.missing, vec!["ns/x"]);
+        assert_eq!(r[2].per_cluster_state.orphaned, vec!["ns/x"]);
+    }
+
+    #[test]
+    fn truncated_lists_make_unlisted_resources_unknown() {
+        let mut x = bd("1", "repo-app", "ns", "x");
+        {
+            let s = x.status.as_mut().unwrap();
+            s.ready = false;
+            s.incomplete_state = true;
+            s.resources = vec![res("v1", "ConfigMap", "app", "a")];
+        }
+        let r = resources(&[x]);
+        assert_eq!(r[0].state, "Unknown");
+        assert!(r[0].incomplete_state);
+        assert_eq!(r[0].per_cluster_state.unknown, vec!["ns/x"]);
+    }
+
+    #[test]
+    fn wait_applied_deployments_mark_their_resources() {
+        let mut x = bd("1", "repo-app", "ns", "x");
+        x.spec.deployment_id = "m:2".into();
+        x.status.as_mut().unwrap().resources = vec![res("v1", "ConfigMap", "app", "a")];
+        let r = resources(&[x]);
+        assert_eq!(r[0].state, "WaitApplied");
+        assert_eq!(r[0].per_cluster_state.wait_applied, vec!["ns/x"]);
+    }
+}

@@ -1,0 +1,667 @@
+//! The GitRepo reconciler (Fleet's `gitjob` controller and GitRepo status reconciler, in one
+//! process): poll the repository ([`fetch`], [`poll`]), build the bundles of each folder
+//! in-process with `fleet_bundle` exactly as `fleet apply` in Fleet's git job does, write
+//! them (create / update when changed / delete when their folder is gone), and keep the
+//! GitRepo status ([`status`], [`crate::resourcestatus`]). GitRepoRestrictions are checked
+//! first ([`restriction`]); the [`webhook`] endpoint makes a push trigger a fetch.
+//!
+//! Layout of the git cache (`ControllerConfig::git_cache_dir`):
+//! `<cache>/<namespace>/<gitrepo>-<hash of the URL>/{repo.git, checkout, targets.yaml}`. The bare
+//! repository is reused between polls, so a poll without a new commit downloads nothing.
+
+pub mod bundles;
+pub mod fetch;
+pub mod poll;
+pub mod restriction;
+pub mod status;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleet_api::consts::{BUNDLE_NAMESPACE_LABEL, GITREPO_FINALIZER, REPO_LABEL};
+use fleet_api::{Bundle, BundleDeployment, GitRepo, GitRepoRestriction, GitRepoSpec};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::Context;
+use fetch::{BasicAuth, FetchRequest};
+use poll::{Jitter, Observed};
+use status::Learned;
+
+/// Secret Fleet uses for git credentials when a GitRepo names none (if it exists).
+pub const DEFAULT_CLIENT_SECRET_NAME: &str = "gitcredential";
+
+/// Why the GitRepo controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GitopsError {
+    #[error("{0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
+}
+
+/// A reconcile that could not finish; it is retried.
+#[derive(Debug, thiserror::Error)]
+#[error("GitRepo {key}: {action}: {source}")]
+pub struct ReconcileError {
+    key: String,
+    action: String,
+    #[source]
+    source: kube::Error,
+}
+
+/// What the controller keeps about one GitRepo between reconciles (lost on restart, which
+/// only costs one extra fetch and build).
+#[derive(Debug, Default)]
+struct RepoMemory {
+    /// Cache folder, which also identifies the repository URL the memory is about.
+    cache_dir: PathBuf,
+    observed: Observed,
+    fetched_commit: Option<String>,
+    fetch_error: Option<String>,
+    /// (commit, generation, forceSyncGeneration) of the last build attempt.
+    build_key: Option<(String, i64, i64)>,
+    build_error: Option<String>,
+    /// The bundles of the last successful build.
+    desired: Option<Vec<Bundle>>,
+    /// When the bundles were last rebuilt (for the periodic resync).
+    last_build: Option<Duration>,
+    written: bundles::Written,
+}
+
+/// Shared state of the GitRepo reconciler.
+pub struct Gitops {
+    ctx: Arc<Context>,
+    memory: Mutex<HashMap<String, RepoMemory>>,
+    jitter: Jitter,
+    started: Instant,
+    build_slots: Semaphore,
+}
+
+impl Gitops {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        let jitter = Jitter::new(ctx.config.jitter_seed);
+        let builds = ctx.config.gitrepo_build_workers.max(1);
+        Gitops {
+            ctx,
+            memory: Mutex::new(HashMap::new()),
+            jitter,
+            started: Instant::now(),
+            build_slots: Semaphore::new(builds),
+        }
+    }
+
+    fn take_memory(&self, key: &str) -> RepoMemory {
+        match self.memory.lock() {
+            Ok(mut m) => m.remove(key).unwrap_or_default(),
+            Err(p) => p.into_inner().remove(key).unwrap_or_default(),
+        }
+    }
+
+    fn put_memory(&self, key: String, memory: RepoMemory) {
+        match self.memory.lock() {
+            Ok(mut m) => m.insert(key, memory),
+            Err(p) => p.into_inner().insert(key, memory),
+        };
+    }
+}
+
+/// Runs the GitRepo reconciler (and the webhook when `webhook_addr` is set) until `shutdown`.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), GitopsError> {
+    let gitops = Arc::new(Gitops::new(ctx.clone()));
+    let webhook = {
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            match ctx.config.webhook_addr {
+                Some(addr) => webhook::serve(ctx, addr, shutdown)
+                    .await
+                    .map_err(GitopsError::from),
+                None => Ok(()),
+            }
+        }
+    };
+    let controller = run_controller(gitops, shutdown.clone());
+    tokio::try_join!(webhook, controller)?;
+    Ok(())
+}
+
+async fn run_controller(
+    gitops: Arc<Gitops>,
+    shutdown: CancellationToken,
+) -> Result<(), GitopsError> {
+    let client = gitops.ctx.client.clone();
+    let workers = u16::try_from(gitops.ctx.config.gitrepo_workers.max(1)).unwrap_or(u16::MAX);
+    let controller = Controller::new(
+        Api::<GitRepo>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let store = controller.store();
+    let ctx = gitops.ctx.clone();
+    controller
+        .watches(
+            Api::<Bundle>::all(client.clone()),
+            watcher::Config::default().labels(REPO_LABEL),
+            |b: Bundle| {
+                let repo = b
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(REPO_LABEL))
+                    .cloned();
+                let ns = b.metadata.namespace.clone();
+                repo.zip(ns)
+                    .map(|(repo, ns)| ObjectRef::<GitRepo>::new(&repo).within(&ns))
+            },
+        )
+        .watches(
+            Api::<BundleDeployment>::all(client.clone()),
+            watcher::Config::default().labels(REPO_LABEL),
+            |bd: BundleDeployment| {
+                let labels = bd.metadata.labels.unwrap_or_default();
+                match (labels.get(REPO_LABEL), labels.get(BUNDLE_NAMESPACE_LABEL)) {
+                    (Some(repo), Some(ns)) => Some(ObjectRef::<GitRepo>::new(repo).within(ns)),
+                    _ => None,
+                }
+            },
+        )
+        .watches(
+            Api::<GitRepoRestriction>::all(client.clone()),
+            watcher::Config::default(),
+            move |r: GitRepoRestriction| {
+                let ns = r.metadata.namespace.unwrap_or_default();
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|g| g.metadata.namespace.as_deref() == Some(ns.as_str()))
+                    .map(|g| ObjectRef::from_obj(&*g))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .with_config(ControllerRuntimeConfig::default().concurrency(workers))
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, gitops)
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "GitRepo reconcile");
+            }
+            futures::future::ready(())
+        })
+        .await;
+    drop(ctx);
+    Ok(())
+}
+
+fn error_policy(_gitrepo: Arc<GitRepo>, error: &ReconcileError, _gitops: Arc<Gitops>) -> Action {
+    tracing::warn!(%error, "GitRepo reconcile failed, retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn reconcile(gitrepo: Arc<GitRepo>, gitops: Arc<Gitops>) -> Result<Action, ReconcileError> {
+    let namespace = gitrepo.metadata.namespace.clone().unwrap_or_default();
+    let name = gitrepo.metadata.name.clone().unwrap_or_default();
+    let key = format!("{namespace}/{name}");
+    let started = Instant::now();
+    let span = tracing::info_span!("gitrepo", gitrepo = %key);
+    let result = reconcile_inner(&gitrepo, &gitops, &namespace, &name, &key)
+        .instrument(span)
+        .await;
+    gitops
+        .ctx
+        .metrics
+        .reconciled("gitrepo", result.is_ok(), started.elapsed().as_secs_f64());
+    result
+}
+
+fn kube_err(key: &str, action: impl Into<String>) -> impl FnOnce(kube::Error) -> ReconcileError {
+    let key = key.to_string();
+    let action = action.into();
+    move |source| ReconcileError {
+        key,
+        action,
+        source,
+    }
+}
+
+/// The cache folder of a GitRepo for its current URL.
+fn cache_dir(root: &Path, namespace: &str, name: &str, url: &str) -> PathBuf {
+    use sha2::Digest as _;
+    let hash = hex::encode(sha2::Sha256::digest(url.as_bytes()));
+    root.join(namespace).join(format!("{name}-{}", &hash[..8]))
+}
+
+/// Removes every cache folder of the GitRepo (any URL it had).
+fn remove_cache_dirs(root: &Path, namespace: &str, name: &str) {
+    let Ok(entries) = std::fs::read_dir(root.join(namespace)) else {
+        return;
+    };
+    let prefix = format!("{name}-");
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let is_ours = file_name
+            .strip_prefix(&prefix)
+            .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if is_ours && let Err(e) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), error = %e, "removing a git cache folder");
+        }
+    }
+}
+
+async fn reconcile_inner(
+    gitrepo: &GitRepo,
+    gitops: &Gitops,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Action, ReconcileError> {
+    let ctx = &gitops.ctx;
+    let client = ctx.client.clone();
+    let gitrepos: Api<GitRepo> = Api::namespaced(client.clone(), namespace);
+    let bundle_api: Api<Bundle> = Api::namespaced(client.clone(), namespace);
+    let finalizers = gitrepo.metadata.finalizers.clone().unwrap_or_default();
+    let has_finalizer = finalizers.iter().any(|f| f == GITREPO_FINALIZER);
+
+    if gitrepo.metadata.deletion_timestamp.is_some() {
+        if has_finalizer {
+            bundles::purge(&bundle_api, name)
+                .await
+                .map_err(kube_err(key, "deleting its bundles"))?;
+            let remaining: Vec<String> = finalizers
+                .iter()
+                .filter(|f| *f != GITREPO_FINALIZER)
+                .cloned()
+                .collect();
+            let patch = serde_json::json!({"metadata": {
+                "finalizers": remaining,
+                "resourceVersion": gitrepo.metadata.resource_version,
+            }});
+            match gitrepos
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(kube_err(key, "removing its finalizer")(e)),
+            }
+            tracing::info!("GitRepo deleted, bundles purged");
+        }
+        let _ = gitops.take_memory(key);
+        let root = ctx.config.git_cache_dir.clone();
+        let (ns, n) = (namespace.to_string(), name.to_string());
+        let _ = tokio::task::spawn_blocking(move || remove_cache_dirs(&root, &ns, &n)).await;
+        return Ok(Action::await_change());
+    }
+
+    let previous = gitrepo.status.clone().unwrap_or_default();
+    let restrictions = Api::<GitRepoRestriction>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(kube_err(key, "listing GitRepoRestrictions"))?
+        .items;
+    let spec = match restriction::authorize_and_assign_defaults(&gitrepo.spec, &restrictions) {
+        Ok(spec) => spec,
+        Err(reason) => {
+            tracing::info!(%reason, "GitRepo not accepted");
+            let desired = status::rejected_status(&previous, &reason, &now_rfc3339());
+            write_status(&gitrepos, gitrepo, &previous, desired, key).await?;
+            // Restriction changes re-trigger through the watch; this is only a safety net.
+            return Ok(Action::requeue(ctx.config.gitrepo_sync_period));
+        }
+    };
+
+    if !has_finalizer {
+        let mut with = finalizers.clone();
+        with.push(GITREPO_FINALIZER.to_string());
+        let patch = serde_json::json!({"metadata": {
+            "finalizers": with,
+            "resourceVersion": gitrepo.metadata.resource_version,
+        }});
+        gitrepos
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube_err(key, "adding its finalizer"))?;
+        // The update triggers the next reconcile, which sees the finalizer.
+        return Ok(Action::await_change());
+    }
+    if spec.repo.is_empty() {
+        return Ok(Action::await_change());
+    }
+
+    let dir = cache_dir(&ctx.config.git_cache_dir, namespace, name, &spec.repo);
+    let mut memory = gitops.take_memory(key);
+    if memory.cache_dir != dir {
+        // New GitRepo, or its URL changed: start over, but keep what was written.
+        let written = std::mem::take(&mut memory.written);
+        memory = RepoMemory {
+            cache_dir: dir.clone(),
+            written,
+            ..Default::default()
+        };
+    }
+    let outcome = sync_repo(gitrepo, &spec, gitops, &mut memory, namespace, name, key).await;
+    let interval = poll::polling_interval(gitrepo, ctx.config.default_polling_interval);
+    let now = gitops.started.elapsed();
+    let until_poll = poll::until_next_poll(&memory.observed, now, interval);
+    gitops.put_memory(key.to_string(), memory);
+    outcome?;
+
+    let sync_period = ctx.config.gitrepo_sync_period;
+    let next = if gitrepo.spec.disable_polling {
+        sync_period
+    } else {
+        let wait = if until_poll.is_zero() {
+            interval
+        } else {
+            until_poll
+        };
+        gitops.jitter.add(wait).min(sync_period)
+    };
+    Ok(Action::requeue(next))
+}
+
+/// Poll, build, write bundles and status for an accepted GitRepo.
+async fn sync_repo(
+    gitrepo: &GitRepo,
+    spec: &GitRepoSpec,
+    gitops: &Gitops,
+    memory: &mut RepoMemory,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<(), ReconcileError> {
+    let ctx = &gitops.ctx;
+    let client = ctx.client.clone();
+    let gitrepos: Api<GitRepo> = Api::namespaced(client.clone(), namespace);
+    let bundle_api: Api<Bundle> = Api::namespaced(client.clone(), namespace);
+    let previous = gitrepo.status.clone().unwrap_or_default();
+    let generation = gitrepo.metadata.generation.unwrap_or(0);
+    let now = gitops.started.elapsed();
+    let interval = poll::polling_interval(gitrepo, ctx.config.default_polling_interval);
+
+    let mut polled_at = None;
+    if let Some(reason) = poll::poll_reason(gitrepo, &memory.observed, now, interval) {
+        tracing::debug!(?reason, "polling the repository");
+        memory.observed = Observed {
+            last_poll: Some(now),
+            generation,
+            webhook_commit: previous.webhook_commit.clone(),
+        };
+        polled_at = Some(now_rfc3339());
+        let result = match fetch_request(ctx, namespace, spec).await {
+            Ok(req) => {
+                let dir = memory.cache_dir.join("repo.git");
+                tokio::task::spawn_blocking(move || {
+                    fetch::fetch(&req, &dir).map_err(|e| e.to_string())
+                })
+                .await
+                .unwrap_or_else(|e| Err(format!("git fetch task failed: {e}")))
+            }
+            Err(msg) => Err(msg),
+        };
+        match result {
+            Ok(fetched) => {
+                if memory.fetched_commit.as_deref() != Some(&fetched.commit) {
+                    tracing::info!(commit = %fetched.commit, "new commit from repository");
+                }
+                memory.fetched_commit = Some(fetched.commit);
+                memory.fetch_error = None;
+            }
+            Err(msg) => {
+                tracing::info!(error = %msg, "fetching the repository failed");
+                memory.fetch_error = Some(msg);
+            }
+        }
+    }
+
+    // Build the bundles when the commit, the spec or forceSyncGeneration changed, and again
+    // every sync period (which also repairs anything a user changed by hand).
+    if let Some(commit) = memory.fetched_commit.clone() {
+        let build_key = (commit.clone(), generation, spec.force_sync_generation);
+        let resync_due = memory
+            .last_build
+            .is_some_and(|t| now.saturating_sub(t) >= ctx.config.gitrepo_sync_period);
+        if memory.build_key.as_ref() != Some(&build_key) || resync_due {
+            memory.build_key = Some(build_key);
+            memory.last_build = Some(now);
+            let job = bundles::BuildJob {
+                url: spec.repo.clone(),
+                cache_dir: memory.cache_dir.clone(),
+                commit: commit.clone(),
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+                spec: spec.clone(),
+            };
+            let permit = gitops.build_slots.acquire().await;
+            let built = tokio::task::spawn_blocking(move || job.run())
+                .await
+                .unwrap_or_else(|e| Err(format!("bundle build task failed: {e}")));
+            drop(permit);
+            match built {
+                Ok(desired) => {
+                    tracing::info!(%commit, bundles = desired.len(), "bundles built");
+                    memory.desired = Some(desired);
+                    memory.build_error = None;
+                }
+                Err(msg) => {
+                    tracing::info!(%commit, error = %msg, "building bundles failed; existing bundles are kept");
+                    memory.build_error = Some(msg);
+                }
+            }
+        }
+    }
+
+    let existing = bundle_api
+        .list(&ListParams::default().labels(&format!("{REPO_LABEL}={name}")))
+        .await
+        .map_err(kube_err(key, "listing its bundles"))?
+        .items;
+    let mut existing = existing;
+    if memory.build_error.is_none()
+        && let Some(desired) = &memory.desired
+    {
+        let plan = bundles::plan(desired, &existing, &memory.written);
+        if !plan.is_empty() {
+            bundles::apply(&bundle_api, plan, &mut memory.written)
+                .await
+                .map_err(|(action, e)| kube_err(key, action)(e))?;
+            existing = bundle_api
+                .list(&ListParams::default().labels(&format!("{REPO_LABEL}={name}")))
+                .await
+                .map_err(kube_err(key, "listing its bundles"))?
+                .items;
+        }
+    }
+
+    let deployments = Api::<BundleDeployment>::all(client.clone())
+        .list(&ListParams::default().labels(&format!(
+            "{REPO_LABEL}={name},{BUNDLE_NAMESPACE_LABEL}={namespace}"
+        )))
+        .await
+        .map_err(kube_err(key, "listing its bundle deployments"))?
+        .items;
+    let learned = Learned {
+        generation,
+        force_sync_generation: spec.force_sync_generation,
+        commit: memory.fetched_commit.clone(),
+        fetch_error: memory.fetch_error.clone(),
+        build_error: memory.build_error.clone(),
+        built: memory.desired.is_some() && memory.build_error.is_none(),
+        polled_at,
+    };
+    let desired =
+        status::desired_status(&previous, &learned, &existing, &deployments, &now_rfc3339());
+    write_status(&gitrepos, gitrepo, &previous, desired, key).await
+}
+
+/// Replaces the status when it differs from `previous` (optimistic concurrency: a conflict
+/// means a newer GitRepo is on its way to the reconciler).
+async fn write_status(
+    api: &Api<GitRepo>,
+    gitrepo: &GitRepo,
+    previous: &fleet_api::GitRepoStatus,
+    desired: fleet_api::GitRepoStatus,
+    key: &str,
+) -> Result<(), ReconcileError> {
+    if &desired == previous {
+        return Ok(());
+    }
+    let mut updated = gitrepo.clone();
+    updated.status = Some(desired);
+    let name = gitrepo.metadata.name.clone().unwrap_or_default();
+    match api
+        .replace_status(&name, &PostParams::default(), &updated)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => {
+            tracing::debug!("GitRepo changed while writing its status; the next reconcile retries");
+            Ok(())
+        }
+        Err(e) => Err(kube_err(key, "writing its status")(e)),
+    }
+}
+
+/// The fetch request for a GitRepo: URL, branch/revision, credentials from its client secret
+/// (basic auth), CA bundle (the GitRepo's, else Rancher's `cattle-system/tls-ca`) and TLS
+/// settings. Errors name the repository and the secret.
+async fn fetch_request(
+    ctx: &Context,
+    namespace: &str,
+    spec: &GitRepoSpec,
+) -> Result<FetchRequest, String> {
+    let url = spec.repo.clone();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let explicit = !spec.client_secret_name.is_empty();
+    let secret_name = if explicit {
+        spec.client_secret_name.as_str()
+    } else {
+        DEFAULT_CLIENT_SECRET_NAME
+    };
+    let secret = secrets.get_opt(secret_name).await.map_err(|e| {
+        format!("git repository {url}: reading credentials: secret {namespace}/{secret_name}: {e}")
+    })?;
+    let auth = match secret {
+        None if explicit => {
+            return Err(format!(
+                "git repository {url}: reading credentials: secret {namespace}/{secret_name} not found"
+            ));
+        }
+        None => None,
+        Some(secret) => Some(basic_auth(&secret).map_err(|m| {
+            format!(
+                "git repository {url}: reading credentials: secret {namespace}/{secret_name}: {m}"
+            )
+        })?),
+    };
+    let ca_bundle = match &spec.ca_bundle {
+        Some(b) if !b.0.is_empty() => Some(b.0.clone()),
+        _ => rancher_ca_bundle(ctx).await,
+    };
+    Ok(FetchRequest {
+        url,
+        branch: spec.branch.clone(),
+        revision: spec.revision.clone(),
+        auth,
+        ca_bundle,
+        insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
+        timeout: ctx.config.git_client_timeout,
+    })
+}
+
+/// Username and password of a basic-auth Secret.
+fn basic_auth(secret: &Secret) -> Result<BasicAuth, String> {
+    let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+    if type_ == "kubernetes.io/ssh-auth" {
+        return Err("ssh keys are not supported by fleet-rs yet; use an https URL and a kubernetes.io/basic-auth secret".into());
+    }
+    let data = secret.data.clone().unwrap_or_default();
+    let string_data = secret.string_data.clone().unwrap_or_default();
+    let get = |k: &str| {
+        data.get(k)
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .or_else(|| string_data.get(k).cloned())
+    };
+    let username = get("username").ok_or("has no username key")?;
+    let password = get("password").ok_or("has no password key")?;
+    Ok(BasicAuth { username, password })
+}
+
+/// Rancher's CA bundle (`cattle-system/tls-ca` + `tls-ca-additional`), used when the GitRepo
+/// has no `caBundle` (Fleet v0.12).
+async fn rancher_ca_bundle(ctx: &Context) -> Option<Vec<u8>> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), "cattle-system");
+    let mut out = Vec::new();
+    for (name, key) in [
+        ("tls-ca", "cacerts.pem"),
+        ("tls-ca-additional", "ca-additional.pem"),
+    ] {
+        if let Ok(Some(s)) = secrets.get_opt(name).await
+            && let Some(v) = s.data.and_then(|d| d.get(key).cloned())
+        {
+            out.extend_from_slice(&v.0);
+            out.push(b'\n');
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn cache_dirs_depend_on_the_url() {
+        let root = Path::new("/cache");
+        let a = cache_dir(root, "ns", "repo", "https://a");
+        let b = cache_dir(root, "ns", "repo", "https://b");
+        assert_ne!(a, b);
+        assert!(a.starts_with("/cache/ns"));
+        assert!(
+            a.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("repo-")
+        );
+    }
+
+    #[test]
+    fn basic_auth_secrets_are_read() {
+        let mut s = Secret {
+            type_: Some("kubernetes.io/basic-auth".into()),
+            data: Some(
+                [
+                    ("username".to_string(), ByteString(b"fleet".to_vec())),
+                    ("password".to_string(), ByteString(b"pw".to_vec())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(
+            basic_auth(&s).unwrap(),
+            BasicAuth {
+                username: "fleet".into(),
+                password: "pw".into()
+            }
+        );
+        s.type_ = Some("kubernetes.io/ssh-auth".into());
+        assert!(basic_auth(&s).unwrap_err().contains("ssh"));
+        let empty = Secret::default();
+        assert_eq!(basic_auth(&empty).unwrap_err(), "has no username key");
+    }
+}

@@ -1,0 +1,369 @@
+//! Test fixtures for the GitRepo controller: local git repositories made with the `git` CLI,
+//! a git smart-HTTP server on 127.0.0.1 (`git http-backend` as CGI, with basic auth), and an
+//! upstream simulator running the GitRepo reconciler.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use fleet_controller::{Context, ControllerConfig, Metrics};
+use fleet_simulator::{SimConfig, Simulator};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+/// A git repository in a temporary folder, changed with the `git` CLI.
+pub struct LocalRepo {
+    pub dir: tempfile::TempDir,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=fleet-test",
+            "-c",
+            "user.email=test@example.com",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=master",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("running git");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl LocalRepo {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git(dir.path(), &["init", "-q"]);
+        LocalRepo { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+
+    pub fn write(&self, file: &str, content: &str) {
+        let p = self.path().join(file);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, content).expect("write");
+    }
+
+    pub fn remove(&self, path: &str) {
+        git(self.path(), &["rm", "-r", "-q", path]);
+    }
+
+    /// Commits everything; returns the new commit SHA.
+    pub fn commit(&self, message: &str) -> String {
+        git(self.path(), &["add", "-A"]);
+        git(self.path(), &["commit", "-q", "-m", message]);
+        git(self.path(), &["rev-parse", "HEAD"])
+    }
+
+    pub fn tag(&self, name: &str) {
+        git(self.path(), &["tag", "-a", name, "-m", name]);
+    }
+}
+
+/// A `ConfigMap` manifest.
+pub fn configmap(name: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+/// Serves the bare repositories under `root` over git's smart HTTP protocol on 127.0.0.1,
+/// requiring basic auth `user:password`.
+pub struct GitHttpServer {
+    pub addr: std::net::SocketAddr,
+    pub root: tempfile::TempDir,
+    shutdown: CancellationToken,
+}
+
+struct ServerState {
+    root: PathBuf,
+    expected_auth: String,
+}
+
+impl GitHttpServer {
+    pub async fn start(user: &str, password: &str) -> Self {
+        use base64::Engine as _;
+        let root = tempfile::tempdir().expect("tempdir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(ServerState {
+            root: root.path().to_path_buf(),
+            expected_auth: format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ),
+        });
+        let app = axum::Router::new().fallback(cgi).with_state(state);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        GitHttpServer {
+            addr,
+            root,
+            shutdown,
+        }
+    }
+
+    /// Publishes `repo` as `<name>.git` (a bare clone, refreshed by [`Self::push`]).
+    pub fn publish(&self, repo: &LocalRepo, name: &str) -> String {
+        let bare = self.root.path().join(format!("{name}.git"));
+        git(
+            self.root.path(),
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                &repo.path().display().to_string(),
+                &bare.display().to_string(),
+            ],
+        );
+        format!("http://{}/{name}.git", self.addr)
+    }
+
+    /// Pushes the repository's master branch and tags to the published copy.
+    pub fn push(&self, repo: &LocalRepo, name: &str) {
+        let bare = self.root.path().join(format!("{name}.git"));
+        git(
+            repo.path(),
+            &[
+                "push",
+                "-q",
+                "--force",
+                "--tags",
+                &bare.display().to_string(),
+                "master",
+            ],
+        );
+    }
+}
+
+impl Drop for GitHttpServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn cgi(State(state): State<Arc<ServerState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let authorized = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(state.expected_auth.as_str());
+    if !authorized {
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("WWW-Authenticate", "Basic realm=\"git\"")
+            .body(Body::from("authentication required"))
+            .unwrap_or_default();
+    }
+    let body: Bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    run_http_backend(&state.root, &parts.method, &parts.uri, &parts.headers, body).await
+}
+
+async fn run_http_backend(
+    root: &Path,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut child = tokio::process::Command::new("git")
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("PATH_INFO", uri.path())
+        .env("QUERY_STRING", uri.query().unwrap_or(""))
+        .env("REQUEST_METHOD", method.as_str())
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_USER", "fleet")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning git http-backend");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&body).await;
+    }
+    let out = child.wait_with_output().await.expect("git http-backend");
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((end, sep)) = split else {
+        return Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Body::from(
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ))
+            .unwrap_or_default();
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut response = Response::builder();
+    let mut status = StatusCode::OK;
+    for line in head.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("status") {
+            if let Some(code) = v
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse::<u16>().ok())
+            {
+                status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+            }
+        } else {
+            response = response.header(k.trim(), v);
+        }
+    }
+    response
+        .status(status)
+        .body(Body::from(raw[end + sep..].to_vec()))
+        .unwrap_or_default()
+}
+
+/// An upstream simulator with Fleet's CRDs and the GitRepo reconciler running.
+pub struct Upstream {
+    pub sim: Simulator,
+    pub client: kube::Client,
+    pub ctx: Arc<Context>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _cache: tempfile::TempDir,
+}
+
+impl Upstream {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut ControllerConfig)) -> Self {
+        let sim = Simulator::new(SimConfig::default());
+        let up = sim.add_cluster("upstream").expect("cluster");
+        up.install_crds(&fleet_api::crds::all()).expect("crds");
+        let client = up.client();
+        for ns in ["fleet-local", "fleet-default", "cattle-fleet-system"] {
+            let api: Api<Namespace> = Api::all(client.clone());
+            let obj: Namespace =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
+                    .expect("namespace");
+            let _ = api.create(&PostParams::default(), &obj).await;
+        }
+        let cache = tempfile::tempdir().expect("tempdir");
+        let mut config = ControllerConfig {
+            git_cache_dir: cache.path().to_path_buf(),
+            jitter_seed: Some(7),
+            gitrepo_workers: 4,
+            gitrepo_build_workers: 2,
+            default_polling_interval: Duration::from_secs(1),
+            git_client_timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        tweak(&mut config);
+        let mut registry = prometheus_client::registry::Registry::default();
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            config,
+            metrics: Metrics::new(&mut registry),
+        });
+        let shutdown = CancellationToken::new();
+        let task = {
+            let ctx = ctx.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                if let Err(e) = fleet_controller::gitops::run(ctx, shutdown).await {
+                    panic!("gitops controller failed: {e}");
+                }
+            })
+        };
+        Upstream {
+            sim,
+            client,
+            ctx,
+            shutdown,
+            task,
+            _cache: cache,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+    }
+}
+
+/// Polls `check` every 200 ms until it returns `Some`, failing after `secs` seconds with
+/// the last observation.
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let last = match check().await {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
