@@ -1,18 +1,966 @@
-//! Placeholder until this reconciler lands: waits for shutdown.
+//! The bundle reconciler (Fleet's `reconciler/bundle_controller.go`): turns each Bundle into a
+//! `Content` holding its manifest and one BundleDeployment per target cluster, promotes staged
+//! deployments under the rollout strategy, deletes the deployments of clusters no longer
+//! targeted (and all of them when the bundle is deleted), and writes the bundle status.
+//!
+//! [`plan_bundle`] is the pure decision; [`run`] is the kube-runtime controller around it.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash as _, Hasher as _};
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use fleet_api::consts::{BUNDLE_FINALIZER, BUNDLE_LABEL, BUNDLE_NAMESPACE_LABEL, condition};
+use fleet_api::{
+    Bundle, BundleDeployment, BundleNamespaceMapping, BundleStatus, Cluster, ClusterGroup, Content,
+};
+use futures::{Stream, StreamExt as _};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::rollout::plan_rollout;
+use crate::summary::{display_state, ready_ratio, set_condition, set_ready_condition};
+use crate::target::{compute_targets, namespaces_for_bundle};
 
+/// Field manager of the controller's server-side applies.
+pub const FIELD_MANAGER: &str = "fleet-controller";
+
+/// Why the bundle controller stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     #[error("{0}")]
     Kube(#[from] kube::Error),
 }
 
-pub async fn run(_ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), BundleError> {
-    shutdown.cancelled().await;
+/// Why one reconcile of a bundle failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{action} for bundle {bundle}: {source}")]
+    Kube {
+        action: String,
+        bundle: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("bundle {bundle}: caches of related objects are not ready")]
+    NotReady { bundle: String },
+    #[error("bundle {bundle}: {failures} of its writes failed, see the log")]
+    PartialFailure { bundle: String, failures: usize },
+}
+
+/// The objects related to one bundle, as observed.
+#[derive(Debug, Default)]
+pub struct BundleObservation<'a> {
+    pub clusters: Vec<&'a Cluster>,
+    pub groups: Vec<&'a ClusterGroup>,
+    pub mappings: Vec<&'a BundleNamespaceMapping>,
+    pub namespaces: Vec<&'a Namespace>,
+    /// The existing BundleDeployments of this bundle (by its bundle labels).
+    pub deployments: Vec<&'a BundleDeployment>,
+}
+
+/// What to write for one bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundlePlan {
+    /// Name of the Content holding the manifest.
+    pub manifest_id: String,
+    /// The Content to make sure exists (only when the bundle has targets, like Fleet).
+    pub content: Option<Content>,
+    /// BundleDeployments to create or update (only those that differ from the observed ones).
+    pub apply: Vec<BundleDeployment>,
+    /// `(namespace, name)` of BundleDeployments to delete: their cluster is no longer targeted.
+    pub delete: Vec<(String, String)>,
+    /// The complete desired status.
+    pub status: BundleStatus,
+    /// Whether `status` differs from the observed one.
+    pub status_changed: bool,
+}
+
+fn key_of(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or(""),
+        meta.name.as_deref().unwrap_or("")
+    )
+}
+
+/// Builds the Content of a manifest: gzip of the manifest JSON, named by its ID.
+pub fn content_for(bundle: &Bundle) -> Content {
+    let json = fleet_bundle::manifest::manifest_json(&bundle.spec.resources);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = encoder.write_all(&json);
+    let gz = encoder.finish().unwrap_or_default();
+    Content {
+        metadata: ObjectMeta {
+            name: Some(fleet_bundle::manifest::manifest_id(&bundle.spec.resources)),
+            ..Default::default()
+        },
+        content: Some(ByteString(gz)),
+        sha256sum: fleet_bundle::manifest::manifest_sha256(&bundle.spec.resources),
+    }
+}
+
+/// The pure decision of the bundle reconciler: targets, rollout, deployments to write and
+/// delete, and the bundle status (Ready condition, summary, display, partitions...).
+/// `now` (RFC 3339) stamps changed conditions.
+pub fn plan_bundle(bundle: &Bundle, observed: &BundleObservation<'_>, now: &str) -> BundlePlan {
+    let content = content_for(bundle);
+    let manifest_id = content.metadata.name.clone().unwrap_or_default();
+    let old_status = bundle.status.clone().unwrap_or_default();
+    let namespaces = namespaces_for_bundle(
+        bundle,
+        observed.mappings.iter().copied(),
+        &observed.namespaces,
+    );
+
+    let mut errors: Vec<String> = Vec::new();
+    let targeting = match compute_targets(
+        bundle,
+        &manifest_id,
+        &namespaces,
+        observed.clusters.iter().copied(),
+        &observed.groups,
+        &observed.deployments,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(e.to_string());
+            Default::default()
+        }
+    };
+    errors.extend(targeting.errors.iter().map(ToString::to_string));
+
+    let mut status = BundleStatus {
+        conditions: old_status.conditions.clone(),
+        resource_key: old_status.resource_key.clone(),
+        oci_reference: old_status.oci_reference.clone(),
+        ..Default::default()
+    };
+    let mut apply = Vec::new();
+    let mut keep_namespaces: BTreeSet<String> = BTreeSet::new();
+    match plan_rollout(bundle, &targeting.targets) {
+        Ok(rollout) => {
+            let conditions = std::mem::take(&mut status.conditions);
+            status = BundleStatus {
+                conditions,
+                resource_key: status.resource_key,
+                oci_reference: status.oci_reference,
+                ..rollout.status
+            };
+            for desired in rollout.deployments {
+                let ns = desired.metadata.namespace.clone().unwrap_or_default();
+                keep_namespaces.insert(ns.clone());
+                let existing = observed
+                    .deployments
+                    .iter()
+                    .find(|bd| bd.metadata.namespace.as_deref() == Some(ns.as_str()));
+                let unchanged = existing.is_some_and(|bd| {
+                    bd.spec == desired.spec && bd.metadata.labels == desired.metadata.labels
+                });
+                if !unchanged {
+                    apply.push(desired);
+                }
+            }
+        }
+        Err(e) => {
+            errors.push(format!("rollout strategy: {e}"));
+            // Keep every existing deployment as it is.
+            keep_namespaces.extend(
+                observed
+                    .deployments
+                    .iter()
+                    .filter_map(|bd| bd.metadata.namespace.clone()),
+            );
+        }
+    }
+    // Clusters whose targeting failed keep their deployment: a template error must not
+    // undeploy what runs there.
+    for error in &targeting.errors {
+        if let Some(cluster) = observed.clusters.iter().find(|c| {
+            c.metadata.namespace.as_deref() == Some(error.cluster_namespace.as_str())
+                && c.metadata.name.as_deref() == Some(error.cluster_name.as_str())
+        }) && let Some(ns) = cluster.status.as_ref().map(|s| s.namespace.clone())
+        {
+            keep_namespaces.insert(ns);
+        }
+    }
+    let delete = observed
+        .deployments
+        .iter()
+        .filter(|bd| {
+            bd.metadata.deletion_timestamp.is_none()
+                && !keep_namespaces.contains(bd.metadata.namespace.as_deref().unwrap_or(""))
+        })
+        .map(|bd| {
+            (
+                bd.metadata.namespace.clone().unwrap_or_default(),
+                bd.metadata.name.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+
+    if errors.is_empty() {
+        set_ready_condition(&mut status.conditions, "Cluster", &status.summary, now);
+    } else {
+        let message = format!("Targeting error: {}", errors.join("; "));
+        set_condition(
+            &mut status.conditions,
+            condition::READY,
+            false,
+            "Error",
+            &message,
+            now,
+        );
+    }
+    status.display.ready_clusters = ready_ratio(status.summary.ready, status.summary.desired_ready);
+    status.display.state = display_state(&status.summary);
+    status.observed_generation = bundle.metadata.generation.unwrap_or_default();
+    status.resources_sha256_sum = content.sha256sum.clone();
+    let status_changed = status != old_status;
+    let has_targets = !targeting.targets.is_empty();
+    BundlePlan {
+        manifest_id,
+        content: has_targets.then_some(content),
+        apply,
+        delete,
+        status,
+        status_changed,
+    }
+}
+
+/// The manifest IDs a deployment refers to (current and staged).
+fn manifest_ids_of(bd: &BundleDeployment) -> impl Iterator<Item = &str> {
+    [&bd.spec.deployment_id, &bd.spec.staged_deployment_id]
+        .into_iter()
+        .filter_map(|id| id.split(':').next())
+        .filter(|id| !id.is_empty())
+}
+
+/// Contents to garbage-collect: not referenced by any deployment nor being the current
+/// manifest of a bundle, and older than `grace` (a Content is written before the deployments
+/// that refer to it, so a young one may simply not be referenced *yet*).
+pub fn contents_to_delete(
+    contents: &[Content],
+    referenced: &HashSet<String>,
+    now: k8s_openapi::jiff::Timestamp,
+    grace: Duration,
+) -> Vec<String> {
+    let grace = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
+    contents
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .filter_map(|c| {
+            let name = c.metadata.name.as_ref()?;
+            if referenced.contains(name) {
+                return None;
+            }
+            let created = c.metadata.creation_timestamp.as_ref().map(|t| t.0)?;
+            (now.as_second().saturating_sub(created.as_second()) >= grace).then(|| name.clone())
+        })
+        .collect()
+}
+
+/// A hash of the parts of an object that matter to someone watching it.
+pub(crate) fn hash_json<T: serde::Serialize>(value: &T) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(value)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Watches `api` into a store and yields `()` whenever an object appears, disappears, or
+/// changes in what `relevant` extracts (and once when the initial list is complete).
+pub(crate) fn watch_relevant<K, F>(
+    api: Api<K>,
+    relevant: F,
+) -> (Store<K>, impl Stream<Item = ()> + Send + 'static)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    F: Fn(&K) -> u64 + Send + 'static,
+{
+    let (store, writer) = reflector::store();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .filter_map(move |event| {
+            let trigger = match event {
+                Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::InitApply(obj)) => {
+                    let key = key_of(obj.meta());
+                    let hash = relevant(&obj);
+                    seen.insert(key, hash) != Some(hash)
+                }
+                Ok(watcher::Event::Delete(obj)) => {
+                    seen.remove(&key_of(obj.meta()));
+                    true
+                }
+                Ok(watcher::Event::InitDone) => true,
+                Ok(watcher::Event::Init) => false,
+                Err(error) => {
+                    tracing::warn!(%error, "watch failed, retrying");
+                    false
+                }
+            };
+            futures::future::ready(trigger.then_some(()))
+        });
+    (store, stream)
+}
+
+/// The bundle reconciler's state: caches of the related kinds.
+struct BundleContext {
+    ctx: Arc<Context>,
+    clusters: Store<Cluster>,
+    groups: Store<ClusterGroup>,
+    mappings: Store<BundleNamespaceMapping>,
+    namespaces: Store<Namespace>,
+    /// Contents known to exist, so that each reconcile does not read them again.
+    known_contents: Mutex<HashSet<String>>,
+    /// Current manifest ID of each bundle (`ns/name`), protected from garbage collection.
+    manifests: Mutex<HashMap<String, String>>,
+}
+
+impl BundleContext {
+    async fn ready(&self) -> bool {
+        let wait = async {
+            self.clusters.wait_until_ready().await.is_ok()
+                && self.groups.wait_until_ready().await.is_ok()
+                && self.mappings.wait_until_ready().await.is_ok()
+                && self.namespaces.wait_until_ready().await.is_ok()
+        };
+        tokio::time::timeout(Duration::from_secs(60), wait)
+            .await
+            .unwrap_or(false)
+    }
+
+    /// The BundleDeployments of a bundle, read fresh from the API server: the rollout must
+    /// count what the agents reported last, not what a cache saw.
+    async fn deployments_of(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<BundleDeployment>, kube::Error> {
+        let selector = format!("{BUNDLE_LABEL}={name},{BUNDLE_NAMESPACE_LABEL}={namespace}");
+        Ok(Api::<BundleDeployment>::all(self.ctx.client.clone())
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items)
+    }
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Action, ReconcileError> {
+    let ns = bundle.namespace().unwrap_or_default();
+    let name = bundle.name_any();
+    let key = format!("{ns}/{name}");
+    let clusters = bctx.clusters.state();
+    let groups = bctx.groups.state();
+    let mappings = bctx.mappings.state();
+    let namespaces = bctx.namespaces.state();
+    let deployments =
+        bctx.deployments_of(&ns, &name)
+            .await
+            .map_err(|source| ReconcileError::Kube {
+                action: "listing BundleDeployments".into(),
+                bundle: key.clone(),
+                source,
+            })?;
+    let observed = BundleObservation {
+        clusters: clusters.iter().map(AsRef::as_ref).collect(),
+        groups: groups.iter().map(AsRef::as_ref).collect(),
+        mappings: mappings.iter().map(AsRef::as_ref).collect(),
+        namespaces: namespaces.iter().map(AsRef::as_ref).collect(),
+        deployments: deployments.iter().collect(),
+    };
+    let plan = plan_bundle(&bundle, &observed, &now_rfc3339());
+    if let Ok(mut manifests) = bctx.manifests.lock() {
+        manifests.insert(key.clone(), plan.manifest_id.clone());
+    }
+    let client = bctx.ctx.client.clone();
+    let kube_err = |action: String| {
+        let bundle = key.clone();
+        move |source| ReconcileError::Kube {
+            action,
+            bundle,
+            source,
+        }
+    };
+
+    if let Some(content) = &plan.content {
+        ensure_content(&client, bctx, content)
+            .await
+            .map_err(kube_err(format!("writing Content {}", plan.manifest_id)))?;
+    }
+
+    let mut failures = 0;
+    for bd in &plan.apply {
+        let bd_ns = bd.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<BundleDeployment> = Api::namespaced(client.clone(), &bd_ns);
+        let result = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(bd),
+            )
+            .await;
+        if let Err(error) = result {
+            failures += 1;
+            tracing::warn!(bundle = %key, namespace = %bd_ns, %error, "writing BundleDeployment failed");
+        }
+    }
+    for (bd_ns, bd_name) in &plan.delete {
+        let api: Api<BundleDeployment> = Api::namespaced(client.clone(), bd_ns);
+        match api.delete(bd_name, &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(bundle = %key, namespace = %bd_ns, "deleted BundleDeployment of a cluster no longer targeted")
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(bundle = %key, namespace = %bd_ns, %error, "deleting BundleDeployment failed");
+            }
+        }
+    }
+
+    if plan.status_changed {
+        let old =
+            serde_json::to_value(bundle.status.clone().unwrap_or_default()).unwrap_or_default();
+        let new = serde_json::to_value(&plan.status).unwrap_or_default();
+        let patch = serde_json::json!({ "status": crate::summary::merge_patch_diff(&old, &new) });
+        Api::<Bundle>::namespaced(client.clone(), &ns)
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(kube_err("writing status".to_string()))?;
+    }
+    if failures > 0 {
+        return Err(ReconcileError::PartialFailure {
+            bundle: key,
+            failures,
+        });
+    }
+    // A periodic resync heals anything a missed event left behind.
+    Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+async fn ensure_content(
+    client: &kube::Client,
+    bctx: &BundleContext,
+    content: &Content,
+) -> Result<(), kube::Error> {
+    let name = content.metadata.name.clone().unwrap_or_default();
+    if bctx
+        .known_contents
+        .lock()
+        .map(|known| known.contains(&name))
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let api: Api<Content> = Api::all(client.clone());
+    if api.get_opt(&name).await?.is_none() {
+        match api.create(&PostParams::default(), content).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Ok(mut known) = bctx.known_contents.lock() {
+        known.insert(name);
+    }
     Ok(())
+}
+
+async fn cleanup_bundle(
+    bundle: Arc<Bundle>,
+    bctx: &BundleContext,
+) -> Result<Action, ReconcileError> {
+    let ns = bundle.namespace().unwrap_or_default();
+    let name = bundle.name_any();
+    let key = format!("{ns}/{name}");
+    let api: Api<BundleDeployment> = Api::all(bctx.ctx.client.clone());
+    let selector = format!("{BUNDLE_LABEL}={name},{BUNDLE_NAMESPACE_LABEL}={ns}");
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| ReconcileError::Kube {
+            action: "listing BundleDeployments".into(),
+            bundle: key.clone(),
+            source,
+        })?;
+    for bd in list {
+        let bd_ns = bd.namespace().unwrap_or_default();
+        let api: Api<BundleDeployment> = Api::namespaced(bctx.ctx.client.clone(), &bd_ns);
+        match api.delete(&bd.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(source) => {
+                return Err(ReconcileError::Kube {
+                    action: format!("deleting BundleDeployment in {bd_ns}"),
+                    bundle: key,
+                    source,
+                });
+            }
+        }
+    }
+    if let Ok(mut manifests) = bctx.manifests.lock() {
+        manifests.remove(&key);
+    }
+    tracing::info!(bundle = %key, "bundle deleted, purged its BundleDeployments");
+    Ok(Action::await_change())
+}
+
+async fn reconcile(
+    bundle: Arc<Bundle>,
+    bctx: Arc<BundleContext>,
+) -> Result<Action, ReconcileError> {
+    let key = key_of(bundle.meta());
+    let started = std::time::Instant::now();
+    let span = tracing::debug_span!("reconcile_bundle", bundle = %key);
+    let result = async {
+        if !bctx.ready().await {
+            return Err(ReconcileError::NotReady {
+                bundle: key.clone(),
+            });
+        }
+        let ns = bundle.namespace().unwrap_or_default();
+        let api: Api<Bundle> = Api::namespaced(bctx.ctx.client.clone(), &ns);
+        let finalizers = bundle.finalizers().to_vec();
+        let has_finalizer = finalizers.iter().any(|f| f == BUNDLE_FINALIZER);
+        if bundle.meta().deletion_timestamp.is_some() {
+            if !has_finalizer {
+                return Ok(Action::await_change());
+            }
+            let action = cleanup_bundle(bundle.clone(), &bctx).await?;
+            let remaining: Vec<&String> = finalizers
+                .iter()
+                .filter(|f| *f != BUNDLE_FINALIZER)
+                .collect();
+            set_finalizers(&api, &bundle, &remaining)
+                .await
+                .map_err(|source| ReconcileError::Kube {
+                    action: "removing the finalizer".into(),
+                    bundle: key.clone(),
+                    source,
+                })?;
+            return Ok(action);
+        }
+        if !has_finalizer {
+            let mut with_ours: Vec<&String> = finalizers.iter().collect();
+            let ours = BUNDLE_FINALIZER.to_string();
+            with_ours.push(&ours);
+            set_finalizers(&api, &bundle, &with_ours)
+                .await
+                .map_err(|source| ReconcileError::Kube {
+                    action: "adding the finalizer".into(),
+                    bundle: key.clone(),
+                    source,
+                })?;
+            // The update event brings the bundle back.
+            return Ok(Action::await_change());
+        }
+        apply_bundle(bundle, &bctx).await
+    };
+    let result = tracing::Instrument::instrument(result, span).await;
+    bctx.ctx
+        .metrics
+        .reconciled("bundle", result.is_ok(), started.elapsed().as_secs_f64());
+    result
+}
+
+fn error_policy(bundle: Arc<Bundle>, error: &ReconcileError, _: Arc<BundleContext>) -> Action {
+    tracing::warn!(bundle = %key_of(bundle.meta()), %error, "bundle reconcile failed, retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Cluster facts that matter for targeting: labels, annotations, spec, cluster namespace.
+fn cluster_relevance(c: &Cluster) -> u64 {
+    hash_json(&(
+        &c.metadata.labels,
+        &c.metadata.annotations,
+        &c.spec,
+        c.status.as_ref().map(|s| &s.namespace),
+    ))
+}
+
+/// Deletes Contents that no deployment and no bundle refers to any more.
+async fn collect_contents(bctx: &BundleContext) -> Result<(), kube::Error> {
+    let deployments = Api::<BundleDeployment>::all(bctx.ctx.client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let mut referenced: HashSet<String> = deployments
+        .iter()
+        .flat_map(|bd| manifest_ids_of(bd).map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    if let Ok(manifests) = bctx.manifests.lock() {
+        referenced.extend(manifests.values().cloned());
+    }
+    let api: Api<Content> = Api::all(bctx.ctx.client.clone());
+    let contents = api.list(&ListParams::default()).await?.items;
+    let grace = bctx.ctx.config.content_gc_grace;
+    for name in contents_to_delete(
+        &contents,
+        &referenced,
+        k8s_openapi::jiff::Timestamp::now(),
+        grace,
+    ) {
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {
+                tracing::info!(content = %name, "deleted unreferenced Content");
+                if let Ok(mut known) = bctx.known_contents.lock() {
+                    known.remove(&name);
+                }
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the finalizers of `bundle` with a merge patch guarded by its resourceVersion, so
+/// that a concurrent change of the list makes this write fail (and the reconcile retry).
+async fn set_finalizers(
+    api: &Api<Bundle>,
+    bundle: &Bundle,
+    finalizers: &[&String],
+) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": bundle.resource_version(),
+            "finalizers": finalizers,
+        }
+    });
+    match api
+        .patch(
+            &bundle.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether an API error is a 404.
+pub(crate) fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Runs the bundle reconciler with `config.bundle_workers` concurrent reconciles until
+/// `shutdown`. Bundles are reconciled again when their BundleDeployments change and when
+/// Clusters, ClusterGroups, BundleNamespaceMappings or Namespaces change in a way that can
+/// change targeting.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), BundleError> {
+    let client = ctx.client.clone();
+    let (clusters, cluster_changes) =
+        watch_relevant(Api::<Cluster>::all(client.clone()), cluster_relevance);
+    let (groups, group_changes) = watch_relevant(
+        Api::<ClusterGroup>::all(client.clone()),
+        |g: &ClusterGroup| hash_json(&(&g.metadata.labels, &g.spec)),
+    );
+    let (mappings, mapping_changes) = watch_relevant(
+        Api::<BundleNamespaceMapping>::all(client.clone()),
+        |m: &BundleNamespaceMapping| hash_json(&(&m.bundle_selector, &m.namespace_selector)),
+    );
+    let (namespaces, namespace_changes) =
+        watch_relevant(Api::<Namespace>::all(client.clone()), |n: &Namespace| {
+            hash_json(&n.metadata.labels)
+        });
+    let bctx = Arc::new(BundleContext {
+        ctx: ctx.clone(),
+        clusters,
+        groups,
+        mappings,
+        namespaces,
+        known_contents: Mutex::new(HashSet::new()),
+        manifests: Mutex::new(HashMap::new()),
+    });
+
+    let related = futures::stream::select_all([
+        cluster_changes.boxed(),
+        group_changes.boxed(),
+        mapping_changes.boxed(),
+        namespace_changes.boxed(),
+    ]);
+    let controller = Controller::new(
+        Api::<Bundle>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(
+        RuntimeConfig::default()
+            .concurrency(ctx.config.bundle_workers.min(u16::MAX as usize) as u16),
+    )
+    .watches(
+        Api::<BundleDeployment>::all(client.clone()),
+        watcher::Config::default(),
+        |bd: BundleDeployment| {
+            let labels = bd.labels();
+            let name = labels.get(BUNDLE_LABEL)?;
+            let ns = labels.get(BUNDLE_NAMESPACE_LABEL)?;
+            Some(ObjectRef::<Bundle>::new(name).within(ns))
+        },
+    )
+    .reconcile_all_on(related)
+    .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+    .run(reconcile, error_policy, bctx.clone())
+    .for_each(|_| futures::future::ready(()));
+
+    let gc = async {
+        let mut interval = tokio::time::interval(ctx.config.content_gc_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            if !bctx.ready().await {
+                continue;
+            }
+            if let Err(error) = collect_contents(&bctx).await {
+                tracing::warn!(%error, "garbage collection of Contents failed");
+            }
+        }
+    };
+    tokio::join!(controller, gc);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::cluster_namespace_name;
+    use fleet_api::{
+        BundleDeploymentStatus, BundleResource, BundleSpec, BundleTarget, ClusterSpec,
+        ClusterStatus, HelmOptions,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn cluster(name: &str, labels: &[(&str, &str)]) -> Cluster {
+        let mut c = Cluster::new(name, ClusterSpec::default());
+        c.metadata.namespace = Some("fleet-default".into());
+        c.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        c.status = Some(ClusterStatus {
+            namespace: cluster_namespace_name("fleet-default", name),
+            ..Default::default()
+        });
+        c
+    }
+
+    fn bundle(values: serde_json::Value) -> Bundle {
+        let mut b = Bundle::new(
+            "app",
+            BundleSpec {
+                resources: vec![BundleResource {
+                    name: "cm.yaml".into(),
+                    content: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n".into(),
+                    encoding: String::new(),
+                }],
+                targets: vec![BundleTarget {
+                    name: "all".into(),
+                    cluster_selector: Some(LabelSelector::default()),
+                    ..Default::default()
+                }],
+                helm: Some(HelmOptions {
+                    values: values.as_object().cloned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        b.metadata.namespace = Some("fleet-default".into());
+        b.metadata.generation = Some(3);
+        b
+    }
+
+    fn with_status(mut bd: BundleDeployment, ready: bool) -> BundleDeployment {
+        bd.status = Some(BundleDeploymentStatus {
+            applied_deployment_id: bd.spec.deployment_id.clone(),
+            ready,
+            non_modified: true,
+            ..Default::default()
+        });
+        bd
+    }
+
+    #[test]
+    fn plan_creates_content_deployments_and_status() {
+        let b = bundle(json!({}));
+        let c1 = cluster("c1", &[("env", "dev")]);
+        let c2 = cluster("c2", &[("env", "prod")]);
+        let observed = BundleObservation {
+            clusters: vec![&c1, &c2],
+            ..Default::default()
+        };
+        let plan = plan_bundle(&b, &observed, "t0");
+        let content = plan.content.as_ref().unwrap();
+        assert_eq!(
+            content.metadata.name.as_deref(),
+            Some(plan.manifest_id.as_str())
+        );
+        assert!(plan.manifest_id.starts_with("s-"));
+        assert_eq!(plan.apply.len(), 2);
+        assert!(
+            plan.apply[0]
+                .spec
+                .deployment_id
+                .starts_with(&format!("{}:", plan.manifest_id))
+        );
+        assert_eq!(plan.status.summary.pending, 2);
+        assert_eq!(plan.status.display.ready_clusters, "0/2");
+        assert_eq!(plan.status.display.state, "Pending");
+        assert_eq!(plan.status.observed_generation, 3);
+        let ready = &plan.status.conditions[0];
+        assert_eq!(ready.status, "False");
+        assert!(
+            ready
+                .message
+                .contains("Pending(2) [Cluster fleet-default/c"),
+            "{}",
+            ready.message
+        );
+
+        // Once the agents report ready, the status is ready and nothing is written again.
+        let bds: Vec<_> = plan
+            .apply
+            .iter()
+            .cloned()
+            .map(|bd| with_status(bd, true))
+            .collect();
+        let mut b2 = b.clone();
+        b2.status = Some(plan.status.clone());
+        let observed = BundleObservation {
+            clusters: vec![&c1, &c2],
+            deployments: bds.iter().collect(),
+            ..Default::default()
+        };
+        let plan2 = plan_bundle(&b2, &observed, "t1");
+        assert!(plan2.apply.is_empty());
+        assert!(plan2.delete.is_empty());
+        assert_eq!(plan2.status.display.ready_clusters, "2/2");
+        assert_eq!(plan2.status.conditions[0].status, "True");
+        assert_eq!(plan2.status.conditions[0].message, "");
+        b2.status = Some(plan2.status.clone());
+        let plan3 = plan_bundle(&b2, &observed, "t2");
+        assert!(!plan3.status_changed, "no churn");
+    }
+
+    #[test]
+    fn untargeted_clusters_lose_their_deployment() {
+        let mut b = bundle(json!({}));
+        b.spec.targets[0].cluster_selector = Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([("env".to_string(), "prod".to_string())])),
+            match_expressions: None,
+        });
+        let c1 = cluster("c1", &[("env", "dev")]);
+        let mut old = BundleDeployment::new("app", Default::default());
+        old.metadata.namespace = Some(cluster_namespace_name("fleet-default", "c1"));
+        let observed = BundleObservation {
+            clusters: vec![&c1],
+            deployments: vec![&old],
+            ..Default::default()
+        };
+        let plan = plan_bundle(&b, &observed, "t");
+        assert!(plan.apply.is_empty());
+        assert!(plan.content.is_none());
+        assert_eq!(
+            plan.delete,
+            [(
+                cluster_namespace_name("fleet-default", "c1"),
+                "app".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn targeting_error_is_reported_and_others_still_deploy() {
+        let b = bundle(json!({"region": "${ .ClusterLabels.region }"}));
+        let c1 = cluster("c1", &[("region", "eu")]);
+        let c2 = cluster("c2", &[("env", "dev")]);
+        let mut existing = BundleDeployment::new("app", Default::default());
+        existing.metadata.namespace = Some(cluster_namespace_name("fleet-default", "c2"));
+        let observed = BundleObservation {
+            clusters: vec![&c1, &c2],
+            deployments: vec![&existing],
+            ..Default::default()
+        };
+        let plan = plan_bundle(&b, &observed, "t");
+        assert_eq!(plan.apply.len(), 1);
+        assert_eq!(
+            plan.apply[0].metadata.namespace.as_deref(),
+            Some(cluster_namespace_name("fleet-default", "c1").as_str())
+        );
+        // The failing cluster keeps what it has.
+        assert!(plan.delete.is_empty());
+        let ready = &plan.status.conditions[0];
+        assert_eq!(ready.status, "False");
+        assert!(
+            ready
+                .message
+                .starts_with("Targeting error: cluster c2 in namespace fleet-default: "),
+            "{}",
+            ready.message
+        );
+    }
+
+    #[test]
+    fn content_gc_keeps_referenced_and_young_contents() {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let content = |name: &str, age: i64| Content {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                creation_timestamp: Some(Time(
+                    k8s_openapi::jiff::Timestamp::from_second(now.as_second() - age).unwrap(),
+                )),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let contents = [
+            content("s-used", 600),
+            content("s-old", 600),
+            content("s-new", 1),
+        ];
+        let referenced = HashSet::from(["s-used".to_string()]);
+        assert_eq!(
+            contents_to_delete(&contents, &referenced, now, Duration::from_secs(60)),
+            ["s-old"]
+        );
+    }
+
+    #[test]
+    fn manifest_ids_come_from_current_and_staged() {
+        let mut bd = BundleDeployment::new("app", Default::default());
+        bd.spec.deployment_id = "s-a:1".into();
+        bd.spec.staged_deployment_id = "s-b:2".into();
+        assert_eq!(manifest_ids_of(&bd).collect::<Vec<_>>(), ["s-a", "s-b"]);
+    }
 }

@@ -1,10 +1,37 @@
-//! Placeholder until this reconciler lands: waits for shutdown.
+//! The cluster reconciler (Fleet's `reconciler/cluster_controller.go` plus the namespace part
+//! of agentmanagement's cluster controller): assigns each Cluster its cluster namespace
+//! (`status.namespace`), creates that Namespace, and aggregates the BundleDeployments in it
+//! into the Cluster status: `summary`, `resourceCounts`, `readyGitRepos`/`desiredReadyGitRepos`,
+//! `display`, and the `Ready`/`Processed` conditions.
+//!
+//! The agent writes `status.agent` (its heartbeat); this reconciler sends only a merge patch
+//! of the fields it owns, and nothing when nothing changed.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use fleet_api::consts::{
+    BUNDLE_NAMESPACE_LABEL, CLUSTER_ANNOTATION, CLUSTER_LABEL, CLUSTER_NAMESPACE_ANNOTATION,
+    CLUSTER_NAMESPACE_LABEL, DISPLAY_STATE_WAIT_CHECK_IN, MANAGED_LABEL, REPO_LABEL, condition,
+};
+use fleet_api::{BundleDeployment, BundleState, Cluster, ClusterStatus, ResourceCounts};
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::summary::{
+    display_state, is_empty_patch, merge_patch_diff, ready_ratio, set_condition,
+    set_ready_condition, summarize,
+};
+use crate::target::cluster_namespace_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -12,7 +39,381 @@ pub enum ClusterError {
     Kube(#[from] kube::Error),
 }
 
-pub async fn run(_ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), ClusterError> {
-    shutdown.cancelled().await;
+/// Why one reconcile of a cluster failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("{action} for cluster {cluster}: {source}")]
+    Kube {
+        action: String,
+        cluster: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// The Namespace holding a cluster's BundleDeployments, as Fleet creates it.
+pub fn cluster_namespace_object(
+    cluster_namespace: &str,
+    cluster_name: &str,
+    name: &str,
+) -> Namespace {
+    Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(BTreeMap::from([(
+                MANAGED_LABEL.to_string(),
+                "true".to_string(),
+            )])),
+            annotations: Some(BTreeMap::from([
+                (
+                    CLUSTER_NAMESPACE_ANNOTATION.to_string(),
+                    cluster_namespace.to_string(),
+                ),
+                (CLUSTER_ANNOTATION.to_string(), cluster_name.to_string()),
+            ])),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// The Cluster status this reconciler wants: `cluster`'s status with the fields it owns
+/// recomputed from `bds` (the deployments in the cluster namespace). Agent-owned fields are
+/// carried over unchanged.
+pub fn desired_cluster_status(
+    cluster: &Cluster,
+    bds: &[&BundleDeployment],
+    now: &str,
+) -> ClusterStatus {
+    let mut status = cluster.status.clone().unwrap_or_default();
+    if status.namespace.is_empty() {
+        status.namespace = cluster_namespace_name(
+            cluster.metadata.namespace.as_deref().unwrap_or(""),
+            cluster.metadata.name.as_deref().unwrap_or(""),
+        );
+    }
+    let mut bds: Vec<&BundleDeployment> = bds
+        .iter()
+        .copied()
+        .filter(|bd| bd.metadata.deletion_timestamp.is_none())
+        .collect();
+    bds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    status.summary = summarize(bds.iter().copied());
+
+    let mut counts = ResourceCounts::default();
+    // A GitRepo is ready on this cluster when all its deployments here are ready.
+    let mut repos: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for bd in &bds {
+        if let Some(s) = &bd.status {
+            counts += s.resource_counts;
+        }
+        let labels = bd.labels();
+        if let (Some(repo), Some(ns)) = (labels.get(REPO_LABEL), labels.get(BUNDLE_NAMESPACE_LABEL))
+            && !repo.is_empty()
+            && !ns.is_empty()
+        {
+            let ready = bd.state() == BundleState::Ready;
+            repos
+                .entry((ns.clone(), repo.clone()))
+                .and_modify(|r| *r &= ready)
+                .or_insert(ready);
+        }
+    }
+    status.resource_counts = counts;
+    status.desired_ready_git_repos = repos.len() as i64;
+    status.ready_git_repos = repos.values().filter(|r| **r).count() as i64;
+
+    set_ready_condition(&mut status.conditions, "Bundle", &status.summary, now);
+    set_condition(
+        &mut status.conditions,
+        condition::PROCESSED,
+        true,
+        "",
+        "",
+        now,
+    );
+    status.display.ready_bundles = ready_ratio(status.summary.ready, status.summary.desired_ready);
+    status.display.state = if status.agent.last_seen.is_none() {
+        DISPLAY_STATE_WAIT_CHECK_IN.to_string()
+    } else {
+        display_state(&status.summary)
+    };
+    status
+}
+
+/// The merge patch for the status subresource that turns the observed status into `desired`
+/// (empty object when nothing changes).
+pub fn status_patch(cluster: &Cluster, desired: &ClusterStatus) -> serde_json::Value {
+    let old = serde_json::to_value(cluster.status.clone().unwrap_or_default()).unwrap_or_default();
+    let new = serde_json::to_value(desired).unwrap_or_default();
+    merge_patch_diff(&old, &new)
+}
+
+struct ClusterContext {
+    ctx: Arc<Context>,
+    /// Cluster namespaces known to exist.
+    namespaces: Mutex<HashSet<String>>,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+async fn ensure_namespace(
+    cctx: &ClusterContext,
+    cluster: &Cluster,
+    name: &str,
+) -> Result<(), kube::Error> {
+    if cctx
+        .namespaces
+        .lock()
+        .map(|known| known.contains(name))
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let api: Api<Namespace> = Api::all(cctx.ctx.client.clone());
+    if api.get_opt(name).await?.is_none() {
+        let ns = cluster_namespace_object(
+            cluster.metadata.namespace.as_deref().unwrap_or(""),
+            cluster.metadata.name.as_deref().unwrap_or(""),
+            name,
+        );
+        match api.create(&PostParams::default(), &ns).await {
+            Ok(_) => tracing::info!(namespace = %name, "created cluster namespace"),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if let Ok(mut known) = cctx.namespaces.lock() {
+        known.insert(name.to_string());
+    }
     Ok(())
+}
+
+async fn reconcile(
+    cluster: Arc<Cluster>,
+    cctx: Arc<ClusterContext>,
+) -> Result<Action, ReconcileError> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let key = format!("{ns}/{name}");
+    let started = std::time::Instant::now();
+    let span = tracing::debug_span!("reconcile_cluster", cluster = %key);
+    let result = async {
+        if cluster.meta().deletion_timestamp.is_some() {
+            return Ok(Action::await_change());
+        }
+        let cluster_ns_name = cluster
+            .status
+            .as_ref()
+            .map(|s| s.namespace.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| cluster_namespace_name(&ns, &name));
+        ensure_namespace(&cctx, &cluster, &cluster_ns_name)
+            .await
+            .map_err(|source| ReconcileError::Kube {
+                action: format!("creating namespace {cluster_ns_name}"),
+                cluster: key.clone(),
+                source,
+            })?;
+        let bds = Api::<BundleDeployment>::namespaced(cctx.ctx.client.clone(), &cluster_ns_name)
+            .list(&ListParams::default())
+            .await
+            .map_err(|source| ReconcileError::Kube {
+                action: format!("listing BundleDeployments in {cluster_ns_name}"),
+                cluster: key.clone(),
+                source,
+            })?;
+        let bd_refs: Vec<&BundleDeployment> = bds.items.iter().collect();
+        let desired = desired_cluster_status(&cluster, &bd_refs, &now_rfc3339());
+        let patch = status_patch(&cluster, &desired);
+        if !is_empty_patch(&patch) {
+            Api::<Cluster>::namespaced(cctx.ctx.client.clone(), &ns)
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&serde_json::json!({ "status": patch })),
+                )
+                .await
+                .map_err(|source| ReconcileError::Kube {
+                    action: "writing status".into(),
+                    cluster: key.clone(),
+                    source,
+                })?;
+        }
+        Ok(Action::requeue(Duration::from_secs(600)))
+    };
+    let result = tracing::Instrument::instrument(result, span).await;
+    cctx.ctx
+        .metrics
+        .reconciled("cluster", result.is_ok(), started.elapsed().as_secs_f64());
+    result
+}
+
+fn error_policy(cluster: Arc<Cluster>, error: &ReconcileError, _: Arc<ClusterContext>) -> Action {
+    tracing::warn!(cluster = %format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any()), %error, "cluster reconcile failed, retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// The Clusters whose aggregation a BundleDeployment feeds, from its cluster labels.
+fn cluster_of(bd: &BundleDeployment) -> Option<ObjectRef<Cluster>> {
+    let labels = bd.labels();
+    let name = labels.get(CLUSTER_LABEL)?;
+    let ns = labels.get(CLUSTER_NAMESPACE_LABEL)?;
+    Some(ObjectRef::new(name).within(ns))
+}
+
+/// Runs the cluster reconciler with `config.cluster_workers` concurrent reconciles until
+/// `shutdown`. A cluster is reconciled when it changes and when a BundleDeployment in its
+/// namespace changes.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), ClusterError> {
+    let client = ctx.client.clone();
+    let cctx = Arc::new(ClusterContext {
+        ctx: ctx.clone(),
+        namespaces: Mutex::new(HashSet::new()),
+    });
+    let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
+    Controller::new(
+        Api::<Cluster>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(RuntimeConfig::default().concurrency(workers))
+    .watches(
+        Api::<BundleDeployment>::all(client),
+        watcher::Config::default(),
+        |bd: BundleDeployment| cluster_of(&bd),
+    )
+    .graceful_shutdown_on(shutdown.cancelled_owned())
+    .run(reconcile, error_policy, cctx)
+    .for_each(|_| futures::future::ready(()))
+    .await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_api::{AgentStatus, BundleDeploymentSpec, BundleDeploymentStatus, ClusterSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn cluster() -> Cluster {
+        let mut c = Cluster::new("c1", ClusterSpec::default());
+        c.metadata.namespace = Some("fleet-default".into());
+        c
+    }
+
+    fn bd(name: &str, repo: &str, ready: bool, counts: ResourceCounts) -> BundleDeployment {
+        let mut bd = BundleDeployment::new(
+            name,
+            BundleDeploymentSpec {
+                deployment_id: "m:1".into(),
+                staged_deployment_id: "m:1".into(),
+                ..Default::default()
+            },
+        );
+        bd.metadata.labels = Some(BTreeMap::from([
+            (REPO_LABEL.to_string(), repo.to_string()),
+            (
+                BUNDLE_NAMESPACE_LABEL.to_string(),
+                "fleet-default".to_string(),
+            ),
+            (CLUSTER_LABEL.to_string(), "c1".to_string()),
+            (
+                CLUSTER_NAMESPACE_LABEL.to_string(),
+                "fleet-default".to_string(),
+            ),
+        ]));
+        bd.status = Some(BundleDeploymentStatus {
+            applied_deployment_id: "m:1".into(),
+            ready,
+            non_modified: true,
+            resource_counts: counts,
+            ..Default::default()
+        });
+        bd
+    }
+
+    fn counts(ready: i64, not_ready: i64) -> ResourceCounts {
+        ResourceCounts {
+            ready,
+            not_ready,
+            desired_ready: ready + not_ready,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_cluster_gets_namespace_and_waits_for_check_in() {
+        let c = cluster();
+        let status = desired_cluster_status(&c, &[], "t");
+        assert_eq!(
+            status.namespace,
+            cluster_namespace_name("fleet-default", "c1")
+        );
+        assert_eq!(status.display.state, "WaitCheckIn");
+        assert_eq!(status.display.ready_bundles, "0/0");
+        let patch = status_patch(&c, &status);
+        assert_eq!(patch["namespace"], status.namespace.as_str());
+        assert!(
+            patch.get("agent").is_none(),
+            "never writes the agent's fields"
+        );
+    }
+
+    #[test]
+    fn aggregates_deployments() {
+        let mut c = cluster();
+        c.status = Some(ClusterStatus {
+            namespace: "cluster-ns".into(),
+            agent: AgentStatus {
+                last_seen: Some(Time(k8s_openapi::jiff::Timestamp::now())),
+                namespace: "cattle-fleet-system".into(),
+            },
+            ..Default::default()
+        });
+        let a = bd("a", "repo1", true, counts(2, 0));
+        let b = bd("b", "repo1", false, counts(1, 1));
+        let d = bd("d", "repo2", true, counts(3, 0));
+        let status = desired_cluster_status(&c, &[&d, &a, &b], "t");
+        assert_eq!(status.namespace, "cluster-ns");
+        assert_eq!(status.summary.ready, 2);
+        assert_eq!(status.summary.not_ready, 1);
+        assert_eq!(status.summary.desired_ready, 3);
+        assert_eq!(
+            status.resource_counts,
+            ResourceCounts {
+                ready: 6,
+                not_ready: 1,
+                desired_ready: 7,
+                ..Default::default()
+            }
+        );
+        assert_eq!(status.desired_ready_git_repos, 2);
+        assert_eq!(status.ready_git_repos, 1);
+        assert_eq!(status.display.ready_bundles, "2/3");
+        assert_eq!(status.display.state, "NotReady");
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.message, "NotReady(1) [Bundle b]");
+
+        // Written once, then no churn.
+        let mut c2 = c.clone();
+        c2.status = Some(status.clone());
+        let again = desired_cluster_status(&c2, &[&d, &a, &b], "later");
+        assert!(is_empty_patch(&status_patch(&c2, &again)));
+    }
+
+    #[test]
+    fn namespace_object_carries_cluster_annotations() {
+        let ns = cluster_namespace_object("fleet-default", "c1", "cluster-x");
+        assert_eq!(ns.metadata.labels.unwrap()[MANAGED_LABEL], "true");
+        let ann = ns.metadata.annotations.unwrap();
+        assert_eq!(ann[CLUSTER_ANNOTATION], "c1");
+        assert_eq!(ann[CLUSTER_NAMESPACE_ANNOTATION], "fleet-default");
+    }
 }

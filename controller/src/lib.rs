@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod clustergroup;
 pub mod config;
 pub mod gitops;
+pub mod leader;
 pub mod metrics;
 pub mod resourcestatus;
 pub mod rollout;
@@ -72,33 +73,56 @@ impl Controller {
         &self.ctx
     }
 
-    /// Runs every reconciler until `shutdown` is cancelled or one of them fails.
+    /// Runs every reconciler until `shutdown` is cancelled or one of them fails. With
+    /// `config.leader_election`, the reconcilers run only while this process holds the Lease
+    /// `config.lease_name` in `config.system_namespace`.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ControllerError> {
         let ctx = self.ctx;
-        let result = tokio::try_join!(
-            async {
-                gitops::run(ctx.clone(), shutdown.clone())
-                    .await
-                    .map_err(ControllerError::from)
-            },
-            async {
-                bundle::run(ctx.clone(), shutdown.clone())
-                    .await
-                    .map_err(ControllerError::from)
-            },
-            async {
-                cluster::run(ctx.clone(), shutdown.clone())
-                    .await
-                    .map_err(ControllerError::from)
-            },
-            async {
-                clustergroup::run(ctx.clone(), shutdown.clone())
-                    .await
-                    .map_err(ControllerError::from)
-            },
+        if !ctx.config.leader_election {
+            return run_reconcilers(ctx, shutdown).await;
+        }
+        let elector = leader::LeaderElector::new(
+            ctx.client.clone(),
+            &ctx.config.system_namespace,
+            &ctx.config.lease_name,
+            &ctx.config.leader_identity,
+            ctx.config.lease_duration,
+            ctx.config.lease_retry_period,
         );
-        // One reconciler failing stops the others too.
-        shutdown.cancel();
-        result.map(|_| ())
+        elector
+            .run(shutdown, |term| run_reconcilers(ctx.clone(), term))
+            .await
     }
+}
+
+/// Runs every reconciler until `shutdown` is cancelled or one of them fails.
+async fn run_reconcilers(
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) -> Result<(), ControllerError> {
+    let result = tokio::try_join!(
+        async {
+            gitops::run(ctx.clone(), shutdown.clone())
+                .await
+                .map_err(ControllerError::from)
+        },
+        async {
+            bundle::run(ctx.clone(), shutdown.clone())
+                .await
+                .map_err(ControllerError::from)
+        },
+        async {
+            cluster::run(ctx.clone(), shutdown.clone())
+                .await
+                .map_err(ControllerError::from)
+        },
+        async {
+            clustergroup::run(ctx.clone(), shutdown.clone())
+                .await
+                .map_err(ControllerError::from)
+        },
+    );
+    // One reconciler failing stops the others too.
+    shutdown.cancel();
+    result.map(|_| ())
 }

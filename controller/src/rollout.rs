@@ -1,1 +1,627 @@
-//! (to be written)
+//! Staged → deployed promotion under a bundle's `rolloutStrategy` (Fleet's
+//! `target/rollout.go` and `partition.go`).
+//!
+//! Every target gets the newest options *staged*; a staged deployment is *promoted* (copied to
+//! `options`/`deploymentID`, which the agent deploys) only while fewer than `maxUnavailable`
+//! deployments of the bundle, and of its partition, are unavailable. Partitions are processed
+//! in order; once more than `maxUnavailablePartitions` partitions are unavailable, later
+//! partitions are not touched at all. A deployment is unavailable while the agent has not
+//! applied its current deployment ID or it is not ready.
+
+use fleet_api::consts::{MAX_NEW, rollout_defaults};
+use fleet_api::{
+    Bundle, BundleDeployment, BundleDeploymentSpec, BundleStatus, BundleSummary, PartitionStatus,
+    RolloutStrategy,
+};
+use fleet_bundle::target::ClusterMatcher;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::target::{Target, bundle_deployment_labels};
+
+/// A rollout strategy that cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RolloutError {
+    #[error("invalid {field}, must be int or percentage (ending with %): {value}")]
+    InvalidLimit { field: &'static str, value: String },
+    #[error("partition {partition:?}: {message}")]
+    InvalidPartition { partition: String, message: String },
+}
+
+/// Fleet's `limit`: resolves a count-or-percentage (the first of `values` that is set, else
+/// `default`) against `count`. Percentages round down but never below 1; an integer is taken
+/// as is (0 included); `count == 0` gives 1.
+pub fn limit(
+    count: usize,
+    field: &'static str,
+    values: &[Option<&IntOrString>],
+    default: &IntOrString,
+) -> Result<i64, RolloutError> {
+    if count == 0 {
+        return Ok(1);
+    }
+    let value = values.iter().flatten().next().copied().unwrap_or(default);
+    let text = match value {
+        IntOrString::Int(i) => return Ok(i64::from(*i)),
+        IntOrString::String(s) => s,
+    };
+    // Go's IntValue parses a plain number in a string.
+    if let Ok(i) = text.parse::<i64>()
+        && i > 0
+    {
+        return Ok(i);
+    }
+    let invalid = || RolloutError::InvalidLimit {
+        field,
+        value: text.clone(),
+    };
+    let percent: f64 = text
+        .strip_suffix('%')
+        .ok_or_else(invalid)?
+        .parse()
+        .map_err(|_| invalid())?;
+    if percent <= 0.0 {
+        return Ok(1);
+    }
+    // Go: int(float64(count)*percent) / 100
+    let scaled = ((count as f64) * percent) as i64 / 100;
+    Ok(scaled.max(1))
+}
+
+fn default_of(s: &str) -> IntOrString {
+    IntOrString::String(s.to_string())
+}
+
+/// Fleet's `IsUnavailable`: the agent has not applied the current deployment ID, or it is not
+/// ready.
+pub fn is_unavailable(bd: &BundleDeployment) -> bool {
+    match &bd.status {
+        Some(status) => status.applied_deployment_id != bd.spec.deployment_id || !status.ready,
+        None => true,
+    }
+}
+
+/// Up to date: staged, current and applied deployment IDs are the target's `deployment_id`.
+fn up_to_date(deployment_id: &str, deployment: Option<&BundleDeployment>) -> bool {
+    deployment.is_some_and(|bd| {
+        bd.spec.staged_deployment_id == deployment_id
+            && bd.spec.deployment_id == deployment_id
+            && bd
+                .status
+                .as_ref()
+                .is_some_and(|s| s.applied_deployment_id == deployment_id)
+    })
+}
+
+fn unavailable_count(targets: &[&Target]) -> i64 {
+    targets
+        .iter()
+        .filter(|t| t.deployment.as_ref().is_some_and(is_unavailable))
+        .count() as i64
+}
+
+/// Fleet's bundle `Summary`: every target counts as desired; a target without deployment is
+/// Pending; non-ready entries are named `<cluster namespace>/<cluster name>`.
+pub fn targets_summary<'a>(targets: impl IntoIterator<Item = &'a Target>) -> BundleSummary {
+    let mut summary = BundleSummary::default();
+    for target in targets {
+        let name = target.cluster.key();
+        match &target.deployment {
+            Some(bd) => crate::summary::add_deployment(&mut summary, &name, bd),
+            None => {
+                summary.increment_state(&name, fleet_api::BundleState::Pending, "", &[], &[]);
+                summary.desired_ready += 1;
+            }
+        }
+    }
+    summary
+}
+
+struct Partition {
+    status: PartitionStatus,
+    members: Vec<usize>,
+}
+
+fn new_partition(
+    name: String,
+    members: Vec<usize>,
+    targets: &[Target],
+    max_unavailable: &[Option<&IntOrString>],
+) -> Result<Partition, RolloutError> {
+    let refs: Vec<&Target> = members.iter().map(|i| &targets[*i]).collect();
+    let max = limit(
+        refs.len(),
+        "maxUnavailable",
+        max_unavailable,
+        &default_of(rollout_defaults::MAX_UNAVAILABLE),
+    )?;
+    Ok(Partition {
+        status: PartitionStatus {
+            name,
+            count: refs.len() as i64,
+            max_unavailable: max,
+            unavailable: unavailable_count(&refs),
+            summary: targets_summary(refs.iter().copied()),
+        },
+        members,
+    })
+}
+
+/// Fleet's automatic partitions: one partition `All` below 200 targets or when
+/// `autoPartitionSize` is 0, else chunks of `autoPartitionSize` (default 25%).
+fn auto_partitions(
+    rollout: &RolloutStrategy,
+    members: Vec<usize>,
+    targets: &[Target],
+    name_prefix: &str,
+) -> Result<Vec<Partition>, RolloutError> {
+    let max_unavailable = [rollout.max_unavailable.as_ref()];
+    let disabled = matches!(rollout.auto_partition_size, Some(IntOrString::Int(i)) if i <= 0);
+    if disabled || members.len() < 200 {
+        return Ok(vec![new_partition(
+            format!("{name_prefix}All"),
+            members,
+            targets,
+            &max_unavailable,
+        )?]);
+    }
+    let size = limit(
+        members.len(),
+        "autoPartitionSize",
+        &[rollout.auto_partition_size.as_ref()],
+        &default_of(rollout_defaults::AUTO_PARTITION_SIZE),
+    )?
+    .max(1) as usize;
+    let mut partitions = Vec::new();
+    let mut offset = 0;
+    for chunk in members.chunks(size) {
+        let name = format!("{name_prefix}Partition {offset} - {}", offset + chunk.len());
+        partitions.push(new_partition(
+            name,
+            chunk.to_vec(),
+            targets,
+            &max_unavailable,
+        )?);
+        offset += chunk.len();
+    }
+    Ok(partitions)
+}
+
+/// The partitions of the targets: the explicit ones in order (a cluster joins the first
+/// partition it matches), then automatic partitions of the clusters no explicit partition
+/// matched.
+fn partitions(
+    rollout: &RolloutStrategy,
+    targets: &[Target],
+) -> Result<Vec<Partition>, RolloutError> {
+    let all: Vec<usize> = (0..targets.len()).collect();
+    if rollout.partitions.is_empty() {
+        return auto_partitions(rollout, all, targets, "");
+    }
+    let mut assigned = vec![false; targets.len()];
+    let mut result = Vec::new();
+    for def in &rollout.partitions {
+        let matcher = ClusterMatcher::new(
+            &def.name,
+            &def.cluster_name,
+            &def.cluster_group,
+            def.cluster_group_selector.as_ref(),
+            def.cluster_selector.as_ref(),
+        )
+        .map_err(|e| RolloutError::InvalidPartition {
+            partition: def.name.clone(),
+            message: e.to_string(),
+        })?;
+        let empty = Default::default();
+        let members: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|i| !assigned[*i])
+            .filter(|i| {
+                let c = &targets[*i].cluster;
+                if c.groups.is_empty() {
+                    matcher.matches(&c.name, "", &empty, &c.labels)
+                } else {
+                    c.groups
+                        .iter()
+                        .any(|(g, gl)| matcher.matches(&c.name, g, gl, &c.labels))
+                }
+            })
+            .collect();
+        for i in &members {
+            assigned[*i] = true;
+        }
+        result.push(new_partition(
+            def.name.clone(),
+            members,
+            targets,
+            &[
+                def.max_unavailable.as_ref(),
+                rollout.max_unavailable.as_ref(),
+            ],
+        )?);
+    }
+    let rest: Vec<usize> = all.into_iter().filter(|i| !assigned[*i]).collect();
+    if !rest.is_empty() {
+        result.extend(auto_partitions(rollout, rest, targets, "Unpartitioned ")?);
+    }
+    Ok(result)
+}
+
+/// What the rollout decided for one bundle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RolloutPlan {
+    /// The BundleDeployments to write (spec and labels as desired), in target order. Targets
+    /// whose cluster has no namespace yet, or that are beyond `maxNew` new deployments, have none.
+    pub deployments: Vec<BundleDeployment>,
+    /// The rollout part of the bundle status: summary, unavailable counts, limits, partitions,
+    /// newlyCreated, maxNew.
+    pub status: BundleStatus,
+}
+
+/// Fleet's `resetStatus` + `UpdatePartitions`: stages every target's options, promotes staged
+/// deployments within the limits, and computes the rollout status. `targets` carry the
+/// existing deployments (as observed); the returned deployments are the desired ones.
+pub fn plan_rollout(bundle: &Bundle, targets: &[Target]) -> Result<RolloutPlan, RolloutError> {
+    let default_rollout = RolloutStrategy::default();
+    let rollout = bundle
+        .spec
+        .rollout_strategy
+        .as_ref()
+        .unwrap_or(&default_rollout);
+    let all: Vec<&Target> = targets.iter().collect();
+    let mut status = BundleStatus {
+        max_new: MAX_NEW,
+        summary: targets_summary(all.iter().copied()),
+        unavailable: unavailable_count(&all),
+        max_unavailable: limit(
+            targets.len(),
+            "maxUnavailable",
+            &[rollout.max_unavailable.as_ref()],
+            &default_of(rollout_defaults::MAX_UNAVAILABLE),
+        )?,
+        ..Default::default()
+    };
+    let mut parts = partitions(rollout, targets)?;
+    status.max_unavailable_partitions = limit(
+        parts.len(),
+        "maxUnavailablePartitions",
+        &[rollout.max_unavailable_partitions.as_ref()],
+        &IntOrString::Int(rollout_defaults::MAX_UNAVAILABLE_PARTITIONS),
+    )?;
+
+    // The deployment each target will have after this reconcile.
+    let mut desired: Vec<Option<BundleDeployment>> =
+        targets.iter().map(|t| t.deployment.clone()).collect();
+    let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
+    for part in &mut parts {
+        for &i in &part.members {
+            let target = &targets[i];
+            if desired[i].is_none() && status.newly_created < MAX_NEW {
+                status.newly_created += 1;
+                desired[i] = Some(BundleDeployment {
+                    metadata: ObjectMeta {
+                        name: Some(bundle_name.clone()),
+                        namespace: Some(target.cluster.deployment_namespace.clone()),
+                        ..Default::default()
+                    },
+                    spec: BundleDeploymentSpec::default(),
+                    status: None,
+                });
+            }
+            if let Some(bd) = desired[i].as_mut() {
+                bd.spec.staged_options = target.options.clone();
+                bd.spec.staged_deployment_id = target.deployment_id.clone();
+            }
+        }
+        for &i in &part.members {
+            let paused = bundle.spec.paused || targets[i].cluster.paused;
+            let Some(bd) = desired[i].as_mut() else {
+                continue;
+            };
+            let unavailable = is_unavailable(bd);
+            if !paused
+                && !bd.spec.staged_deployment_id.is_empty()
+                && bd.spec.deployment_id != bd.spec.staged_deployment_id
+                && (status.unavailable < status.max_unavailable || unavailable)
+                && (part.status.unavailable < part.status.max_unavailable || unavailable)
+            {
+                if !unavailable {
+                    // Upgrading counts as unavailable.
+                    status.unavailable += 1;
+                    part.status.unavailable += 1;
+                }
+                bd.spec.deployment_id = bd.spec.staged_deployment_id.clone();
+                bd.spec.options = bd.spec.staged_options.clone();
+            }
+        }
+        // A partition is unavailable when more of its targets than allowed are not up to date
+        // or unavailable.
+        part.status.unavailable = part
+            .members
+            .iter()
+            .filter(|&&i| {
+                let bd = desired[i].as_ref();
+                !up_to_date(&targets[i].deployment_id, bd) || bd.is_some_and(is_unavailable)
+            })
+            .count() as i64;
+        if part.status.unavailable > part.status.max_unavailable {
+            status.unavailable_partitions += 1;
+        }
+        if status.unavailable_partitions > status.max_unavailable_partitions {
+            break;
+        }
+    }
+    status.partition_status = parts.into_iter().map(|p| p.status).collect();
+
+    let mut deployments = Vec::new();
+    for (target, bd) in targets.iter().zip(desired) {
+        let Some(mut bd) = bd else { continue };
+        if target.cluster.deployment_namespace.is_empty() {
+            // Waits for the cluster reconciler to assign the cluster namespace.
+            continue;
+        }
+        bd.metadata.labels = Some(bundle_deployment_labels(
+            bundle,
+            &target.cluster.namespace,
+            &target.cluster.name,
+        ));
+        bd.spec.depends_on = bundle.spec.depends_on.clone();
+        bd.spec.correct_drift = target.options.correct_drift.clone();
+        bd.spec.paused = bundle.spec.paused || target.cluster.paused;
+        bd.spec.helm_chart_options = bundle.spec.helm_app_options.clone();
+        deployments.push(bd);
+    }
+    Ok(RolloutPlan {
+        deployments,
+        status,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::TargetCluster;
+    use fleet_api::{BundleDeploymentStatus, BundleSpec, Partition as PartitionDef};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use std::collections::BTreeMap;
+
+    fn target(name: &str, id: &str, deployment: Option<BundleDeployment>) -> Target {
+        Target {
+            cluster: TargetCluster {
+                namespace: "fleet-default".into(),
+                name: name.into(),
+                labels: BTreeMap::from([("name".to_string(), name.to_string())]),
+                groups: BTreeMap::new(),
+                deployment_namespace: format!("cluster-{name}"),
+                paused: false,
+            },
+            options: Default::default(),
+            deployment_id: id.into(),
+            deployment,
+        }
+    }
+
+    /// A deployment that is at `id`, applied and ready (or not).
+    fn deployed(id: &str, ready: bool) -> BundleDeployment {
+        let mut bd = BundleDeployment::new(
+            "app",
+            BundleDeploymentSpec {
+                deployment_id: id.into(),
+                staged_deployment_id: id.into(),
+                ..Default::default()
+            },
+        );
+        bd.status = Some(BundleDeploymentStatus {
+            applied_deployment_id: id.into(),
+            ready,
+            non_modified: true,
+            ..Default::default()
+        });
+        bd
+    }
+
+    fn bundle(rollout: Option<RolloutStrategy>) -> Bundle {
+        let mut b = Bundle::new(
+            "app",
+            BundleSpec {
+                rollout_strategy: rollout,
+                ..Default::default()
+            },
+        );
+        b.metadata.namespace = Some("fleet-default".into());
+        b
+    }
+
+    fn ids(plan: &RolloutPlan) -> Vec<&str> {
+        plan.deployments
+            .iter()
+            .map(|bd| bd.spec.deployment_id.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn limit_follows_fleet() {
+        let s = |v: &str| IntOrString::String(v.into());
+        let d = s("100%");
+        assert_eq!(limit(0, "x", &[], &d).unwrap(), 1);
+        assert_eq!(limit(10, "x", &[], &d).unwrap(), 10);
+        assert_eq!(limit(10, "x", &[Some(&s("25%"))], &d).unwrap(), 2);
+        assert_eq!(limit(3, "x", &[Some(&s("10%"))], &d).unwrap(), 1);
+        assert_eq!(
+            limit(10, "x", &[Some(&IntOrString::Int(0))], &d).unwrap(),
+            0
+        );
+        assert_eq!(limit(10, "x", &[None, Some(&s("3"))], &d).unwrap(), 3);
+        assert_eq!(limit(10, "x", &[Some(&s("0%"))], &d).unwrap(), 1);
+        assert!(limit(10, "x", &[Some(&s("abc"))], &d).is_err());
+    }
+
+    #[test]
+    fn new_targets_are_created_and_deployed_at_once() {
+        let targets = vec![target("a", "m:1", None), target("b", "m:1", None)];
+        let plan = plan_rollout(&bundle(None), &targets).unwrap();
+        assert_eq!(ids(&plan), ["m:1", "m:1"]);
+        assert_eq!(plan.status.newly_created, 2);
+        assert_eq!(plan.status.summary.pending, 2);
+        assert_eq!(plan.status.summary.desired_ready, 2);
+        assert_eq!(plan.status.max_new, 50);
+        let bd = &plan.deployments[0];
+        assert_eq!(bd.metadata.namespace.as_deref(), Some("cluster-a"));
+        assert_eq!(bd.spec.staged_deployment_id, "m:1");
+        let labels = bd.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["fleet.cattle.io/cluster"], "a");
+    }
+
+    #[test]
+    fn max_unavailable_holds_back_promotions() {
+        let rollout = RolloutStrategy {
+            max_unavailable: Some(IntOrString::Int(1)),
+            ..Default::default()
+        };
+        // Three ready clusters at m:1, a new version m:2.
+        let targets: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|n| target(n, "m:2", Some(deployed("m:1", true))))
+            .collect();
+        let plan = plan_rollout(&bundle(Some(rollout.clone())), &targets).unwrap();
+        assert_eq!(ids(&plan), ["m:2", "m:1", "m:1"]);
+        assert!(
+            plan.deployments
+                .iter()
+                .all(|bd| bd.spec.staged_deployment_id == "m:2")
+        );
+        assert_eq!(plan.status.unavailable, 1);
+
+        // While "a" is not yet applied, nothing else moves.
+        let targets = vec![
+            target("a", "m:2", Some(plan.deployments[0].clone())),
+            target("b", "m:2", Some(plan.deployments[1].clone())),
+            target("c", "m:2", Some(plan.deployments[2].clone())),
+        ];
+        let plan = plan_rollout(&bundle(Some(rollout.clone())), &targets).unwrap();
+        assert_eq!(ids(&plan), ["m:2", "m:1", "m:1"]);
+
+        // Once "a" is applied and ready, "b" follows.
+        let targets = vec![
+            target("a", "m:2", Some(deployed("m:2", true))),
+            target("b", "m:2", Some(plan.deployments[1].clone())),
+            target("c", "m:2", Some(plan.deployments[2].clone())),
+        ];
+        let plan = plan_rollout(&bundle(Some(rollout)), &targets).unwrap();
+        assert_eq!(ids(&plan), ["m:2", "m:2", "m:1"]);
+    }
+
+    #[test]
+    fn unavailable_partition_stops_later_partitions() {
+        let sel = |n: &str| LabelSelector {
+            match_labels: Some(BTreeMap::from([("name".to_string(), n.to_string())])),
+            match_expressions: None,
+        };
+        let rollout = RolloutStrategy {
+            partitions: vec![
+                PartitionDef {
+                    name: "first".into(),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    cluster_selector: Some(sel("a")),
+                    ..Default::default()
+                },
+                PartitionDef {
+                    name: "second".into(),
+                    cluster_selector: Some(sel("b")),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let targets = vec![
+            target("a", "m:2", Some(deployed("m:1", true))),
+            target("b", "m:2", Some(deployed("m:1", true))),
+        ];
+        let plan = plan_rollout(&bundle(Some(rollout.clone())), &targets).unwrap();
+        // Partition "first" allows 0 unavailable: no promotion, and it is unavailable
+        // because its target is not up to date, so "second" is not even staged.
+        assert_eq!(ids(&plan), ["m:1", "m:1"]);
+        assert_eq!(plan.deployments[0].spec.staged_deployment_id, "m:2");
+        assert_eq!(plan.deployments[1].spec.staged_deployment_id, "m:1");
+        assert_eq!(plan.status.unavailable_partitions, 1);
+        assert_eq!(plan.status.max_unavailable_partitions, 0);
+        let names: Vec<_> = plan
+            .status
+            .partition_status
+            .iter()
+            .map(|p| (p.name.as_str(), p.count))
+            .collect();
+        assert_eq!(names, [("first", 1), ("second", 1)]);
+
+        // Without a partition limit (Fleet defaults it to 100%) only the bundle's
+        // maxUnavailable gates: "a" moves, "b" is staged and waits.
+        let mut rollout = rollout;
+        rollout.partitions[0].max_unavailable = None;
+        rollout.max_unavailable = Some(IntOrString::Int(1));
+        let plan = plan_rollout(&bundle(Some(rollout.clone())), &targets).unwrap();
+        assert_eq!(ids(&plan), ["m:2", "m:1"]);
+        assert_eq!(plan.deployments[1].spec.staged_deployment_id, "m:2");
+        assert_eq!(plan.status.unavailable_partitions, 0);
+
+        // When "a" is up to date, "b" is promoted.
+        let targets = vec![
+            target("a", "m:2", Some(deployed("m:2", true))),
+            target("b", "m:2", Some(deployed("m:1", true))),
+        ];
+        let plan = plan_rollout(&bundle(Some(rollout)), &targets).unwrap();
+        assert_eq!(ids(&plan), ["m:2", "m:2"]);
+    }
+
+    #[test]
+    fn paused_bundles_stage_but_do_not_promote() {
+        let mut b = bundle(None);
+        b.spec.paused = true;
+        let targets = vec![target("a", "m:2", Some(deployed("m:1", true)))];
+        let plan = plan_rollout(&b, &targets).unwrap();
+        assert_eq!(ids(&plan), ["m:1"]);
+        assert_eq!(plan.deployments[0].spec.staged_deployment_id, "m:2");
+        assert!(plan.deployments[0].spec.paused);
+        // The summary describes the deployments as observed before this round; in the next
+        // round the staged-but-not-deployed one is OutOfSync.
+        assert_eq!(plan.status.summary.ready, 1);
+        let mut staged = plan.deployments[0].clone();
+        staged.status = deployed("m:1", true).status;
+        let plan = plan_rollout(&b, &[target("a", "m:2", Some(staged))]).unwrap();
+        assert_eq!(ids(&plan), ["m:1"]);
+        assert_eq!(plan.status.summary.out_of_sync, 1);
+    }
+
+    #[test]
+    fn auto_partitions_above_200_targets() {
+        let targets: Vec<_> = (0..400)
+            .map(|i| target(&format!("c{i:03}"), "m:1", Some(deployed("m:1", true))))
+            .collect();
+        let plan = plan_rollout(&bundle(None), &targets).unwrap();
+        let names: Vec<_> = plan
+            .status
+            .partition_status
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Partition 0 - 100",
+                "Partition 100 - 200",
+                "Partition 200 - 300",
+                "Partition 300 - 400"
+            ]
+        );
+        assert_eq!(plan.status.summary.ready, 400);
+    }
+
+    #[test]
+    fn clusters_without_namespace_get_no_deployment_yet() {
+        let mut t = target("a", "m:1", None);
+        t.cluster.deployment_namespace.clear();
+        let plan = plan_rollout(&bundle(None), &[t]).unwrap();
+        assert!(plan.deployments.is_empty());
+        assert_eq!(plan.status.summary.desired_ready, 1);
+    }
+}

@@ -1,1 +1,557 @@
-//! (to be written)
+//! Which clusters a Bundle deploys to and with which options (Fleet's
+//! `internal/cmd/controller/target`): namespaces in scope (the bundle's own plus
+//! BundleNamespaceMappings), cluster groups of each cluster, the first matching target and
+//! customization, merged options, per-cluster Helm values templating, and the deployment ID.
+//! Everything here is pure: the bundle reconciler feeds it the objects from its caches.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use fleet_api::consts::{
+    BUNDLE_LABEL, BUNDLE_NAMESPACE_LABEL, CLUSTER_LABEL, CLUSTER_NAMESPACE_LABEL, LABEL_PREFIX,
+    MANAGED_LABEL,
+};
+use fleet_api::{
+    Bundle, BundleDeployment, BundleDeploymentOptions, BundleNamespaceMapping, Cluster,
+    ClusterGroup,
+};
+use fleet_bundle::target::{ClusterFacts, Selector, TargetDecision, TargetMatcher};
+use fleet_bundle::values::{ClusterContext, template_helm_values};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use sha2::{Digest as _, Sha256};
+
+/// Fleet's name of the namespace holding a cluster's BundleDeployments:
+/// `cluster-<namespace>-<name>-<12 hex chars of sha256("<namespace>::<name>")>`, shortened
+/// with a hash when longer than 63 characters.
+pub fn cluster_namespace_name(cluster_namespace: &str, cluster_name: &str) -> String {
+    let mut key = format!("{cluster_namespace}::{cluster_name}");
+    // Fleet hashes at most the first 100 bytes.
+    if key.len() > 100 {
+        let mut cut = 100;
+        while !key.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        key.truncate(cut);
+    }
+    let digest = hex::encode(Sha256::digest(key.as_bytes()));
+    fleet_bundle::names::safe_concat_name(&[
+        "cluster",
+        cluster_namespace,
+        cluster_name,
+        &digest[..12],
+    ])
+}
+
+/// A label selector as Kubernetes evaluates it in a BundleNamespaceMapping: a missing
+/// selector selects nothing, an empty one everything.
+fn optional_selector_matches(
+    selector: Option<&LabelSelector>,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
+    match selector {
+        None => Ok(false),
+        Some(s) => Ok(Selector::new(s)?.matches(labels)),
+    }
+}
+
+fn labels_of(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> BTreeMap<String, String> {
+    meta.labels.clone().unwrap_or_default()
+}
+
+/// The namespaces whose clusters a bundle may target (Fleet's `getNamespacesForBundle`): the
+/// bundle's own namespace plus those selected by every BundleNamespaceMapping in the bundle's
+/// namespace whose `bundleSelector` matches the bundle. Invalid mappings are skipped (and
+/// logged), as Fleet does.
+pub fn namespaces_for_bundle<'a>(
+    bundle: &Bundle,
+    mappings: impl IntoIterator<Item = &'a BundleNamespaceMapping>,
+    namespaces: &[&Namespace],
+) -> BTreeSet<String> {
+    let bundle_ns = bundle.metadata.namespace.clone().unwrap_or_default();
+    let bundle_labels = labels_of(&bundle.metadata);
+    let mut result = BTreeSet::from([bundle_ns.clone()]);
+    for mapping in mappings {
+        if mapping.metadata.namespace.as_deref() != Some(bundle_ns.as_str()) {
+            continue;
+        }
+        let mapping_name = mapping.metadata.name.as_deref().unwrap_or("");
+        match optional_selector_matches(mapping.bundle_selector.as_ref(), &bundle_labels) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::error!(mapping = %format!("{bundle_ns}/{mapping_name}"), %error, "invalid BundleNamespaceMapping, skipping it");
+                continue;
+            }
+        }
+        for ns in namespaces {
+            let labels = labels_of(&ns.metadata);
+            match optional_selector_matches(mapping.namespace_selector.as_ref(), &labels) {
+                Ok(true) => {
+                    if let Some(name) = &ns.metadata.name {
+                        result.insert(name.clone());
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(mapping = %format!("{bundle_ns}/{mapping_name}"), %error, "invalid BundleNamespaceMapping, skipping it");
+                    break;
+                }
+            }
+        }
+    }
+    result
+}
+
+/// The cluster groups (in the cluster's namespace) whose selector matches the cluster, with
+/// the groups' labels. Groups without a selector contain no cluster.
+pub fn groups_for_cluster<'a>(
+    cluster: &Cluster,
+    groups: impl IntoIterator<Item = &'a ClusterGroup>,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let cluster_ns = cluster.metadata.namespace.as_deref().unwrap_or("");
+    let cluster_labels = labels_of(&cluster.metadata);
+    let mut result = BTreeMap::new();
+    for group in groups {
+        if group.metadata.namespace.as_deref() != Some(cluster_ns) {
+            continue;
+        }
+        let Some(selector) = &group.spec.selector else {
+            continue;
+        };
+        let name = group.metadata.name.clone().unwrap_or_default();
+        match Selector::new(selector) {
+            Ok(s) if s.matches(&cluster_labels) => {
+                result.insert(name, labels_of(&group.metadata));
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(clustergroup = %format!("{cluster_ns}/{name}"), %error, "invalid selector on cluster group");
+            }
+        }
+    }
+    result
+}
+
+/// What targeting needs to know about a cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetCluster {
+    /// Namespace of the Cluster object.
+    pub namespace: String,
+    /// Name of the Cluster object.
+    pub name: String,
+    /// Cluster labels.
+    pub labels: BTreeMap<String, String>,
+    /// Groups containing the cluster, with their labels.
+    pub groups: BTreeMap<String, BTreeMap<String, String>>,
+    /// `status.namespace`: where its BundleDeployments live; empty until assigned.
+    pub deployment_namespace: String,
+    /// `spec.paused`: no promotion of staged deployments.
+    pub paused: bool,
+}
+
+impl TargetCluster {
+    /// `"<namespace>/<name>"`, the name Fleet gives the cluster in bundle summaries.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    fn facts(&self) -> ClusterFacts {
+        ClusterFacts {
+            name: self.name.clone(),
+            labels: self.labels.clone(),
+            groups: self.groups.clone(),
+        }
+    }
+}
+
+/// One (bundle, cluster) pair that should have a BundleDeployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub cluster: TargetCluster,
+    /// Bundle options merged with the matching customization and templated for the cluster.
+    pub options: BundleDeploymentOptions,
+    /// `<manifest id>:<options hash>`.
+    pub deployment_id: String,
+    /// The existing BundleDeployment of this bundle on this cluster, if any.
+    pub deployment: Option<BundleDeployment>,
+}
+
+/// Targeting failed for one cluster; the others are still deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterTargetingError {
+    pub cluster_namespace: String,
+    pub cluster_name: String,
+    /// What failed, e.g. the template error naming the missing key.
+    pub message: String,
+}
+
+impl fmt::Display for ClusterTargetingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cluster {} in namespace {}: {}",
+            self.cluster_name, self.cluster_namespace, self.message
+        )
+    }
+}
+
+/// A bundle whose targets cannot be evaluated at all.
+#[derive(Debug, thiserror::Error)]
+#[error("targets of bundle {bundle}: {source}")]
+pub struct BundleTargetsError {
+    pub bundle: String,
+    #[source]
+    pub source: fleet_bundle::target::TargetError,
+}
+
+/// The result of targeting one bundle.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Targeting {
+    /// Targets sorted by cluster name (as Fleet sorts them), then namespace.
+    pub targets: Vec<Target>,
+    /// Clusters that matched but whose options could not be computed.
+    pub errors: Vec<ClusterTargetingError>,
+}
+
+/// Builds the [`TargetCluster`] of a Cluster object.
+pub fn target_cluster<'a>(
+    cluster: &Cluster,
+    groups: impl IntoIterator<Item = &'a ClusterGroup>,
+) -> TargetCluster {
+    TargetCluster {
+        namespace: cluster.metadata.namespace.clone().unwrap_or_default(),
+        name: cluster.metadata.name.clone().unwrap_or_default(),
+        labels: labels_of(&cluster.metadata),
+        groups: groups_for_cluster(cluster, groups),
+        deployment_namespace: cluster
+            .status
+            .as_ref()
+            .map(|s| s.namespace.clone())
+            .unwrap_or_default(),
+        paused: cluster.spec.paused,
+    }
+}
+
+/// Fleet's `Targets`: for every cluster in `namespaces`, the first matching target (honouring
+/// `targetRestrictions`), then the first matching customization (`doNotDeploy` skips the
+/// cluster), merged options, Helm values templating, and the deployment ID. The existing
+/// BundleDeployments of the bundle are folded in by their namespace.
+pub fn compute_targets<'a>(
+    bundle: &Bundle,
+    manifest_id: &str,
+    namespaces: &BTreeSet<String>,
+    clusters: impl IntoIterator<Item = &'a Cluster>,
+    groups: &[&ClusterGroup],
+    existing: &[&BundleDeployment],
+) -> Result<Targeting, BundleTargetsError> {
+    let bundle_key = format!(
+        "{}/{}",
+        bundle.metadata.namespace.as_deref().unwrap_or(""),
+        bundle.metadata.name.as_deref().unwrap_or("")
+    );
+    let matcher = TargetMatcher::for_bundle(bundle).map_err(|source| BundleTargetsError {
+        bundle: bundle_key,
+        source,
+    })?;
+    let bundle_options = bundle.spec.deployment_options();
+    let by_namespace: BTreeMap<&str, &BundleDeployment> = existing
+        .iter()
+        .filter_map(|bd| bd.metadata.namespace.as_deref().map(|ns| (ns, *bd)))
+        .collect();
+    let mut result = Targeting::default();
+    for cluster in clusters {
+        let cluster_ns = cluster.metadata.namespace.as_deref().unwrap_or("");
+        if !namespaces.contains(cluster_ns) {
+            continue;
+        }
+        let target_cluster = target_cluster(cluster, groups.iter().copied());
+        let TargetDecision::Deploy { options, .. } =
+            matcher.decide(&bundle_options, &target_cluster.facts())
+        else {
+            continue;
+        };
+        let mut options = *options;
+        let context = ClusterContext {
+            name: target_cluster.name.clone(),
+            namespace: target_cluster.namespace.clone(),
+            labels: target_cluster.labels.clone(),
+            annotations: cluster.metadata.annotations.clone().unwrap_or_default(),
+            template_values: cluster.spec.template_values.clone().unwrap_or_default(),
+        };
+        if let Err(error) = template_helm_values(&mut options, &context) {
+            result.errors.push(ClusterTargetingError {
+                cluster_namespace: target_cluster.namespace.clone(),
+                cluster_name: target_cluster.name.clone(),
+                message: error.message,
+            });
+            continue;
+        }
+        let deployment_id = fleet_bundle::options::deployment_id(manifest_id, &options);
+        let deployment = by_namespace
+            .get(target_cluster.deployment_namespace.as_str())
+            .filter(|_| !target_cluster.deployment_namespace.is_empty())
+            .map(|bd| (*bd).clone());
+        result.targets.push(Target {
+            cluster: target_cluster,
+            options,
+            deployment_id,
+            deployment,
+        });
+    }
+    result.targets.sort_by(|a, b| {
+        (&a.cluster.name, &a.cluster.namespace).cmp(&(&b.cluster.name, &b.cluster.namespace))
+    });
+    result.errors.sort_by(|a, b| {
+        (&a.cluster_name, &a.cluster_namespace).cmp(&(&b.cluster_name, &b.cluster_namespace))
+    });
+    Ok(result)
+}
+
+/// Fleet's `BundleDeploymentLabels`: the bundle's labels without `kubectl.kubernetes.io/*` and
+/// `*cattle.io/*` keys, but with its `fleet.cattle.io/*` labels, plus the bundle and cluster
+/// identification labels and `fleet.cattle.io/managed=true`.
+pub fn bundle_deployment_labels(
+    bundle: &Bundle,
+    cluster_namespace: &str,
+    cluster_name: &str,
+) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = labels_of(&bundle.metadata)
+        .into_iter()
+        .filter(|(k, _)| {
+            k.starts_with(LABEL_PREFIX)
+                || !(k.starts_with("kubectl.kubernetes.io/") || k.contains("cattle.io/"))
+        })
+        .collect();
+    labels.insert(
+        BUNDLE_LABEL.to_string(),
+        bundle.metadata.name.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        BUNDLE_NAMESPACE_LABEL.to_string(),
+        bundle.metadata.namespace.clone().unwrap_or_default(),
+    );
+    labels.insert(MANAGED_LABEL.to_string(), "true".to_string());
+    labels.insert(
+        CLUSTER_NAMESPACE_LABEL.to_string(),
+        cluster_namespace.to_string(),
+    );
+    labels.insert(CLUSTER_LABEL.to_string(), cluster_name.to_string());
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_api::{
+        BundleSpec, BundleTarget, ClusterGroupSpec, ClusterSpec, ClusterStatus, HelmOptions,
+    };
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn selector(pairs: &[(&str, &str)]) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(labels(pairs)),
+            match_expressions: None,
+        }
+    }
+
+    fn cluster(name: &str, l: &[(&str, &str)]) -> Cluster {
+        let mut c = Cluster::new(name, ClusterSpec::default());
+        c.metadata.namespace = Some("fleet-default".into());
+        c.metadata.labels = Some(labels(l));
+        c.status = Some(ClusterStatus {
+            namespace: cluster_namespace_name("fleet-default", name),
+            ..Default::default()
+        });
+        c
+    }
+
+    fn bundle(targets: Vec<BundleTarget>, values: serde_json::Value) -> Bundle {
+        let mut b = Bundle::new(
+            "app",
+            BundleSpec {
+                targets,
+                helm: Some(HelmOptions {
+                    values: values.as_object().cloned(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        );
+        b.metadata.namespace = Some("fleet-default".into());
+        b.metadata.labels = Some(labels(&[
+            ("fleet.cattle.io/repo-name", "repo"),
+            ("team", "a"),
+            ("management.cattle.io/x", "y"),
+            ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+        ]));
+        b
+    }
+
+    fn target_selector(name: &str, pairs: &[(&str, &str)]) -> BundleTarget {
+        BundleTarget {
+            name: name.into(),
+            cluster_selector: Some(selector(pairs)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cluster_namespace_matches_fleet() {
+        assert_eq!(
+            cluster_namespace_name("fleet-local", "local"),
+            "cluster-fleet-local-local-1a3d67d0a899"
+        );
+        let long = cluster_namespace_name("fleet-default", &"c".repeat(80));
+        assert!(long.len() <= 63, "{long}");
+        assert!(long.starts_with("cluster-fleet-default-ccc"));
+    }
+
+    #[test]
+    fn targets_match_selectors_and_fold_in_deployments() {
+        let b = bundle(vec![target_selector("prod", &[("env", "prod")])], json!({}));
+        let c1 = cluster("c1", &[("env", "prod")]);
+        let c2 = cluster("c2", &[("env", "dev")]);
+        let mut existing = BundleDeployment::new("app", Default::default());
+        existing.metadata.namespace = Some(cluster_namespace_name("fleet-default", "c1"));
+        let ns = BTreeSet::from(["fleet-default".to_string()]);
+        let t = compute_targets(&b, "s-abc", &ns, [&c1, &c2], &[], &[&existing]).unwrap();
+        assert!(t.errors.is_empty());
+        assert_eq!(t.targets.len(), 1);
+        assert_eq!(t.targets[0].cluster.name, "c1");
+        assert!(t.targets[0].deployment.is_some());
+        assert!(t.targets[0].deployment_id.starts_with("s-abc:"));
+        // Clusters of namespaces out of scope are ignored.
+        let other = BTreeSet::from(["elsewhere".to_string()]);
+        let t = compute_targets(&b, "s-abc", &other, [&c1, &c2], &[], &[]).unwrap();
+        assert!(t.targets.is_empty());
+    }
+
+    #[test]
+    fn customization_do_not_deploy_and_group_targets() {
+        let mut skip = target_selector("skip", &[("skip", "true")]);
+        skip.do_not_deploy = true;
+        let group_target = BundleTarget {
+            name: "grp".into(),
+            cluster_group: "g".into(),
+            ..Default::default()
+        };
+        let b = bundle(vec![skip, group_target], json!({}));
+        let mut g = ClusterGroup::new(
+            "g",
+            ClusterGroupSpec {
+                selector: Some(selector(&[("region", "eu")])),
+            },
+        );
+        g.metadata.namespace = Some("fleet-default".into());
+        let c1 = cluster("c1", &[("region", "eu")]);
+        let c2 = cluster("c2", &[("region", "eu"), ("skip", "true")]);
+        let c3 = cluster("c3", &[("region", "us")]);
+        let ns = BTreeSet::from(["fleet-default".to_string()]);
+        let t = compute_targets(&b, "s-1", &ns, [&c1, &c2, &c3], &[&g], &[]).unwrap();
+        let names: Vec<_> = t.targets.iter().map(|t| t.cluster.name.as_str()).collect();
+        assert_eq!(names, ["c1"]);
+        assert_eq!(
+            t.targets[0].cluster.groups.keys().collect::<Vec<_>>(),
+            ["g"]
+        );
+    }
+
+    #[test]
+    fn template_error_names_the_cluster_and_spares_the_others() {
+        let b = bundle(
+            vec![target_selector("all", &[])],
+            json!({"region": "${ .ClusterLabels.region }"}),
+        );
+        let c1 = cluster("c1", &[("region", "eu")]);
+        let c2 = cluster("c2", &[("env", "dev")]);
+        let ns = BTreeSet::from(["fleet-default".to_string()]);
+        let t = compute_targets(&b, "s-1", &ns, [&c1, &c2], &[], &[]).unwrap();
+        assert_eq!(t.targets.len(), 1);
+        assert_eq!(
+            t.targets[0].options.helm.as_ref().unwrap().values,
+            json!({"region": "eu"}).as_object().cloned()
+        );
+        assert_eq!(t.errors.len(), 1);
+        let message = t.errors[0].to_string();
+        assert!(
+            message.starts_with("cluster c2 in namespace fleet-default: "),
+            "{message}"
+        );
+        assert!(message.contains("region"), "{message}");
+    }
+
+    #[test]
+    fn different_values_give_different_deployment_ids() {
+        let b = bundle(
+            vec![target_selector("all", &[])],
+            json!({"env": "${ .ClusterLabels.env }"}),
+        );
+        let c1 = cluster("c1", &[("env", "dev")]);
+        let c2 = cluster("c2", &[("env", "prod")]);
+        let ns = BTreeSet::from(["fleet-default".to_string()]);
+        let t = compute_targets(&b, "s-1", &ns, [&c2, &c1], &[], &[]).unwrap();
+        assert_eq!(t.targets[0].cluster.name, "c1");
+        assert_ne!(t.targets[0].deployment_id, t.targets[1].deployment_id);
+    }
+
+    #[test]
+    fn namespace_mappings_add_namespaces() {
+        let b = bundle(vec![], json!({}));
+        let mut mapping = BundleNamespaceMapping {
+            metadata: ObjectMeta {
+                name: Some("m".into()),
+                namespace: Some("fleet-default".into()),
+                ..Default::default()
+            },
+            bundle_selector: Some(selector(&[("team", "a")])),
+            namespace_selector: Some(selector(&[("tenant", "x")])),
+        };
+        let ns = |name: &str, l: &[(&str, &str)]| Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(labels(l)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let n1 = ns("tenant-x", &[("tenant", "x")]);
+        let n2 = ns("tenant-y", &[("tenant", "y")]);
+        let got = namespaces_for_bundle(&b, [&mapping], &[&n1, &n2]);
+        assert_eq!(
+            got,
+            BTreeSet::from(["fleet-default".to_string(), "tenant-x".to_string()])
+        );
+        mapping.bundle_selector = None;
+        let got = namespaces_for_bundle(&b, [&mapping], &[&n1, &n2]);
+        assert_eq!(got, BTreeSet::from(["fleet-default".to_string()]));
+    }
+
+    #[test]
+    fn labels_follow_fleet() {
+        let b = bundle(vec![], json!({}));
+        let l = bundle_deployment_labels(&b, "fleet-default", "c1");
+        assert_eq!(
+            l,
+            labels(&[
+                ("fleet.cattle.io/repo-name", "repo"),
+                ("team", "a"),
+                ("fleet.cattle.io/bundle-name", "app"),
+                ("fleet.cattle.io/bundle-namespace", "fleet-default"),
+                ("fleet.cattle.io/managed", "true"),
+                ("fleet.cattle.io/cluster-namespace", "fleet-default"),
+                ("fleet.cattle.io/cluster", "c1"),
+            ])
+        );
+    }
+}
