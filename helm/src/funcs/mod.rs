@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use crate::gotemplate::funcs::Entry;
 
+pub mod certs;
 pub mod conversion;
 pub mod crypto;
 pub mod date;
@@ -26,6 +27,7 @@ pub(crate) fn register_all(t: &mut HashMap<&'static str, Entry>) {
     semver::register(t);
     regex::register(t);
     crypto::register(t);
+    certs::register(t);
     encoding::register(t);
     date::register(t);
     helm::register(t);
