@@ -49,6 +49,9 @@ struct UpArgs {
     /// Seed for every simulated cluster's randomness
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Serve plain HTTP instead of HTTPS (debugging; requests without a token act as the admin)
+    #[arg(long)]
+    plain_http: bool,
 }
 
 pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
@@ -147,7 +150,14 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         sim.add_cluster(&format!("sim-{i}"))?;
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
-    let server = sim.serve(addr).await?;
+    let server = sim
+        .serve_with(
+            addr,
+            fleet_simulator::ServeOptions {
+                plain_http: args.plain_http,
+            },
+        )
+        .await?;
     let upstream_config = args.dir.join("upstream.kubeconfig");
     upstream.write_kubeconfig(&upstream_config, &server.cluster_url("upstream"))?;
     let clusters_dir = args.dir.join("clusters");
@@ -161,9 +171,9 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!(
-        "fleet sim ready: upstream + {} clusters on http://{} (kubeconfigs in {}); try: kubectl --kubeconfig {} get nodes",
+        "fleet sim ready: upstream + {} clusters on {} (kubeconfigs in {}); try: kubectl --kubeconfig {} get nodes",
         args.clusters,
-        server.addr(),
+        server.base_url(),
         args.dir.display(),
         upstream_config.display()
     );
