@@ -10,7 +10,6 @@ use fleet_api::consts::{self, condition as cond};
 use fleet_api::{BundleDeployment, BundleDeploymentStatus};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::Store;
 use serde_json::{Value, json};
 use tracing::Instrument as _;
@@ -431,34 +430,71 @@ pub async fn reconcile(
     let span =
         tracing::info_span!("bundledeployment", bd = %key, cluster = %ctx.config.cluster_name);
     let started = Instant::now();
-    let api = ctx.api(bd.metadata.namespace.as_deref().unwrap_or_default());
-    let result = finalizer(
-        &api,
-        consts::BUNDLE_DEPLOYMENT_FINALIZER,
-        bd,
-        |event| async {
-            match event {
-                Finalizer::Apply(bd) => ctx.apply(bd).await,
-                Finalizer::Cleanup(bd) => ctx.cleanup(bd).await,
-            }
-        },
-    )
-    .instrument(span)
-    .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => ReconcileError::Finalizer {
-            key: key.clone(),
-            message: other.to_string(),
-        },
-    });
+    let result = with_finalizer(bd, &ctx).instrument(span).await;
     ctx.metrics.reconciled(
         crate::metrics::BUNDLEDEPLOYMENT,
         result.is_ok(),
         started.elapsed().as_secs_f64(),
     );
     result
+}
+
+/// Fleet's finalizer on the BundleDeployment: added before anything is deployed, removed
+/// after the deployment was uninstalled. Written with merge patches of the finalizer list.
+async fn with_finalizer(
+    bd: Arc<BundleDeployment>,
+    ctx: &Context,
+) -> Result<Action, ReconcileError> {
+    let key = key_of(&bd);
+    let name = bd.metadata.name.clone().unwrap_or_default();
+    let api = ctx.api(bd.metadata.namespace.as_deref().unwrap_or_default());
+    let finalizers = bd.metadata.finalizers.clone().unwrap_or_default();
+    let ours = finalizers
+        .iter()
+        .any(|f| f == consts::BUNDLE_DEPLOYMENT_FINALIZER);
+    let resource_version = bd.metadata.resource_version.clone();
+    let patch_finalizers = |list: Vec<String>| {
+        let resource_version = resource_version.clone();
+        let api = api.clone();
+        let name = name.clone();
+        let key = key.clone();
+        async move {
+            api.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {
+                    "finalizers": list,
+                    "resourceVersion": resource_version,
+                }})),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| ReconcileError::Finalizer {
+                key,
+                message: e.to_string(),
+            })
+        }
+    };
+    if bd.metadata.deletion_timestamp.is_some() {
+        if !ours {
+            return Ok(Action::await_change());
+        }
+        ctx.cleanup(bd.clone()).await?;
+        let rest: Vec<String> = finalizers
+            .into_iter()
+            .filter(|f| f != consts::BUNDLE_DEPLOYMENT_FINALIZER)
+            .collect();
+        patch_finalizers(rest).await?;
+        return Ok(Action::await_change());
+    }
+    if !ours {
+        let mut list = finalizers;
+        list.push(consts::BUNDLE_DEPLOYMENT_FINALIZER.to_string());
+        // The update triggers the next reconcile.
+        patch_finalizers(list).await?;
+        return Ok(Action::await_change());
+    }
+    ctx.apply(bd).await
 }
 
 /// Requeue after an error.

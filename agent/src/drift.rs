@@ -102,10 +102,11 @@ impl DriftTracker {
                 handle.abort();
                 return;
             };
-            if st.watches.contains_key(&kind) {
-                handle.abort();
-            } else {
-                st.watches.insert(kind, handle);
+            match st.watches.entry(kind) {
+                std::collections::hash_map::Entry::Occupied(_) => handle.abort(),
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(handle);
+                }
             }
         }
     }

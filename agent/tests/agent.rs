@@ -47,6 +47,11 @@ async fn create_ns(client: &kube::Client, name: &str) {
 }
 
 async fn start() -> Env {
+    // RUST_LOG=fleet_agent=debug shows what the agent does when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let sim = Simulator::new(SimConfig::default());
     let upstream = sim.add_cluster("upstream").unwrap();
     upstream.install_crds(&fleet_api::crds::all()).unwrap();
@@ -107,7 +112,7 @@ fn resource(name: &str, content: &str) -> BundleResource {
 }
 
 fn cm_yaml(name: &str, value: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: {value}\n")
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{value}\"\n")
 }
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: web\n        image: nginx\n";
