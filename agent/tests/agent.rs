@@ -27,6 +27,7 @@ struct Env {
     down: kube::Client,
     shutdown: CancellationToken,
     agent: tokio::task::JoinHandle<()>,
+    registry: prometheus_client::registry::Registry,
 }
 
 impl Env {
@@ -82,6 +83,7 @@ async fn start() -> Env {
         down,
         shutdown,
         agent,
+        registry,
     }
 }
 
@@ -112,7 +114,9 @@ fn resource(name: &str, content: &str) -> BundleResource {
 }
 
 fn cm_yaml(name: &str, value: &str) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{value}\"\n")
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{value}\"\n"
+    )
 }
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: web\n        image: nginx\n";
@@ -155,6 +159,17 @@ async fn create_bd(
     options: BundleDeploymentOptions,
     depends_on: Vec<BundleRef>,
 ) {
+    create_bd_paused(up, name, manifest_id, options, depends_on, false).await
+}
+
+async fn create_bd_paused(
+    up: &kube::Client,
+    name: &str,
+    manifest_id: &str,
+    options: BundleDeploymentOptions,
+    depends_on: Vec<BundleRef>,
+    paused: bool,
+) {
     let id = format!("{manifest_id}:opts");
     let mut bd = BundleDeployment::new(
         name,
@@ -164,6 +179,7 @@ async fn create_bd(
             options: options.clone(),
             staged_options: options,
             depends_on,
+            paused,
             ..Default::default()
         },
     );
@@ -634,6 +650,50 @@ async fn heartbeat_sets_last_seen_on_the_cluster() {
     assert_eq!(
         status["agent"]["namespace"],
         Value::from("cattle-fleet-system")
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_deployments_wait_and_metrics_count_reconciles() {
+    let env = start().await;
+    let paused = vec![resource("p.yaml", &cm_yaml("paused-cm", "1"))];
+    let m_paused = put_content(&env.up, &paused).await;
+    create_bd_paused(&env.up, "paused", &m_paused, options("pause"), vec![], true).await;
+    let other = vec![resource("o.yaml", &cm_yaml("other-cm", "1"))];
+    let m_other = put_content(&env.up, &other).await;
+    create_bd(&env.up, "other", &m_other, options("pause"), vec![]).await;
+    wait_ready(&env.up, "other", &m_other).await;
+    // Reconciled (the finalizer is added first), yet nothing deployed.
+    eventually("paused BundleDeployment seen by the agent", || async {
+        let bd = get_bd(&env.up, "paused").await?;
+        bd.metadata.finalizers.filter(|f| !f.is_empty()).map(|_| ())
+    })
+    .await;
+    assert!(configmap(&env.down, "pause", "paused-cm").await.is_none());
+
+    bd_api(&env.up)
+        .patch(
+            "paused",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .unwrap();
+    wait_ready(&env.up, "paused", &m_paused).await;
+    assert!(configmap(&env.down, "pause", "paused-cm").await.is_some());
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &env.registry).unwrap();
+    assert!(
+        text.contains(
+            "fleet_agent_reconciles_total{controller=\"bundledeployment\",result=\"success\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("fleet_agent_workers{controller=\"drift\"} 2"),
+        "{text}"
     );
     env.stop().await;
 }
