@@ -562,3 +562,36 @@ fn tpl_renders_values_text() {
     let d = json!({"Values": {"name": "n", "t": "{{ .Values.name }}-x"}, "Template": {"Name": "c/templates/a.yaml"}});
     assert_eq!(run("{{ tpl .Values.t . }}", d), "n-x");
 }
+
+#[test]
+fn crypto_functions_from_templates() {
+    // the usual webhook-certificate idiom: a CA, then a serving cert signed by it
+    let out = run(
+        r#"{{- $ca := genCA "webhook-ca" 365 -}}
+{{- $cert := genSignedCert "svc" nil (list "svc.ns.svc" "svc") 365 $ca -}}
+{{ $ca.Cert | b64enc | len | lt 100 }} {{ hasPrefix "-----BEGIN CERTIFICATE-----" $cert.Cert }} {{ hasPrefix "-----BEGIN RSA PRIVATE KEY-----" $cert.Key }}"#,
+        json!({}),
+    );
+    assert_eq!(out, "true true true");
+    let out = run(
+        r#"{{ $c := genSelfSignedCert "x" (list "10.0.0.1") nil 1 }}{{ hasPrefix "-----BEGIN CERTIFICATE-----" $c.Cert }}"#,
+        json!({}),
+    );
+    assert_eq!(out, "true");
+    assert!(run(r#"{{ htpasswd "u" "p" }}"#, json!({})).starts_with("u:$2a$10$"));
+    assert_eq!(
+        run(
+            r#"{{ encryptAES "k" "secret" | decryptAES "k" }}"#,
+            json!({})
+        ),
+        "secret"
+    );
+    assert_eq!(run(r#"{{ randBytes 12 | len }}"#, json!({})), "16");
+    assert!(
+        err(
+            r#"{{ genSelfSignedCert "x" (list "nope") nil 1 }}"#,
+            json!({})
+        )
+        .contains("error parsing ip: nope")
+    );
+}
