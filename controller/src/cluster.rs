@@ -274,20 +274,93 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), C
         namespaces: Mutex::new(HashSet::new()),
     });
     let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
-    Controller::new(
+    let controller = Controller::new(
         Api::<Cluster>::all(client.clone()),
         watcher::Config::default(),
     )
     .with_config(RuntimeConfig::default().concurrency(workers))
     .watches(
-        Api::<BundleDeployment>::all(client),
+        Api::<BundleDeployment>::all(client.clone()),
         watcher::Config::default(),
         |bd: BundleDeployment| cluster_of(&bd),
     )
-    .graceful_shutdown_on(shutdown.cancelled_owned())
-    .run(reconcile, error_policy, cctx)
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+    .run(reconcile, error_policy, cctx.clone())
+    .for_each(|_| futures::future::ready(()));
+    let sweep = async {
+        let mut interval = tokio::time::interval(ctx.config.content_gc_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            if let Err(error) = delete_orphaned_namespaces(&cctx).await {
+                tracing::warn!(%error, "cleaning up namespaces of deleted clusters failed");
+            }
+        }
+    };
+    tokio::join!(controller, sweep);
+    Ok(())
+}
+
+/// Cluster namespaces (managed, annotated with their cluster) whose Cluster is not in
+/// `clusters` (`ns/name` keys): Fleet deletes them, and with them the BundleDeployments.
+pub fn orphaned_cluster_namespaces(
+    namespaces: &[Namespace],
+    clusters: &HashSet<String>,
+) -> Vec<String> {
+    namespaces
+        .iter()
+        .filter(|ns| ns.metadata.deletion_timestamp.is_none())
+        .filter(|ns| {
+            ns.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(MANAGED_LABEL))
+                .is_some_and(|v| v == "true")
+        })
+        .filter_map(|ns| {
+            let ann = ns.metadata.annotations.as_ref()?;
+            let cluster_ns = ann.get(CLUSTER_NAMESPACE_ANNOTATION)?;
+            let cluster = ann.get(CLUSTER_ANNOTATION)?;
+            let name = ns.metadata.name.clone()?;
+            (!clusters.contains(&format!("{cluster_ns}/{cluster}"))).then_some(name)
+        })
+        .collect()
+}
+
+async fn delete_orphaned_namespaces(cctx: &ClusterContext) -> Result<(), kube::Error> {
+    let client = cctx.ctx.client.clone();
+    let namespaces = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{MANAGED_LABEL}=true")))
+        .await?
+        .items;
+    if namespaces.is_empty() {
+        return Ok(());
+    }
+    let clusters: HashSet<String> = Api::<Cluster>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+        .collect();
+    for name in orphaned_cluster_namespaces(&namespaces, &clusters) {
+        match Api::<Namespace>::all(client.clone())
+            .delete(&name, &Default::default())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(namespace = %name, "deleted the namespace of a deleted cluster")
+            }
+            Err(e) if crate::bundle::is_not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+        if let Ok(mut known) = cctx.namespaces.lock() {
+            known.remove(&name);
+        }
+    }
     Ok(())
 }
 
@@ -406,6 +479,24 @@ mod tests {
         c2.status = Some(status.clone());
         let again = desired_cluster_status(&c2, &[&d, &a, &b], "later");
         assert!(is_empty_patch(&status_patch(&c2, &again)));
+    }
+
+    #[test]
+    fn namespaces_of_deleted_clusters_are_orphaned() {
+        let keep = cluster_namespace_object("fleet-default", "c1", "cluster-a");
+        let orphan = cluster_namespace_object("fleet-default", "gone", "cluster-b");
+        let unrelated = Namespace {
+            metadata: ObjectMeta {
+                name: Some("other".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let clusters = HashSet::from(["fleet-default/c1".to_string()]);
+        assert_eq!(
+            orphaned_cluster_namespaces(&[keep, orphan, unrelated], &clusters),
+            ["cluster-b"]
+        );
     }
 
     #[test]

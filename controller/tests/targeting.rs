@@ -343,6 +343,26 @@ async fn bundle_deploys_to_matching_clusters_and_follows_label_changes() {
     })
     .await;
 
+    // Deleting a cluster removes its deployment and its cluster namespace.
+    Api::<Cluster>::namespaced(client.clone(), NS)
+        .delete("c3", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("deployment only on c1", || async {
+        (bd_namespaces(client, "app").await == cluster_namespaces(&["c1"])).then_some(())
+    })
+    .await;
+    let c3_ns = cluster_namespace_name(NS, "c3");
+    eventually("namespace of c3 deleted", || async {
+        let ns = Api::<Namespace>::all(client.clone())
+            .get_opt(&c3_ns)
+            .await
+            .unwrap();
+        ns.is_none_or(|n| n.metadata.deletion_timestamp.is_some())
+            .then_some(())
+    })
+    .await;
+
     // Deleting the bundle deletes its deployments; the Content is collected.
     Api::<Bundle>::namespaced(client.clone(), NS)
         .delete("app", &DeleteParams::default())
