@@ -7,14 +7,78 @@ check "version reports the server" expect_output 'Server Version: v1\.33' k vers
 check "api-resources lists built-ins and Fleet-free CRD support" \
   expect_output 'customresourcedefinitions' k api-resources
 check "api-resources shows short names and groups" expect_output 'deployments +deploy +apps/v1 +true +Deployment' k api-resources
-# Typed kubectl commands (`create namespace`, `create configmap`) send protobuf bodies, which the
-# simulator does not decode yet; manifests go through the JSON path every other tool uses.
+# --- TLS and bearer tokens, as kube-apiserver
+check "the kubeconfig names an https server and carries the CA" \
+  expect_output '^https://127\.0\.0\.1:[0-9]+/clusters/upstream ok$' \
+  bash -c 'kubectl config view --raw -o jsonpath="{.clusters[0].cluster.server} {.clusters[0].cluster.certificate-authority-data}" | sed -E "s/ .{100,}$/ ok/"'
+check "a wrong bearer token gets 401 Unauthorized" \
+  expect_failure 'Unauthorized|must be logged in' k --token=not-the-token get namespaces
+# (kubectl without credentials would prompt for a password, so an anonymous request is made with
+# curl, which also checks that the kubeconfig's CA verifies the server.)
+anonymous_request() {
+  kubectl config view --raw -o 'jsonpath={.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$WORK/ca.pem"
+  curl -sS --cacert "$WORK/ca.pem" -w ' HTTP %{http_code}' \
+    "$(kubectl config view --raw -o 'jsonpath={.clusters[0].cluster.server}')/api/v1/namespaces"
+}
+if command -v curl >/dev/null; then
+  check "no bearer token gets 401 with a Status, over TLS the CA verifies" \
+    expect_output '"reason": ?"Unauthorized".* HTTP 401$' anonymous_request
+fi
+
+# Manifests go through the JSON path every tool uses; typed commands (`kubectl create namespace`,
+# `create configmap`, ...) send protobuf bodies, checked below.
 mkobj() { # KIND NAME [NAMESPACE]: create a bare object from a manifest
   printf 'apiVersion: v1\nkind: %s\nmetadata:\n  name: %s\n%s' "$1" "$2" "${3:+  namespace: $3
 }" | k create -f -
 }
-check "create namespace" mkobj Namespace "$NS"
+check "create namespace (kubectl create namespace, protobuf body)" \
+  expect_output "namespace/$NS created" k create namespace "$NS"
 check "namespace is Active" expect_output 'Active' k get namespace "$NS"
+
+# --- imperative (typed, protobuf) commands
+check "create configmap --from-literal" \
+  expect_output 'configmap/literal created' k create configmap literal -n "$NS" --from-literal=color=blue --from-literal=size=small
+check "the configmap holds the literals" \
+  expect_output '^blue,small$' k get configmap literal -n "$NS" -o 'jsonpath={.data.color},{.data.size}'
+check "create secret generic --from-literal" \
+  expect_output 'secret/creds created' k create secret generic creds -n "$NS" --from-literal=password=hunter2
+check "the secret data is base64 of the value" \
+  expect_output '^aHVudGVyMg==$' k get secret creds -n "$NS" -o 'jsonpath={.data.password}'
+check "create serviceaccount" expect_output 'serviceaccount/robot created' k create serviceaccount robot -n "$NS"
+check "create role" expect_output 'role.rbac.authorization.k8s.io/reader created' \
+  k create role reader -n "$NS" --verb=get --verb=list --resource=pods,configmaps
+check "the role has its rules" \
+  expect_output '^get list$' k get role reader -n "$NS" -o 'jsonpath={.rules[0].verbs[*]}'
+check "create rolebinding" expect_output 'rolebinding.rbac.authorization.k8s.io/robot-reads created' \
+  k create rolebinding robot-reads -n "$NS" --role=reader --serviceaccount="$NS:robot"
+check "the rolebinding names its subject" \
+  expect_output "^ServiceAccount robot $NS reader\$" k get rolebinding robot-reads -n "$NS" -o 'jsonpath={.subjects[0].kind} {.subjects[0].name} {.subjects[0].namespace} {.roleRef.name}'
+check "create clusterrole" expect_output 'clusterrole.rbac.authorization.k8s.io/conformance-viewer created' \
+  k create clusterrole conformance-viewer --verb=get --resource=nodes
+check "create deployment" expect_output 'deployment.apps/hello created' \
+  k create deployment hello -n "$NS" --image=nginx:1.27 --replicas=2 --port=80
+check "the created deployment becomes Available" \
+  k wait --for=condition=Available deployment/hello -n "$NS" --timeout=60s
+check "kubectl scale" expect_output 'deployment.apps/hello scaled' k scale deployment hello -n "$NS" --replicas=3
+hello_has_3() { [[ $(k get deployment hello -n "$NS" -o 'jsonpath={.status.readyReplicas}') == 3 ]]; }
+check "the scaled deployment reaches 3 ready replicas" eventually 60 hello_has_3
+
+# --- ReplicaSets: Deployments own ReplicaSets own Pods; a template change rolls out
+check "get rs lists the deployment's ReplicaSet" eventually 30 \
+  expect_output '^hello-[a-z0-9]+ +3 +3 +3 ' k get rs -n "$NS" -l app=hello --no-headers
+check "the ReplicaSet carries pod-template-hash and is owned by the Deployment" \
+  expect_output '^[a-z0-9]+ Deployment hello 1$' k get rs -n "$NS" -l app=hello \
+  -o 'jsonpath={.items[0].metadata.labels.pod-template-hash} {.items[0].metadata.ownerReferences[0].kind} {.items[0].metadata.ownerReferences[0].name} {.items[0].metadata.annotations.deployment\.kubernetes\.io/revision}'
+check "pods are owned by the ReplicaSet" \
+  expect_output '^ReplicaSet ReplicaSet ReplicaSet$' k get pods -n "$NS" -l app=hello -o 'jsonpath={.items[*].metadata.ownerReferences[0].kind}'
+check "set image starts a rollout" expect_output 'image updated' k set image deployment/hello -n "$NS" nginx=nginx:1.28
+check "rollout status waits for the rollout to finish" \
+  expect_output 'successfully rolled out' k rollout status deployment/hello -n "$NS" --timeout=90s
+check "the new ReplicaSet has every replica, the old one none" \
+  expect_output '^(0 3|3 0)$' k get rs -n "$NS" -l app=hello -o 'jsonpath={.items[*].spec.replicas}'
+only_new_pods() { [[ $(k get pods -n "$NS" -l app=hello -o 'jsonpath={.items[*].spec.containers[0].image}') == "nginx:1.28 nginx:1.28 nginx:1.28" ]]; }
+check "every pod runs the new image" eventually 60 only_new_pods
+check "rollout history lists both revisions" expect_output '^2 ' k rollout history deployment/hello -n "$NS"
 
 # --- client-side apply
 cat >"$M/cm.yaml" <<EOF
