@@ -241,7 +241,11 @@ async fn a_broken_fleet_yaml_keeps_the_deployed_bundles() {
     })
     .await;
     let ready = condition(&g, "Ready").unwrap();
-    assert!(ready.message.contains("apps-apps-one"), "{}", ready.message);
+    assert!(
+        ready.message.contains("broken-apps-one"),
+        "{}",
+        ready.message
+    );
     assert!(
         !ready.message.contains("/tmp"),
         "paths are relative: {}",
@@ -550,6 +554,11 @@ async fn status_is_aggregated_from_bundle_deployments() {
     ];
     for (obj, status) in deployments {
         let ns = obj.metadata.namespace.clone().unwrap();
+        let namespace: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(up.client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await;
         let name = obj.metadata.name.clone().unwrap();
         let api: Api<BundleDeployment> = Api::namespaced(up.client.clone(), &ns);
         api.create(&PostParams::default(), &obj).await.unwrap();
@@ -566,6 +575,8 @@ async fn status_is_aggregated_from_bundle_deployments() {
         let s = g.status.clone().unwrap_or_default();
         if s.base.display.ready_bundle_deployments == "1/2"
             && s.base.per_cluster_resource_counts.len() == 2
+            && s.base.resource_counts.desired_ready == 2
+            && s.base.resource_counts.not_ready == 1
         {
             Ok(g)
         } else {

@@ -61,38 +61,9 @@ pub fn set_error_condition(
 }
 
 /// Fleet's `ReadyMessage` for the GitRepo Ready condition (non-ready deployments referred to
-/// as `Bundle <name>`): per non-ready state `<State>(<n>) [Bundle <bd>: <message>]` and up to
-/// four modified / non-ready resource lines of that deployment, sorted, joined by `"; "`.
-/// Kept here until the shared formatter of `crate::summary` is committed.
+/// as `Bundle <name>`), shared with the other status writers.
 pub fn ready_message(summary: &BundleSummary) -> String {
-    use fleet_api::BundleState;
-    let mut parts: Vec<String> = Vec::new();
-    for state in BundleState::ALL {
-        if state == BundleState::Ready || summary.count(state) <= 0 {
-            continue;
-        }
-        let Some(first) = summary
-            .non_ready_resources
-            .iter()
-            .find(|r| r.state == Some(state))
-        else {
-            continue;
-        };
-        let detail = if first.message.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", first.message)
-        };
-        parts.push(format!(
-            "{state}({}) [Bundle {}{detail}]",
-            summary.count(state),
-            first.name
-        ));
-        parts.extend(first.modified_status.iter().take(4).map(|m| m.to_string()));
-        parts.extend(first.non_ready_status.iter().take(4).map(|m| m.to_string()));
-    }
-    parts.sort();
-    parts.join("; ")
+    crate::summary::ready_message(summary)
 }
 
 /// What one reconcile learned about the repository.
