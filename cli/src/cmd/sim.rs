@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use fleet_cli::system::{ClusterSpec, SimSystem, SystemOptions};
 use fleet_simulator::{SimConfig, Simulator};
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +53,9 @@ struct UpArgs {
     /// Serve plain HTTP instead of HTTPS (debugging; requests without a token act as the admin)
     #[arg(long)]
     plain_http: bool,
+    /// Only the API servers: no controller, no agents, no Cluster objects
+    #[arg(long)]
+    bare: bool,
 }
 
 pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
@@ -138,17 +142,38 @@ async fn store_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
-    let sim = Simulator::new(SimConfig {
-        seed: args.seed,
-        ..SimConfig::default()
-    });
-    let upstream = sim.add_cluster("upstream")?;
-    upstream
-        .install_crds(&fleet_api::crds::all())
-        .context("installing Fleet's CRDs in the upstream cluster")?;
-    for i in 1..=args.clusters {
-        sim.add_cluster(&format!("sim-{i}"))?;
-    }
+    let names: Vec<String> = (1..=args.clusters).map(|i| format!("sim-{i}")).collect();
+    let (sim, upstream, system) = if args.bare {
+        let sim = Simulator::new(SimConfig {
+            seed: args.seed,
+            ..SimConfig::default()
+        });
+        let upstream = sim.add_cluster("upstream")?;
+        upstream
+            .install_crds(&fleet_api::crds::all())
+            .context("installing Fleet's CRDs in the upstream cluster")?;
+        for name in &names {
+            sim.add_cluster(name)?;
+        }
+        (sim, upstream, None)
+    } else {
+        let system = SimSystem::start(SystemOptions {
+            seed: args.seed,
+            ..SystemOptions::default()
+        })
+        .await
+        .context("starting the upstream cluster and the controller")?;
+        let specs: Vec<ClusterSpec> = names.iter().map(|n| ClusterSpec::new(n)).collect();
+        system
+            .add_clusters(&specs)
+            .await
+            .context("registering the simulated clusters and starting their agents")?;
+        (
+            system.simulator().clone(),
+            system.upstream().clone(),
+            Some(system),
+        )
+    };
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let server = sim
         .serve_with(
@@ -170,8 +195,13 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
+    let running = if system.is_some() {
+        format!("controller and {} agents running", args.clusters)
+    } else {
+        "API servers only".to_string()
+    };
     println!(
-        "fleet sim ready: upstream + {} clusters on {} (kubeconfigs in {}); try: kubectl --kubeconfig {} get nodes",
+        "fleet sim ready: upstream + {} clusters on {} ({running}; kubeconfigs in {}); try: kubectl --kubeconfig {} get clusters.fleet.cattle.io -A",
         args.clusters,
         server.base_url(),
         args.dir.display(),
@@ -179,6 +209,9 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     );
     wait_for_signal().await?;
     eprintln!("fleet sim: stopping");
+    if let Some(system) = system {
+        system.shutdown().await;
+    }
     server.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
