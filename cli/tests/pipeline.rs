@@ -484,7 +484,7 @@ async fn missing_cluster_label_is_a_targeting_error_naming_the_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_repository_is_reported_and_nothing_deployed_is_lost() {
+async fn broken_charts_and_unreachable_repositories_are_reported_and_nothing_deployed_is_lost() {
     let repo = GitFixture::new();
     repo.write("good/fleet.yaml", "defaultNamespace: good\n");
     repo.write(
@@ -501,10 +501,46 @@ async fn an_unreachable_repository_is_reported_and_nothing_deployed_is_lost() {
     .await;
     wait_gitrepo_ready(&system, "mixed", &first, 3).await;
 
-    // (A broken chart or fleet.yaml is covered where it fails: agent/tests/agent.rs
-    // `broken_chart_reports_deployed_false_and_keeps_objects` and controller/tests/gitops.rs
-    // `a_broken_fleet_yaml_keeps_the_deployed_bundles`.)
+    // A broken chart arrives: the GitRepo says which bundle failed and why; what is
+    // deployed stays.
+    repo.write("broken/fleet.yaml", "defaultNamespace: broken\n");
+    repo.write(
+        "broken/Chart.yaml",
+        "apiVersion: v2\nname: broken\nversion: 0.1.0\n",
+    );
+    repo.write(
+        "broken/templates/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.name | required \"name is required\" }}\n",
+    );
+    let second = repo.commit("broken chart");
     let good = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "good", "namespace": "good"}});
+    eventually(
+        180,
+        "the broken chart to be reported on the GitRepo",
+        || async {
+            let v = gitrepo_json(&system, "mixed").await;
+            let ready = condition(&v, "Ready").cloned().unwrap_or_default();
+            let msg = ready["message"].as_str().unwrap_or_default();
+            if v["status"]["commit"] == second.as_str()
+                && ready["status"] == "False"
+                && msg.contains("mixed-broken")
+                && msg.contains("name is required")
+            {
+                Ok(())
+            } else {
+                Err(v["status"].to_string())
+            }
+        },
+    )
+    .await;
+    for (cluster, _) in ENVS {
+        let client = system.cluster_client(cluster).expect("cluster");
+        assert!(
+            live(&client, &good).await.is_some(),
+            "good/good must stay on {cluster}"
+        );
+    }
+
     // The repository becomes unreachable: GitPolling says so, naming the repo.
     let url = repo.url();
     Api::<GitRepo>::namespaced(system.upstream_client(), CLUSTERS_NAMESPACE)
