@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,7 +10,6 @@ use fleet_agent::{Agent, AgentConfig};
 use fleet_api::Cluster;
 use kube::api::Api;
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
@@ -102,32 +100,13 @@ async fn run_async(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     config.checkin_interval = Duration::from_secs(args.checkin_interval.max(1));
     let mut registry = Registry::default();
     let agent = Agent::new(upstream, downstream, config, &mut registry);
-    let registry = Arc::new(Mutex::new(registry));
-    let shutdown = CancellationToken::new();
-    let metrics = tokio::spawn(fleet_cli::metrics::serve(
-        args.metrics_addr,
-        registry,
-        shutdown.clone(),
-    ));
-    let signal_token = shutdown.clone();
-    tokio::spawn(async move {
-        if super::signal::wait().await.is_ok() {
-            eprintln!("fleet agent: stopping");
-        }
-        signal_token.cancel();
-    });
     eprintln!(
         "fleet agent: cluster {}/{} watching {} (metrics on http://{}/metrics)",
         args.cluster_namespace, args.cluster_name, deployments_namespace, args.metrics_addr
     );
-    let result = agent.run(shutdown.clone()).await;
-    shutdown.cancel();
-    if let Ok(Err(err)) = metrics.await {
-        eprintln!(
-            "fleet agent: metrics server on {}: {err}",
-            args.metrics_addr
-        );
-    }
-    result.context("agent")?;
+    super::signal::run_with_metrics("fleet agent", args.metrics_addr, registry, |shutdown| {
+        agent.run(shutdown)
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,13 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use fleet_controller::{Controller, ControllerConfig};
 use prometheus_client::registry::Registry;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -64,32 +62,16 @@ async fn run_async(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
     };
     let mut registry = Registry::default();
     let controller = Controller::new(client, config, &mut registry);
-    let registry = Arc::new(Mutex::new(registry));
-    let shutdown = CancellationToken::new();
-    let metrics = tokio::spawn(fleet_cli::metrics::serve(
-        args.metrics_addr,
-        registry,
-        shutdown.clone(),
-    ));
-    let signal_token = shutdown.clone();
-    tokio::spawn(async move {
-        if super::signal::wait().await.is_ok() {
-            eprintln!("fleet controller: stopping");
-        }
-        signal_token.cancel();
-    });
     eprintln!(
         "fleet controller: running (metrics on http://{}/metrics)",
         args.metrics_addr
     );
-    let result = controller.run(shutdown.clone()).await;
-    shutdown.cancel();
-    if let Ok(Err(err)) = metrics.await {
-        eprintln!(
-            "fleet controller: metrics server on {}: {err}",
-            args.metrics_addr
-        );
-    }
-    result.context("controller")?;
+    super::signal::run_with_metrics(
+        "fleet controller",
+        args.metrics_addr,
+        registry,
+        |shutdown| controller.run(shutdown),
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }

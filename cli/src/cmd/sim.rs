@@ -207,7 +207,7 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         args.dir.display(),
         upstream_config.display()
     );
-    wait_for_signal().await?;
+    super::signal::wait().await?;
     eprintln!("fleet sim: stopping");
     if let Some(system) = system {
         system.shutdown().await;
@@ -228,22 +228,5 @@ fn remove_stale_kubeconfigs(dir: &Path) -> anyhow::Result<()> {
                 .with_context(|| format!("removing stale kubeconfig {}", path.display()))?;
         }
     }
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("listening for SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("listening for Ctrl-C")?,
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("listening for Ctrl-C")?;
     Ok(())
 }
