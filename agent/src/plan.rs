@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use fleet_api::consts;
 use fleet_api::{BundleDeployment, BundleRef};
 use fleet_bundle::target::Selector;
+use fleet_helm::render::INSTALL_ORDER;
 use serde_json::Value;
 
 use crate::monitor::ObjectKey;
@@ -171,46 +172,6 @@ pub fn ownership(live: &Value, release_name: &str, release_namespace: &str) -> O
         Ownership::Other(format!("{namespace}/{name}"))
     }
 }
-
-/// Helm's install order (`releaseutil.InstallOrder`): kinds that others depend on first.
-const INSTALL_ORDER: &[&str] = &[
-    "PriorityClass",
-    "Namespace",
-    "NetworkPolicy",
-    "ResourceQuota",
-    "LimitRange",
-    "PodSecurityPolicy",
-    "PodDisruptionBudget",
-    "ServiceAccount",
-    "Secret",
-    "SecretList",
-    "ConfigMap",
-    "StorageClass",
-    "PersistentVolume",
-    "PersistentVolumeClaim",
-    "CustomResourceDefinition",
-    "ClusterRole",
-    "ClusterRoleList",
-    "ClusterRoleBinding",
-    "ClusterRoleBindingList",
-    "Role",
-    "RoleList",
-    "RoleBinding",
-    "RoleBindingList",
-    "Service",
-    "DaemonSet",
-    "Pod",
-    "ReplicationController",
-    "ReplicaSet",
-    "Deployment",
-    "HorizontalPodAutoscaler",
-    "StatefulSet",
-    "Job",
-    "CronJob",
-    "IngressClass",
-    "Ingress",
-    "APIService",
-];
 
 /// Sorts objects into Helm's install order (stable; unknown kinds last).
 pub fn install_order(objects: &mut [Value]) {
