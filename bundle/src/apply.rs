@@ -97,36 +97,7 @@ pub fn build_bundles(
             collect_bundle_folders(&root, &root, &mut folders)?;
             for folder in folders {
                 let path = path_string(&folder);
-                let name = names::bundle_name(repo_name, &path);
-                let read = bundlereader::read_bundle(&name, &folder, opts).map_err(|source| {
-                    ApplyError::Read {
-                        bundle: name.clone(),
-                        path: path.clone(),
-                        source: Box::new(source),
-                    }
-                })?;
-                built.warnings.extend(read.warnings);
-                if read.bundle.spec.resources.is_empty() {
-                    built.empty.push(path);
-                    continue;
-                }
-                let mut bundle = read.bundle;
-                bundle.metadata.namespace = Some(namespace.to_string());
-                let image_scans = read
-                    .image_scans
-                    .into_iter()
-                    .map(|mut s| {
-                        if let Some(meta) = objects::metadata_mut(&mut s) {
-                            meta.insert("namespace".into(), Value::String(namespace.to_string()));
-                        }
-                        s
-                    })
-                    .collect();
-                built.bundles.push(BuiltBundle {
-                    path,
-                    bundle,
-                    image_scans,
-                });
+                add_bundle(&mut built, &folder, path, repo_name, namespace, opts)?;
             }
         }
     }
@@ -161,36 +132,7 @@ pub fn build_bundles_in(
             for folder in folders {
                 let relative = folder.strip_prefix(root).unwrap_or(&folder);
                 let path = path_string(relative);
-                let name = names::bundle_name(repo_name, &path);
-                let read = bundlereader::read_bundle(&name, &folder, opts).map_err(|source| {
-                    ApplyError::Read {
-                        bundle: name.clone(),
-                        path: path.clone(),
-                        source: Box::new(source),
-                    }
-                })?;
-                built.warnings.extend(read.warnings);
-                if read.bundle.spec.resources.is_empty() {
-                    built.empty.push(path);
-                    continue;
-                }
-                let mut bundle = read.bundle;
-                bundle.metadata.namespace = Some(namespace.to_string());
-                let image_scans = read
-                    .image_scans
-                    .into_iter()
-                    .map(|mut s| {
-                        if let Some(meta) = objects::metadata_mut(&mut s) {
-                            meta.insert("namespace".into(), Value::String(namespace.to_string()));
-                        }
-                        s
-                    })
-                    .collect();
-                built.bundles.push(BuiltBundle {
-                    path,
-                    bundle,
-                    image_scans,
-                });
+                add_bundle(&mut built, &folder, path, repo_name, namespace, opts)?;
             }
         }
     }
@@ -198,6 +140,48 @@ pub fn build_bundles_in(
         return Err(ApplyError::NothingToDeploy { paths: base_dirs });
     }
     Ok(built)
+}
+
+/// Reads the bundle folder `folder` (shown as `path`) and adds it to `built`, or to
+/// `built.empty` when it has no resources.
+fn add_bundle(
+    built: &mut Built,
+    folder: &Path,
+    path: String,
+    repo_name: &str,
+    namespace: &str,
+    opts: &ReadOptions,
+) -> Result<(), ApplyError> {
+    let name = names::bundle_name(repo_name, &path);
+    let read =
+        bundlereader::read_bundle(&name, folder, opts).map_err(|source| ApplyError::Read {
+            bundle: name.clone(),
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+    built.warnings.extend(read.warnings);
+    if read.bundle.spec.resources.is_empty() {
+        built.empty.push(path);
+        return Ok(());
+    }
+    let mut bundle = read.bundle;
+    bundle.metadata.namespace = Some(namespace.to_string());
+    let image_scans = read
+        .image_scans
+        .into_iter()
+        .map(|mut s| {
+            if let Some(meta) = objects::metadata_mut(&mut s) {
+                meta.insert("namespace".into(), Value::String(namespace.to_string()));
+            }
+            s
+        })
+        .collect();
+    built.bundles.push(BuiltBundle {
+        path,
+        bundle,
+        image_scans,
+    });
+    Ok(())
 }
 
 /// The folders under `root` matching `pattern` (Go's `filepath.Glob`, a leading `/` meaning
