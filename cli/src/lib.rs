@@ -3,5 +3,6 @@
 //! simulator; [`metrics`] serves a Prometheus registry over HTTP.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bench;
 pub mod metrics;
 pub mod system;

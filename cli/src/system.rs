@@ -90,6 +90,11 @@ pub struct SystemOptions {
     pub agent_workers: usize,
     /// How long to wait for the controller to assign a new cluster its namespace.
     pub cluster_namespace_timeout: Duration,
+    /// Runtime the controller runs on (default: the caller's), so its CPU time can be told
+    /// apart from the agents' (`fleet sim bench`).
+    pub controller_runtime: Option<tokio::runtime::Handle>,
+    /// Runtime the agents run on (default: the caller's).
+    pub agent_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Default for SystemOptions {
@@ -102,6 +107,8 @@ impl Default for SystemOptions {
             agent_checkin_interval: Duration::from_secs(60),
             agent_workers: 4,
             cluster_namespace_timeout: Duration::from_secs(120),
+            controller_runtime: None,
+            agent_runtime: None,
         }
     }
 }
@@ -116,6 +123,16 @@ impl Running {
         self.shutdown.cancel();
         // A task that already ended (or panicked) has nothing left to stop.
         let _ = self.task.await;
+    }
+}
+
+fn spawn_on<F>(runtime: Option<&tokio::runtime::Handle>, task: F) -> JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    match runtime {
+        Some(handle) => handle.spawn(task),
+        None => tokio::spawn(task),
     }
 }
 
@@ -228,7 +245,7 @@ impl SimSystem {
         };
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let task = tokio::spawn(async move {
+        let task = spawn_on(self.options.controller_runtime.as_ref(), async move {
             if let Err(err) = controller.run(token).await {
                 tracing::error!(error = %err, "controller stopped");
             }
@@ -340,7 +357,7 @@ impl SimSystem {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let cluster = name.to_string();
-        let task = tokio::spawn(async move {
+        let task = spawn_on(self.options.agent_runtime.as_ref(), async move {
             if let Err(err) = agent.run(token).await {
                 tracing::error!(cluster = %cluster, error = %err, "agent stopped");
             }

@@ -91,6 +91,9 @@ pub use transport::{InProcessService, ServeHandle, ServeOptions};
 use behaviour::{Action, ChangeKind, ClusterBehaviour, ObjectChange, ObjectView, Profile};
 use faults::{Decision, FaultInjector, FaultPlan, RequestInfo};
 
+/// Requests by (verb, resource).
+type RequestCounts = std::collections::HashMap<&'static str, std::collections::HashMap<String, u64>>;
+
 /// Errors of the simulator's own operations (API errors are [`ApiError`]s).
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -325,6 +328,8 @@ pub(crate) struct ClusterInner {
     wake: Arc<tokio::sync::Notify>,
     driver: Mutex<Option<tokio::task::AbortHandle>>,
     requests: AtomicU64,
+    /// Requests by verb and resource (`bundledeployments.fleet.cattle.io`), for benchmarks.
+    request_counts: Mutex<RequestCounts>,
 }
 
 impl std::fmt::Debug for ClusterInner {
@@ -351,8 +356,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ClusterInner {
-    pub(crate) fn count_request(&self) {
+    pub(crate) fn count_request(&self, verb: &'static str, resource: &str) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut counts = lock(&self.request_counts);
+        let by_resource = counts.entry(verb).or_default();
+        if let Some(n) = by_resource.get_mut(resource) {
+            *n += 1;
+        } else {
+            by_resource.insert(resource.to_string(), 1);
+        }
     }
 
     pub(crate) fn decide(&self, verb: &str, resource: &str, is_watch: bool) -> Decision {
@@ -649,6 +661,7 @@ impl SimCluster {
             wake: Arc::new(tokio::sync::Notify::new()),
             driver: Mutex::new(None),
             requests: AtomicU64::new(0),
+            request_counts: Mutex::new(RequestCounts::default()),
         });
         inner.state.add_observer(Arc::new(BehaviourObserver {
             cluster: Arc::downgrade(&inner),
@@ -737,6 +750,25 @@ impl SimCluster {
     /// Needs a tokio runtime.
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.service(), "default")
+    }
+
+    /// Requests served so far by verb (`get`, `list`, `watch`, `create`, `update`, `patch`,
+    /// `delete`, `deletecollection`) and resource (`bundledeployments.fleet.cattle.io`, `pods`, or
+    /// the path of a non-resource request).
+    pub fn request_counts(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        lock(&self.inner.request_counts)
+            .iter()
+            .flat_map(|(verb, by_resource)| {
+                by_resource
+                    .iter()
+                    .map(move |(resource, n)| ((verb.to_string(), resource.clone()), *n))
+            })
+            .collect()
+    }
+
+    /// How much this cluster stores: objects, their JSON size, and the largest one.
+    pub fn storage_sizes(&self) -> store::StorageSizes {
+        self.inner.state.lock().storage_sizes()
     }
 
     pub fn stats(&self) -> StoreStats {

@@ -63,6 +63,14 @@ pub struct StoreStats {
     pub requests: u64,
 }
 
+/// What a cluster stores (see [`StoreState::storage_sizes`]).
+#[derive(Debug, Clone, Default)]
+pub struct StorageSizes {
+    pub objects: usize,
+    pub bytes: u64,
+    pub largest: Option<(String, String, u64)>,
+}
+
 #[derive(Debug)]
 pub struct StoreState {
     resource_version: u64,
@@ -173,6 +181,28 @@ impl StoreState {
         }
         out.sort();
         out
+    }
+
+    /// Objects stored, their total size as JSON, and the largest one
+    /// (`(group-resource, namespace/name, bytes)`).
+    pub fn storage_sizes(&self) -> StorageSizes {
+        let mut sizes = StorageSizes::default();
+        for (gr, map) in &self.objects {
+            for ((ns, name), obj) in map {
+                let bytes = serde_json::to_vec(obj.as_ref()).map_or(0, |v| v.len() as u64);
+                sizes.objects += 1;
+                sizes.bytes += bytes;
+                if sizes.largest.as_ref().is_none_or(|l| l.2 < bytes) {
+                    let key = if ns.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{ns}/{name}")
+                    };
+                    sizes.largest = Some((gr.to_string(), key, bytes));
+                }
+            }
+        }
+        sizes
     }
 
     /// Every object of one resource (all namespaces).

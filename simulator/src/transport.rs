@@ -111,10 +111,10 @@ pub(crate) async fn serve_cluster(
     cluster: &Arc<ClusterInner>,
     req: Request<Bytes>,
 ) -> Response<Body> {
-    cluster.count_request();
     let mut ctx = RequestContext::default();
     let decision = {
         let (verb, resource, is_watch) = verb_of(&req);
+        cluster.count_request(verb, &resource);
         cluster.decide(verb, &resource, is_watch)
     };
     match decision {

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use fleet_cli::bench;
 use fleet_cli::system::{ClusterSpec, SimSystem, SystemOptions};
 use fleet_simulator::{SimConfig, Simulator};
 
@@ -28,12 +29,51 @@ struct BenchArgs {
     /// Measure only the object store (no controller, no agents)
     #[arg(long)]
     store_only: bool,
-    /// How long to write, in seconds
+    /// With --store-only: how long to write, in seconds
     #[arg(long, default_value_t = 5)]
     seconds: u64,
-    /// Spread the writes over this many clusters
-    #[arg(long, default_value_t = 1)]
+    /// Simulated downstream clusters (with --store-only: spread the writes over this many)
+    #[arg(long, default_value_t = 100)]
     clusters: usize,
+    /// Bundles, one folder each in a generated git repository
+    #[arg(long, default_value_t = 10)]
+    bundles: usize,
+    /// ConfigMaps in each bundle
+    #[arg(long, default_value_t = 3)]
+    resources_per_bundle: usize,
+    /// GitRepos the bundles are spread over
+    #[arg(long, default_value_t = 1)]
+    gitrepos: usize,
+    /// Seed of the simulator and the controller's jitter
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Behaviour of the simulated clusters: fast, realistic or chaos
+    #[arg(long, default_value = "fast")]
+    profile: String,
+    /// Write the report as JSON here
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Write the report as a self-contained HTML page (SVG plots) here
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Run once per cluster count (e.g. 100,1000,10000) and fit the growth exponent
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<usize>,
+    /// No progress bar (CI)
+    #[arg(long)]
+    quiet: bool,
+    /// Give up on a stage after this many seconds
+    #[arg(long, default_value_t = 1800)]
+    stage_timeout: u64,
+    /// Seconds to watch the idle fleet for needless status writes
+    #[arg(long, default_value_t = 3)]
+    idle_seconds: u64,
+    /// Worker threads of the controller's runtime
+    #[arg(long, default_value_t = 2)]
+    controller_threads: usize,
+    /// Worker threads of the agents' runtime
+    #[arg(long, default_value_t = 2)]
+    agent_threads: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,77 +108,117 @@ pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
             runtime.block_on(sim_up(up))
         }
         SimCommand::Bench(bench) => {
-            if !bench.store_only {
-                anyhow::bail!(
-                    "`fleet sim bench` needs --store-only until the controller joins the simulator"
-                );
+            if bench.store_only {
+                return store_bench(bench);
             }
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(store_bench(bench))
+            fleet_bench(bench)
         }
     }
 }
 
 /// Creates then updates ConfigMaps as fast as one thread can, through the full write path
 /// (validation, field ownership, history), and prints writes per second.
-async fn store_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
-    let sim = Simulator::new(SimConfig {
-        profile: None,
-        ..SimConfig::default()
-    });
-    let clusters: Vec<_> = (1..=args.clusters.max(1))
-        .map(|i| sim.add_cluster(&format!("bench-{i}")))
-        .collect::<Result<_, _>>()?;
-    let start = std::time::Instant::now();
-    let deadline = start + std::time::Duration::from_secs(args.seconds.max(1));
-    let mut writes: u64 = 0;
-    while std::time::Instant::now() < deadline {
-        for _ in 0..100 {
-            let cluster = &clusters[(writes as usize) % clusters.len()];
-            let name = format!("cm-{}", writes % 1000);
-            let obj = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": name, "namespace": "default"}, "data": {"n": writes.to_string()}});
-            let info = cluster
-                .state()
-                .resolve("v1", "ConfigMap")
-                .context("ConfigMap is not served")?;
-            let target = fleet_simulator::cluster::Target {
-                info,
-                version: "v1".into(),
-                namespace: Some("default".into()),
-                name: Some(name),
-                subresource: None,
-            };
-            let opts = fleet_simulator::cluster::WriteOptions {
-                field_manager: Some("bench".into()),
-                force: true,
-                ..Default::default()
-            };
-            cluster
-                .state()
-                .patch(
-                    &target,
-                    fleet_simulator::cluster::PatchType::Apply,
-                    obj.to_string().as_bytes(),
-                    &opts,
-                )
-                .map_err(|e| anyhow::anyhow!("store bench write failed: {e}"))?;
-            writes += 1;
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
-    let stats = sim.stats();
+fn store_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let rate = bench::measure_store_write_rate(
+        std::time::Duration::from_secs(args.seconds.max(1)),
+        args.clusters.max(1),
+    )?;
     println!(
-        "store writes: {writes} in {secs:.2}s = {:.0} writes/s across {} cluster(s) (server-side apply; {} objects, {} store writes)",
-        writes as f64 / secs,
-        clusters.len(),
-        stats.objects,
-        stats.writes
+        "store writes: {rate:.0} writes/s across {} cluster(s) (server-side apply)",
+        args.clusters.max(1)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on stderr.
+struct BarProgress {
+    bar: indicatif::ProgressBar,
+}
+
+impl bench::Progress for BarProgress {
+    fn phase(&self, name: &str, total: u64) {
+        self.bar.set_length(total);
+        self.bar.set_position(0);
+        self.bar.set_message(name.to_string());
+    }
+    fn set(&self, done: u64) {
+        self.bar.set_position(done);
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+fn fleet_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let config = bench::BenchConfig {
+        clusters: args.clusters,
+        bundles: args.bundles,
+        resources_per_bundle: args.resources_per_bundle,
+        gitrepos: args.gitrepos,
+        seed: args.seed,
+        profile: args.profile.clone(),
+        idle: std::time::Duration::from_secs(args.idle_seconds),
+        stage_timeout: std::time::Duration::from_secs(args.stage_timeout.max(1)),
+        controller_threads: args.controller_threads,
+        agent_threads: args.agent_threads,
+        ..bench::BenchConfig::default()
+    };
+    // Every size is checked before any work starts.
+    if args.sweep.is_empty() {
+        config.validate()?;
+    } else {
+        for size in &args.sweep {
+            bench::BenchConfig {
+                clusters: *size,
+                ..config.clone()
+            }
+            .validate()
+            .with_context(|| format!("--sweep size {size}"))?;
+        }
+    }
+    let progress: Box<dyn bench::Progress> = if args.quiet {
+        Box::new(bench::NoProgress)
+    } else {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:40}] {pos}/{len} {msg}",
+            )
+            .context("building the progress bar")?
+            .progress_chars("=> "),
+        );
+        Box::new(BarProgress { bar })
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("fleet-bench")
+        .build()
+        .context("starting the async runtime")?;
+    let report = runtime.block_on(async {
+        if args.sweep.is_empty() {
+            bench::run(&config, progress.as_ref()).await
+        } else {
+            bench::run_sweep(&config, &args.sweep, progress.as_ref()).await
+        }
+    })?;
+    runtime.shutdown_background();
+    print!("{}", bench::report::summary_text(&report));
+    if let Some(path) = &args.report {
+        let json = serde_json::to_string_pretty(&report).context("encoding the report")?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing the report to {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, bench::html::render(&report))
+            .with_context(|| format!("writing the HTML report to {}", path.display()))?;
+    }
+    let all_ready = report.bundle_deployments.ready == report.bundle_deployments.expected
+        && report.bundle_deployments.ready_after_update == report.bundle_deployments.expected;
+    Ok(if all_ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {

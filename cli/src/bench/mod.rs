@@ -1,0 +1,1077 @@
+//! `fleet sim bench`: the production controller and agents against a simulated fleet, driven
+//! through Fleet's benchmark stages (GitRepo → Bundle, Bundle → BundleDeployment,
+//! BundleDeployment → Ready, then one update rolled to every cluster), with per-object
+//! timestamps, API load, storage, CPU and memory in one report.
+//!
+//! The controller and the agents run on their own runtimes with named worker threads, so their
+//! CPU time is measured apart from the simulator's (which serves their requests in-process on
+//! the caller's thread, so API serving cost counts towards the caller).
+
+pub mod html;
+pub mod process;
+pub mod recorder;
+pub mod report;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use fleet_api::GitRepo;
+use fleet_simulator::behaviour::Profile;
+use fleet_simulator::{SimConfig, Simulator};
+use kube::api::{Api, PostParams};
+use tokio_util::sync::CancellationToken;
+
+use crate::system::{CLUSTERS_NAMESPACE, ClusterSpec, SimSystem, SystemError, SystemOptions};
+use recorder::Recorder;
+use report::{BenchReport, SweepPoint};
+
+/// Namespace of the benchmark's GitRepos and Bundles.
+pub const BENCH_NAMESPACE: &str = CLUSTERS_NAMESPACE;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub clusters: usize,
+    pub bundles: usize,
+    pub resources_per_bundle: usize,
+    pub gitrepos: usize,
+    pub seed: u64,
+    /// `fast`, `realistic` or `chaos`.
+    pub profile: String,
+    /// How long to watch the idle fleet for status writes after everything is Ready.
+    pub idle: Duration,
+    /// How long the raw store write rate is measured.
+    pub store_measure: Duration,
+    /// Give up on a stage after this long.
+    pub stage_timeout: Duration,
+    /// Worker threads of the controller's and of the agents' runtimes.
+    pub controller_threads: usize,
+    pub agent_threads: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            clusters: 100,
+            bundles: 10,
+            resources_per_bundle: 3,
+            gitrepos: 1,
+            seed: 0,
+            profile: "fast".into(),
+            idle: Duration::from_secs(3),
+            store_measure: Duration::from_secs(2),
+            stage_timeout: Duration::from_secs(1800),
+            controller_threads: 2,
+            agent_threads: 2,
+        }
+    }
+}
+
+/// Largest sizes a single run accepts; far beyond what fits in memory anyway, so the message
+/// comes before an allocation fails.
+const MAX_CLUSTERS: usize = 1_000_000;
+const MAX_BUNDLES: usize = 100_000;
+const MAX_RESOURCES_PER_BUNDLE: usize = 10_000;
+
+/// Memory one BundleDeployment costs end to end (the BD and its copies in watch caches
+/// upstream, the agent's state), measured on 500 × 50 runs, rounded up.
+const BYTES_PER_BUNDLE_DEPLOYMENT: u64 = 48 * 1024;
+/// Each deployed resource downstream (the object, its managed fields, the agent's cache).
+const BYTES_PER_DEPLOYED_RESOURCE: u64 = 12 * 1024;
+/// One simulated cluster with its agent (store, behaviour, nodes, watches, runtime tasks).
+const BYTES_PER_CLUSTER: u64 = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("invalid benchmark size: {0}")]
+    Invalid(String),
+    #[error(
+        "a fleet of {clusters} clusters × {bundles} bundles × {resources} resources needs about {need_gib:.1} GiB of memory, but only {have_gib:.1} GiB is available; lower --clusters, --bundles or --resources-per-bundle"
+    )]
+    TooBig {
+        clusters: usize,
+        bundles: usize,
+        resources: usize,
+        need_gib: f64,
+        have_gib: f64,
+    },
+    #[error("unknown profile {0:?} (expected fast, realistic or chaos)")]
+    UnknownProfile(String),
+    #[error("preparing the benchmark's git repository in {path}: {message}")]
+    Git { path: PathBuf, message: String },
+    #[error("starting the simulated fleet: {0}")]
+    System(#[from] SystemError),
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(
+        "stage {stage} did not finish within {seconds}s: {done} of {expected} {what} (the report so far is in the error log)"
+    )]
+    Timeout {
+        stage: &'static str,
+        seconds: u64,
+        done: usize,
+        expected: usize,
+        what: &'static str,
+    },
+    #[error("simulator: {0}")]
+    Simulator(#[from] fleet_simulator::SimError),
+}
+
+impl BenchConfig {
+    /// Rejects sizes that make no sense or cannot fit, before any work starts.
+    pub fn validate(&self) -> Result<(), BenchError> {
+        let positive = [
+            ("--clusters", self.clusters),
+            ("--bundles", self.bundles),
+            ("--resources-per-bundle", self.resources_per_bundle),
+            ("--gitrepos", self.gitrepos),
+        ];
+        for (flag, value) in positive {
+            if value == 0 {
+                return Err(BenchError::Invalid(format!("{flag} must be at least 1")));
+            }
+        }
+        for (flag, value, max) in [
+            ("--clusters", self.clusters, MAX_CLUSTERS),
+            ("--bundles", self.bundles, MAX_BUNDLES),
+            (
+                "--resources-per-bundle",
+                self.resources_per_bundle,
+                MAX_RESOURCES_PER_BUNDLE,
+            ),
+        ] {
+            if value > max {
+                return Err(BenchError::Invalid(format!(
+                    "{flag} {value} is beyond what one machine can simulate (at most {max})"
+                )));
+            }
+        }
+        if self.gitrepos > self.bundles {
+            return Err(BenchError::Invalid(format!(
+                "--gitrepos {} is more than --bundles {}: every GitRepo needs at least one bundle",
+                self.gitrepos, self.bundles
+            )));
+        }
+        profile_named(&self.profile)?;
+        let need = self.estimated_memory_bytes();
+        if let Some(have) = process::available_memory_bytes()
+            && need > have
+        {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            return Err(BenchError::TooBig {
+                clusters: self.clusters,
+                bundles: self.bundles,
+                resources: self.resources_per_bundle,
+                need_gib: gib(need),
+                have_gib: gib(have),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn bundle_deployments(&self) -> usize {
+        self.clusters.saturating_mul(self.bundles)
+    }
+
+    /// A rough upper estimate of the run's peak memory.
+    pub fn estimated_memory_bytes(&self) -> u64 {
+        let bds = self.bundle_deployments() as u64;
+        let resources = bds.saturating_mul(self.resources_per_bundle as u64);
+        bds.saturating_mul(BYTES_PER_BUNDLE_DEPLOYMENT)
+            .saturating_add(resources.saturating_mul(BYTES_PER_DEPLOYED_RESOURCE))
+            .saturating_add((self.clusters as u64).saturating_mul(BYTES_PER_CLUSTER))
+    }
+}
+
+fn profile_named(name: &str) -> Result<Profile, BenchError> {
+    match name {
+        "fast" => Ok(Profile::fast()),
+        "realistic" => Ok(Profile::realistic()),
+        "chaos" => Ok(Profile::chaos()),
+        other => Err(BenchError::UnknownProfile(other.to_string())),
+    }
+}
+
+/// Progress callbacks, so the command can draw a bar and tests can stay quiet.
+pub trait Progress: Send + Sync {
+    /// A new phase with `total` steps (0: unknown).
+    fn phase(&self, name: &str, total: u64);
+    fn set(&self, done: u64);
+    fn finish(&self);
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn phase(&self, _: &str, _: u64) {}
+    fn set(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// Measures the simulator's store alone: server-side applies of ConfigMaps through the full
+/// write path, as fast as one thread can. Every throughput in the report is also given as a
+/// fraction of this.
+pub fn measure_store_write_rate(duration: Duration, clusters: usize) -> Result<f64, BenchError> {
+    let sim = Simulator::new(SimConfig {
+        profile: None,
+        ..SimConfig::default()
+    });
+    let clusters: Vec<_> = (1..=clusters.max(1))
+        .map(|i| sim.add_cluster(&format!("store-{i}")))
+        .collect::<Result<_, _>>()?;
+    let start = Instant::now();
+    let deadline = start + duration.max(Duration::from_millis(100));
+    let mut writes: u64 = 0;
+    while Instant::now() < deadline {
+        for _ in 0..100 {
+            let cluster = &clusters[(writes as usize) % clusters.len()];
+            let name = format!("cm-{}", writes % 1000);
+            let obj = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "default"}, "data": {"n": writes.to_string()}});
+            let Some(info) = cluster.state().resolve("v1", "ConfigMap") else {
+                return Err(BenchError::Invalid(
+                    "the simulator does not serve ConfigMaps".into(),
+                ));
+            };
+            let target = fleet_simulator::cluster::Target {
+                info,
+                version: "v1".into(),
+                namespace: Some("default".into()),
+                name: Some(name),
+                subresource: None,
+            };
+            let opts = fleet_simulator::cluster::WriteOptions {
+                field_manager: Some("bench".into()),
+                force: true,
+                ..Default::default()
+            };
+            cluster
+                .state()
+                .patch(
+                    &target,
+                    fleet_simulator::cluster::PatchType::Apply,
+                    obj.to_string().as_bytes(),
+                    &opts,
+                )
+                .map_err(|e| BenchError::Invalid(format!("store write failed: {e}")))?;
+            writes += 1;
+        }
+    }
+    Ok(writes as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A git repository with one folder per bundle, each holding `resources` ConfigMaps.
+struct BenchRepo {
+    dir: PathBuf,
+}
+
+impl BenchRepo {
+    fn create(bundles: usize, resources: usize, seed: u64) -> Result<Self, BenchError> {
+        let dir = std::env::temp_dir().join(format!(
+            "fleet-sim-bench-{}-{seed}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| BenchError::Git {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
+        let repo = BenchRepo { dir };
+        repo.git(&["init", "-q", "-b", "main"])?;
+        repo.git(&["config", "user.email", "bench@fleet-rs.invalid"])?;
+        repo.git(&["config", "user.name", "fleet sim bench"])?;
+        repo.git(&["config", "commit.gpgsign", "false"])?;
+        repo.write_bundles(bundles, resources, 0)?;
+        repo.commit("benchmark bundles")?;
+        Ok(repo)
+    }
+
+    fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    fn folder(i: usize) -> String {
+        format!("bundle-{i:05}")
+    }
+
+    fn write_bundles(
+        &self,
+        bundles: usize,
+        resources: usize,
+        revision: u32,
+    ) -> Result<(), BenchError> {
+        for b in 0..bundles {
+            let folder = self.dir.join(Self::folder(b));
+            self.io(std::fs::create_dir_all(&folder), &folder)?;
+            let fleet_yaml = folder.join("fleet.yaml");
+            self.io(
+                std::fs::write(
+                    &fleet_yaml,
+                    format!("defaultNamespace: bench-{b:05}\n"),
+                ),
+                &fleet_yaml,
+            )?;
+            let mut manifest = String::new();
+            for r in 0..resources {
+                manifest.push_str(&format!(
+                    "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{r:04}\ndata:\n  bundle: \"{b}\"\n  revision: \"{revision}\"\n"
+                ));
+            }
+            let path = folder.join("configmaps.yaml");
+            self.io(std::fs::write(&path, manifest), &path)?;
+        }
+        Ok(())
+    }
+
+    fn io<T>(&self, result: std::io::Result<T>, path: &Path) -> Result<T, BenchError> {
+        result.map_err(|e| BenchError::Git {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    fn commit(&self, message: &str) -> Result<(), BenchError> {
+        self.git(&["add", "-A"])?;
+        self.git(&["commit", "-q", "-m", message])
+    }
+
+    fn git(&self, args: &[&str]) -> Result<(), BenchError> {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .map_err(|e| BenchError::Git {
+                path: self.dir.clone(),
+                message: format!("running git {}: {e} (is git installed?)", args.join(" ")),
+            })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(BenchError::Git {
+                path: self.dir.clone(),
+                message: format!(
+                    "git {} failed: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            })
+        }
+    }
+}
+
+impl Drop for BenchRepo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchError {
+    let action = action.into();
+    move |source| BenchError::Kube { action, source }
+}
+
+/// Requests by (verb, resource) of every cluster, upstream apart.
+#[derive(Debug, Clone, Default)]
+struct ApiCounts {
+    upstream: BTreeMap<(String, String), u64>,
+    per_downstream: BTreeMap<String, BTreeMap<(String, String), u64>>,
+}
+
+impl ApiCounts {
+    fn take(sim: &Simulator, upstream: &str) -> Self {
+        let mut counts = ApiCounts::default();
+        for cluster in sim.clusters() {
+            let c = cluster.request_counts();
+            if cluster.name() == upstream {
+                counts.upstream = c;
+            } else {
+                counts.per_downstream.insert(cluster.name().to_string(), c);
+            }
+        }
+        counts
+    }
+
+    /// Upstream writes since `earlier` by `verb resource`.
+    fn upstream_writes_by_resource(&self, earlier: &ApiCounts) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((verb, resource), n) in &self.upstream {
+            let d = n - earlier
+                .upstream
+                .get(&(verb.clone(), resource.clone()))
+                .copied()
+                .unwrap_or(0);
+            if is_write(verb) && d > 0 {
+                out.insert(format!("{verb} {resource}"), d);
+            }
+        }
+        out
+    }
+
+    /// Upstream writes since `earlier`, leaving out some resources (plural names, e.g. `leases`).
+    fn upstream_writes_since(&self, earlier: &ApiCounts, leave_out: &[&str]) -> u64 {
+        self.upstream
+            .iter()
+            .filter(|((verb, resource), _)| {
+                is_write(verb) && !leave_out.contains(&resource.as_str())
+            })
+            .map(|(k, n)| n - earlier.upstream.get(k).copied().unwrap_or(0))
+            .sum()
+    }
+}
+
+fn is_write(verb: &str) -> bool {
+    matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    )
+}
+
+/// Runs one benchmark and returns its report.
+pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchReport, BenchError> {
+    config.validate()?;
+    let profile = profile_named(&config.profile)?;
+
+    progress.phase("measuring the store's raw write rate", 0);
+    let store_rate = measure_store_write_rate(config.store_measure, 1)?;
+
+    let controller_runtime = named_runtime(process::CONTROLLER_THREADS, config.controller_threads)?;
+    let agent_runtime = named_runtime(process::AGENT_THREADS, config.agent_threads)?;
+
+    let mut controller = fleet_controller::ControllerConfig {
+        leader_election: false,
+        jitter_seed: Some(config.seed),
+        default_polling_interval: Duration::from_secs(1),
+        ..fleet_controller::ControllerConfig::default()
+    };
+    controller.git_cache_dir = std::env::temp_dir().join(format!(
+        "fleet-sim-bench-cache-{}-{}",
+        std::process::id(),
+        config.seed
+    ));
+    let options = SystemOptions {
+        seed: config.seed,
+        profile: Some(profile),
+        controller,
+        agent_drift_delay: Duration::from_secs(5),
+        agent_checkin_interval: Duration::from_secs(15 * 60),
+        agent_workers: 4,
+        cluster_namespace_timeout: config.stage_timeout,
+        controller_runtime: Some(controller_runtime.handle().clone()),
+        agent_runtime: Some(agent_runtime.handle().clone()),
+        ..SystemOptions::default()
+    };
+    let result = run_on_system(config, options, store_rate, progress).await;
+    // The runtimes' threads are stopped without waiting for the tasks left on them.
+    controller_runtime.shutdown_background();
+    agent_runtime.shutdown_background();
+    result
+}
+
+fn named_runtime(prefix: &str, threads: usize) -> Result<tokio::runtime::Runtime, BenchError> {
+    let name = prefix.to_string();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name_fn(move || {
+            let prefix = &name;
+            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{prefix}-{n}")
+        })
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Invalid(format!("starting a runtime for {prefix}: {e}")))
+}
+
+async fn run_on_system(
+    config: &BenchConfig,
+    options: SystemOptions,
+    store_rate: f64,
+    progress: &dyn Progress,
+) -> Result<BenchReport, BenchError> {
+    let repo = BenchRepo::create(config.bundles, config.resources_per_bundle, config.seed)?;
+    let system = SimSystem::start(options).await?;
+    let outcome = drive(config, &system, &repo, store_rate, progress).await;
+    system.shutdown().await;
+    outcome
+}
+
+async fn drive(
+    config: &BenchConfig,
+    system: &SimSystem,
+    repo: &BenchRepo,
+    store_rate: f64,
+    progress: &dyn Progress,
+) -> Result<BenchReport, BenchError> {
+    let specs: Vec<ClusterSpec> = (1..=config.clusters)
+        .map(|i| ClusterSpec::new(&format!("sim-{i}")).label("bench", "true"))
+        .collect();
+    progress.phase("adding clusters and starting their agents", specs.len() as u64);
+    for (i, chunk) in specs.chunks(100).enumerate() {
+        system.add_clusters(chunk).await?;
+        progress.set(((i + 1) * 100).min(specs.len()) as u64);
+    }
+
+    let sim = system.simulator();
+    let start = Instant::now();
+    let recorder = Recorder::new(start);
+    let stop = CancellationToken::new();
+    recorder.spawn(system.upstream_client(), stop.clone());
+    let before = ApiCounts::take(sim, crate::system::UPSTREAM);
+
+    // Stage 1-3: GitRepos → Bundles → BundleDeployments → Ready.
+    let gitrepos_created = start.elapsed();
+    create_gitrepos(config, system, repo).await?;
+    let expected = config.bundle_deployments();
+    progress.phase("rolling out (BundleDeployments Ready)", expected as u64);
+    wait_for(
+        config,
+        progress,
+        "bundledeployment_to_ready",
+        "Ready BundleDeployments",
+        expected,
+        || recorder.progress().2,
+    )
+    .await?;
+    let after_rollout = ApiCounts::take(sim, crate::system::UPSTREAM);
+
+    // Idle: once the status has caught up with the last BundleDeployment (Bundle, GitRepo
+    // and Cluster summaries), nothing changes, so nothing but Leases and Events should be
+    // written.
+    progress.phase("letting the status settle, then watching the idle fleet", 0);
+    tokio::time::sleep(config.idle).await;
+    let settled = ApiCounts::take(sim, crate::system::UPSTREAM);
+    let idle_start = Instant::now();
+    tokio::time::sleep(config.idle).await;
+    let after_idle = ApiCounts::take(sim, crate::system::UPSTREAM);
+    let idle_writes = after_idle.upstream_writes_since(
+        &settled,
+        &["leases", "events"],
+    );
+    let idle_seconds = idle_start.elapsed().as_secs_f64();
+
+    // Stage 4: one change rolled to every cluster.
+    let initial_ids: HashMap<String, String> = recorder.snapshot(|o| {
+        o.bundle_deployments
+            .iter()
+            .map(|(k, bd)| (k.clone(), bd.deployment_id.clone()))
+            .collect()
+    });
+    repo.write_bundles(config.bundles, config.resources_per_bundle, 1)?;
+    let update_started = start.elapsed();
+    repo.commit("benchmark update")?;
+    progress.phase("rolling out an update", expected as u64);
+    let updated = |o: &recorder::Observations| {
+        o.bundle_deployments
+            .iter()
+            .filter(|(k, bd)| {
+                initial_ids.get(*k) != Some(&bd.deployment_id)
+                    && bd.ready.contains_key(&bd.deployment_id)
+            })
+            .count()
+    };
+    wait_for(
+        config,
+        progress,
+        "update_to_ready",
+        "BundleDeployments Ready after the update",
+        expected,
+        || recorder.snapshot(updated),
+    )
+    .await?;
+    let after_update = ApiCounts::take(sim, crate::system::UPSTREAM);
+    stop.cancel();
+    progress.finish();
+
+    // Stages from the timestamps.
+    let (mut to_bundle, mut to_bd, mut to_ready, mut to_update, ready, ready_after_update, created) =
+        recorder.snapshot(|o| {
+            let to_bundle: Vec<Duration> = o
+                .bundles
+                .values()
+                .map(|t| t.saturating_sub(gitrepos_created))
+                .collect();
+            let mut to_bd = Vec::new();
+            let mut to_ready = Vec::new();
+            let mut to_update = Vec::new();
+            for (key, bd) in &o.bundle_deployments {
+                let Some(created) = bd.created else { continue };
+                if let Some(bundle_seen) = o.bundles.get(&bd.bundle) {
+                    to_bd.push(created.saturating_sub(*bundle_seen));
+                }
+                if let Some(first) = initial_ids.get(key).and_then(|id| bd.ready.get(id)) {
+                    to_ready.push(first.saturating_sub(created));
+                }
+                if initial_ids.get(key) != Some(&bd.deployment_id)
+                    && let Some(t) = bd.ready.get(&bd.deployment_id)
+                {
+                    to_update.push(t.saturating_sub(update_started));
+                }
+            }
+            let ready = to_ready.len();
+            let ready_after_update = to_update.len();
+            (
+                to_bundle,
+                to_bd,
+                to_ready,
+                to_update,
+                ready,
+                ready_after_update,
+                o.bundle_deployments.len(),
+            )
+        });
+    let (bundles_done, bds_done, ready_done) = recorder.snapshot(|o| {
+        let bundles_done = o.bundles.values().max().copied().unwrap_or_default();
+        let bds_done = o
+            .bundle_deployments
+            .values()
+            .filter_map(|bd| bd.created)
+            .max()
+            .unwrap_or_default();
+        let ready_done = o
+            .bundle_deployments
+            .iter()
+            .filter_map(|(k, bd)| initial_ids.get(k).and_then(|id| bd.ready.get(id)))
+            .max()
+            .copied()
+            .unwrap_or_default();
+        (bundles_done, bds_done, ready_done)
+    });
+    let rollout_writes = after_rollout.upstream_writes_since(&before, &["leases", "events"]);
+    let update_writes = after_update.upstream_writes_since(&after_idle, &["leases", "events"]);
+    let bd_writes = |later: &ApiCounts, earlier: &ApiCounts| -> u64 {
+        later
+            .upstream
+            .iter()
+            .filter(|((verb, resource), _)| {
+                is_write(verb) && resource == "bundledeployments"
+            })
+            .map(|(k, n)| n - earlier.upstream.get(k).copied().unwrap_or(0))
+            .sum()
+    };
+    let update_total = recorder_end(&to_update).unwrap_or_default();
+    let stages = vec![
+        report::stage(
+            "gitrepo_to_bundle",
+            "from GitRepo creation until each Bundle exists",
+            &mut to_bundle,
+            bundles_done.saturating_sub(gitrepos_created),
+            rollout_writes,
+            store_rate,
+        ),
+        report::stage(
+            "bundle_to_bundledeployment",
+            "from each Bundle until each of its BundleDeployments exists (targeting + rollout)",
+            &mut to_bd,
+            bds_done.saturating_sub(gitrepos_created),
+            bd_writes(&after_rollout, &before),
+            store_rate,
+        ),
+        report::stage(
+            "bundledeployment_to_ready",
+            "from each BundleDeployment until the agent reports it Ready",
+            &mut to_ready,
+            ready_done.saturating_sub(gitrepos_created),
+            rollout_writes,
+            store_rate,
+        ),
+        report::stage(
+            "update_to_ready",
+            "from the commit of one change until every BundleDeployment is Ready at it",
+            &mut to_update,
+            update_total,
+            update_writes,
+            store_rate,
+        ),
+    ];
+
+    let api = api_load(
+        &before,
+        &after_update,
+        update_writes,
+        expected,
+        idle_writes,
+        idle_seconds,
+    );
+    let mut api = api;
+    api.idle_writes_by_resource = after_idle.upstream_writes_by_resource(&settled);
+    api.update_writes_by_resource = after_update.upstream_writes_by_resource(&after_idle);
+    let storage = storage(sim);
+    let mut warnings = Vec::new();
+    if let Some(l) = &storage.largest_object {
+        if l.bytes > report::ETCD_OBJECT_LIMIT {
+            warnings.push(format!(
+                "{} {} is {} bytes, over etcd's 1.5 MiB object limit",
+                l.kind, l.name, l.bytes
+            ));
+        } else if l.kind.starts_with("bundles.") && l.bytes > report::BUNDLE_WARN_BYTES {
+            warnings.push(format!(
+                "Bundle {} is {} bytes; bundles over 1 MB risk etcd's limit",
+                l.name, l.bytes
+            ));
+        }
+    }
+    let workers = worker_metrics(system);
+    let mut report = BenchReport {
+        fleet_version: env!("CARGO_PKG_VERSION").to_string(),
+        config: report::ReportConfig {
+            clusters: config.clusters,
+            bundles: config.bundles,
+            resources_per_bundle: config.resources_per_bundle,
+            gitrepos: config.gitrepos,
+            seed: config.seed,
+            profile: config.profile.clone(),
+        },
+        machine: report::Machine {
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_available_bytes: process::available_memory_bytes(),
+        },
+        store_writes_per_second: store_rate,
+        stages,
+        bundle_deployments: report::BdCounts {
+            expected,
+            created,
+            ready,
+            ready_after_update,
+        },
+        api,
+        storage,
+        cpu_seconds: process::cpu_seconds_by_component(),
+        peak_rss_bytes: process::peak_rss_bytes(),
+        workers,
+        targets: Vec::new(),
+        bottleneck: None,
+        warnings,
+        sweep: Vec::new(),
+        growth_exponent: None,
+    };
+    report.targets = report::check_targets(&report);
+    report.bottleneck = report::bottleneck(&report);
+    Ok(report)
+}
+
+fn recorder_end(v: &[Duration]) -> Option<Duration> {
+    v.iter().max().copied()
+}
+
+async fn create_gitrepos(
+    config: &BenchConfig,
+    system: &SimSystem,
+    repo: &BenchRepo,
+) -> Result<(), BenchError> {
+    let api: Api<GitRepo> = Api::namespaced(system.upstream_client(), BENCH_NAMESPACE);
+    for g in 0..config.gitrepos {
+        let paths: Vec<String> = (0..config.bundles)
+            .filter(|b| b % config.gitrepos == g)
+            .map(BenchRepo::folder)
+            .collect();
+        let gitrepo: GitRepo = serde_json::from_value(serde_json::json!({
+            "apiVersion": fleet_api::consts::API_VERSION,
+            "kind": "GitRepo",
+            "metadata": {"name": format!("bench-{g}"), "namespace": BENCH_NAMESPACE},
+            "spec": {
+                "repo": repo.url(),
+                "branch": "main",
+                "paths": paths,
+                "pollingInterval": "1s",
+                "targets": [{"clusterSelector": {"matchLabels": {"bench": "true"}}}],
+            }
+        }))
+        .map_err(|e| BenchError::Invalid(format!("building GitRepo bench-{g}: {e}")))?;
+        api.create(&PostParams::default(), &gitrepo)
+            .await
+            .map_err(kube_err(format!(
+                "creating GitRepo {BENCH_NAMESPACE}/bench-{g}"
+            )))?;
+    }
+    Ok(())
+}
+
+async fn wait_for(
+    config: &BenchConfig,
+    progress: &dyn Progress,
+    stage: &'static str,
+    what: &'static str,
+    expected: usize,
+    mut done: impl FnMut() -> usize,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + config.stage_timeout;
+    loop {
+        let n = done();
+        progress.set(n as u64);
+        if n >= expected {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(BenchError::Timeout {
+                stage,
+                seconds: config.stage_timeout.as_secs(),
+                done: n,
+                expected,
+                what,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn api_load(
+    before: &ApiCounts,
+    after: &ApiCounts,
+    update_writes: u64,
+    bundle_deployments: usize,
+    idle_writes: u64,
+    idle_seconds: f64,
+) -> report::ApiLoad {
+    let mut load = report::ApiLoad::default();
+    for ((verb, resource), n) in &after.upstream {
+        let d = n - before
+            .upstream
+            .get(&(verb.clone(), resource.clone()))
+            .copied()
+            .unwrap_or(0);
+        if d == 0 {
+            continue;
+        }
+        *load.upstream_by_verb.entry(verb.clone()).or_insert(0) += d;
+        *load.upstream_by_resource.entry(resource.clone()).or_insert(0) += d;
+    }
+    let mut per_cluster = Vec::new();
+    for (cluster, counts) in &after.per_downstream {
+        let earlier = before.per_downstream.get(cluster);
+        let mut total = 0;
+        for ((verb, resource), n) in counts {
+            let d = n - earlier
+                .and_then(|e| e.get(&(verb.clone(), resource.clone())))
+                .copied()
+                .unwrap_or(0);
+            total += d;
+            *load.downstream_by_verb.entry(verb.clone()).or_insert(0) += d;
+        }
+        per_cluster.push(total);
+    }
+    load.downstream_per_cluster_mean = if per_cluster.is_empty() {
+        0.0
+    } else {
+        per_cluster.iter().sum::<u64>() as f64 / per_cluster.len() as f64
+    };
+    load.downstream_per_cluster_max = per_cluster.iter().copied().max().unwrap_or(0);
+    load.writes_per_bundledeployment_per_change = if bundle_deployments > 0 {
+        update_writes as f64 / bundle_deployments as f64
+    } else {
+        0.0
+    };
+    load.idle_status_writes = idle_writes;
+    load.idle_seconds = idle_seconds;
+    load
+}
+
+fn storage(sim: &Simulator) -> report::Storage {
+    let mut out = report::Storage {
+        etcd_object_limit: report::ETCD_OBJECT_LIMIT,
+        request_limit: report::REQUEST_LIMIT,
+        ..report::Storage::default()
+    };
+    for cluster in sim.clusters() {
+        let sizes = cluster.storage_sizes();
+        if cluster.name() == crate::system::UPSTREAM {
+            out.upstream_objects = sizes.objects;
+            out.upstream_bytes = sizes.bytes;
+            if let Some((resource, name, bytes)) = sizes.largest {
+                out.largest_object = Some(report::LargestObject {
+                    kind: resource,
+                    name,
+                    bytes,
+                });
+            }
+        } else {
+            out.downstream_bytes += sizes.bytes;
+        }
+    }
+    out
+}
+
+/// Worker counts and queue depths from the controller's and agents' Prometheus metrics.
+fn worker_metrics(system: &SimSystem) -> BTreeMap<String, f64> {
+    let registry = system.registry();
+    let registry = match registry.lock() {
+        Ok(r) => r,
+        Err(p) => p.into_inner(),
+    };
+    let mut text = String::new();
+    if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+        return BTreeMap::new();
+    }
+    let mut out: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some((name_labels, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = name_labels.split('{').next().unwrap_or(name_labels);
+        if !(name.contains("workers") || name.contains("queue")) {
+            continue;
+        }
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        // Agents' series carry a cluster label: keep the maximum over clusters.
+        let key = strip_label(name_labels, "cluster");
+        let entry = out.entry(key).or_insert(value);
+        *entry = entry.max(value);
+    }
+    out
+}
+
+/// A series name without one of its labels (`name{a="x",cluster="y"}` → `name{a="x"}`).
+fn strip_label(series: &str, label: &str) -> String {
+    let Some((name, rest)) = series.split_once('{') else {
+        return series.to_string();
+    };
+    let labels: Vec<&str> = rest
+        .trim_end_matches('}')
+        .split(',')
+        .filter(|l| !l.starts_with(&format!("{label}=")) && !l.is_empty())
+        .collect();
+    if labels.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}{{{}}}", labels.join(","))
+    }
+}
+
+/// Runs the benchmark once per cluster count and returns the largest run's report with the
+/// scaling curve and the fitted growth exponent.
+pub async fn run_sweep(
+    config: &BenchConfig,
+    sizes: &[usize],
+    progress: &dyn Progress,
+) -> Result<BenchReport, BenchError> {
+    let mut sorted: Vec<usize> = sizes.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    for size in &sorted {
+        BenchConfig {
+            clusters: *size,
+            ..config.clone()
+        }
+        .validate()?;
+    }
+    let mut points = Vec::new();
+    let mut last = None;
+    for size in sorted {
+        let run_config = BenchConfig {
+            clusters: size,
+            ..config.clone()
+        };
+        let report = run(&run_config, progress).await?;
+        let total = report
+            .stages
+            .iter()
+            .filter(|s| s.name != "update_to_ready")
+            .map(|s| s.total_seconds)
+            .fold(0.0, f64::max);
+        let bds = report.bundle_deployments.expected;
+        points.push(SweepPoint {
+            clusters: size,
+            bundle_deployments: bds,
+            total_seconds: total,
+            ms_per_bundle_deployment: if bds > 0 {
+                total * 1000.0 / bds as f64
+            } else {
+                0.0
+            },
+        });
+        last = Some(report);
+    }
+    let Some(mut report) = last else {
+        return Err(BenchError::Invalid("--sweep needs at least one size".into()));
+    };
+    report.growth_exponent = report::log_log_slope(
+        &points
+            .iter()
+            .map(|p| (p.clusters as f64, p.ms_per_bundle_deployment))
+            .collect::<Vec<_>>(),
+    );
+    report.sweep = points;
+    report.targets = report::check_targets(&report);
+    report.bottleneck = report::bottleneck(&report);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_sizes_are_refused_naming_the_flag() {
+        let err = BenchConfig {
+            clusters: 0,
+            ..BenchConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid benchmark size: --clusters must be at least 1"
+        );
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_any_work() {
+        let err = BenchConfig {
+            clusters: 900_000,
+            bundles: 50_000,
+            ..BenchConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("GiB of memory"),
+            "unexpected error: {err}"
+        );
+    }
+
+    #[test]
+    fn more_gitrepos_than_bundles_is_refused() {
+        let err = BenchConfig {
+            bundles: 2,
+            gitrepos: 3,
+            ..BenchConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("--gitrepos 3"), "{err}");
+    }
+
+    #[test]
+    fn unknown_profiles_are_named() {
+        let err = BenchConfig {
+            profile: "slow".into(),
+            ..BenchConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("\"slow\""), "{err}");
+    }
+
+    #[test]
+    fn the_cluster_label_is_dropped_from_series_names() {
+        assert_eq!(
+            strip_label("fleet_workers{kind=\"bd\",cluster=\"sim-1\"}", "cluster"),
+            "fleet_workers{kind=\"bd\"}"
+        );
+        assert_eq!(
+            strip_label("fleet_workers{cluster=\"sim-1\"}", "cluster"),
+            "fleet_workers"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! CPU time per component and peak memory of this process, read from `/proc` (Linux). The
+//! controller and the agents run on runtimes whose worker threads carry a name prefix, so the
+//! CPU time of each thread can be attributed to its component.
+
+use std::collections::BTreeMap;
+
+/// Thread-name prefix of the controller's runtime.
+pub const CONTROLLER_THREADS: &str = "fleet-ctrl";
+/// Thread-name prefix of the agents' runtime.
+pub const AGENT_THREADS: &str = "fleet-agent";
+
+/// Linux reports thread times in USER_HZ ticks, which is 100 on every architecture Rust targets.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU seconds (user + system) per component, from every live thread of this process.
+/// Threads whose name starts with neither prefix count as `simulator` (the benchmark driver,
+/// the simulated clusters' behaviour and the store). Empty where `/proc` is unavailable.
+pub fn cpu_seconds_by_component() -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((name, seconds)) = parse_thread_stat(&stat) else {
+            continue;
+        };
+        let component = if name.starts_with(CONTROLLER_THREADS) {
+            "controller"
+        } else if name.starts_with(AGENT_THREADS) {
+            "agents"
+        } else {
+            "simulator"
+        };
+        *out.entry(component.to_string()).or_insert(0.0) += seconds;
+    }
+    out
+}
+
+/// `(thread name, user + system CPU seconds)` from one `/proc/<pid>/task/<tid>/stat` line.
+/// The name is in parentheses and may itself contain spaces or parentheses, so the fields are
+/// counted from the last `)`.
+pub fn parse_thread_stat(stat: &str) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    // After the name: state(3) ppid(4) … utime is field 14 and stime field 15 of the line,
+    // i.e. indexes 11 and 12 of what follows the name.
+    let utime: f64 = rest.get(11)?.parse().ok()?;
+    let stime: f64 = rest.get(12)?.parse().ok()?;
+    Some((name, (utime + stime) / TICKS_PER_SECOND))
+}
+
+/// Peak resident set size of this process in bytes (`VmHWM`), if known.
+pub fn peak_rss_bytes() -> Option<u64> {
+    status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+/// Memory the kernel says can still be allocated without swapping (`MemAvailable`).
+pub fn available_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    field_kib(&meminfo, "MemAvailable:").map(|kib| kib * 1024)
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    field_kib(&status, field)
+}
+
+fn field_kib(text: &str, field: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_stat_with_spaces_in_the_name_is_parsed_from_the_last_parenthesis() {
+        let line = "4242 (fleet-ctrl (1)) S 1 4242 4242 0 -1 4194368 100 0 0 0 250 50 0 0 20 0 8 0 1 1 1";
+        let (name, seconds) = parse_thread_stat(line).unwrap();
+        assert_eq!(name, "fleet-ctrl (1)");
+        assert!((seconds - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn meminfo_fields_are_read_in_kib() {
+        let text = "MemTotal:  1000 kB\nMemAvailable:   512 kB\n";
+        assert_eq!(field_kib(text, "MemAvailable:"), Some(512));
+        assert_eq!(field_kib(text, "Missing:"), None);
+    }
+}

@@ -1,0 +1,163 @@
+//! Per-object timestamps of one benchmark run, taken from watches on the upstream cluster:
+//! when each Bundle and BundleDeployment first appeared and when each BundleDeployment became
+//! Ready at a given deployment ID. Stages are computed from these afterwards, so the
+//! measurement adds no work to the controller or the agents beyond one more watcher.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fleet_api::state::BundleState;
+use fleet_api::{Bundle, BundleDeployment};
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+/// What was seen of one BundleDeployment.
+#[derive(Debug, Clone, Default)]
+pub struct BdTimes {
+    /// Offset from the start of the run when the BD was first seen.
+    pub created: Option<Duration>,
+    /// The bundle (`namespace/name`) the BD belongs to.
+    pub bundle: String,
+    /// deploymentID → offset when the BD was first Ready at it.
+    pub ready: HashMap<String, Duration>,
+    /// The deploymentID currently in the spec.
+    pub deployment_id: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Observations {
+    /// `namespace/name` → offset when the Bundle was first seen.
+    pub bundles: HashMap<String, Duration>,
+    /// `namespace/name` → what was seen of the BD.
+    pub bundle_deployments: HashMap<String, BdTimes>,
+}
+
+impl Observations {
+    pub fn ready_at(&self, deployment_ids: &dyn Fn(&str) -> bool) -> usize {
+        self.bundle_deployments
+            .values()
+            .filter(|bd| bd.ready.keys().any(|id| deployment_ids(id)))
+            .count()
+    }
+}
+
+/// Watches Bundles and BundleDeployments of the whole upstream cluster and records times.
+#[derive(Clone)]
+pub struct Recorder {
+    start: Instant,
+    observations: Arc<Mutex<Observations>>,
+}
+
+impl Recorder {
+    pub fn new(start: Instant) -> Self {
+        Recorder {
+            start,
+            observations: Arc::new(Mutex::new(Observations::default())),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Observations) -> T) -> T {
+        let mut guard = match self.observations.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+
+    /// A copy of what was recorded so far.
+    pub fn snapshot<T>(&self, f: impl FnOnce(&Observations) -> T) -> T {
+        self.with(|o| f(o))
+    }
+
+    /// BundleDeployments seen so far, and how many of them are Ready at their current
+    /// deploymentID.
+    pub fn progress(&self) -> (usize, usize, usize) {
+        self.with(|o| {
+            let ready = o
+                .bundle_deployments
+                .values()
+                .filter(|bd| bd.ready.contains_key(&bd.deployment_id))
+                .count();
+            (o.bundles.len(), o.bundle_deployments.len(), ready)
+        })
+    }
+
+    /// Starts both watches; they run until `stop` is cancelled.
+    pub fn spawn(&self, client: kube::Client, stop: CancellationToken) {
+        let bundles: Api<Bundle> = Api::all(client.clone());
+        let recorder = self.clone();
+        let token = stop.clone();
+        tokio::spawn(async move {
+            let stream = watcher(bundles, watcher::Config::default())
+                .take_until(token.cancelled_owned())
+                .boxed();
+            stream
+                .for_each(|event| {
+                    if let Ok(event) = event {
+                        recorder.on_bundle_event(event);
+                    }
+                    async {}
+                })
+                .await;
+        });
+        let bds: Api<BundleDeployment> = Api::all(client);
+        let recorder = self.clone();
+        tokio::spawn(async move {
+            let stream = watcher(bds, watcher::Config::default())
+                .take_until(stop.cancelled_owned())
+                .boxed();
+            stream
+                .for_each(|event| {
+                    if let Ok(event) = event {
+                        recorder.on_bd_event(event);
+                    }
+                    async {}
+                })
+                .await;
+        });
+    }
+
+    fn on_bundle_event(&self, event: watcher::Event<Bundle>) {
+        let now = self.start.elapsed();
+        if let watcher::Event::Apply(b) | watcher::Event::InitApply(b) = event {
+            let key = format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any());
+            self.with(|o| {
+                o.bundles.entry(key).or_insert(now);
+            });
+        }
+    }
+
+    fn on_bd_event(&self, event: watcher::Event<BundleDeployment>) {
+        let now = self.start.elapsed();
+        if let watcher::Event::Apply(bd) | watcher::Event::InitApply(bd) = event {
+            let key = format!("{}/{}", bd.namespace().unwrap_or_default(), bd.name_any());
+            let labels = bd.meta().labels.clone().unwrap_or_default();
+            let bundle = format!(
+                "{}/{}",
+                labels
+                    .get(fleet_api::consts::BUNDLE_NAMESPACE_LABEL)
+                    .cloned()
+                    .unwrap_or_default(),
+                labels
+                    .get(fleet_api::consts::BUNDLE_LABEL)
+                    .cloned()
+                    .unwrap_or_default()
+            );
+            let ready = bd.state() == BundleState::Ready;
+            let deployment_id = bd.spec.deployment_id.clone();
+            self.with(|o| {
+                let times = o.bundle_deployments.entry(key).or_default();
+                times.created.get_or_insert(now);
+                times.bundle = bundle;
+                if ready {
+                    times.ready.entry(deployment_id.clone()).or_insert(now);
+                }
+                times.deployment_id = deployment_id;
+            });
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The benchmark report: what `--report out.json` writes and what the HTML page and the
+//! terminal summary are drawn from.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The etcd object size limit (`--max-request-bytes` default of etcd, 1.5 MiB).
+pub const ETCD_OBJECT_LIMIT: u64 = 1_572_864;
+/// kube-apiserver's request body limit (3 MiB).
+pub const REQUEST_LIMIT: u64 = 3 * 1024 * 1024;
+/// `fleet monitor` warns about bundles bigger than this.
+pub const BUNDLE_WARN_BYTES: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    pub fleet_version: String,
+    pub config: ReportConfig,
+    pub machine: Machine,
+    /// Raw write rate of the simulator's store, measured before the run.
+    pub store_writes_per_second: f64,
+    pub stages: Vec<Stage>,
+    /// BundleDeployments expected (clusters × bundles) and how many became Ready.
+    pub bundle_deployments: BdCounts,
+    pub api: ApiLoad,
+    pub storage: Storage,
+    /// CPU seconds per component (controller, agents, simulator).
+    pub cpu_seconds: BTreeMap<String, f64>,
+    pub peak_rss_bytes: Option<u64>,
+    /// Worker counts and the deepest queue seen, by reconciler.
+    pub workers: BTreeMap<String, f64>,
+    pub targets: Vec<TargetCheck>,
+    /// Which stage took longest, and the resource most written during it.
+    pub bottleneck: Option<String>,
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<SweepPoint>,
+    /// Slope of log(time per BundleDeployment) over log(clusters): 0 is perfectly linear
+    /// total work, 1 is quadratic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub growth_exponent: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportConfig {
+    pub clusters: usize,
+    pub bundles: usize,
+    pub resources_per_bundle: usize,
+    pub gitrepos: usize,
+    pub seed: u64,
+    pub profile: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub memory_available_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stage {
+    /// `gitrepo_to_bundle`, `bundle_to_bundledeployment`, `bundledeployment_to_ready`, `update_to_ready`.
+    pub name: String,
+    pub description: String,
+    pub objects: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub max_ms: f64,
+    /// From the stage's start to its last object.
+    pub total_seconds: f64,
+    pub objects_per_second: f64,
+    /// Store writes per second during the stage, as a fraction of the store's raw write rate.
+    pub write_rate_fraction_of_store: f64,
+    pub upstream_writes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BdCounts {
+    pub expected: usize,
+    pub created: usize,
+    pub ready: usize,
+    pub ready_after_update: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApiLoad {
+    /// Requests to the upstream cluster by verb.
+    pub upstream_by_verb: BTreeMap<String, u64>,
+    /// Requests to the upstream cluster by resource (`bundledeployments.fleet.cattle.io`, …).
+    pub upstream_by_resource: BTreeMap<String, u64>,
+    /// Requests to all downstream clusters by verb.
+    pub downstream_by_verb: BTreeMap<String, u64>,
+    pub downstream_per_cluster_mean: f64,
+    pub downstream_per_cluster_max: u64,
+    /// Upstream writes (create/update/patch/delete) per BundleDeployment during the update
+    /// stage.
+    pub writes_per_bundledeployment_per_change: f64,
+    /// Upstream writes other than Leases and Events while nothing changed (should be 0).
+    pub idle_status_writes: u64,
+    pub idle_seconds: f64,
+    /// Upstream writes while idle, by `verb resource` (Leases and Events included).
+    pub idle_writes_by_resource: BTreeMap<String, u64>,
+    /// Upstream writes during the update stage, by `verb resource`.
+    pub update_writes_by_resource: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Storage {
+    pub upstream_objects: usize,
+    pub upstream_bytes: u64,
+    pub downstream_bytes: u64,
+    pub largest_object: Option<LargestObject>,
+    pub etcd_object_limit: u64,
+    pub request_limit: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LargestObject {
+    pub kind: String,
+    pub name: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    pub name: String,
+    pub target: String,
+    pub measured: String,
+    /// `None` when this run's size does not exercise the target.
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepPoint {
+    pub clusters: usize,
+    pub bundle_deployments: usize,
+    pub total_seconds: f64,
+    pub ms_per_bundle_deployment: f64,
+}
+
+/// Latencies of one stage, in the order observed.
+pub fn stage(
+    name: &str,
+    description: &str,
+    latencies: &mut [Duration],
+    total: Duration,
+    upstream_writes: u64,
+    store_rate: f64,
+) -> Stage {
+    latencies.sort();
+    let ms = |d: Option<&Duration>| d.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
+    let total_seconds = total.as_secs_f64();
+    let per_second = |n: f64| if total_seconds > 0.0 { n / total_seconds } else { 0.0 };
+    Stage {
+        name: name.to_string(),
+        description: description.to_string(),
+        objects: latencies.len(),
+        p50_ms: ms(percentile(latencies, 0.50)),
+        p95_ms: ms(percentile(latencies, 0.95)),
+        max_ms: ms(latencies.last()),
+        total_seconds,
+        objects_per_second: per_second(latencies.len() as f64),
+        write_rate_fraction_of_store: if store_rate > 0.0 {
+            per_second(upstream_writes as f64) / store_rate
+        } else {
+            0.0
+        },
+        upstream_writes,
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[Duration], p: f64) -> Option<&Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1)
+}
+
+/// Least-squares slope of log(y) over log(x); `None` with fewer than two distinct points.
+pub fn log_log_slope(points: &[(f64, f64)]) -> Option<f64> {
+    let logs: Vec<(f64, f64)> = points
+        .iter()
+        .filter(|(x, y)| *x > 0.0 && *y > 0.0)
+        .map(|(x, y)| (x.ln(), y.ln()))
+        .collect();
+    if logs.len() < 2 {
+        return None;
+    }
+    let n = logs.len() as f64;
+    let mean_x = logs.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = logs.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = logs.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    if sxx == 0.0 {
+        return None;
+    }
+    let sxy: f64 = logs.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    Some(sxy / sxx)
+}
+
+/// Checks the targets that this run's size exercises.
+pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
+    let mut checks = Vec::new();
+    let c = &report.config;
+    let end_to_end: f64 = report
+        .stages
+        .iter()
+        .filter(|s| s.name != "update_to_ready")
+        .map(|s| s.total_seconds)
+        .fold(0.0, f64::max);
+    let all_ready = report.bundle_deployments.ready == report.bundle_deployments.expected;
+    let exercised = |clusters: usize, bundles: usize| c.clusters >= clusters && c.bundles >= bundles;
+    checks.push(TargetCheck {
+        name: "500 clusters × 50 bundles Ready".into(),
+        target: "≤ 30 s end to end".into(),
+        measured: format!("{end_to_end:.1} s"),
+        met: exercised(500, 50).then_some(all_ready && end_to_end <= 30.0),
+    });
+    let peak_gib = report.peak_rss_bytes.map(|b| b as f64 / (1u64 << 30) as f64);
+    checks.push(TargetCheck {
+        name: "10,000 clusters × 10 bundles".into(),
+        target: "≤ 300 s and ≤ 16 GiB".into(),
+        measured: format!(
+            "{end_to_end:.1} s, {}",
+            peak_gib
+                .map(|g| format!("{g:.2} GiB"))
+                .unwrap_or_else(|| "memory unknown".into())
+        ),
+        met: exercised(10_000, 10)
+            .then_some(all_ready && end_to_end <= 300.0 && peak_gib.is_some_and(|g| g <= 16.0)),
+    });
+    if let Some(rollout) = report
+        .stages
+        .iter()
+        .find(|s| s.name == "bundle_to_bundledeployment")
+    {
+        checks.push(TargetCheck {
+            name: "BundleDeployment write rate during rollout".into(),
+            target: "≥ 50 % of the store's raw write rate".into(),
+            measured: format!("{:.1} %", rollout.write_rate_fraction_of_store * 100.0),
+            met: Some(rollout.write_rate_fraction_of_store >= 0.5),
+        });
+    }
+    if let Some(exp) = report.growth_exponent {
+        let ratio = sweep_ratio(&report.sweep);
+        checks.push(TargetCheck {
+            name: "time per BundleDeployment from the smallest to the largest sweep size".into(),
+            target: "grows ≤ 1.5×".into(),
+            measured: format!(
+                "{}× (growth exponent {exp:.2})",
+                ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "?".into())
+            ),
+            met: ratio.map(|r| r <= 1.5),
+        });
+    }
+    checks.push(TargetCheck {
+        name: "API writes per BundleDeployment per change".into(),
+        target: "≤ 3".into(),
+        measured: format!("{:.2}", report.api.writes_per_bundledeployment_per_change),
+        met: Some(report.api.writes_per_bundledeployment_per_change <= 3.0),
+    });
+    checks.push(TargetCheck {
+        name: "status writes while nothing changes".into(),
+        target: "0".into(),
+        measured: format!(
+            "{} in {:.0} s",
+            report.api.idle_status_writes, report.api.idle_seconds
+        ),
+        met: Some(report.api.idle_status_writes == 0),
+    });
+    checks
+}
+
+fn sweep_ratio(sweep: &[SweepPoint]) -> Option<f64> {
+    let first = sweep.iter().min_by_key(|p| p.clusters)?;
+    let last = sweep.iter().max_by_key(|p| p.clusters)?;
+    (first.ms_per_bundle_deployment > 0.0)
+        .then(|| last.ms_per_bundle_deployment / first.ms_per_bundle_deployment)
+}
+
+/// The stage that took longest and the upstream resource written most, for the report's
+/// bottleneck line.
+pub fn bottleneck(report: &BenchReport) -> Option<String> {
+    let slowest = report
+        .stages
+        .iter()
+        .max_by(|a, b| a.total_seconds.total_cmp(&b.total_seconds))?;
+    let busiest = report
+        .api
+        .upstream_by_resource
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(r, n)| format!("; most requested upstream resource: {r} ({n} requests)"))
+        .unwrap_or_default();
+    let cpu = report
+        .cpu_seconds
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(c, s)| format!("; most CPU: {c} ({s:.1} s)"))
+        .unwrap_or_default();
+    Some(format!(
+        "slowest stage: {} ({:.1} s, p95 {:.0} ms){busiest}{cpu}",
+        slowest.name, slowest.total_seconds, slowest.p95_ms
+    ))
+}
+
+/// The human summary printed at the end of a run.
+pub fn summary_text(report: &BenchReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let c = &report.config;
+    let _ = writeln!(
+        out,
+        "fleet sim bench: {} clusters × {} bundles ({} resources each, {} GitRepos, profile {}, seed {})",
+        c.clusters, c.bundles, c.resources_per_bundle, c.gitrepos, c.profile, c.seed
+    );
+    let _ = writeln!(
+        out,
+        "store raw write rate: {:.0} writes/s",
+        report.store_writes_per_second
+    );
+    let _ = writeln!(
+        out,
+        "{:<28} {:>8} {:>10} {:>10} {:>10} {:>9} {:>10} {:>8}",
+        "stage", "objects", "p50 ms", "p95 ms", "max ms", "total s", "objects/s", "store %"
+    );
+    for s in &report.stages {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>8} {:>10.0} {:>10.0} {:>10.0} {:>9.2} {:>10.0} {:>7.1}%",
+            s.name,
+            s.objects,
+            s.p50_ms,
+            s.p95_ms,
+            s.max_ms,
+            s.total_seconds,
+            s.objects_per_second,
+            s.write_rate_fraction_of_store * 100.0
+        );
+    }
+    let b = &report.bundle_deployments;
+    let _ = writeln!(
+        out,
+        "BundleDeployments: {} expected, {} created, {} Ready, {} Ready after the update",
+        b.expected, b.created, b.ready, b.ready_after_update
+    );
+    let cpu: Vec<String> = report
+        .cpu_seconds
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1} s"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "CPU: {}; peak RSS: {}",
+        cpu.join(", "),
+        report
+            .peak_rss_bytes
+            .map(|b| format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64))
+            .unwrap_or_else(|| "unknown".into())
+    );
+    if let Some(largest) = &report.storage.largest_object {
+        let _ = writeln!(
+            out,
+            "stored upstream: {} objects, {:.1} MiB; largest: {} {} ({} bytes)",
+            report.storage.upstream_objects,
+            report.storage.upstream_bytes as f64 / (1u64 << 20) as f64,
+            largest.kind,
+            largest.name,
+            largest.bytes
+        );
+    }
+    for t in &report.targets {
+        let verdict = match t.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "not exercised",
+        };
+        let _ = writeln!(
+            out,
+            "target {}: {} — measured {} ({verdict})",
+            t.name, t.target, t.measured
+        );
+    }
+    if let Some(b) = &report.bottleneck {
+        let _ = writeln!(out, "bottleneck: {b}");
+    }
+    for w in &report.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 0.5), Some(&Duration::from_millis(50)));
+        assert_eq!(percentile(&v, 0.95), Some(&Duration::from_millis(95)));
+        assert_eq!(percentile(&v[..1], 0.95), Some(&Duration::from_millis(1)));
+        assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    #[test]
+    fn slope_of_a_power_law_is_its_exponent() {
+        let points: Vec<(f64, f64)> = [100.0, 1000.0, 10000.0]
+            .iter()
+            .map(|x: &f64| (*x, 3.0 * x.powf(0.25)))
+            .collect();
+        let slope = log_log_slope(&points).unwrap();
+        assert!((slope - 0.25).abs() < 1e-9, "{slope}");
+        assert_eq!(log_log_slope(&points[..1]), None);
+    }
+}

@@ -1,0 +1,193 @@
+//! The controller's hot paths at fleet scale: targeting one bundle against 10,000 clusters
+//! (and 100 bundles against them), aggregating the status of 10,000 BundleDeployments into a
+//! GitRepo, and hashing manifests and deployment options.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use fleet_api::{Bundle, BundleDeployment, Cluster, StatusBase};
+
+const CLUSTERS: usize = 10_000;
+const BUNDLES: usize = 100;
+
+fn clusters() -> Vec<Cluster> {
+    (0..CLUSTERS)
+        .map(|i| {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "fleet.cattle.io/v1alpha1",
+                "kind": "Cluster",
+                "metadata": {
+                    "name": format!("sim-{i}"),
+                    "namespace": "fleet-default",
+                    "labels": {
+                        "env": ["dev", "test", "prod"][i % 3],
+                        "region": format!("region-{}", i % 7),
+                        "bench": "true",
+                    },
+                },
+                "spec": {"templateValues": {"tier": format!("t{}", i % 4)}},
+                "status": {"namespace": format!("cluster-fleet-default-sim-{i}-0123456789ab")},
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+fn bundle(i: usize) -> Bundle {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "fleet.cattle.io/v1alpha1",
+        "kind": "Bundle",
+        "metadata": {"name": format!("bench-bundle-{i}"), "namespace": "fleet-default"},
+        "spec": {
+            "defaultNamespace": format!("bench-{i}"),
+            "helm": {"values": {"replicas": 1, "cluster": "${ .ClusterName }"}},
+            "targets": [
+                {"name": "prod", "clusterSelector": {"matchLabels": {"env": "prod"}},
+                 "helm": {"values": {"replicas": 3}}},
+                {"name": "rest", "clusterSelector": {"matchExpressions": [
+                    {"key": "bench", "operator": "In", "values": ["true"]}]}},
+            ],
+            "resources": [{"name": "cm.yaml", "content": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n"}],
+        }
+    }))
+    .unwrap()
+}
+
+fn bundle_deployments(n: usize) -> Vec<BundleDeployment> {
+    (0..n)
+        .map(|i| {
+            let ready = i % 10 != 0;
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "fleet.cattle.io/v1alpha1",
+                "kind": "BundleDeployment",
+                "metadata": {
+                    "name": format!("bench-bundle-{}", i % BUNDLES),
+                    "namespace": format!("cluster-fleet-default-sim-{i}-0123456789ab"),
+                    "uid": format!("uid-{i}"),
+                    "labels": {
+                        "fleet.cattle.io/cluster-namespace": "fleet-default",
+                        "fleet.cattle.io/cluster": format!("sim-{i}"),
+                        "fleet.cattle.io/bundle-name": format!("bench-bundle-{}", i % BUNDLES),
+                        "fleet.cattle.io/bundle-namespace": "fleet-default",
+                    },
+                },
+                "spec": {"deploymentID": "s-abc:123", "stagedDeploymentID": "s-abc:123"},
+                "status": {
+                    "appliedDeploymentID": "s-abc:123",
+                    "ready": ready,
+                    "nonModified": true,
+                    "resources": [
+                        {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "namespace": "bench"},
+                        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "bench"},
+                    ],
+                    "nonReadyStatus": if ready { serde_json::json!([]) } else { serde_json::json!([
+                        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "bench",
+                         "summary": {"state": "in-progress", "transitioning": true, "message": ["Available: 0/1"]}}]) },
+                    "resourceCounts": {"ready": if ready { 2 } else { 1 }, "notReady": if ready { 0 } else { 1 },
+                        "desiredReady": 2, "waitApplied": 0, "modified": 0, "orphaned": 0, "missing": 0, "unknown": 0},
+                    "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+                },
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+fn targeting(c: &mut Criterion) {
+    let clusters = clusters();
+    let namespaces: BTreeSet<String> = ["fleet-default".to_string()].into_iter().collect();
+    let one = bundle(0);
+    let mut group = c.benchmark_group("targeting");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(CLUSTERS as u64));
+    group.bench_function("1_bundle_x_10000_clusters", |b| {
+        b.iter(|| {
+            let t = fleet_controller::target::compute_targets(
+                black_box(&one),
+                "s-abc",
+                &namespaces,
+                clusters.iter(),
+                &[],
+                &[],
+            )
+            .unwrap();
+            assert_eq!(t.targets.len(), CLUSTERS);
+            t
+        })
+    });
+    let bundles: Vec<Bundle> = (0..BUNDLES).map(bundle).collect();
+    group.throughput(Throughput::Elements((CLUSTERS * BUNDLES) as u64));
+    group.bench_function("100_bundles_x_10000_clusters", |b| {
+        b.iter(|| {
+            let mut n = 0;
+            for bundle in &bundles {
+                n += fleet_controller::target::compute_targets(
+                    bundle,
+                    "s-abc",
+                    &namespaces,
+                    clusters.iter(),
+                    &[],
+                    &[],
+                )
+                .unwrap()
+                .targets
+                .len();
+            }
+            assert_eq!(n, CLUSTERS * BUNDLES);
+        })
+    });
+    group.finish();
+}
+
+fn status_aggregation(c: &mut Criterion) {
+    let bds = bundle_deployments(CLUSTERS);
+    let mut group = c.benchmark_group("status_aggregation");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(CLUSTERS as u64));
+    group.bench_function("gitrepo_over_10000_bundledeployments", |b| {
+        b.iter_batched(
+            StatusBase::default,
+            |mut status| {
+                fleet_controller::resourcestatus::set_status_from_deployments(
+                    black_box(&bds),
+                    &mut status,
+                );
+                status
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("bundle_summary_over_10000_bundledeployments", |b| {
+        b.iter(|| fleet_controller::summary::summarize(black_box(&bds).iter()))
+    });
+    group.finish();
+}
+
+fn hashing(c: &mut Criterion) {
+    let resources: Vec<fleet_api::BundleResource> = (0..500)
+        .map(|i| fleet_api::BundleResource {
+            name: format!("cm-{i}.yaml"),
+            content: format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  key: \"{}\"\n",
+                "v".repeat(200)
+            ),
+            ..Default::default()
+        })
+        .collect();
+    let options = bundle(0).spec.deployment_options();
+    let mut group = c.benchmark_group("hashing");
+    group.throughput(Throughput::Elements(resources.len() as u64));
+    group.bench_function("manifest_id_500_resources", |b| {
+        b.iter(|| fleet_bundle::manifest::manifest_id(black_box(&resources)))
+    });
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("deployment_id", |b| {
+        b.iter(|| fleet_bundle::options::deployment_id("s-abc", black_box(&options)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, targeting, status_aggregation, hashing);
+criterion_main!(benches);
