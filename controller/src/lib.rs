@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod cluster;
 pub mod clustergroup;
 pub mod config;
+pub mod controllerdeployment;
 pub mod gitops;
 pub mod leader;
 pub mod metrics;
