@@ -810,6 +810,11 @@ pub fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> ApiError 
             }
         }
     };
+    // kube-apiserver escapes what could read as HTML (paths are client-chosen).
+    let msg = msg
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     let err = if reason.is_empty() {
         msg
     } else {
