@@ -37,7 +37,7 @@
 //!   `user_for_token(token)` / `identity_for_token(token)` /
 //!   `kubeconfig_for_user(server_url, user, token)`, `client_with_token(token)` /
 //!   `service_with_token(token)` (in-process, authenticated and authorized like HTTPS),
-//!   `in_process_url()` (resolved by [`Simulator::cluster_for_url`]), `stats()`
+//!   `in_process_url()` (resolved by [`Simulator::cluster_for_url`]), `ca_pem()`, `stats()`
 //!   ([`StoreStats`]: objects, writes, creates/updates/deletes, resourceVersion, requests),
 //!   `set_fault_plan(FaultPlan)`, `set_profile(Profile)` (or `None` for no simulated controllers),
 //!   `restart()` (API-server restart: watch history lost), `install_crds(..)`, and `state()` for
@@ -804,6 +804,12 @@ impl SimCluster {
     /// namespace `default`); see [`SimCluster::service_with_token`]. Needs a tokio runtime.
     pub fn client_with_token(&self, token: &str) -> kube::Client {
         kube::Client::new(self.service_with_token(token), "default")
+    }
+
+    /// The CA (PEM) every simulated cluster's HTTPS listener presents and token Secrets carry as
+    /// `ca.crt`; made now if no listener made it yet.
+    pub fn ca_pem(&self) -> String {
+        self.inner.state.tokens.ca_pem()
     }
 
     /// `https://fleet-sim.invalid/clusters/<name>`: the URL naming this cluster when no listener

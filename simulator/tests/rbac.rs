@@ -394,7 +394,11 @@ async fn cluster_urls_resolve_to_their_cluster() {
     ] {
         assert!(sim.cluster_for_url(url).is_none(), "{url}");
     }
+    // Token Secrets and kubeconfigs carry the CA the listener presents, made before it runs.
+    let ca = a.ca_pem();
+    assert!(ca.contains("BEGIN CERTIFICATE"));
     let server = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    assert_eq!(server.ca_pem(), Some(ca.as_str()));
     assert_eq!(
         sim.cluster_for_url(&server.cluster_url("sim-1"))
             .map(|c| c.name().to_string()),
