@@ -309,6 +309,13 @@ check "can-i: yes in its namespace" expect_output '^yes' auditor auth can-i watc
 check "can-i: no in another namespace" expect_failure '^no' auditor auth can-i list configmaps -n default
 check "can-i: no for a verb the Role lacks" expect_failure '^no' auditor auth can-i delete configmaps -n "$NS"
 check "can-i --list shows the Role's rules" expect_output 'configmaps +\[\] +\[\] +\[get list watch\]' auditor auth can-i --list -n "$NS"
+check "the admin acting as the ServiceAccount (--as) has its permissions" \
+  expect_output '^yes' k auth can-i list configmaps -n "$NS" --as="system:serviceaccount:$NS:auditor"
+check "and its denials" \
+  expect_failure 'cannot list resource "configmaps" in API group "" in the namespace "default"' \
+  k get configmaps -n default --as="system:serviceaccount:$NS:auditor"
+check "the ServiceAccount may not impersonate" \
+  expect_failure 'cannot impersonate resource "users"' auditor get configmaps -n "$NS" --as=bob
 check "the ServiceAccount reads configmaps in its namespace" expect_output 'watched' auditor get configmaps -n "$NS"
 check "but not in another namespace" expect_failure 'Forbidden|forbidden' auditor get configmaps -n default
 check "nor across all namespaces" expect_failure 'at the cluster scope' auditor get configmaps -A

@@ -58,7 +58,8 @@
 //!   never sent: responses are JSON, which every client accepts. Zero values of Go pointer fields
 //!   are told apart from absent ones by a list of names ([`protobuf::ZERO_IS_MEANINGFUL`]), not
 //!   by the Go types. Custom resources are JSON/YAML only, as with kube-apiserver.
-//! - Client certificates and impersonation headers are not accepted; bearer tokens only. The
+//! - Client certificates are not accepted; bearer tokens only (impersonation headers are, with
+//!   kube-apiserver's `impersonate` checks; `Impersonate-Extra-*` is ignored). The
 //!   plain-HTTP debugging listener serves token-less requests as the admin, and so does
 //!   [`SimCluster::client`]. The RBAC escalation check (binding or granting more than one
 //!   holds) is not made. Bootstrap ClusterRoles (`cluster-admin`, `admin`, `edit`, `view`,

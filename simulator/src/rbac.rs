@@ -840,3 +840,79 @@ pub fn forbidden(user: &UserInfo, attrs: &Attributes, reason: &str) -> ApiError 
         }
     }
 }
+
+/// kube-apiserver's impersonation (`Impersonate-User`, `Impersonate-Group`, `Impersonate-Uid`
+/// headers; what `kubectl --as`/`--as-group` send): the requester needs the `impersonate` verb
+/// on `users` (or `serviceaccounts` for a ServiceAccount user name), on `groups` for each group
+/// and on `uids`; the request then goes on as the impersonated identity (plus
+/// `system:authenticated`, and the ServiceAccount groups when impersonating one without groups).
+/// `Ok(None)` when the request impersonates no one.
+pub fn impersonate(
+    rbac: &RbacIndex,
+    requester: &UserInfo,
+    headers: &http::HeaderMap,
+) -> Result<Option<UserInfo>, ApiError> {
+    let values = |name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    };
+    let user = values("impersonate-user").into_iter().next();
+    let groups = values("impersonate-group");
+    let uid = values("impersonate-uid").into_iter().next();
+    let Some(user) = user else {
+        if groups.is_empty() && uid.is_none() {
+            return Ok(None);
+        }
+        return Err(ApiError::internal(
+            "requested impersonation of groups or a uid without impersonating a user",
+        ));
+    };
+    let check = |resource: &str, group: &str, namespace: &str, name: &str| {
+        let attrs = Attributes::resource(
+            "impersonate",
+            ResourceAttributes {
+                group: group.to_string(),
+                resource: resource.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                ..Default::default()
+            },
+        );
+        let d = rbac.authorize(requester, &attrs);
+        if d.allowed {
+            Ok(())
+        } else {
+            Err(forbidden(requester, &attrs, &d.reason))
+        }
+    };
+    let service_account = crate::auth::split_service_account(&user);
+    match service_account {
+        Some((ns, sa)) => check("serviceaccounts", "", ns, sa)?,
+        None => check("users", "", "", &user)?,
+    }
+    for g in &groups {
+        check("groups", "", "", g)?;
+    }
+    if let Some(u) = &uid {
+        check("uids", "authentication.k8s.io", "", u)?;
+    }
+    let mut identity = match service_account {
+        Some((ns, sa)) if groups.is_empty() => UserInfo::service_account(ns, sa, ""),
+        _ => UserInfo {
+            name: user.clone(),
+            uid: String::new(),
+            groups,
+        },
+    };
+    if let Some(u) = uid {
+        identity.uid = u;
+    }
+    if user != "system:anonymous" && !identity.groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+        identity.groups.push(AUTHENTICATED_GROUP.to_string());
+    }
+    Ok(Some(identity))
+}

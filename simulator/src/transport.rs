@@ -126,6 +126,15 @@ pub(crate) async fn serve_cluster(
     req: Request<Bytes>,
 ) -> Response<Body> {
     cluster.count_request();
+    let requester = user.clone().unwrap_or_else(|| Arc::new(UserInfo::admin()));
+    let user = match crate::rbac::impersonate(&cluster.state.rbac, &requester, req.headers()) {
+        Ok(Some(acting_as)) => {
+            tracing::trace!(cluster = %cluster.state.name, requester = %requester.name, user = %acting_as.name, "impersonation");
+            Some(Arc::new(acting_as))
+        }
+        Ok(None) => user,
+        Err(e) => return api::error_response(&e),
+    };
     let mut ctx = RequestContext {
         user,
         ..Default::default()

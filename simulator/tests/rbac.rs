@@ -933,3 +933,81 @@ async fn many_agents_each_see_only_their_own_namespace() {
         );
     }
 }
+
+#[tokio::test]
+async fn impersonation_needs_the_impersonate_verb_and_then_acts_as_the_impersonated_identity() {
+    let sim = bare();
+    let c = sim.add_cluster("upstream").unwrap();
+    let token = fleet_like(&c).await;
+    let get_as = |client: kube::Client, ns: &str, headers: Vec<(&'static str, String)>| {
+        let uri = format!("/apis/fleet.cattle.io/v1alpha1/namespaces/{ns}/bundledeployments/app");
+        async move {
+            let mut req = http::Request::get(uri);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            client.request::<Value>(req.body(Vec::new()).unwrap()).await
+        }
+    };
+    // The admin acts as the agent: the agent's permissions apply.
+    let as_agent = vec![("Impersonate-User", AGENT.to_string())];
+    get_as(c.client(), "cluster-a", as_agent.clone())
+        .await
+        .unwrap();
+    let (code, _, msg) = status_of(get_as(c.client(), "cluster-b", as_agent.clone()).await);
+    assert_eq!(code, 403);
+    assert!(
+        msg.contains(&format!("User \"{AGENT}\" cannot get")),
+        "{msg}"
+    );
+
+    // The agent may not impersonate anyone until RBAC says so.
+    let agent = c.client_with_token(&token);
+    let as_bob = vec![
+        ("Impersonate-User", "bob".to_string()),
+        ("Impersonate-Group", "admins".to_string()),
+    ];
+    let (code, _, msg) = status_of(get_as(agent.clone(), "cluster-b", as_bob.clone()).await);
+    assert_eq!(code, 403);
+    assert_eq!(
+        msg,
+        format!(
+            "users \"bob\" is forbidden: User \"{AGENT}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+        )
+    );
+    apply(
+        &c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "impersonator"},
+            "rules": [{"apiGroups": [""], "resources": ["users", "groups"], "verbs": ["impersonate"], "resourceNames": ["bob", "admins"]}]}),
+    )
+    .await;
+    apply(
+        &c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "impersonator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "impersonator"},
+            "subjects": [{"kind": "ServiceAccount", "name": "agent", "namespace": "cluster-a"}]}),
+    )
+    .await;
+    apply(
+        &c,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "admins-read"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "Group", "name": "admins"}]}),
+    )
+    .await;
+    get_as(agent.clone(), "cluster-b", as_bob).await.unwrap();
+    // Other groups stay out of reach.
+    let as_masters = vec![
+        ("Impersonate-User", "bob".to_string()),
+        ("Impersonate-Group", "system:masters".to_string()),
+    ];
+    let (code, _, msg) = status_of(get_as(agent, "cluster-b", as_masters).await);
+    assert_eq!(code, 403);
+    assert!(
+        msg.starts_with("groups \"system:masters\" is forbidden"),
+        "{msg}"
+    );
+}
