@@ -292,6 +292,57 @@ check "invalid label selector" expect_failure 'unable to parse requirement|BadRe
 check "creating in a missing namespace" expect_failure 'NotFound' mkobj ConfigMap x does-not-exist
 check "creating twice" expect_failure 'AlreadyExists' mkobj ConfigMap watched "$NS"
 
+# --- ServiceAccount tokens and RBAC: an identity outside system:masters gets what its bindings allow
+check "create a ServiceAccount for RBAC checks" k create serviceaccount auditor -n "$NS"
+AUDITOR_TOKEN=$(k create token auditor -n "$NS" 2>&1)
+auditor() { kubectl --cache-dir "$CACHE-auditor" --request-timeout=20s --token="$AUDITOR_TOKEN" "$@"; }
+check "kubectl create token issues a bound token" expect_output '^ey' echo "$AUDITOR_TOKEN"
+check "auth whoami names the ServiceAccount" expect_output "system:serviceaccount:$NS:auditor" auditor auth whoami
+check "auth whoami lists its groups" expect_output "system:serviceaccounts:$NS" auditor auth whoami
+check "can-i: no before any binding" expect_failure '^no' auditor auth can-i list configmaps -n "$NS"
+check "a denied list gets kube-apiserver's Forbidden message" \
+  expect_failure "configmaps is forbidden: User \"system:serviceaccount:$NS:auditor\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"$NS\"" \
+  auditor get configmaps -n "$NS"
+check "create a Role" k create role cm-reader -n "$NS" --verb=get,list,watch --resource=configmaps
+check "bind it to the ServiceAccount" k create rolebinding auditor-cm -n "$NS" --role=cm-reader --serviceaccount="$NS:auditor"
+check "can-i: yes in its namespace" expect_output '^yes' auditor auth can-i watch configmaps -n "$NS"
+check "can-i: no in another namespace" expect_failure '^no' auditor auth can-i list configmaps -n default
+check "can-i: no for a verb the Role lacks" expect_failure '^no' auditor auth can-i delete configmaps -n "$NS"
+check "can-i --list shows the Role's rules" expect_output 'configmaps +\[\] +\[\] +\[get list watch\]' auditor auth can-i --list -n "$NS"
+check "the admin acting as the ServiceAccount (--as) has its permissions" \
+  expect_output '^yes' k auth can-i list configmaps -n "$NS" --as="system:serviceaccount:$NS:auditor"
+check "and its denials" \
+  expect_failure 'cannot list resource "configmaps" in API group "" in the namespace "default"' \
+  k get configmaps -n default --as="system:serviceaccount:$NS:auditor"
+check "the ServiceAccount may not impersonate" \
+  expect_failure 'cannot impersonate resource "users"' auditor get configmaps -n "$NS" --as=bob
+check "the ServiceAccount reads configmaps in its namespace" expect_output 'watched' auditor get configmaps -n "$NS"
+check "but not in another namespace" expect_failure 'Forbidden|forbidden' auditor get configmaps -n default
+check "nor across all namespaces" expect_failure 'at the cluster scope' auditor get configmaps -A
+check "nor writes" expect_failure 'cannot create resource "configmaps"' auditor create configmap denied -n "$NS"
+check "admin can-i is always yes" expect_output '^yes' k auth can-i '*' '*' --all-namespaces
+check "a ClusterRoleBinding grants cluster-wide reads" \
+  k create clusterrolebinding "auditor-view-$NS" --clusterrole=view --serviceaccount="$NS:auditor"
+check "can-i across all namespaces after the ClusterRoleBinding" expect_output '^yes' auditor auth can-i list configmaps -A
+check "delete the ClusterRoleBinding" k delete clusterrolebinding "auditor-view-$NS"
+check "a token Secret of the ServiceAccount" k create -f - <<EOF
+apiVersion: v1
+kind: Secret
+metadata:
+  name: auditor-token
+  namespace: $NS
+  annotations:
+    kubernetes.io/service-account.name: auditor
+type: kubernetes.io/service-account-token
+EOF
+token_filled() { [[ -n $(k get secret auditor-token -n "$NS" -o 'jsonpath={.data.token}') ]]; }
+check "the token controller fills in its token" eventually 20 token_filled
+SECRET_TOKEN=$(k get secret auditor-token -n "$NS" -o 'jsonpath={.data.token}' | base64 -d)
+secret_auditor() { kubectl --cache-dir "$CACHE-auditor" --request-timeout=20s --token="$SECRET_TOKEN" "$@"; }
+check "the Secret's token authenticates as the ServiceAccount" expect_output '^yes' secret_auditor auth can-i get configmaps -n "$NS"
+check "deleting the Secret revokes its token" k delete secret auditor-token -n "$NS"
+check "a revoked token is Unauthorized" expect_failure 'Unauthorized' secret_auditor get configmaps -n "$NS"
+
 # --- delete the namespace with everything in it
 check "delete namespace" k delete namespace "$NS" --timeout=30s
 check "namespace is gone" expect_failure 'NotFound' k get namespace "$NS"

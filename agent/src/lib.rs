@@ -25,6 +25,8 @@ pub mod heartbeat;
 pub mod metrics;
 pub mod monitor;
 pub mod plan;
+pub mod process;
+pub mod register;
 pub mod release;
 pub mod status;
 
@@ -35,6 +37,8 @@ pub use config::AgentConfig;
 pub enum AgentError {
     #[error("{0}")]
     Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
 }
 
 /// One agent: the BundleDeployments of one cluster namespace upstream, deployed to one

@@ -2,11 +2,41 @@
 
 use std::time::Duration;
 
+/// Image of the agent Deployments the controller creates (the `fleet` binary runs `fleet agent`).
+pub const DEFAULT_AGENT_IMAGE: &str = "ghcr.io/fleet-rs/fleet:latest";
+
 /// Settings of the controller. `Default` gives Fleet's defaults.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
     /// Namespace the controller runs in (Fleet: `cattle-fleet-system`); holds its Lease.
     pub system_namespace: String,
+    /// Deploy the agent of every Cluster as a Bundle `fleet-agent-<cluster>` (Fleet's
+    /// `manageAgent`).
+    pub manage_agent: bool,
+    /// Image of the agent (Fleet's `agentImage`; `privateRepoURL` of a Cluster is prepended).
+    pub agent_image: String,
+    pub agent_image_pull_policy: String,
+    /// Namespace agents run in downstream unless a Cluster sets `spec.agentNamespace`.
+    pub agent_namespace: String,
+    /// Agent settings passed as env to every agent Deployment (Fleet's `agentCheckinInterval`,
+    /// `agent.reconciler.workers.*`; leader election timings).
+    pub agent_checkin_interval: Duration,
+    pub agent_bundledeployment_workers: usize,
+    pub agent_drift_workers: usize,
+    pub agent_lease_duration: Duration,
+    pub agent_renew_deadline: Duration,
+    pub agent_retry_period: Duration,
+    /// fleet-rs: `FLEET_DRIFT_DELAY` of the agents (`None`: the agent's default).
+    pub agent_drift_delay: Option<Duration>,
+    /// How imported clusters (`spec.kubeConfigSecret`) are reached.
+    pub downstream_connector: crate::agentmanagement::SharedDownstreamConnector,
+    /// Namespace of the local cluster (Fleet's `bootstrap.namespace`; empty or `-`: none).
+    pub bootstrap_namespace: String,
+    /// `spec.agentNamespace` of the local cluster (Fleet's `bootstrap.agentNamespace`).
+    pub bootstrap_agent_namespace: String,
+    /// How the local cluster is reached; `None`: from the pod's service account, when running
+    /// in a cluster (otherwise no local cluster).
+    pub bootstrap_local_cluster: Option<crate::agentmanagement::bootstrap::LocalCluster>,
     /// Concurrent reconciles of GitRepos (Fleet env `GITREPO_RECONCILER_WORKERS`).
     pub gitrepo_workers: usize,
     /// Concurrent reconciles of Bundles (Fleet env `BUNDLE_RECONCILER_WORKERS`).
@@ -51,6 +81,21 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         ControllerConfig {
             system_namespace: "cattle-fleet-system".to_string(),
+            manage_agent: true,
+            agent_image: DEFAULT_AGENT_IMAGE.to_string(),
+            agent_image_pull_policy: "IfNotPresent".to_string(),
+            agent_namespace: "cattle-fleet-system".to_string(),
+            agent_checkin_interval: Duration::from_secs(15 * 60),
+            agent_bundledeployment_workers: 50,
+            agent_drift_workers: 50,
+            agent_lease_duration: Duration::from_secs(30),
+            agent_renew_deadline: Duration::from_secs(25),
+            agent_retry_period: Duration::from_secs(10),
+            agent_drift_delay: None,
+            downstream_connector: Default::default(),
+            bootstrap_namespace: "fleet-local".to_string(),
+            bootstrap_agent_namespace: String::new(),
+            bootstrap_local_cluster: None,
             gitrepo_workers: 50,
             bundle_workers: 50,
             cluster_workers: 50,

@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+pub mod agentmanagement;
 pub mod bundle;
 pub mod cluster;
 pub mod clustergroup;
 pub mod config;
+pub mod controllerdeployment;
 pub mod gitops;
 pub mod leader;
 pub mod metrics;
@@ -45,6 +47,8 @@ pub enum ControllerError {
     Cluster(#[from] cluster::ClusterError),
     #[error("ClusterGroup controller: {0}")]
     ClusterGroup(#[from] clustergroup::ClusterGroupError),
+    #[error("agent management: {0}")]
+    AgentManagement(#[from] agentmanagement::AgentManagementError),
 }
 
 /// The whole upstream controller: every reconciler, sharing one client.
@@ -118,6 +122,11 @@ async fn run_reconcilers(
         },
         async {
             clustergroup::run(ctx.clone(), shutdown.clone())
+                .await
+                .map_err(ControllerError::from)
+        },
+        async {
+            agentmanagement::run(ctx.clone(), shutdown.clone())
                 .await
                 .map_err(ControllerError::from)
         },

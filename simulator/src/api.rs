@@ -12,11 +12,13 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
+use crate::auth::UserInfo;
 use crate::cluster::{
     ClusterState, DeleteOptions, ListOptions, PatchType, Target, WriteOptions, at_version,
     event_for_watcher, manager_from_user_agent, parse_yaml_or_json,
 };
 use crate::error::ApiError;
+use crate::rbac::{self, Attributes, ResourceAttributes};
 use crate::registry::ResourceInfo;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{EventType, Obj};
@@ -26,11 +28,13 @@ use crate::{discovery, openapi};
 /// kube-apiserver's request body limit.
 pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 
-/// Per-request knobs set by the transport (fault injection).
-#[derive(Debug, Clone, Copy, Default)]
+/// Per-request knobs set by the transport (identity, fault injection).
+#[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     /// End a watch stream after this long (a dropped connection).
     pub drop_watch_after: Option<Duration>,
+    /// Who is asking; `None` for the in-process admin transport (never authorized).
+    pub user: Option<Arc<UserInfo>>,
 }
 
 const JSON: &str = "application/json";
@@ -224,7 +228,20 @@ pub async fn handle(
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let q = parse_query(parts.uri.query());
-    let Some(route) = route(&path) else {
+    let route = route(&path);
+    // Authorization comes before routing, as in kube-apiserver: a denied request learns nothing
+    // about what exists.
+    if let Some(user) = &ctx.user
+        && !user.is_admin()
+    {
+        let attrs = request_attributes(&parts.method, &path, &q, route.as_ref());
+        let decision = cluster.rbac.authorize(user, &attrs);
+        if !decision.allowed {
+            tracing::debug!(cluster = %cluster.name, user = %user.name, verb = %attrs.verb, "forbidden");
+            return error_response(&rbac::forbidden(user, &attrs, &decision.reason));
+        }
+    }
+    let Some(route) = route else {
         return error_response(&ApiError::not_found_path());
     };
     let reg = cluster.registry();
@@ -281,12 +298,83 @@ pub async fn handle(
             let Some(info) = reg.lookup(&r.group, &r.version, &r.plural).cloned() else {
                 return error_response(&ApiError::not_found_path());
             };
+            if info.create_only {
+                return match crate::review::create(
+                    cluster,
+                    &info,
+                    &r.namespace,
+                    &parts,
+                    &body,
+                    &ctx,
+                ) {
+                    Ok(resp) => resp,
+                    Err(e) => error_response(&e),
+                };
+            }
             match resource(cluster, info, r, &parts, &q, body, ctx).await {
                 Ok(resp) => resp,
                 Err(e) => error_response(&e),
             }
         }
     }
+}
+
+/// The verb and resource of a request as kube-apiserver's `RequestInfoFactory` derives them.
+fn request_attributes(
+    method: &Method,
+    path: &str,
+    q: &HashMap<String, String>,
+    route: Option<&Route>,
+) -> Attributes {
+    let Some(Route::Resource(r)) = route else {
+        return Attributes::non_resource(&method.as_str().to_lowercase(), path);
+    };
+    let verb = if r.legacy_watch {
+        "watch".to_string()
+    } else {
+        match (method, &r.name) {
+            (&Method::GET, Some(_)) => "get".to_string(),
+            (&Method::GET, None) if flag(q, "watch") => "watch".to_string(),
+            (&Method::GET, None) => "list".to_string(),
+            (&Method::POST, _) => "create".to_string(),
+            (&Method::PUT, _) => "update".to_string(),
+            (&Method::PATCH, _) => "patch".to_string(),
+            (&Method::DELETE, Some(_)) => "delete".to_string(),
+            (&Method::DELETE, None) => "deletecollection".to_string(),
+            (m, _) => m.as_str().to_lowercase(),
+        }
+    };
+    // A list or watch pinned to one name by a field selector is about that name
+    // (`resourceNames` rules apply), as kube-apiserver reads it.
+    let name = match &r.name {
+        Some(n) => n.clone(),
+        None if matches!(verb.as_str(), "list" | "watch" | "deletecollection") => q
+            .get("fieldSelector")
+            .and_then(|fs| {
+                fs.split(',').find_map(|term| {
+                    let (k, v) = term.split_once("==").or_else(|| term.split_once('='))?;
+                    (k.trim() == "metadata.name" && !k.ends_with('!')).then(|| v.trim().to_string())
+                })
+            })
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let namespace = match (&r.namespace, r.plural.as_str(), &r.name) {
+        (Some(ns), _, _) => ns.clone(),
+        (None, "namespaces", Some(n)) if r.group.is_empty() => n.clone(),
+        _ => String::new(),
+    };
+    Attributes::resource(
+        &verb,
+        ResourceAttributes {
+            group: r.group.clone(),
+            version: r.version.clone(),
+            resource: r.plural.clone(),
+            subresource: r.subresource.clone().unwrap_or_default(),
+            namespace,
+            name,
+        },
+    )
 }
 
 fn write_options(
@@ -392,6 +480,19 @@ async fn resource(
         None => {}
         Some("status") if info.status_subresource => {}
         Some("scale") if info.scale_subresource => {}
+        Some("token") if info.group.is_empty() && info.plural == "serviceaccounts" => {
+            if parts.method != Method::POST {
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+            let (Some(ns), Some(name)) = (&r.namespace, &r.name) else {
+                return Err(ApiError::not_found_path());
+            };
+            let req = parse_body(&parts.headers, &body)?;
+            return crate::review::token_request(cluster, ns, name, &req)
+                .map(|v| json_response(201, &v));
+        }
         Some(_) => return Err(ApiError::not_found_path()),
     }
     if body.len() > MAX_REQUEST_BYTES {

@@ -135,6 +135,10 @@ pub struct ClusterState {
     observers: RwLock<Vec<Arc<dyn ChangeObserver>>>,
     /// Bumped by a simulated restart: open watch streams end, like dropped connections.
     epoch: std::sync::atomic::AtomicU64,
+    /// Signs and checks this cluster's ServiceAccount tokens.
+    pub tokens: crate::auth::TokenIssuer,
+    /// Role/binding index the authorizer reads (kept current by a change observer).
+    pub rbac: Arc<crate::rbac::RbacIndex>,
 }
 
 impl std::fmt::Debug for ClusterState {
@@ -325,6 +329,23 @@ fn validate(info: &ResourceInfo, obj: &Value) -> Vec<(String, String)> {
             }
         }
     }
+    if info.builtin
+        && info.kind == "Secret"
+        && obj.get("type").and_then(Value::as_str) == Some(crate::auth::SERVICE_ACCOUNT_TOKEN_TYPE)
+        && obj
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(crate::auth::SERVICE_ACCOUNT_NAME_ANNOTATION))
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        errs.push((
+            format!(
+                "metadata.annotations[{}]",
+                crate::auth::SERVICE_ACCOUNT_NAME_ANNOTATION
+            ),
+            "Required value".to_string(),
+        ));
+    }
     if info.kind == "CustomResourceDefinition" {
         match crate::registry::resource_from_crd(obj) {
             None => errs.push(("spec".to_string(), "Invalid value: group, names.plural, names.kind and at least one served version are required".to_string())),
@@ -444,6 +465,24 @@ pub fn manager_from_user_agent(ua: &str) -> String {
     }
 }
 
+/// The key ServiceAccount tokens of one cluster are signed with: differs per cluster and per
+/// process, so a token never authenticates anywhere else.
+fn signing_key(seed: u64, name: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mut h = sha2::Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(name.as_bytes());
+    h.update(nanos.to_le_bytes());
+    h.update(std::process::id().to_le_bytes());
+    let random: [u8; 32] = rand::random();
+    h.update(random);
+    h.finalize().into()
+}
+
 /// The object in the apiVersion a request asked for (versions share one schema here).
 pub fn at_version(obj: &Obj, api_version: &str) -> Obj {
     if obj.get("apiVersion").and_then(Value::as_str) == Some(api_version) {
@@ -457,14 +496,17 @@ pub fn at_version(obj: &Obj, api_version: &str) -> Obj {
 impl ClusterState {
     pub fn new(name: &str, seed: u64, history_limit: usize) -> Arc<ClusterState> {
         let (notify, _) = tokio::sync::watch::channel(1);
+        let rbac = Arc::new(crate::rbac::RbacIndex::default());
         let cluster = Arc::new(ClusterState {
             name: name.to_string(),
             store: Mutex::new(StoreState::new(history_limit)),
             registry: RwLock::new(Registry::builtin()),
             notify,
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
-            observers: RwLock::new(Vec::new()),
+            observers: RwLock::new(vec![rbac.clone() as Arc<dyn ChangeObserver>]),
             epoch: std::sync::atomic::AtomicU64::new(0),
+            tokens: crate::auth::TokenIssuer::new(signing_key(seed, name)),
+            rbac,
         });
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let _ = cluster.create_object(
@@ -536,8 +578,105 @@ impl ClusterState {
             .to_string()
     }
 
+    /// kube-controller-manager's token controller, run right after the writes of a request:
+    /// token Secrets get their token, a new ServiceAccount fills the Secrets waiting for it, a
+    /// deleted one takes its token Secrets along.
+    fn token_controller(&self, st: &mut StoreState) {
+        let events: Vec<Arc<StoredEvent>> = st.pending().to_vec();
+        let Some(secrets) = self.registry().by_group_resource("secrets").cloned() else {
+            return;
+        };
+        let mut fill = BTreeSet::new();
+        let mut delete = BTreeSet::new();
+        for e in &events {
+            match (&*e.key.group_resource, e.event_type) {
+                ("secrets", EventType::Added | EventType::Modified) => {
+                    fill.insert(e.key.clone());
+                }
+                ("serviceaccounts", EventType::Added) => {
+                    for ((ns, name), obj) in st.range("secrets", Some(&e.key.namespace), None) {
+                        if obj.pointer("/type").and_then(Value::as_str)
+                            == Some(crate::auth::SERVICE_ACCOUNT_TOKEN_TYPE)
+                        {
+                            fill.insert(ObjKey {
+                                group_resource: "secrets".into(),
+                                namespace: ns.clone(),
+                                name: name.clone(),
+                            });
+                        }
+                    }
+                }
+                ("serviceaccounts", EventType::Deleted) => {
+                    let uid = meta_str(&e.object, "uid").unwrap_or("");
+                    for ((ns, name), obj) in st.range("secrets", Some(&e.key.namespace), None) {
+                        let ann = |k: &str| {
+                            obj.pointer("/metadata/annotations")
+                                .and_then(|a| a.get(k))
+                                .and_then(Value::as_str)
+                        };
+                        if obj.pointer("/type").and_then(Value::as_str)
+                            == Some(crate::auth::SERVICE_ACCOUNT_TOKEN_TYPE)
+                            && ann(crate::auth::SERVICE_ACCOUNT_NAME_ANNOTATION)
+                                == Some(e.key.name.as_str())
+                            && ann(crate::auth::SERVICE_ACCOUNT_UID_ANNOTATION)
+                                .is_none_or(|u| u.is_empty() || u == uid)
+                        {
+                            delete.insert(ObjKey {
+                                group_resource: "secrets".into(),
+                                namespace: ns.clone(),
+                                name: name.clone(),
+                            });
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for key in delete {
+            fill.remove(&key);
+            self.delete_key(st, &key, "Background");
+        }
+        for key in fill {
+            let Some(current) = st.get(&key).cloned() else {
+                continue;
+            };
+            let Some(filled) = crate::auth::filled_token_secret(&self.tokens, st, &current) else {
+                continue;
+            };
+            let t = Target {
+                info: secrets.clone(),
+                version: "v1".to_string(),
+                namespace: Some(key.namespace.clone()),
+                name: Some(key.name.clone()),
+                subresource: None,
+            };
+            let opts = WriteOptions {
+                field_manager: Some("kube-controller-manager".to_string()),
+                ..Default::default()
+            };
+            if let Err(e) = self.commit_write(
+                st,
+                &t,
+                &key,
+                Some(current),
+                filled,
+                Ownership::Record,
+                &opts,
+            ) {
+                tracing::warn!(cluster = %self.name, secret = %key.name, error = %e, "filling a ServiceAccount token Secret");
+            }
+        }
+    }
+
     /// Runs after every request that may have written: CRD changes, observers, watch wake-up.
     fn finish(&self, mut st: MutexGuard<'_, StoreState>) {
+        if st
+            .pending()
+            .iter()
+            .any(|e| matches!(&*e.key.group_resource, "secrets" | "serviceaccounts"))
+        {
+            self.token_controller(&mut st);
+        }
         let events = st.take_pending();
         if events.is_empty() {
             return;

@@ -71,8 +71,17 @@ pub fn group(reg: &Registry, name: &str) -> Option<Value> {
     })
 }
 
-fn verbs_json() -> Value {
-    json!(VERBS)
+fn verbs_json(r: &ResourceInfo) -> Value {
+    if r.create_only {
+        json!(["create"])
+    } else {
+        json!(VERBS)
+    }
+}
+
+/// The ServiceAccount `token` subresource (TokenRequest), which kube-apiserver lists.
+fn token_subresource(r: &ResourceInfo) -> bool {
+    r.group.is_empty() && r.plural == "serviceaccounts"
 }
 
 pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
@@ -87,7 +96,7 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": verbs_json(),
+            "verbs": verbs_json(r),
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -103,6 +112,17 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
                 "namespaced": r.namespaced,
                 "kind": r.kind,
                 "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if token_subresource(r) {
+            resources.push(json!({
+                "name": "serviceaccounts/token",
+                "singularName": "",
+                "namespaced": true,
+                "group": "authentication.k8s.io",
+                "version": "v1",
+                "kind": "TokenRequest",
+                "verbs": ["create"],
             }));
         }
     }
@@ -123,7 +143,7 @@ fn aggregated_resource(r: &ResourceInfo, version: &str) -> Value {
         "responseKind": kind,
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": verbs_json(),
+        "verbs": verbs_json(r),
     });
     if !r.short_names.is_empty() {
         entry["shortNames"] = json!(r.short_names);
@@ -133,6 +153,9 @@ fn aggregated_resource(r: &ResourceInfo, version: &str) -> Value {
     }
     if r.status_subresource {
         entry["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
+    }
+    if token_subresource(r) {
+        entry["subresources"] = json!([{"subresource": "token", "responseKind": {"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"}, "verbs": ["create"]}]);
     }
     entry
 }

@@ -13,9 +13,13 @@
 //! // other tools; the kubeconfig carries the CA and the cluster's admin token.
 //! let server = sim.serve("127.0.0.1:0".parse()?).await?;
 //! cluster.write_kubeconfig(std::path::Path::new("sim-1.kubeconfig"), &server.cluster_url("sim-1"))?;
-//! // More identities (agents): a token per user, and a kubeconfig for it.
+//! // More identities (agents): a token per user (or a ServiceAccount token Secret, filled in
+//! // by the simulated token controller), a kubeconfig for it, or an in-process client with it;
+//! // RBAC decides what each may do.
 //! let token = cluster.add_token("system:serviceaccount:cattle-fleet-system:fleet-agent");
 //! let agent_kubeconfig = cluster.kubeconfig_for_user(&server.cluster_url("sim-1"), "fleet-agent", &token);
+//! let agent: kube::Client = cluster.client_with_token(&token);
+//! assert!(sim.cluster_for_url(&cluster.in_process_url()).is_some());
 //! println!("{:?}", cluster.stats());
 //! server.shutdown().await;
 //! # Ok(()) }
@@ -29,8 +33,11 @@
 //! - [`SimCluster`]: `client()` (in-process `kube::Client`, no authentication), `service()` (the
 //!   `tower::Service`), `kubeconfig(server_url)` / `write_kubeconfig(path, server_url)` (admin;
 //!   an `https://` URL embeds the CA), `token()` (admin, user [`ADMIN_USER`]),
-//!   `add_token(user)` / `revoke_token(token)` / `user_for_token(token)` /
-//!   `kubeconfig_for_user(server_url, user, token)`, `stats()`
+//!   `add_token(user)` / `add_token_for(`[`UserInfo`]`)` / `revoke_token(token)` /
+//!   `user_for_token(token)` / `identity_for_token(token)` /
+//!   `kubeconfig_for_user(server_url, user, token)`, `client_with_token(token)` /
+//!   `service_with_token(token)` (in-process, authenticated and authorized like HTTPS),
+//!   `in_process_url()` (resolved by [`Simulator::cluster_for_url`]), `ca_pem()`, `stats()`
 //!   ([`StoreStats`]: objects, writes, creates/updates/deletes, resourceVersion, requests),
 //!   `set_fault_plan(FaultPlan)`, `set_profile(Profile)` (or `None` for no simulated controllers),
 //!   `restart()` (API-server restart: watch history lost), `install_crds(..)`, and `state()` for
@@ -39,6 +46,10 @@
 //!   generation, finalizers, garbage collection), [`ssa`] (managedFields, server-side apply),
 //!   [`patch`] (JSON/merge/strategic merge patch), [`api`] (URLs, content negotiation, watch),
 //!   [`protobuf`] (protobuf request bodies → JSON), [`tls`] (the listener's PKI),
+//!   [`auth`] (identities, ServiceAccount tokens: token Secrets, TokenRequest), [`rbac`]
+//!   (the RBAC authorizer over Roles/ClusterRoles/bindings, kube-apiserver's 403 wording),
+//!   [`review`] (SelfSubjectAccessReview, SubjectAccessReview, LocalSubjectAccessReview,
+//!   SelfSubjectRulesReview, SelfSubjectReview),
 //!   [`discovery`], [`openapi`], [`table`]; [`behaviour`] (simulated controllers) and [`faults`]
 //!   (seeded fault injection) plug in per cluster.
 //!
@@ -47,9 +58,13 @@
 //!   never sent: responses are JSON, which every client accepts. Zero values of Go pointer fields
 //!   are told apart from absent ones by a list of names ([`protobuf::ZERO_IS_MEANINGFUL`]), not
 //!   by the Go types. Custom resources are JSON/YAML only, as with kube-apiserver.
-//! - Authentication only: every valid token may do everything (RBAC objects are stored, not
-//!   enforced). Client certificates are not accepted. The in-process transport is not
-//!   authenticated. The plain-HTTP debugging listener serves token-less requests as the admin.
+//! - Client certificates are not accepted; bearer tokens only (impersonation headers are, with
+//!   kube-apiserver's `impersonate` checks; `Impersonate-Extra-*` is ignored). The
+//!   plain-HTTP debugging listener serves token-less requests as the admin, and so does
+//!   [`SimCluster::client`]. The RBAC escalation check (binding or granting more than one
+//!   holds) is not made. Bootstrap ClusterRoles (`cluster-admin`, `admin`, `edit`, `view`,
+//!   `system:discovery`, `system:basic-user`, `system:public-info-viewer`) are built in, not
+//!   stored objects; aggregated ClusterRoles are resolved when evaluated, not written back.
 //! - Objects are stored in the version they were written in (no conversion between versions).
 //! - Server-side apply merges lists as upstream marks them: associative lists by their key
 //!   (built-ins: one key field, e.g. `containerPort` without `protocol`), sets (`finalizers`,
@@ -57,6 +72,7 @@
 //!   kube-apiserver for unmarked lists.
 
 pub mod api;
+pub mod auth;
 pub mod behaviour;
 pub mod cluster;
 pub mod discovery;
@@ -65,7 +81,9 @@ pub mod faults;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod rbac;
 pub mod registry;
+pub mod review;
 pub mod selector;
 pub mod ssa;
 pub mod store;
@@ -82,6 +100,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use auth::UserInfo;
 pub use cluster::ClusterState;
 pub use error::ApiError;
 pub use store::StoreStats;
@@ -274,6 +293,20 @@ impl Simulator {
         Ok(self.inner.certs.get_or_init(|| made).clone())
     }
 
+    /// The cluster a server URL names: any scheme and host, path `/clusters/<name>` (a trailing
+    /// slash allowed), e.g. [`ServeHandle::cluster_url`] or [`SimCluster::in_process_url`].
+    pub fn cluster_for_url(&self, url: &str) -> Option<SimCluster> {
+        let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
+        let path = path.split(['?', '#']).next().unwrap_or("");
+        let name = path.strip_prefix("/clusters/")?;
+        let name = name.strip_suffix('/').unwrap_or(name);
+        if name.is_empty() || name.contains('/') {
+            return None;
+        }
+        self.cluster(name)
+    }
+
     /// Sum of the store counters of every cluster.
     pub fn stats(&self) -> StoreStats {
         let mut total = StoreStats::default();
@@ -317,8 +350,9 @@ impl Ord for Due {
 pub(crate) struct ClusterInner {
     pub(crate) state: Arc<ClusterState>,
     pub(crate) token: String,
-    /// Bearer token → user name, for the HTTPS listener (the admin token included).
-    tokens: RwLock<BTreeMap<String, String>>,
+    /// Static bearer tokens → identity (the admin token included); ServiceAccount tokens are
+    /// checked by the cluster's [`auth::TokenIssuer`] instead.
+    tokens: RwLock<BTreeMap<String, Arc<UserInfo>>>,
     certs: Arc<OnceLock<Arc<ServingCerts>>>,
     started: Instant,
     behaviour: Mutex<Option<ClusterBehaviour>>,
@@ -650,7 +684,10 @@ impl SimCluster {
         let token = new_token(seed);
         let inner = Arc::new(ClusterInner {
             state,
-            tokens: RwLock::new(BTreeMap::from([(token.clone(), ADMIN_USER.to_string())])),
+            tokens: RwLock::new(BTreeMap::from([(
+                token.clone(),
+                Arc::new(UserInfo::admin()),
+            )])),
             certs,
             token,
             started: Instant::now(),
@@ -663,6 +700,7 @@ impl SimCluster {
             requests: AtomicU64::new(0),
             request_counts: Mutex::new(RequestCounts::default()),
         });
+        inner.state.tokens.set_ca_source(inner.certs.clone());
         inner.state.add_observer(Arc::new(BehaviourObserver {
             cluster: Arc::downgrade(&inner),
         }));
@@ -687,20 +725,27 @@ impl SimCluster {
         &self.inner.token
     }
 
-    /// Issues a new bearer token that authenticates as `user` (e.g.
-    /// `system:serviceaccount:cattle-fleet-system:fleet-agent`) on the HTTPS listener. Every
-    /// authenticated user may do everything for now (RBAC is not enforced).
+    /// Issues a new bearer token that authenticates as `user` (group `system:authenticated`;
+    /// a `system:serviceaccount:<ns>:<sa>` name also gets the ServiceAccount groups). What it may
+    /// do is up to RBAC, as for every identity outside `system:masters`.
     pub fn add_token(&self, user: &str) -> String {
+        self.add_token_for(UserInfo::user(user))
+    }
+
+    /// Issues a new bearer token for an identity with explicit groups (e.g. `system:masters`
+    /// for a second admin).
+    pub fn add_token_for(&self, user: UserInfo) -> String {
         let token = new_token(self.inner.seed ^ self.inner.requests.load(Ordering::Relaxed));
         let mut tokens = match self.inner.tokens.write() {
             Ok(t) => t,
             Err(p) => p.into_inner(),
         };
-        tokens.insert(token.clone(), user.to_string());
+        tokens.insert(token.clone(), Arc::new(user));
         token
     }
 
     /// Withdraws a token issued by [`SimCluster::add_token`]; later requests with it get 401.
+    /// (ServiceAccount tokens are revoked by deleting their Secret or ServiceAccount.)
     pub fn revoke_token(&self, token: &str) -> bool {
         if token == self.inner.token {
             return false;
@@ -709,6 +754,12 @@ impl SimCluster {
             Ok(mut t) => t.remove(token).is_some(),
             Err(p) => p.into_inner().remove(token).is_some(),
         }
+    }
+
+    /// Who a bearer token authenticates as on this cluster right now (static tokens and
+    /// ServiceAccount tokens alike), if anyone.
+    pub fn identity_for_token(&self, token: &str) -> Option<UserInfo> {
+        self.inner.authenticate(token).map(|u| (*u).clone())
     }
 
     /// The user a bearer token authenticates as on this cluster, if any.
@@ -739,17 +790,46 @@ impl SimCluster {
         serde_norway::to_string(&doc).unwrap_or_default()
     }
 
-    /// The in-process transport.
+    /// The in-process transport (unauthenticated admin).
     pub fn service(&self) -> InProcessService {
         InProcessService {
             cluster: self.inner.clone(),
+            token: None,
         }
     }
 
-    /// A kube-rs client talking to this cluster in-process (default namespace `default`).
-    /// Needs a tokio runtime.
+    /// A kube-rs client talking to this cluster in-process (default namespace `default`), as
+    /// the unauthenticated admin (`system:masters`). Needs a tokio runtime.
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.service(), "default")
+    }
+
+    /// The in-process transport for requests carrying `Authorization: Bearer <token>`:
+    /// authenticated (401 once the token is revoked) and authorized by RBAC exactly as over
+    /// HTTPS.
+    pub fn service_with_token(&self, token: &str) -> InProcessService {
+        InProcessService {
+            cluster: self.inner.clone(),
+            token: Some(Arc::from(token)),
+        }
+    }
+
+    /// A kube-rs client talking to this cluster in-process with a bearer token (default
+    /// namespace `default`); see [`SimCluster::service_with_token`]. Needs a tokio runtime.
+    pub fn client_with_token(&self, token: &str) -> kube::Client {
+        kube::Client::new(self.service_with_token(token), "default")
+    }
+
+    /// The CA (PEM) every simulated cluster's HTTPS listener presents and token Secrets carry as
+    /// `ca.crt`; made now if no listener made it yet.
+    pub fn ca_pem(&self) -> String {
+        self.inner.state.tokens.ca_pem()
+    }
+
+    /// `https://fleet-sim.invalid/clusters/<name>`: the URL naming this cluster when no listener
+    /// runs; [`Simulator::cluster_for_url`] resolves it (and every listener's cluster URL).
+    pub fn in_process_url(&self) -> String {
+        format!("{IN_PROCESS_BASE_URL}/clusters/{}", self.name())
     }
 
     /// Requests served so far by verb (`get`, `list`, `watch`, `create`, `update`, `patch`,
@@ -915,6 +995,9 @@ impl SimCluster {
 /// The user name the admin token of every cluster authenticates as.
 pub const ADMIN_USER: &str = "admin";
 
+/// Scheme and host of [`SimCluster::in_process_url`].
+pub const IN_PROCESS_BASE_URL: &str = "https://fleet-sim.invalid";
+
 fn new_token(seed: u64) -> String {
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
         seed ^ u64::from(std::process::id()) ^ now_nanos(),
@@ -925,11 +1008,26 @@ fn new_token(seed: u64) -> String {
 
 impl ClusterInner {
     pub(crate) fn user_for_token(&self, token: &str) -> Option<String> {
-        let tokens = match self.tokens.read() {
-            Ok(t) => t,
-            Err(p) => p.into_inner(),
-        };
-        tokens.get(token).cloned()
+        self.authenticate(token).map(|u| u.name.clone())
+    }
+
+    /// Who a bearer token is: a static token, else a ServiceAccount token still valid in the
+    /// store.
+    pub(crate) fn authenticate(&self, token: &str) -> Option<Arc<UserInfo>> {
+        {
+            let tokens = match self.tokens.read() {
+                Ok(t) => t,
+                Err(p) => p.into_inner(),
+            };
+            if let Some(u) = tokens.get(token) {
+                return Some(u.clone());
+            }
+        }
+        if token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return None;
+        }
+        let st = self.state.lock();
+        self.state.tokens.authenticate(&st, token).map(Arc::new)
     }
 }
 

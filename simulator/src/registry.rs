@@ -40,6 +40,8 @@ pub struct ResourceInfo {
     pub printer_columns: HashMap<String, Vec<PrinterColumn>>,
     /// CRD `openAPIV3Schema` per version.
     pub schemas: HashMap<String, Arc<Value>>,
+    /// Only `create` is served (access reviews): nothing is stored.
+    pub create_only: bool,
 }
 
 impl ResourceInfo {
@@ -120,6 +122,14 @@ fn builtin(
         delete_returns_object: false,
         printer_columns: HashMap::new(),
         schemas: HashMap::new(),
+        create_only: false,
+    }
+}
+
+fn review(group: &str, plural: &str, kind: &str, namespaced: bool) -> ResourceInfo {
+    ResourceInfo {
+        create_only: true,
+        ..builtin(group, "v1", plural, kind, namespaced, &[], false, false)
     }
 }
 
@@ -386,6 +396,36 @@ pub fn builtin_resources() -> &'static [Arc<ResourceInfo>] {
                 false,
                 false,
             ),
+            review(
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews",
+                "SelfSubjectAccessReview",
+                cluster,
+            ),
+            review(
+                "authorization.k8s.io",
+                "selfsubjectrulesreviews",
+                "SelfSubjectRulesReview",
+                cluster,
+            ),
+            review(
+                "authorization.k8s.io",
+                "subjectaccessreviews",
+                "SubjectAccessReview",
+                cluster,
+            ),
+            review(
+                "authorization.k8s.io",
+                "localsubjectaccessreviews",
+                "LocalSubjectAccessReview",
+                ns,
+            ),
+            review(
+                "authentication.k8s.io",
+                "selfsubjectreviews",
+                "SelfSubjectReview",
+                cluster,
+            ),
         ];
         list.into_iter()
             .map(|mut r| {
@@ -626,5 +666,6 @@ pub fn resource_from_crd(crd: &Value) -> Option<ResourceInfo> {
         delete_returns_object: true,
         printer_columns,
         schemas,
+        create_only: false,
     })
 }

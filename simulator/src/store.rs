@@ -319,6 +319,11 @@ impl StoreState {
         Some(self.history.range(start..).cloned().collect())
     }
 
+    /// The events committed since the last `take_pending`.
+    pub fn pending(&self) -> &[Arc<StoredEvent>] {
+        &self.pending
+    }
+
     /// Drains the events committed since the last call.
     pub fn take_pending(&mut self) -> Vec<Arc<StoredEvent>> {
         std::mem::take(&mut self.pending)

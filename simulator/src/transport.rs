@@ -16,6 +16,7 @@ use http::{HeaderValue, Request, Response, header};
 use http_body_util::BodyExt;
 
 use crate::api::{self, MAX_REQUEST_BYTES, RequestContext};
+use crate::auth::UserInfo;
 use crate::error::ApiError;
 use crate::tls::{ServingCerts, TlsListener};
 use crate::{ClusterInner, SimError, SimInner};
@@ -26,12 +27,15 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub struct InProcessService {
     pub(crate) cluster: Arc<ClusterInner>,
+    /// The bearer token every request carries; `None`: the unauthenticated admin.
+    pub(crate) token: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for InProcessService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InProcessService")
             .field("cluster", &self.cluster.state.name)
+            .field("authenticated", &self.token.is_some())
             .finish()
     }
 }
@@ -51,7 +55,15 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let cluster = self.cluster.clone();
+        let token = self.token.clone();
         Box::pin(async move {
+            let user = match &token {
+                None => None,
+                Some(t) => match cluster.authenticate(t) {
+                    Some(u) => Some(u),
+                    None => return Ok(api::error_response(&ApiError::unauthorized())),
+                },
+            };
             let (parts, body) = req.into_parts();
             let limited = http_body_util::Limited::new(body, MAX_REQUEST_BYTES);
             let bytes = match limited.collect().await {
@@ -62,7 +74,7 @@ where
                     )));
                 }
             };
-            Ok(serve_cluster(&cluster, Request::from_parts(parts, bytes)).await)
+            Ok(serve_cluster(&cluster, user, Request::from_parts(parts, bytes)).await)
         })
     }
 }
@@ -106,12 +118,26 @@ fn verb_of(req: &Request<Bytes>) -> (&'static str, String, bool) {
     (verb, resource, is_watch)
 }
 
-/// Serves one request to one cluster, after fault injection.
+/// Serves one request of `user` (`None`: the in-process admin) to one cluster, after fault
+/// injection.
 pub(crate) async fn serve_cluster(
     cluster: &Arc<ClusterInner>,
+    user: Option<Arc<UserInfo>>,
     req: Request<Bytes>,
 ) -> Response<Body> {
-    let mut ctx = RequestContext::default();
+    let requester = user.clone().unwrap_or_else(|| Arc::new(UserInfo::admin()));
+    let user = match crate::rbac::impersonate(&cluster.state.rbac, &requester, req.headers()) {
+        Ok(Some(acting_as)) => {
+            tracing::trace!(cluster = %cluster.state.name, requester = %requester.name, user = %acting_as.name, "impersonation");
+            Some(Arc::new(acting_as))
+        }
+        Ok(None) => user,
+        Err(e) => return api::error_response(&e),
+    };
+    let mut ctx = RequestContext {
+        user,
+        ..Default::default()
+    };
     let decision = {
         let (verb, resource, is_watch) = verb_of(&req);
         cluster.count_request(verb, &resource);
@@ -182,14 +208,14 @@ async fn http_entry(
     // without one is served as the cluster admin (as `kubectl proxy` does); a token that is
     // presented must still be valid.
     let user = match bearer(&req) {
-        Some(t) => cluster.user_for_token(t),
-        None if !tls => Some(crate::ADMIN_USER.to_string()),
+        Some(t) => cluster.authenticate(t),
+        None if !tls => Some(Arc::new(UserInfo::admin())),
         None => None,
     };
     let Some(user) = user else {
         return Ok(api::error_response(&ApiError::unauthorized()));
     };
-    tracing::trace!(cluster = %name, %user, path = %tail, "authenticated request");
+    tracing::trace!(cluster = %name, user = %user.name, path = %tail, "authenticated request");
     let (mut parts, body) = req.into_parts();
     let pq = match parts.uri.query() {
         Some(q) => format!("{tail}?{q}"),
@@ -211,7 +237,7 @@ async fn http_entry(
             )));
         }
     };
-    Ok(serve_cluster(&cluster, Request::from_parts(parts, bytes)).await)
+    Ok(serve_cluster(&cluster, Some(user), Request::from_parts(parts, bytes)).await)
 }
 
 /// How [`crate::Simulator::serve_with`] listens.

@@ -370,9 +370,19 @@ async fn the_https_listener_authenticates_bearer_tokens_for_kube_rs_clients() {
     let wrong = client_from_kubeconfig(&kubeconfig.replace(c.token(), "not-a-token")).await;
     assert_eq!(status_code(list_namespaces(wrong).await), 401);
 
-    // Tokens for other identities (agents later): valid until revoked, for this cluster only.
+    // Tokens for other identities (agents later): valid until revoked, for this cluster only,
+    // allowed what RBAC grants them (here: cluster-admin).
     let user = "system:serviceaccount:cattle-fleet-system:fleet-agent";
     let token = c.add_token(user);
+    c.state()
+        .create_object(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                "metadata": {"name": "agent-admin"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                "subjects": [{"kind": "User", "name": user}]}),
+            "test",
+        )
+        .unwrap();
     assert_ne!(token, c.token());
     assert_eq!(c.user_for_token(&token).as_deref(), Some(user));
     let agent_config = c.kubeconfig_for_user(&url, "fleet-agent", &token);

@@ -1,28 +1,38 @@
-//! `fleet agent`: the agent of one downstream cluster.
+//! `fleet agent`: the agent of one downstream cluster. With `--upstream-kubeconfig` it talks
+//! to the upstream cluster with that kubeconfig as the named Cluster; without it, it runs as
+//! the agent Pod does: environment of the agent Deployment, Lease `fleet-agent`, registration
+//! with the `fleet-agent` / `fleet-agent-bootstrap` secrets, HTTPS to the upstream cluster.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context as _;
+use fleet_agent::config::AgentEnv;
+use fleet_agent::process::run_agent_process_shared;
+use fleet_agent::register::HttpsConnector;
 use fleet_agent::{Agent, AgentConfig};
 use fleet_api::Cluster;
 use kube::api::Api;
 use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
-    /// Kubeconfig of the upstream (management) cluster, where the BundleDeployments are
+    /// Kubeconfig of the upstream (management) cluster, where the BundleDeployments are.
+    /// Without it the agent registers with the secrets in its namespace (as the agent Pod)
     #[arg(long, env = "FLEET_UPSTREAM_KUBECONFIG")]
-    upstream_kubeconfig: PathBuf,
+    upstream_kubeconfig: Option<PathBuf>,
     /// Kubeconfig of the downstream cluster the agent deploys to (default: KUBECONFIG,
     /// ~/.kube/config, in-cluster)
     #[arg(long, env = "KUBECONFIG")]
     kubeconfig: Option<PathBuf>,
-    /// Name of this cluster's Cluster object upstream
+    /// Name of this cluster's Cluster object upstream (with --upstream-kubeconfig)
     #[arg(long, env = "CLUSTER_NAME")]
-    cluster_name: String,
+    cluster_name: Option<String>,
     /// Namespace of this cluster's Cluster object upstream
     #[arg(long, env = "CLUSTER_NAMESPACE", default_value = "fleet-default")]
     cluster_namespace: String,
@@ -63,17 +73,23 @@ pub fn run(args: &AgentArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_async(args: &AgentArgs) -> anyhow::Result<ExitCode> {
-    let upstream =
-        super::kubeconfig::client(Some(args.upstream_kubeconfig.as_path()), "upstream").await?;
+    let Some(upstream_kubeconfig) = args.upstream_kubeconfig.as_deref() else {
+        return run_process(args).await;
+    };
+    let cluster_name = args
+        .cluster_name
+        .as_deref()
+        .context("--cluster-name (or CLUSTER_NAME) is required with --upstream-kubeconfig")?;
+    let upstream = super::kubeconfig::client(Some(upstream_kubeconfig), "upstream").await?;
     let downstream = super::kubeconfig::client(args.kubeconfig.as_deref(), "downstream").await?;
     let deployments_namespace = match &args.deployments_namespace {
         Some(ns) => ns.clone(),
         None => {
             let api: Api<Cluster> = Api::namespaced(upstream.clone(), &args.cluster_namespace);
-            let cluster = api.get(&args.cluster_name).await.with_context(|| {
+            let cluster = api.get(cluster_name).await.with_context(|| {
                 format!(
                     "reading Cluster {}/{} upstream",
-                    args.cluster_namespace, args.cluster_name
+                    args.cluster_namespace, cluster_name
                 )
             })?;
             cluster
@@ -83,14 +99,14 @@ async fn run_async(args: &AgentArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| {
                     format!(
                         "Cluster {}/{} has no status.namespace yet: is the controller running?",
-                        args.cluster_namespace, args.cluster_name
+                        args.cluster_namespace, cluster_name
                     )
                 })?
         }
     };
     let mut config = AgentConfig::new(
         &args.cluster_namespace,
-        &args.cluster_name,
+        cluster_name,
         &deployments_namespace,
     );
     config.agent_namespace = args.agent_namespace.clone();
@@ -102,11 +118,64 @@ async fn run_async(args: &AgentArgs) -> anyhow::Result<ExitCode> {
     let agent = Agent::new(upstream, downstream, config, &mut registry);
     eprintln!(
         "fleet agent: cluster {}/{} watching {} (metrics on http://{}/metrics)",
-        args.cluster_namespace, args.cluster_name, deployments_namespace, args.metrics_addr
+        args.cluster_namespace, cluster_name, deployments_namespace, args.metrics_addr
     );
     super::signal::run_with_metrics("fleet agent", args.metrics_addr, registry, |shutdown| {
         agent.run(shutdown)
     })
     .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The agent as its Pod runs it: the process environment (with the flags that share its
+/// names), registration through the secrets in the agent namespace, HTTPS upstream.
+async fn run_process(args: &AgentArgs) -> anyhow::Result<ExitCode> {
+    use fleet_agent::config::env;
+
+    let downstream = super::kubeconfig::client(args.kubeconfig.as_deref(), "downstream").await?;
+    let mut agent_env: AgentEnv = std::env::vars().collect();
+    agent_env.insert(env::NAMESPACE.to_string(), args.agent_namespace.clone());
+    agent_env.insert(
+        env::BUNDLEDEPLOYMENT_RECONCILER_WORKERS.to_string(),
+        args.bundledeployment_workers.max(1).to_string(),
+    );
+    agent_env.insert(
+        env::DRIFT_RECONCILER_WORKERS.to_string(),
+        args.drift_workers.max(1).to_string(),
+    );
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let shutdown = CancellationToken::new();
+    let metrics = tokio::spawn(fleet_cli::metrics::serve(
+        args.metrics_addr,
+        registry.clone(),
+        shutdown.clone(),
+    ));
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        if super::signal::wait().await.is_ok() {
+            eprintln!("fleet agent: stopping");
+        }
+        signal_token.cancel();
+    });
+    eprintln!(
+        "fleet agent: namespace {} registering with the upstream cluster (metrics on http://{}/metrics)",
+        args.agent_namespace, args.metrics_addr
+    );
+    let result = run_agent_process_shared(
+        downstream,
+        agent_env,
+        Arc::new(HttpsConnector),
+        registry,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    if let Ok(Err(err)) = metrics.await {
+        eprintln!(
+            "fleet agent: metrics server on {}: {err}",
+            args.metrics_addr
+        );
+    }
+    result.context("fleet agent")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,413 @@
+//! Fleet's `manageagent` controller: every Cluster gets a Bundle `fleet-agent-<cluster>` in its
+//! namespace holding the agent manifest built from the Cluster's agent settings, targeting that
+//! cluster. The running agent deploys it like any bundle, so a settings change (tolerations,
+//! affinity, resources, env vars, host network, private registry, `redeployAgentGeneration`)
+//! rolls out a new agent Deployment downstream: the agent upgrades itself. The Cluster status
+//! records hashes of the settings the agent was deployed with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fleet_api::consts::NON_MANAGED_AGENT_LABEL;
+use fleet_api::{
+    Bundle, BundleResource, BundleSpec, BundleTarget, Cluster, ClusterSpec, ClusterStatus,
+    HelmOptions,
+};
+use futures::StreamExt as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
+use kube::runtime::watcher;
+use kube::{Resource as _, ResourceExt as _};
+use serde::Serialize;
+use sha2::Digest as _;
+use tokio_util::sync::CancellationToken;
+
+use super::manifest::{ManifestOptions, agent_manifest, agent_namespace_for, to_yaml};
+use super::validate::{describe, validate_agent_settings};
+use super::{AgentManagementError, now_rfc3339, patch_cluster_status};
+use crate::Context;
+use crate::summary::set_condition;
+
+/// Prefix of the per-cluster agent bundle (Fleet's `AgentBundleName`).
+pub const AGENT_BUNDLE_NAME: &str = "fleet-agent";
+/// Condition of the Cluster that reports whether its agent settings could be deployed
+/// (Fleet's manageagent status handler condition).
+pub const RECONCILED_CONDITION: &str = "Reconciled";
+
+/// Name of the agent bundle of `cluster_name`.
+pub fn agent_bundle_name(cluster_name: &str) -> String {
+    fleet_bundle::names::safe_concat_name(&[AGENT_BUNDLE_NAME, cluster_name])
+}
+
+/// Fleet's `hashStatusField`: SHA-224 of the JSON of a field, hex.
+pub fn hash_field<T: Serialize>(field: &T) -> String {
+    let json = serde_json::to_vec(field).unwrap_or_default();
+    hex::encode(sha2::Sha224::digest(&json))
+}
+
+/// The hashes and plain values of a Cluster's agent settings, as recorded in its status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentSettingsRecord {
+    pub env_vars_hash: String,
+    pub private_repo_url: String,
+    pub host_network: bool,
+    pub affinity_hash: String,
+    pub resources_hash: String,
+    pub tolerations_hash: String,
+}
+
+impl AgentSettingsRecord {
+    /// What `spec` hashes to (an unset or empty field hashes to "").
+    pub fn of(spec: &ClusterSpec) -> Self {
+        AgentSettingsRecord {
+            env_vars_hash: if spec.agent_env_vars.is_empty() {
+                String::new()
+            } else {
+                hash_field(&spec.agent_env_vars)
+            },
+            private_repo_url: spec.private_repo_url.clone(),
+            host_network: spec.host_network.unwrap_or(false),
+            affinity_hash: spec
+                .agent_affinity
+                .as_ref()
+                .map(hash_field)
+                .unwrap_or_default(),
+            resources_hash: spec
+                .agent_resources
+                .as_ref()
+                .map(hash_field)
+                .unwrap_or_default(),
+            tolerations_hash: if spec.agent_tolerations.is_empty() {
+                String::new()
+            } else {
+                hash_field(&spec.agent_tolerations)
+            },
+        }
+    }
+
+    /// What a Cluster status records.
+    pub fn recorded(status: &ClusterStatus) -> Self {
+        AgentSettingsRecord {
+            env_vars_hash: status.agent_env_vars_hash.clone(),
+            private_repo_url: status.agent_private_repo_url.clone(),
+            host_network: status.agent_host_network,
+            affinity_hash: status.agent_affinity_hash.clone(),
+            resources_hash: status.agent_resources_hash.clone(),
+            tolerations_hash: status.agent_tolerations_hash.clone(),
+        }
+    }
+
+    /// Writes the record into `status`.
+    pub fn write(&self, status: &mut ClusterStatus) {
+        status.agent_env_vars_hash = self.env_vars_hash.clone();
+        status.agent_private_repo_url = self.private_repo_url.clone();
+        status.agent_host_network = self.host_network;
+        status.agent_affinity_hash = self.affinity_hash.clone();
+        status.agent_resources_hash = self.resources_hash.clone();
+        status.agent_tolerations_hash = self.tolerations_hash.clone();
+    }
+}
+
+/// The agent bundle of `cluster` (Fleet's `newAgentBundle`): the manifest as one raw YAML
+/// resource, deployed into the agent namespace with Helm `takeOwnership` (the objects exist
+/// already when the agent was installed by registration or import), targeting only this
+/// cluster, and only while it is not labelled as running a non-managed agent.
+pub fn agent_bundle(cluster: &Cluster, config: &crate::ControllerConfig) -> Bundle {
+    let name = cluster.name_any();
+    let agent_namespace = agent_namespace_for(cluster, &config.agent_namespace);
+    let opts = ManifestOptions::for_cluster(config, &cluster.spec);
+    let objs = agent_manifest(&agent_namespace, &cluster.spec.agent_namespace, &opts);
+    let owner = cluster.meta().uid.clone().map(|uid| OwnerReference {
+        api_version: fleet_api::consts::API_VERSION.to_string(),
+        kind: "Cluster".to_string(),
+        name: name.clone(),
+        uid,
+        ..OwnerReference::default()
+    });
+    Bundle {
+        metadata: ObjectMeta {
+            name: Some(agent_bundle_name(&name)),
+            namespace: cluster.namespace(),
+            owner_references: owner.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        },
+        spec: BundleSpec {
+            default_namespace: agent_namespace,
+            helm: Some(HelmOptions {
+                take_ownership: true,
+                ..HelmOptions::default()
+            }),
+            resources: vec![BundleResource {
+                name: "agent.yaml".to_string(),
+                content: to_yaml(&objs),
+                encoding: String::new(),
+            }],
+            targets: vec![BundleTarget {
+                cluster_name: name,
+                cluster_selector: Some(LabelSelector {
+                    match_expressions: Some(vec![LabelSelectorRequirement {
+                        key: NON_MANAGED_AGENT_LABEL.to_string(),
+                        operator: "DoesNotExist".to_string(),
+                        values: None,
+                    }]),
+                    match_labels: None,
+                }),
+                ..BundleTarget::default()
+            }],
+            ..BundleSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// What the manageagent reconciler does for one Cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManageAgentPlan {
+    /// The agent bundle to create or update (`None`: leave it as it is).
+    pub bundle: Option<Bundle>,
+    /// The Cluster status afterwards.
+    pub status: ClusterStatus,
+}
+
+/// Decides, for `cluster` with its current agent bundle `existing`, what to write.
+///
+/// Invalid settings leave the bundle (and so the running agent) untouched and report the field
+/// on the `Reconciled` condition. Valid ones update the bundle when it differs, record the
+/// settings' hashes, and mark `agentConfigChanged` for clusters the controller imports
+/// (`spec.kubeConfigSecret`), whose import then redeploys the agent directly; for the others
+/// the bundle is the redeployment, and `agentDeployedGeneration` follows
+/// `redeployAgentGeneration` as soon as the bundle carries it.
+pub fn plan(
+    cluster: &Cluster,
+    existing: Option<&Bundle>,
+    config: &crate::ControllerConfig,
+    now: &str,
+) -> ManageAgentPlan {
+    let mut status = cluster.status.clone().unwrap_or_default();
+    let problems = validate_agent_settings(&cluster.spec);
+    if !problems.is_empty() {
+        let message = format!(
+            "cluster {}/{}: invalid agent settings, agent not redeployed: {}",
+            cluster.namespace().unwrap_or_default(),
+            cluster.name_any(),
+            describe(&problems)
+        );
+        set_condition(
+            &mut status.conditions,
+            RECONCILED_CONDITION,
+            false,
+            "Error",
+            &message,
+            now,
+        );
+        return ManageAgentPlan {
+            bundle: None,
+            status,
+        };
+    }
+    set_condition(
+        &mut status.conditions,
+        RECONCILED_CONDITION,
+        true,
+        "",
+        "",
+        now,
+    );
+
+    let bundle = config.manage_agent.then(|| agent_bundle(cluster, config));
+    let bundle = bundle.filter(|desired| {
+        existing.is_none_or(|e| {
+            e.spec != desired.spec
+                || e.metadata.owner_references != desired.metadata.owner_references
+        })
+    });
+
+    let desired = AgentSettingsRecord::of(&cluster.spec);
+    let changed = AgentSettingsRecord::recorded(&status) != desired;
+    desired.write(&mut status);
+    let imported = !cluster.spec.kube_config_secret.is_empty();
+    if imported {
+        if changed && status.agent_deployed_generation.is_some() {
+            // The import redeploys the agent directly, in case it cannot update itself.
+            status.agent_config_changed = true;
+        }
+    } else if config.manage_agent {
+        status.agent_config_changed = false;
+        status.agent_deployed_generation = Some(cluster.spec.redeploy_agent_generation);
+    }
+    ManageAgentPlan { bundle, status }
+}
+
+struct ManageContext {
+    ctx: Arc<Context>,
+}
+
+async fn reconcile(
+    cluster: Arc<Cluster>,
+    mctx: Arc<ManageContext>,
+) -> Result<Action, AgentManagementError> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let key = format!("{ns}/{name}");
+    if cluster.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let span = tracing::debug_span!("manage_agent", cluster = %key);
+    let started = std::time::Instant::now();
+    let result = async {
+        let client = mctx.ctx.client.clone();
+        let bundles: Api<Bundle> = Api::namespaced(client.clone(), &ns);
+        let bundle_name = agent_bundle_name(&name);
+        let existing = bundles
+            .get_opt(&bundle_name)
+            .await
+            .map_err(AgentManagementError::kube(
+                format!("reading Bundle {ns}/{bundle_name}"),
+                &key,
+            ))?;
+        let plan = plan(
+            &cluster,
+            existing.as_ref(),
+            &mctx.ctx.config,
+            &now_rfc3339(),
+        );
+        if let Some(mut bundle) = plan.bundle {
+            match existing {
+                Some(existing) => {
+                    bundle.metadata.resource_version = existing.metadata.resource_version.clone();
+                    bundle.metadata.labels = existing.metadata.labels.clone();
+                    bundle.metadata.annotations = existing.metadata.annotations.clone();
+                    bundle.metadata.finalizers = existing.metadata.finalizers.clone();
+                    bundle.status = existing.status.clone();
+                    bundles
+                        .replace(&bundle_name, &PostParams::default(), &bundle)
+                        .await
+                        .map_err(AgentManagementError::kube(
+                            format!("updating agent Bundle {ns}/{bundle_name}"),
+                            &key,
+                        ))?;
+                    tracing::info!(cluster = %key, bundle = %bundle_name, "updated agent bundle");
+                }
+                None => {
+                    bundles
+                        .create(&PostParams::default(), &bundle)
+                        .await
+                        .map_err(AgentManagementError::kube(
+                            format!("creating agent Bundle {ns}/{bundle_name}"),
+                            &key,
+                        ))?;
+                    tracing::info!(cluster = %key, bundle = %bundle_name, "created agent bundle");
+                }
+            }
+        }
+        patch_cluster_status(&client, &cluster, &plan.status, &key).await?;
+        Ok(Action::requeue(Duration::from_secs(600)))
+    };
+    let result = tracing::Instrument::instrument(result, span).await;
+    mctx.ctx.metrics.reconciled(
+        "manageagent",
+        result.is_ok(),
+        started.elapsed().as_secs_f64(),
+    );
+    result
+}
+
+fn error_policy(
+    cluster: Arc<Cluster>,
+    error: &AgentManagementError,
+    _: Arc<ManageContext>,
+) -> Action {
+    tracing::warn!(cluster = %format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any()), %error, "manage agent reconcile failed, retrying");
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Agent bundles whose Cluster is gone (by owner uid): Fleet's apply deletes them with the set.
+pub fn orphaned_agent_bundles(
+    bundles: &[Bundle],
+    cluster_uids: &[String],
+) -> Vec<(String, String)> {
+    bundles
+        .iter()
+        .filter(|b| {
+            b.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(AGENT_BUNDLE_NAME))
+        })
+        .filter(|b| {
+            b.metadata.owner_references.as_ref().is_some_and(|owners| {
+                owners
+                    .iter()
+                    .any(|o| o.kind == "Cluster" && !cluster_uids.contains(&o.uid))
+            })
+        })
+        .filter_map(|b| Some((b.metadata.namespace.clone()?, b.metadata.name.clone()?)))
+        .collect()
+}
+
+async fn delete_orphaned_bundles(client: &kube::Client) -> Result<(), kube::Error> {
+    let clusters = Api::<Cluster>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    let uids: Vec<String> = clusters
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.uid.clone())
+        .collect();
+    let bundles = Api::<Bundle>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    for (ns, name) in orphaned_agent_bundles(&bundles.items, &uids) {
+        match Api::<Bundle>::namespaced(client.clone(), &ns)
+            .delete(&name, &Default::default())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(bundle = %format!("{ns}/{name}"), "deleted agent bundle of a deleted cluster")
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the manageagent reconciler until `shutdown`: Clusters and their agent bundles.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentManagementError> {
+    let client = ctx.client.clone();
+    let mctx = Arc::new(ManageContext { ctx: ctx.clone() });
+    let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
+    let controller = Controller::new(
+        Api::<Cluster>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .owns(
+        Api::<Bundle>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(RuntimeConfig::default().concurrency(workers))
+    .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+    .run(reconcile, error_policy, mctx)
+    .for_each(|_| futures::future::ready(()));
+    let sweep = async {
+        let mut interval = tokio::time::interval(ctx.config.content_gc_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = interval.tick() => {}
+            }
+            if let Err(error) = delete_orphaned_bundles(&client).await {
+                tracing::warn!(%error, "cleaning up agent bundles of deleted clusters failed");
+            }
+        }
+    };
+    tokio::join!(controller, sweep);
+    Ok(())
+}

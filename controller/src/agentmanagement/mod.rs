@@ -1,0 +1,124 @@
+//! Agent management (Fleet's `internal/cmd/controller/agentmanagement`): the controller keeps
+//! an agent running in every downstream cluster.
+//!
+//! - [`manifest`]: what the agent is — ServiceAccount, RBAC, the Deployment `fleet-agent` with
+//!   leader election and worker counts as env, the Cluster's tolerations, affinity, resources,
+//!   env vars, host network and private registry.
+//! - [`manageagent`]: a Bundle `fleet-agent-<cluster>` per Cluster, so the agent redeploys itself
+//!   when those settings (or `redeployAgentGeneration`) change; their hashes in the status.
+//! - [`import`]: clusters with `spec.kubeConfigSecret` (manager-initiated): the controller
+//!   installs the agent itself through a [`DownstreamConnector`], removing a pre-0.12
+//!   StatefulSet agent first.
+//! - [`bootstrap`]: the local cluster `fleet-local/local`, whose agent inherits the tolerations
+//!   of the `fleet-controller` Deployment.
+//! - [`validate`]: malformed settings are reported on the Cluster, never deployed.
+
+use std::sync::Arc;
+
+use fleet_api::{Cluster, ClusterStatus};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource as _, ResourceExt as _};
+use tokio_util::sync::CancellationToken;
+
+use crate::Context;
+use crate::summary::{is_empty_patch, merge_patch_diff};
+
+pub mod bootstrap;
+pub mod connector;
+pub mod import;
+pub mod manageagent;
+pub mod manifest;
+pub mod validate;
+
+pub use connector::{
+    ConnectError, DownstreamConnector, KubeconfigConnector, SharedDownstreamConnector,
+};
+pub use manifest::ManifestOptions;
+
+/// Why an agent-management reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentManagementError {
+    #[error("{action} for cluster {cluster}: {source}")]
+    Kube {
+        action: String,
+        cluster: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("importing cluster {cluster}: {message}")]
+    Import { cluster: String, message: String },
+    #[error("importing cluster {cluster}: {source}")]
+    Connect {
+        cluster: String,
+        #[source]
+        source: ConnectError,
+    },
+    #[error("bootstrapping the local cluster: {0}")]
+    Bootstrap(String),
+}
+
+impl AgentManagementError {
+    pub(crate) fn kube(
+        action: impl Into<String>,
+        cluster: &str,
+    ) -> impl FnOnce(kube::Error) -> AgentManagementError {
+        let action = action.into();
+        let cluster = cluster.to_string();
+        move |source| AgentManagementError::Kube {
+            action,
+            cluster,
+            source,
+        }
+    }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Writes the fields of `desired` that differ from `cluster`'s status as a merge patch,
+/// guarded by the observed resourceVersion (a concurrent writer makes it fail with 409 and the
+/// reconcile is retried with fresh data instead of overwriting the other writer's conditions).
+pub(crate) async fn patch_cluster_status(
+    client: &kube::Client,
+    cluster: &Cluster,
+    desired: &ClusterStatus,
+    key: &str,
+) -> Result<(), AgentManagementError> {
+    let old = serde_json::to_value(cluster.status.clone().unwrap_or_default()).unwrap_or_default();
+    let new = serde_json::to_value(desired).unwrap_or_default();
+    let patch = merge_patch_diff(&old, &new);
+    if is_empty_patch(&patch) {
+        return Ok(());
+    }
+    let mut body = serde_json::json!({ "status": patch });
+    if let Some(rv) = cluster.meta().resource_version.clone() {
+        body["metadata"] = serde_json::json!({ "resourceVersion": rv });
+    }
+    Api::<Cluster>::namespaced(client.clone(), &cluster.namespace().unwrap_or_default())
+        .patch_status(
+            &cluster.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&body),
+        )
+        .await
+        .map_err(AgentManagementError::kube("writing agent status", key))?;
+    Ok(())
+}
+
+/// Runs the agent-management reconcilers (manageagent, import, local bootstrap) until
+/// `shutdown`.
+pub async fn run(
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentManagementError> {
+    let (manage, import, bootstrap) = tokio::join!(
+        manageagent::run(ctx.clone(), shutdown.clone()),
+        import::run(ctx.clone(), shutdown.clone()),
+        bootstrap::run(ctx.clone(), shutdown.clone()),
+    );
+    manage?;
+    import?;
+    bootstrap?;
+    Ok(())
+}
