@@ -27,6 +27,9 @@ use crate::system::{CLUSTERS_NAMESPACE, ClusterSpec, SimSystem, SystemError, Sys
 use recorder::Recorder;
 use report::{BenchReport, SweepPoint};
 
+/// Prefix of the benchmark's GitRepo names.
+pub const GITREPO_PREFIX: &str = "bench-";
+
 /// Namespace of the benchmark's GitRepos and Bundles.
 pub const BENCH_NAMESPACE: &str = CLUSTERS_NAMESPACE;
 
@@ -774,7 +777,7 @@ async fn create_gitrepos(
         let gitrepo: GitRepo = serde_json::from_value(serde_json::json!({
             "apiVersion": fleet_api::consts::API_VERSION,
             "kind": "GitRepo",
-            "metadata": {"name": format!("bench-{g}"), "namespace": BENCH_NAMESPACE},
+            "metadata": {"name": format!("{GITREPO_PREFIX}{g}"), "namespace": BENCH_NAMESPACE},
             "spec": {
                 "repo": repo.url(),
                 "branch": "main",

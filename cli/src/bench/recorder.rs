@@ -45,6 +45,15 @@ impl Observations {
     }
 }
 
+/// Bundles and BundleDeployments of the benchmark's GitRepos (`bench-N`); the controller's
+/// own bundles, such as each cluster's `fleet-agent-<cluster>`, are not measured.
+fn is_benchmark_object(meta: &kube::api::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(fleet_api::consts::REPO_LABEL))
+        .is_some_and(|repo| repo.starts_with(super::GITREPO_PREFIX))
+}
+
 /// Watches Bundles and BundleDeployments of the whole upstream cluster and records times.
 #[derive(Clone)]
 pub struct Recorder {
@@ -124,6 +133,9 @@ impl Recorder {
     fn on_bundle_event(&self, event: watcher::Event<Bundle>) {
         let now = self.start.elapsed();
         if let watcher::Event::Apply(b) | watcher::Event::InitApply(b) = event {
+            if !is_benchmark_object(b.meta()) {
+                return;
+            }
             let key = format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any());
             self.with(|o| {
                 o.bundles.entry(key).or_insert(now);
@@ -134,6 +146,9 @@ impl Recorder {
     fn on_bd_event(&self, event: watcher::Event<BundleDeployment>) {
         let now = self.start.elapsed();
         if let watcher::Event::Apply(bd) | watcher::Event::InitApply(bd) = event {
+            if !is_benchmark_object(bd.meta()) {
+                return;
+            }
             let key = format!("{}/{}", bd.namespace().unwrap_or_default(), bd.name_any());
             let labels = bd.meta().labels.clone().unwrap_or_default();
             let bundle = format!(
