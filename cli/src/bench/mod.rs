@@ -900,7 +900,8 @@ fn storage(sim: &Simulator) -> report::Storage {
     out
 }
 
-/// Worker counts and queue depths from the controller's and agents' Prometheus metrics.
+/// Worker counts, queue depths, reconcile counts and reconcile time from the controller's and
+/// the agents' Prometheus metrics.
 fn worker_metrics(system: &SimSystem) -> BTreeMap<String, f64> {
     let registry = system.registry();
     let registry = match registry.lock() {
@@ -920,16 +921,25 @@ fn worker_metrics(system: &SimSystem) -> BTreeMap<String, f64> {
             continue;
         };
         let name = name_labels.split('{').next().unwrap_or(name_labels);
-        if !(name.contains("workers") || name.contains("queue")) {
+        let is_gauge = name.contains("workers") || name.contains("queue");
+        let is_work =
+            name.ends_with("reconciles_total") || name.ends_with("reconcile_duration_seconds_sum");
+        if !(is_gauge || is_work) {
             continue;
         }
         let Ok(value) = value.parse::<f64>() else {
             continue;
         };
-        // Agents' series carry a cluster label: keep the maximum over clusters.
+        // Agents' series carry a cluster label: gauges keep the maximum over clusters,
+        // counters the sum.
         let key = strip_label(name_labels, "cluster");
-        let entry = out.entry(key).or_insert(value);
-        *entry = entry.max(value);
+        match out.get_mut(&key) {
+            Some(entry) if is_gauge => *entry = entry.max(value),
+            Some(entry) => *entry += value,
+            None => {
+                out.insert(key, value);
+            }
+        }
     }
     out
 }

@@ -28,7 +28,8 @@ pub struct BenchReport {
     /// CPU seconds per component (controller, agents, simulator).
     pub cpu_seconds: BTreeMap<String, f64>,
     pub peak_rss_bytes: Option<u64>,
-    /// Worker counts and the deepest queue seen, by reconciler.
+    /// Worker counts, queue depths, reconciles and reconcile seconds, by reconciler (agents'
+    /// counters summed over clusters).
     pub workers: BTreeMap<String, f64>,
     pub targets: Vec<TargetCheck>,
     /// Which stage took longest, and the resource most written during it.
