@@ -37,6 +37,15 @@ pub struct ControllerConfig {
     /// How the local cluster is reached; `None`: from the pod's service account, when running
     /// in a cluster (otherwise no local cluster).
     pub bootstrap_local_cluster: Option<crate::agentmanagement::bootstrap::LocalCluster>,
+    /// URL of the upstream API server as agents reach it (Fleet's `apiServerURL`); written
+    /// into the values of every ClusterRegistrationToken.
+    pub api_server_url: String,
+    /// PEM CA bundle of that API server (Fleet's `apiServerCA`); empty: agents use their
+    /// system roots.
+    pub api_server_ca: String,
+    /// Namespace of the registration secrets agents fetch their credentials from (Fleet:
+    /// `cattle-fleet-clusters-system`).
+    pub system_registration_namespace: String,
     /// Concurrent reconciles of GitRepos (Fleet env `GITREPO_RECONCILER_WORKERS`).
     pub gitrepo_workers: usize,
     /// Concurrent reconciles of Bundles (Fleet env `BUNDLE_RECONCILER_WORKERS`).
@@ -96,6 +105,9 @@ impl Default for ControllerConfig {
             bootstrap_namespace: "fleet-local".to_string(),
             bootstrap_agent_namespace: String::new(),
             bootstrap_local_cluster: None,
+            api_server_url: String::new(),
+            api_server_ca: String::new(),
+            system_registration_namespace: "cattle-fleet-clusters-system".to_string(),
             gitrepo_workers: 50,
             bundle_workers: 50,
             cluster_workers: 50,
