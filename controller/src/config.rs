@@ -5,6 +5,20 @@ use std::time::Duration;
 /// Image of the agent Deployments the controller creates (the `fleet` binary runs `fleet agent`).
 pub const DEFAULT_AGENT_IMAGE: &str = "ghcr.io/fleet-rs/fleet:latest";
 
+/// Image of the git job pods (the `fleet` binary runs `fleet apply`).
+pub const DEFAULT_GITJOB_IMAGE: &str = "ghcr.io/fleet-rs/fleet:latest";
+
+/// Where the bundles of a GitRepo are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GitJobMode {
+    /// The controller fetches and builds in-process (fleet-rs default; also what the simulator
+    /// needs, as no container runs there).
+    #[default]
+    InProcess,
+    /// Fleet's way: one Job per sync runs `fleet apply` in a pod.
+    Job,
+}
+
 /// Settings of the controller. `Default` gives Fleet's defaults.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -84,6 +98,11 @@ pub struct ControllerConfig {
     pub gitrepo_build_workers: usize,
     /// Timeout of each HTTP request to a git server (Fleet's `gitClientTimeout`, 30 s).
     pub git_client_timeout: Duration,
+    /// How GitRepos are turned into Bundles: in this process (default) or, as Fleet does on
+    /// real clusters, by a Job per sync running `fleet apply` (`--gitjob-mode job`).
+    pub gitjob_mode: GitJobMode,
+    /// Image of the git job pods (the `fleet` binary; Fleet's `gitjob.image`).
+    pub gitjob_image: String,
 }
 
 impl Default for ControllerConfig {
@@ -132,6 +151,8 @@ impl Default for ControllerConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             git_client_timeout: Duration::from_secs(30),
+            gitjob_mode: GitJobMode::InProcess,
+            gitjob_image: DEFAULT_GITJOB_IMAGE.to_string(),
         }
     }
 }

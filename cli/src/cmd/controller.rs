@@ -35,6 +35,13 @@ pub struct ControllerArgs {
     /// Serve the Git webhook (GitHub/GitLab push events) on this address
     #[arg(long, env = "FLEET_WEBHOOK_ADDR")]
     webhook_addr: Option<SocketAddr>,
+    /// Where GitRepos are built: `in-process` (default) or `job` (a Job per sync running
+    /// `fleet apply`, as Fleet does on real clusters)
+    #[arg(long, env = "FLEET_GITJOB_MODE", default_value = "in-process", value_parser = ["in-process", "job"])]
+    gitjob_mode: String,
+    /// Image of the git job pods (with `--gitjob-mode job`)
+    #[arg(long, env = "FLEET_GITJOB_IMAGE", default_value = fleet_controller::config::DEFAULT_GITJOB_IMAGE)]
+    gitjob_image: String,
     /// Serve Prometheus metrics on this address (`/metrics`)
     #[arg(long, env = "FLEET_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -58,6 +65,12 @@ async fn run_async(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
         clustergroup_workers: args.clustergroup_workers.max(1),
         gitrepo_sync_period: Duration::from_secs(args.gitrepo_sync_period.max(1)),
         webhook_addr: args.webhook_addr,
+        gitjob_mode: if args.gitjob_mode == "job" {
+            fleet_controller::config::GitJobMode::Job
+        } else {
+            fleet_controller::config::GitJobMode::InProcess
+        },
+        gitjob_image: args.gitjob_image.clone(),
         ..ControllerConfig::default()
     };
     let mut registry = Registry::default();
