@@ -98,6 +98,9 @@ pub struct ControllerConfig {
     pub gitrepo_build_workers: usize,
     /// Timeout of each HTTP request to a git server (Fleet's `gitClientTimeout`, 30 s).
     pub git_client_timeout: Duration,
+    /// Run the HelmOps reconciler (Fleet's `EXPERIMENTAL_HELM_OPS`); when off, HelmOps and
+    /// HelmApps only get a condition saying so.
+    pub helmops_enabled: bool,
     /// How GitRepos are turned into Bundles: in this process (default) or, as Fleet does on
     /// real clusters, by a Job per sync running `fleet apply` (`--gitjob-mode job`).
     pub gitjob_mode: GitJobMode,
@@ -151,6 +154,7 @@ impl Default for ControllerConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             git_client_timeout: Duration::from_secs(30),
+            helmops_enabled: false,
             gitjob_mode: GitJobMode::InProcess,
             gitjob_image: DEFAULT_GITJOB_IMAGE.to_string(),
         }

@@ -18,6 +18,7 @@ pub mod clustergroup;
 pub mod config;
 pub mod controllerdeployment;
 pub mod gitops;
+pub mod helmops;
 pub mod leader;
 pub mod metrics;
 pub mod registration;
@@ -48,6 +49,8 @@ pub enum ControllerError {
     Cluster(#[from] cluster::ClusterError),
     #[error("ClusterGroup controller: {0}")]
     ClusterGroup(#[from] clustergroup::ClusterGroupError),
+    #[error("HelmOps controller: {0}")]
+    HelmOps(#[from] helmops::HelmOpsError),
     #[error("registration controller: {0}")]
     Registration(#[from] registration::RegistrationError),
     #[error("agent management: {0}")]
@@ -125,6 +128,11 @@ async fn run_reconcilers(
         },
         async {
             clustergroup::run(ctx.clone(), shutdown.clone())
+                .await
+                .map_err(ControllerError::from)
+        },
+        async {
+            helmops::run(ctx.clone(), shutdown.clone())
                 .await
                 .map_err(ControllerError::from)
         },

@@ -56,6 +56,17 @@ pub struct ControllerArgs {
         default_value = "cattle-fleet-clusters-system"
     )]
     system_registration_namespace: String,
+    /// Run the experimental HelmOps controller: HelmOp (and v0.12 HelmApp) resources deploy
+    /// charts from Helm repositories without Git
+    #[arg(
+        long = "enable-helmops",
+        env = "EXPERIMENTAL_HELM_OPS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    enable_helmops: bool,
     /// Serve Prometheus metrics on this address (`/metrics`)
     #[arg(long, env = "FLEET_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -87,6 +98,7 @@ async fn run_async(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
         clustergroup_workers: args.clustergroup_workers.max(1),
         gitrepo_sync_period: Duration::from_secs(args.gitrepo_sync_period.max(1)),
         webhook_addr: args.webhook_addr,
+        helmops_enabled: args.enable_helmops,
         gitjob_mode: if args.gitjob_mode == "job" {
             fleet_controller::config::GitJobMode::Job
         } else {

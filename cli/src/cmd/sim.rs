@@ -56,6 +56,9 @@ struct UpArgs {
     /// Only the API servers: no controller, no agents, no Cluster objects
     #[arg(long)]
     bare: bool,
+    /// Enable the experimental HelmOps controller (HelmOp/HelmApp resources)
+    #[arg(long)]
+    helmops: bool,
 }
 
 pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
@@ -159,6 +162,10 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         let system = SimSystem::start(SystemOptions {
             seed: args.seed,
+            controller: fleet_controller::ControllerConfig {
+                helmops_enabled: args.helmops,
+                ..Default::default()
+            },
             ..SystemOptions::default()
         })
         .await
