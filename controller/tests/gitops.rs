@@ -1333,3 +1333,56 @@ mod gitjobs {
         up.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_charts_are_downloaded_with_the_rancher_ca() {
+    use gitops_support::{StaticHttpsServer, chart_archive};
+    let up = Upstream::start().await;
+    let ca = TestCa::new("chart-repo-ca");
+    let charts = StaticHttpsServer::start(
+        vec![(
+            "/mychart-0.1.0.tgz".to_string(),
+            chart_archive("mychart", "0.1.0"),
+        )],
+        &ca,
+    )
+    .await;
+    let chart_url = format!("https://{}/mychart-0.1.0.tgz", charts.addr);
+    let repo = LocalRepo::new();
+    repo.write(
+        "app/fleet.yaml",
+        &format!("defaultNamespace: app\nhelm:\n  chart: {chart_url}\n"),
+    );
+    let first = repo.commit("first");
+    create_gitrepo(
+        &up.client,
+        "charts",
+        json!({"repo": repo.url(), "paths": ["app"], "pollingInterval": "1h"}),
+    )
+    .await;
+
+    // Without the Rancher CA the chart server is not trusted: the build fails, on the GitRepo.
+    let g = eventually("the chart download fails", WAIT, || async {
+        let g = gitrepo(&up.client, "charts").await;
+        match condition(&g, "Stalled") {
+            Some(c) if c.status == "True" => Ok(g),
+            other => Err(format!("{other:?} {:?}", condition(&g, "GitPolling"))),
+        }
+    })
+    .await;
+    let msg = condition(&g, "Stalled").unwrap().message;
+    assert!(msg.contains(&chart_url) || msg.contains("mychart"), "{msg}");
+    assert!(bundles_of(&up.client, "charts").await.is_empty());
+
+    // Rancher's tls-ca appears: the GitRepo is rebuilt at once with the CA for Helm.
+    rancher_secret(&up.client, "tls-ca", "cacerts.pem", &ca.pem).await;
+    bundles_at(&up.client, "charts", &first, 1).await;
+    let bundle = bundles_of(&up.client, "charts").await;
+    let text = resource_text(bundle.values().next().unwrap());
+    assert!(text.contains("from-chart"), "{text}");
+    assert_eq!(
+        secret_data(&up.client, "charts-rancher-cabundle", "cacerts").await,
+        Some(ca.pem.clone())
+    );
+    up.stop().await;
+}

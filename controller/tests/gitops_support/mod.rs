@@ -206,34 +206,8 @@ impl GitHttpServer {
     /// in front of the HTTP server; clients must trust `ca`).
     pub async fn start_https(user: &str, password: &str, ca: &TestCa) -> Self {
         let mut server = Self::start(user, password).await;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        server.public_addr = listener.local_addr().expect("addr");
+        server.public_addr = tls_front(server.addr, ca, server.shutdown.clone()).await;
         server.scheme = "https";
-        let backend = server.addr;
-        let stop = server.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    accepted = listener.accept() => accepted,
-                };
-                let Ok((tcp, _)) = accepted else { continue };
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
-                    // A client that does not trust the CA aborts the handshake here.
-                    let Ok(mut tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
-                });
-            }
-        });
         server
     }
 
@@ -268,6 +242,120 @@ impl GitHttpServer {
             ],
         );
     }
+}
+
+/// A TLS listener on 127.0.0.1 (certificate signed by `ca`) forwarding every connection to
+/// the plain server at `backend`, until `stop`. Returns its address.
+async fn tls_front(
+    backend: std::net::SocketAddr,
+    ca: &TestCa,
+    stop: CancellationToken,
+) -> std::net::SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((tcp, _)) = accepted else { continue };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the CA aborts the handshake here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Static files over HTTPS on 127.0.0.1 (e.g. a Helm chart archive), with a certificate
+/// signed by `ca`.
+pub struct StaticHttpsServer {
+    pub addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl StaticHttpsServer {
+    pub async fn start(files: Vec<(String, Vec<u8>)>, ca: &TestCa) -> Self {
+        let files: Arc<std::collections::BTreeMap<String, Vec<u8>>> =
+            Arc::new(files.into_iter().collect());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let backend = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .fallback(
+                |State(files): State<Arc<std::collections::BTreeMap<String, Vec<u8>>>>,
+                 request: Request| async move {
+                    match files.get(request.uri().path()) {
+                        Some(body) => Response::new(Body::from(body.clone())),
+                        None => Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Body::empty())
+                            .unwrap_or_default(),
+                    }
+                },
+            )
+            .with_state(files);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        let addr = tls_front(backend, ca, shutdown.clone()).await;
+        StaticHttpsServer { addr, shutdown }
+    }
+}
+
+impl Drop for StaticHttpsServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A packaged Helm chart `name-version.tgz` with one ConfigMap template (made with `tar`).
+pub fn chart_archive(name: &str, version: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chart = dir.path().join(name);
+    std::fs::create_dir_all(chart.join("templates")).expect("mkdir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: {version}\n"),
+    )
+    .expect("Chart.yaml");
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-chart\ndata:\n  release: {{ .Release.Name }}\n",
+    )
+    .expect("template");
+    let archive = dir.path().join("chart.tgz");
+    let out = Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .arg(name)
+        .output()
+        .expect("running tar");
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(archive).expect("archive")
 }
 
 impl Drop for GitHttpServer {
