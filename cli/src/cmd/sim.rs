@@ -175,6 +175,18 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
             .add_clusters(&specs)
             .await
             .context("registering the simulated clusters and starting their agents")?;
+        let values = system
+            .registration_values()
+            .await
+            .context("reading the registration token's values")?;
+        println!(
+            "fleet sim: {} clusters registered with ClusterRegistrationToken {}/{} (agents pull from {}); agents run as Deployment fleet-agent in {} of each cluster",
+            names.len(),
+            fleet_cli::system::CLUSTERS_NAMESPACE,
+            fleet_cli::system::REGISTRATION_TOKEN,
+            values.get("apiServerURL").map(String::as_str).unwrap_or_default(),
+            system.controller_config().agent_namespace,
+        );
         (
             system.simulator().clone(),
             system.upstream().clone(),
@@ -203,7 +215,12 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let running = if system.is_some() {
-        format!("controller and {} agents running", args.clusters)
+        format!(
+            "controller and {} registered agents running; registration token {}/{}",
+            args.clusters,
+            fleet_cli::system::CLUSTERS_NAMESPACE,
+            fleet_cli::system::REGISTRATION_TOKEN
+        )
     } else {
         "API servers only".to_string()
     };
