@@ -62,6 +62,9 @@ pub enum DeployError {
     /// A release record cannot be read or written.
     #[error("bundle {bundle}: {message}")]
     Release { bundle: String, message: String },
+    /// The chart of a HelmOp bundle cannot be downloaded.
+    #[error(transparent)]
+    Chart(#[from] crate::chartsource::ChartSourceError),
 }
 
 /// A deployed revision: the release and the objects it holds.
@@ -78,6 +81,7 @@ pub struct Deployer {
     pub downstream: Downstream,
     config: Arc<AgentConfig>,
     kube_version: Arc<OnceCell<String>>,
+    charts: crate::chartsource::ChartSource,
 }
 
 /// The manifest document stored in a Content.
@@ -103,6 +107,7 @@ fn now_rfc3339() -> String {
 impl Deployer {
     pub fn new(upstream: kube::Client, downstream: Downstream, config: Arc<AgentConfig>) -> Self {
         Deployer {
+            charts: crate::chartsource::ChartSource::new(upstream.clone()),
             upstream,
             downstream,
             config,
@@ -152,6 +157,10 @@ impl Deployer {
         &self,
         bd: &BundleDeployment,
     ) -> Result<Vec<BundleResource>, DeployError> {
+        if bd.spec.helm_chart_options.is_some() {
+            // HelmOp bundles carry no resources: the chart comes from its repository.
+            return Ok(self.charts.resources(bd).await?.as_ref().clone());
+        }
         let bundle = bd_name(bd);
         let id = manifest_id(&bd.spec.deployment_id).to_string();
         let content = Api::<Content>::all(self.upstream.clone())

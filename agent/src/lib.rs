@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod chartsource;
 pub mod config;
 pub mod controller;
 pub mod deployer;

@@ -55,6 +55,9 @@ pub struct ClusterRegistrationStatus {
     /// The registration was granted: the Cluster and its service account exist.
     #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
     pub granted: bool,
+    /// fleet-rs: why the registration is not granted yet (`Ready` False with a message).
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
+    pub conditions: Vec<crate::condition::GenericCondition>,
 }
 
 /// Spec of a ClusterRegistrationToken.
@@ -91,4 +94,8 @@ pub struct ClusterRegistrationTokenStatus {
     /// Secret holding the values agents register with.
     #[serde(skip_serializing_if = "is_default", deserialize_with = "nullable")]
     pub secret_name: String,
+    /// fleet-rs: whether the token's service account and values are in place (`Ready`), or
+    /// why not.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "nullable")]
+    pub conditions: Vec<crate::condition::GenericCondition>,
 }

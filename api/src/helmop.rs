@@ -56,6 +56,10 @@ with_bundle_spec! {
         /// Skip TLS verification when downloading the chart.
         #[serde(rename = "insecureSkipTLSVerify", skip_serializing_if = "is_default", deserialize_with = "nullable")]
         pub insecure_skip_tls_verify: bool,
+        /// How often the controller checks the repository for a newer chart version matching a
+        /// `helm.version` constraint (Fleet v0.13); unset or zero: only when the spec changes.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub polling_interval: Option<crate::duration::Duration>,
     }
 }
 

@@ -118,6 +118,26 @@ pub fn build_bundles_in(
     namespace: &str,
     opts: &ReadOptions,
 ) -> Result<Built, ApplyError> {
+    build_bundles_in_with(
+        root,
+        repo_name,
+        base_dirs,
+        namespace,
+        opts,
+        &bundlereader::ChartDownload::default(),
+    )
+}
+
+/// Like [`build_bundles_in`], downloading remote Helm charts with `download` (credentials and
+/// the CA bundle of the chart repositories, e.g. the GitRepo controller's Rancher CA fallback).
+pub fn build_bundles_in_with(
+    root: &Path,
+    repo_name: &str,
+    base_dirs: &[String],
+    namespace: &str,
+    opts: &ReadOptions,
+    download: &bundlereader::ChartDownload,
+) -> Result<Built, ApplyError> {
     let base_dirs: Vec<String> = if base_dirs.is_empty() {
         vec![".".into()]
     } else {
@@ -132,7 +152,12 @@ pub fn build_bundles_in(
             for folder in folders {
                 let relative = folder.strip_prefix(root).unwrap_or(&folder);
                 let path = path_string(relative);
-                add_bundle(&mut built, &folder, path, repo_name, namespace, opts)?;
+                let source = BundleSource {
+                    folder: &folder,
+                    path,
+                    download,
+                };
+                add_bundle_from(&mut built, source, repo_name, namespace, opts)?;
             }
         }
     }
@@ -152,13 +177,42 @@ fn add_bundle(
     namespace: &str,
     opts: &ReadOptions,
 ) -> Result<(), ApplyError> {
+    let download = bundlereader::ChartDownload::default();
+    let source = BundleSource {
+        folder,
+        path,
+        download: &download,
+    };
+    add_bundle_from(built, source, repo_name, namespace, opts)
+}
+
+/// A bundle folder, the name it is shown with, and how its remote charts are downloaded.
+struct BundleSource<'a> {
+    folder: &'a Path,
+    path: String,
+    download: &'a bundlereader::ChartDownload,
+}
+
+fn add_bundle_from(
+    built: &mut Built,
+    source: BundleSource<'_>,
+    repo_name: &str,
+    namespace: &str,
+    opts: &ReadOptions,
+) -> Result<(), ApplyError> {
+    let BundleSource {
+        folder,
+        path,
+        download,
+    } = source;
     let name = names::bundle_name(repo_name, &path);
-    let read =
-        bundlereader::read_bundle(&name, folder, opts).map_err(|source| ApplyError::Read {
+    let read = bundlereader::read_bundle_with(&name, folder, opts, download).map_err(|source| {
+        ApplyError::Read {
             bundle: name.clone(),
             path: path.clone(),
             source: Box::new(source),
-        })?;
+        }
+    })?;
     built.warnings.extend(read.warnings);
     if read.bundle.spec.resources.is_empty() {
         built.empty.push(path);

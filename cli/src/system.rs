@@ -2,21 +2,39 @@
 //! resources, the real controller against it, and one real agent per simulated downstream
 //! cluster. `fleet sim up`, the end-to-end tests and the acceptance features all stand on this.
 //!
+//! Clusters join the way they join a real Fleet: a ClusterRegistrationToken upstream, a
+//! pre-created Cluster with `spec.clientID` (so the names stay `sim-N`), and the agent installed
+//! downstream with the token's values — namespace, ServiceAccount, RBAC, bootstrap secret,
+//! ConfigMap and the Deployment `fleet-agent`, from the controller's own manifest builder. Each
+//! simulated cluster's [`kubelet::Kubelet`] runs the agent process for every Running agent pod;
+//! the agent registers, and from then on the controller manages it through the
+//! `fleet-agent-<cluster>` bundle like any other.
+//!
 //! Controller and agents are started and stopped individually, so tests can restart them
 //! mid-rollout or disconnect an agent for a while.
+
+pub mod kubelet;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fleet_agent::{Agent, AgentConfig};
-use fleet_api::Cluster;
+use fleet_api::{Cluster, ClusterRegistrationToken};
+use fleet_controller::agentmanagement::SharedDownstreamConnector;
+use fleet_controller::agentmanagement::import::{
+    TOKEN_VALUES_KEY, apply_objects, import_objects, parse_token_values,
+};
+use fleet_controller::agentmanagement::manifest::{
+    AGENT_NAME, ManifestOptions, agent_namespace_for, legacy_agent_statefulset, to_value,
+};
 use fleet_controller::{Controller, ControllerConfig};
 use fleet_simulator::behaviour::Profile;
 use fleet_simulator::{SimCluster, SimConfig, Simulator};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, PostParams};
+
+use kubelet::{Kubelet, SimDownstreamConnector};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +44,8 @@ use tokio_util::sync::CancellationToken;
 pub const CLUSTERS_NAMESPACE: &str = "fleet-default";
 /// Name of the simulated upstream (management) cluster.
 pub const UPSTREAM: &str = "upstream";
+/// The ClusterRegistrationToken (in [`CLUSTERS_NAMESPACE`]) simulated clusters register with.
+pub const REGISTRATION_TOKEN: &str = "fleet-sim-registration";
 
 /// Why the simulated system could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +68,29 @@ pub enum SystemError {
         name: String,
         seconds: u64,
     },
+    #[error(
+        "ClusterRegistrationToken {namespace}/{name}: no values within {seconds}s (is the controller running?)"
+    )]
+    NoTokenValues {
+        namespace: String,
+        name: String,
+        seconds: u64,
+    },
+    #[error("ClusterRegistrationToken {namespace}/{name}: {message}")]
+    InvalidTokenValues {
+        namespace: String,
+        name: String,
+        message: String,
+    },
+    #[error(
+        "cluster {namespace}/{name}: its agent did not check in within {seconds}s (agent pods: {pods})"
+    )]
+    NoCheckIn {
+        namespace: String,
+        name: String,
+        seconds: u64,
+        pods: String,
+    },
 }
 
 fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> SystemError {
@@ -60,6 +103,9 @@ fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> SystemErro
 pub struct ClusterSpec {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Install the agent as Fleet did before v0.12: a StatefulSet `fleet-agent` (to simulate
+    /// clusters that still run the old agent).
+    pub legacy_statefulset_agent: bool,
 }
 
 impl ClusterSpec {
@@ -67,7 +113,14 @@ impl ClusterSpec {
         ClusterSpec {
             name: name.to_string(),
             labels: BTreeMap::new(),
+            legacy_statefulset_agent: false,
         }
+    }
+
+    /// The agent runs as the pre-0.12 StatefulSet.
+    pub fn legacy_statefulset_agent(mut self) -> Self {
+        self.legacy_statefulset_agent = true;
+        self
     }
 
     pub fn label(mut self, key: &str, value: &str) -> Self {
@@ -88,13 +141,19 @@ pub struct SystemOptions {
     pub agent_drift_delay: Duration,
     pub agent_checkin_interval: Duration,
     pub agent_workers: usize,
-    /// How long to wait for the controller to assign a new cluster its namespace.
+    /// How long to wait for the controller to assign a new cluster its namespace (and for a
+    /// new agent to check in).
     pub cluster_namespace_timeout: Duration,
     /// Runtime the controller runs on (default: the caller's), so its CPU time can be told
     /// apart from the agents' (`fleet sim bench`).
     pub controller_runtime: Option<tokio::runtime::Handle>,
     /// Runtime the agents run on (default: the caller's).
     pub agent_runtime: Option<tokio::runtime::Handle>,
+    /// Leader election of the agents (`CATTLE_ELECTION_*` in their Deployment); shorter than
+    /// Fleet's so a redeployed agent takes over quickly.
+    pub agent_lease_duration: Duration,
+    pub agent_renew_deadline: Duration,
+    pub agent_retry_period: Duration,
 }
 
 impl Default for SystemOptions {
@@ -109,6 +168,9 @@ impl Default for SystemOptions {
             cluster_namespace_timeout: Duration::from_secs(120),
             controller_runtime: None,
             agent_runtime: None,
+            agent_lease_duration: Duration::from_secs(10),
+            agent_renew_deadline: Duration::from_secs(8),
+            agent_retry_period: Duration::from_secs(1),
         }
     }
 }
@@ -144,13 +206,16 @@ pub struct SimSystem {
     registry: Arc<Mutex<Registry>>,
     controller: tokio::sync::Mutex<Option<Running>>,
     controller_registered: AtomicBool,
-    agents: tokio::sync::Mutex<BTreeMap<String, Running>>,
+    /// The agent-pod runner of each downstream cluster.
+    kubelets: tokio::sync::Mutex<BTreeMap<String, Kubelet>>,
+    /// Values of [`REGISTRATION_TOKEN`], once the controller wrote them.
+    token_values: tokio::sync::OnceCell<BTreeMap<String, String>>,
 }
 
 impl SimSystem {
     /// Starts the upstream cluster with Fleet's CRDs and the controller; clusters are added
     /// with [`SimSystem::add_cluster`].
-    pub async fn start(options: SystemOptions) -> Result<Self, SystemError> {
+    pub async fn start(mut options: SystemOptions) -> Result<Self, SystemError> {
         let sim = Simulator::new(SimConfig {
             seed: options.seed,
             profile: options.profile.clone(),
@@ -158,6 +223,21 @@ impl SimSystem {
         });
         let upstream = sim.add_cluster(UPSTREAM)?;
         upstream.install_crds(&fleet_api::crds::all())?;
+        // The agents' settings come from the controller, which deploys them.
+        let c = &mut options.controller;
+        c.agent_checkin_interval = options.agent_checkin_interval;
+        c.agent_bundledeployment_workers = options.agent_workers;
+        c.agent_drift_workers = options.agent_workers;
+        c.agent_drift_delay = Some(options.agent_drift_delay);
+        c.agent_lease_duration = options.agent_lease_duration;
+        c.agent_renew_deadline = options.agent_renew_deadline;
+        c.agent_retry_period = options.agent_retry_period;
+        c.downstream_connector =
+            SharedDownstreamConnector::new(SimDownstreamConnector { sim: sim.clone() });
+        // Agents reach the upstream cluster in-process (registration tokens carry this URL).
+        if c.api_server_url.is_empty() {
+            c.api_server_url = upstream.in_process_url();
+        }
         let system = SimSystem {
             sim,
             upstream,
@@ -165,7 +245,8 @@ impl SimSystem {
             registry: Arc::new(Mutex::new(Registry::default())),
             controller: tokio::sync::Mutex::new(None),
             controller_registered: AtomicBool::new(false),
-            agents: tokio::sync::Mutex::new(BTreeMap::new()),
+            kubelets: tokio::sync::Mutex::new(BTreeMap::new()),
+            token_values: tokio::sync::OnceCell::new(),
         };
         for ns in [
             CLUSTERS_NAMESPACE,
@@ -200,7 +281,12 @@ impl SimSystem {
             .ok_or_else(|| SystemError::UnknownCluster(name.to_string()))
     }
 
-    /// The Prometheus registry holding the controller's and every agent's metrics.
+    /// The controller's settings (with the simulator's connector and agent settings).
+    pub fn controller_config(&self) -> &ControllerConfig {
+        &self.options.controller
+    }
+
+    /// The Prometheus registry holding the controller's metrics (each agent pod has its own).
     pub fn registry(&self) -> Arc<Mutex<Registry>> {
         self.registry.clone()
     }
@@ -266,18 +352,96 @@ impl SimSystem {
         self.start_controller().await;
     }
 
-    /// Adds a simulated downstream cluster, creates its `Cluster` object upstream, waits for
-    /// the controller to assign its cluster namespace, and starts its agent.
+    /// Adds a simulated downstream cluster and registers it (see [`SimSystem::add_clusters`]).
     pub async fn add_cluster(&self, spec: &ClusterSpec) -> Result<(), SystemError> {
         self.add_clusters(std::slice::from_ref(spec)).await
     }
 
-    /// Adds many clusters at once: all Cluster objects first, then all agents, so the
-    /// controller assigns namespaces in parallel.
+    /// The values of the registration token the simulated clusters register with, creating
+    /// the token on first use and waiting for the controller to fill them in. The API server
+    /// URL defaults to the upstream cluster's in-process URL.
+    pub async fn registration_values(&self) -> Result<BTreeMap<String, String>, SystemError> {
+        self.token_values
+            .get_or_try_init(|| self.fetch_registration_values())
+            .await
+            .cloned()
+    }
+
+    async fn fetch_registration_values(&self) -> Result<BTreeMap<String, String>, SystemError> {
+        let tokens: Api<ClusterRegistrationToken> =
+            Api::namespaced(self.upstream.client(), CLUSTERS_NAMESPACE);
+        let token = ClusterRegistrationToken {
+            metadata: ObjectMeta {
+                name: Some(REGISTRATION_TOKEN.to_string()),
+                namespace: Some(CLUSTERS_NAMESPACE.to_string()),
+                ..ObjectMeta::default()
+            },
+            ..ClusterRegistrationToken::default()
+        };
+        match tokens.create(&PostParams::default(), &token).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => {
+                return Err(kube_err(format!(
+                    "creating ClusterRegistrationToken {CLUSTERS_NAMESPACE}/{REGISTRATION_TOKEN}"
+                ))(e));
+            }
+        }
+        let secrets: Api<Secret> = Api::namespaced(self.upstream.client(), CLUSTERS_NAMESPACE);
+        let timeout = self.options.cluster_namespace_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let secret_name = tokens
+                .get_opt(REGISTRATION_TOKEN)
+                .await
+                .map_err(kube_err("reading the registration token"))?
+                .and_then(|t| t.status)
+                .map(|s| s.secret_name)
+                .filter(|n| !n.is_empty());
+            if let Some(name) = secret_name {
+                let raw = secrets
+                    .get_opt(&name)
+                    .await
+                    .map_err(kube_err(format!(
+                        "reading secret {CLUSTERS_NAMESPACE}/{name}"
+                    )))?
+                    .and_then(|s| s.data)
+                    .and_then(|d| d.get(TOKEN_VALUES_KEY).cloned())
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+                if let Some(raw) = raw {
+                    let mut values = parse_token_values(&raw).map_err(|message| {
+                        SystemError::InvalidTokenValues {
+                            namespace: CLUSTERS_NAMESPACE.to_string(),
+                            name: REGISTRATION_TOKEN.to_string(),
+                            message,
+                        }
+                    })?;
+                    let url = values.entry("apiServerURL".to_string()).or_default();
+                    if url.is_empty() {
+                        *url = self.upstream.in_process_url();
+                    }
+                    return Ok(values);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SystemError::NoTokenValues {
+                    namespace: CLUSTERS_NAMESPACE.to_string(),
+                    name: REGISTRATION_TOKEN.to_string(),
+                    seconds: timeout.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Adds many clusters at once, registering them the real way: a Cluster with
+    /// `spec.clientID` upstream, the agent installed downstream with the registration token's
+    /// values; then waits until every new agent has registered and checked in.
     pub async fn add_clusters(&self, specs: &[ClusterSpec]) -> Result<(), SystemError> {
+        let values = self.registration_values().await?;
         let api: Api<Cluster> = Api::namespaced(self.upstream.client(), CLUSTERS_NAMESPACE);
         for spec in specs {
-            self.sim.add_cluster(&spec.name)?;
+            let sim_cluster = self.sim.add_cluster(&spec.name)?;
             let cluster = Cluster {
                 metadata: ObjectMeta {
                     name: Some(spec.name.clone()),
@@ -285,23 +449,148 @@ impl SimSystem {
                     labels: Some(spec.labels.clone()).filter(|l| !l.is_empty()),
                     ..ObjectMeta::default()
                 },
-                ..Cluster::default()
+                spec: fleet_api::ClusterSpec {
+                    client_id: client_id_for(&spec.name),
+                    ..fleet_api::ClusterSpec::default()
+                },
+                status: None,
             };
-            match api.create(&PostParams::default(), &cluster).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 409 => {}
+            let cluster = match api.create(&PostParams::default(), &cluster).await {
+                Ok(created) => created,
+                Err(kube::Error::Api(e)) if e.code == 409 => cluster,
                 Err(e) => {
                     return Err(kube_err(format!(
                         "creating Cluster {CLUSTERS_NAMESPACE}/{}",
                         spec.name
                     ))(e));
                 }
-            }
+            };
+            self.install_agent(
+                &sim_cluster,
+                &cluster,
+                &values,
+                spec.legacy_statefulset_agent,
+            )
+            .await?;
+            self.start_kubelet(&sim_cluster).await;
         }
         for spec in specs {
-            self.start_agent(&spec.name).await?;
+            self.wait_checked_in(&spec.name).await?;
         }
         Ok(())
+    }
+
+    /// Installs the agent of `cluster` into `sim_cluster` as an operator would with the
+    /// token's values (Fleet's `agent.AgentWithConfig`, the same objects the import applies).
+    async fn install_agent(
+        &self,
+        sim_cluster: &SimCluster,
+        cluster: &Cluster,
+        values: &BTreeMap<String, String>,
+        legacy_statefulset: bool,
+    ) -> Result<(), SystemError> {
+        let config = &self.options.controller;
+        let mut objs = import_objects(cluster, config, values, "");
+        if legacy_statefulset {
+            let namespace = agent_namespace_for(cluster, &config.agent_namespace);
+            let opts = ManifestOptions::for_cluster(config, &cluster.spec);
+            let (statefulset, service) =
+                legacy_agent_statefulset(&namespace, &cluster.spec.agent_namespace, &opts);
+            objs.retain(|o| o["kind"] != "Deployment");
+            objs.push(to_value(&service));
+            objs.push(to_value(&statefulset));
+        }
+        apply_objects(&sim_cluster.client(), &objs)
+            .await
+            .map_err(kube_err(format!(
+                "installing the agent in cluster {}",
+                sim_cluster.name()
+            )))
+    }
+
+    async fn start_kubelet(&self, sim_cluster: &SimCluster) {
+        let mut kubelets = self.kubelets.lock().await;
+        if kubelets.contains_key(sim_cluster.name()) {
+            return;
+        }
+        let pods_run = self.options.profile.is_some();
+        kubelets.insert(
+            sim_cluster.name().to_string(),
+            Kubelet::start(
+                &self.sim,
+                sim_cluster,
+                pods_run,
+                self.options.agent_runtime.clone(),
+            ),
+        );
+    }
+
+    /// Waits until the agent of `name` has registered and checked in (`status.agent.lastSeen`
+    /// set, cluster namespace assigned).
+    pub async fn wait_checked_in(&self, name: &str) -> Result<(), SystemError> {
+        let api: Api<Cluster> = Api::namespaced(self.upstream.client(), CLUSTERS_NAMESPACE);
+        let timeout = self.options.cluster_namespace_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let cluster = api.get_opt(name).await.map_err(kube_err(format!(
+                "reading Cluster {CLUSTERS_NAMESPACE}/{name}"
+            )))?;
+            let checked_in = cluster
+                .and_then(|c| c.status)
+                .is_some_and(|s| s.agent.last_seen.is_some() && !s.namespace.is_empty());
+            if checked_in {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(SystemError::NoCheckIn {
+                    namespace: CLUSTERS_NAMESPACE.to_string(),
+                    name: name.to_string(),
+                    seconds: timeout.as_secs(),
+                    pods: self.agent_pods_summary(name).await,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `name phase (reason: message)` of each agent pod of a cluster, for error messages.
+    async fn agent_pods_summary(&self, name: &str) -> String {
+        let Ok(client) = self.cluster_client(name) else {
+            return "unknown cluster".to_string();
+        };
+        let pods = Api::<k8s_openapi::api::core::v1::Pod>::all(client)
+            .list(&kube::api::ListParams::default().labels(kubelet::AGENT_POD_SELECTOR))
+            .await;
+        match pods {
+            Ok(list) if list.items.is_empty() => "none".to_string(),
+            Ok(list) => list
+                .items
+                .iter()
+                .map(|p| {
+                    let status = p.status.clone().unwrap_or_default();
+                    let why = status
+                        .conditions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|c| c.status == "False")
+                        .map(|c| {
+                            format!(
+                                " ({}: {})",
+                                c.reason.unwrap_or_default(),
+                                c.message.unwrap_or_default()
+                            )
+                        })
+                        .unwrap_or_default();
+                    format!(
+                        "{} {}{why}",
+                        p.metadata.name.clone().unwrap_or_default(),
+                        status.phase.unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            Err(e) => e.to_string(),
+        }
     }
 
     /// The cluster namespace the controller assigned to `name` (`status.namespace`), waiting
@@ -331,64 +620,71 @@ impl SimSystem {
         }
     }
 
-    /// Starts the agent of `name` (again, after [`SimSystem::stop_agent`]).
+    /// Reconnects the agent of `name` after [`SimSystem::stop_agent`]: its kubelet runs the
+    /// agent pods again.
     pub async fn start_agent(&self, name: &str) -> Result<(), SystemError> {
-        let downstream = self.cluster_client(name)?;
-        if self.agents.lock().await.contains_key(name) {
-            return Ok(());
-        }
-        let deployments_namespace = self.cluster_namespace(name).await?;
-        let mut config = AgentConfig::new(CLUSTERS_NAMESPACE, name, &deployments_namespace);
-        config.drift_delay = self.options.agent_drift_delay;
-        config.checkin_interval = self.options.agent_checkin_interval;
-        config.bundledeployment_workers = self.options.agent_workers;
-        config.drift_workers = self.options.agent_workers;
-        let agent = {
-            let mut registry = match self.registry.lock() {
-                Ok(r) => r,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            let sub = registry.sub_registry_with_label((
-                std::borrow::Cow::Borrowed("cluster"),
-                std::borrow::Cow::Owned(name.to_string()),
-            ));
-            Agent::new(self.upstream.client(), downstream, config, sub)
-        };
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let cluster = name.to_string();
-        let task = spawn_on(self.options.agent_runtime.as_ref(), async move {
-            if let Err(err) = agent.run(token).await {
-                tracing::error!(cluster = %cluster, error = %err, "agent stopped");
+        let sim_cluster = self
+            .sim
+            .cluster(name)
+            .filter(|c| c.name() != UPSTREAM)
+            .ok_or_else(|| SystemError::UnknownCluster(name.to_string()))?;
+        let kubelets = self.kubelets.lock().await;
+        match kubelets.get(name) {
+            Some(kubelet) => kubelet.resume(),
+            None => {
+                drop(kubelets);
+                self.start_kubelet(&sim_cluster).await;
             }
-        });
-        self.agents
-            .lock()
-            .await
-            .insert(name.to_string(), Running { shutdown, task });
+        }
         Ok(())
     }
 
     /// Stops the agent of `name`, as if the cluster lost its connection to the upstream
-    /// cluster; what it deployed stays.
+    /// cluster; what it deployed stays, and its pods keep "running" until
+    /// [`SimSystem::start_agent`].
     pub async fn stop_agent(&self, name: &str) {
-        let running = self.agents.lock().await.remove(name);
-        if let Some(running) = running {
-            running.stop().await;
+        if let Some(kubelet) = self.kubelets.lock().await.get(name) {
+            kubelet.suspend().await;
         }
     }
 
     /// Names of the clusters whose agent runs.
     pub async fn running_agents(&self) -> Vec<String> {
-        self.agents.lock().await.keys().cloned().collect()
+        self.kubelets
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, k)| k.is_running())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Agent processes running for `name` (one normally; two while a new agent pod waits for
+    /// the old one's Lease).
+    pub async fn agent_processes(&self, name: &str) -> usize {
+        self.kubelets
+            .lock()
+            .await
+            .get(name)
+            .map(Kubelet::processes)
+            .unwrap_or(0)
     }
 
     /// Stops every agent and the controller.
     pub async fn shutdown(&self) {
-        let agents = std::mem::take(&mut *self.agents.lock().await);
-        for (_, running) in agents {
-            running.stop().await;
+        let kubelets = std::mem::take(&mut *self.kubelets.lock().await);
+        for (_, kubelet) in kubelets {
+            kubelet.stop().await;
         }
         self.stop_controller().await;
     }
 }
+
+/// The clientID a simulated cluster registers with (Fleet's default is the `kube-system`
+/// namespace's uid; a readable one keeps the simulation easy to follow).
+pub fn client_id_for(cluster_name: &str) -> String {
+    format!("fleet-sim-{cluster_name}")
+}
+
+/// Name of the agent Deployment (and of the pre-0.12 StatefulSet).
+pub const AGENT_WORKLOAD: &str = AGENT_NAME;

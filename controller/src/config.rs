@@ -5,6 +5,20 @@ use std::time::Duration;
 /// Image of the agent Deployments the controller creates (the `fleet` binary runs `fleet agent`).
 pub const DEFAULT_AGENT_IMAGE: &str = "ghcr.io/fleet-rs/fleet:latest";
 
+/// Image of the git job pods (the `fleet` binary runs `fleet apply`).
+pub const DEFAULT_GITJOB_IMAGE: &str = "ghcr.io/fleet-rs/fleet:latest";
+
+/// Where the bundles of a GitRepo are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GitJobMode {
+    /// The controller fetches and builds in-process (fleet-rs default; also what the simulator
+    /// needs, as no container runs there).
+    #[default]
+    InProcess,
+    /// Fleet's way: one Job per sync runs `fleet apply` in a pod.
+    Job,
+}
+
 /// Settings of the controller. `Default` gives Fleet's defaults.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -37,6 +51,15 @@ pub struct ControllerConfig {
     /// How the local cluster is reached; `None`: from the pod's service account, when running
     /// in a cluster (otherwise no local cluster).
     pub bootstrap_local_cluster: Option<crate::agentmanagement::bootstrap::LocalCluster>,
+    /// URL of the upstream API server as agents reach it (Fleet's `apiServerURL`); written
+    /// into the values of every ClusterRegistrationToken.
+    pub api_server_url: String,
+    /// PEM CA bundle of that API server (Fleet's `apiServerCA`); empty: agents use their
+    /// system roots.
+    pub api_server_ca: String,
+    /// Namespace of the registration secrets agents fetch their credentials from (Fleet:
+    /// `cattle-fleet-clusters-system`).
+    pub system_registration_namespace: String,
     /// Concurrent reconciles of GitRepos (Fleet env `GITREPO_RECONCILER_WORKERS`).
     pub gitrepo_workers: usize,
     /// Concurrent reconciles of Bundles (Fleet env `BUNDLE_RECONCILER_WORKERS`).
@@ -75,6 +98,14 @@ pub struct ControllerConfig {
     pub gitrepo_build_workers: usize,
     /// Timeout of each HTTP request to a git server (Fleet's `gitClientTimeout`, 30 s).
     pub git_client_timeout: Duration,
+    /// Run the HelmOps reconciler (Fleet's `EXPERIMENTAL_HELM_OPS`); when off, HelmOps and
+    /// HelmApps only get a condition saying so.
+    pub helmops_enabled: bool,
+    /// How GitRepos are turned into Bundles: in this process (default) or, as Fleet does on
+    /// real clusters, by a Job per sync running `fleet apply` (`--gitjob-mode job`).
+    pub gitjob_mode: GitJobMode,
+    /// Image of the git job pods (the `fleet` binary; Fleet's `gitjob.image`).
+    pub gitjob_image: String,
 }
 
 impl Default for ControllerConfig {
@@ -96,6 +127,9 @@ impl Default for ControllerConfig {
             bootstrap_namespace: "fleet-local".to_string(),
             bootstrap_agent_namespace: String::new(),
             bootstrap_local_cluster: None,
+            api_server_url: String::new(),
+            api_server_ca: String::new(),
+            system_registration_namespace: "cattle-fleet-clusters-system".to_string(),
             gitrepo_workers: 50,
             bundle_workers: 50,
             cluster_workers: 50,
@@ -120,6 +154,9 @@ impl Default for ControllerConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             git_client_timeout: Duration::from_secs(30),
+            helmops_enabled: false,
+            gitjob_mode: GitJobMode::InProcess,
+            gitjob_image: DEFAULT_GITJOB_IMAGE.to_string(),
         }
     }
 }

@@ -6,6 +6,8 @@
 //! controller does not run as that Deployment (tests, `fleet sim up`, a developer's shell)
 //! there is nothing to inherit.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Toleration;
 use kube::api::Api;
@@ -22,6 +24,25 @@ pub async fn controller_tolerations(
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), system_namespace);
     let deployment = deployments.get_opt(CONTROLLER_DEPLOYMENT_NAME).await?;
     Ok(deployment.map(pod_tolerations).unwrap_or_default())
+}
+
+/// The pod tolerations and node selector of the Deployment `fleet-controller` in
+/// `system_namespace` (what Fleet copies onto git job pods); empty when it does not exist.
+pub async fn controller_pod_placement(
+    client: &kube::Client,
+    system_namespace: &str,
+) -> Result<(Vec<Toleration>, BTreeMap<String, String>), kube::Error> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), system_namespace);
+    let Some(deployment) = deployments.get_opt(CONTROLLER_DEPLOYMENT_NAME).await? else {
+        return Ok(Default::default());
+    };
+    let node_selector = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.node_selector.clone())
+        .unwrap_or_default();
+    Ok((pod_tolerations(deployment), node_selector))
 }
 
 /// The tolerations of a Deployment's pod template.

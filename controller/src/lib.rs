@@ -18,8 +18,10 @@ pub mod clustergroup;
 pub mod config;
 pub mod controllerdeployment;
 pub mod gitops;
+pub mod helmops;
 pub mod leader;
 pub mod metrics;
+pub mod registration;
 pub mod resourcestatus;
 pub mod rollout;
 pub mod summary;
@@ -47,6 +49,10 @@ pub enum ControllerError {
     Cluster(#[from] cluster::ClusterError),
     #[error("ClusterGroup controller: {0}")]
     ClusterGroup(#[from] clustergroup::ClusterGroupError),
+    #[error("HelmOps controller: {0}")]
+    HelmOps(#[from] helmops::HelmOpsError),
+    #[error("registration controller: {0}")]
+    Registration(#[from] registration::RegistrationError),
     #[error("agent management: {0}")]
     AgentManagement(#[from] agentmanagement::AgentManagementError),
 }
@@ -122,6 +128,16 @@ async fn run_reconcilers(
         },
         async {
             clustergroup::run(ctx.clone(), shutdown.clone())
+                .await
+                .map_err(ControllerError::from)
+        },
+        async {
+            helmops::run(ctx.clone(), shutdown.clone())
+                .await
+                .map_err(ControllerError::from)
+        },
+        async {
+            registration::run(ctx.clone(), shutdown.clone())
                 .await
                 .map_err(ControllerError::from)
         },

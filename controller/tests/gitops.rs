@@ -13,7 +13,7 @@ use fleet_api::consts::{
     BUNDLE_NAMESPACE_LABEL, CLUSTER_LABEL, CLUSTER_NAMESPACE_LABEL, COMMIT_LABEL, REPO_LABEL,
 };
 use fleet_api::{Bundle, BundleDeployment, GenericCondition, GitRepo, GitRepoRestriction};
-use gitops_support::{GitHttpServer, LocalRepo, Upstream, configmap, eventually};
+use gitops_support::{GitHttpServer, LocalRepo, TestCa, Upstream, configmap, eventually};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -740,4 +740,649 @@ async fn post_webhook(addr: std::net::SocketAddr, body: &str) -> Result<String, 
         .await
         .map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+// --- CA bundles (GitRepo caBundle, Rancher's tls-ca / tls-ca-additional) over HTTPS ---
+
+fn b64(data: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// Creates or replaces Secret `cattle-system/<name>` with `key: value`.
+async fn rancher_secret(client: &kube::Client, name: &str, key: &str, value: &str) {
+    let api: Api<Secret> = Api::namespaced(client.clone(), "cattle-system");
+    let obj: Secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "cattle-system"},
+        "data": {key: b64(value)},
+    }))
+    .unwrap();
+    if api.create(&PostParams::default(), &obj).await.is_err() {
+        let mut current = api.get(name).await.unwrap();
+        current.data = obj.data.clone();
+        api.replace(name, &PostParams::default(), &current)
+            .await
+            .unwrap();
+    }
+}
+
+async fn secret_data(client: &kube::Client, name: &str, key: &str) -> Option<String> {
+    let s = Api::<Secret>::namespaced(client.clone(), NS)
+        .get_opt(name)
+        .await
+        .unwrap()?;
+    s.data?
+        .get(key)
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+}
+
+/// Waits until the GitRepo's bundles are all at `commit`.
+async fn bundles_at(client: &kube::Client, repo: &str, commit: &str, count: usize) {
+    eventually(&format!("{repo} bundles at {commit}"), WAIT, || async {
+        let b = bundles_of(client, repo).await;
+        if b.len() == count && b.values().all(|x| label(x, COMMIT_LABEL) == commit) {
+            Ok(())
+        } else {
+            let g = gitrepo(client, repo).await;
+            Err(format!(
+                "{} bundles; {:?}",
+                b.len(),
+                condition(&g, "GitPolling")
+            ))
+        }
+    })
+    .await;
+}
+
+/// Waits until GitPolling is False with a message containing `needle`; returns the message.
+async fn polling_fails(client: &kube::Client, repo: &str, needle: &str) -> String {
+    eventually(
+        &format!("{repo}: GitPolling=False with {needle:?}"),
+        WAIT,
+        || async {
+            let g = gitrepo(client, repo).await;
+            match condition(&g, "GitPolling") {
+                Some(c) if c.status == "False" && c.message.contains(needle) => Ok(c.message),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_git_trusts_the_gitrepo_ca_then_rancher_tls_ca_and_additional() {
+    let up = Upstream::start().await;
+    let ca = TestCa::new("git-server-ca");
+    let other = TestCa::new("unrelated-ca");
+    let server = GitHttpServer::start_https("fleet", "s3cret", &ca).await;
+    let repo = LocalRepo::new();
+    two_apps(&repo, "v1");
+    let first = repo.commit("first");
+    let url = server.publish(&repo, "apps");
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    basic_auth_secret(&up.client, "git-auth", "fleet", "s3cret").await;
+
+    // Without any CA the server's certificate is not trusted. A long polling interval: only
+    // a CA change can make this GitRepo fetch again.
+    create_gitrepo(
+        &up.client,
+        "no-ca",
+        json!({"repo": url, "paths": ["apps/*"], "clientSecretName": "git-auth", "pollingInterval": "1h"}),
+    )
+    .await;
+    // Case 1: the GitRepo's own caBundle.
+    create_gitrepo(
+        &up.client,
+        "own-ca",
+        json!({"repo": url, "paths": ["apps/*"], "clientSecretName": "git-auth", "pollingInterval": "1s",
+               "caBundle": b64(&ca.pem)}),
+    )
+    .await;
+    bundles_at(&up.client, "own-ca", &first, 2).await;
+    let msg = polling_fails(&up.client, "no-ca", &url).await;
+    assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+    assert_eq!(
+        secret_data(&up.client, "own-ca-cabundle", "additional-ca.crt").await,
+        Some(ca.pem.clone())
+    );
+    let copied = Api::<Secret>::namespaced(up.client.clone(), NS)
+        .get("own-ca-cabundle")
+        .await
+        .unwrap();
+    let owner = &copied.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("GitRepo", "own-ca")
+    );
+    assert_eq!(
+        secret_data(&up.client, "no-ca-cabundle", "additional-ca.crt").await,
+        None
+    );
+
+    // Case 2: Rancher's tls-ca only. Creating it re-triggers the GitRepo at once.
+    rancher_secret(&up.client, "tls-ca", "cacerts.pem", &ca.pem).await;
+    bundles_at(&up.client, "no-ca", &first, 2).await;
+    let g = gitrepo(&up.client, "no-ca").await;
+    assert_eq!(condition(&g, "GitPolling").unwrap().status, "True");
+    assert_eq!(
+        secret_data(&up.client, "no-ca-cabundle", "additional-ca.crt").await,
+        Some(ca.pem.clone())
+    );
+    assert_eq!(
+        secret_data(&up.client, "no-ca-rancher-cabundle", "cacerts").await,
+        Some(ca.pem.clone())
+    );
+
+    // Case 3: tls-ca holds another CA; the server's CA comes from tls-ca-additional.
+    rancher_secret(&up.client, "tls-ca", "cacerts.pem", &other.pem).await;
+    let msg = polling_fails(&up.client, "no-ca", &url).await;
+    assert!(msg.to_lowercase().contains("certificate"), "{msg}");
+    repo.write("apps/one/cm.yaml", &configmap("one", "v2"));
+    let second = repo.commit("second");
+    server.push(&repo, "apps");
+    rancher_secret(
+        &up.client,
+        "tls-ca-additional",
+        "ca-additional.pem",
+        &ca.pem,
+    )
+    .await;
+    bundles_at(&up.client, "no-ca", &second, 2).await;
+    let helm_ca = secret_data(&up.client, "no-ca-rancher-cabundle", "cacerts")
+        .await
+        .unwrap();
+    assert!(
+        helm_ca.starts_with(&other.pem) && helm_ca.ends_with(&ca.pem),
+        "tls-ca first, then tls-ca-additional: {helm_ca}"
+    );
+    // The GitRepo with its own CA kept following the repository throughout.
+    bundles_at(&up.client, "own-ca", &second, 2).await;
+    up.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_ca_pem_is_reported_on_the_gitrepo_and_others_keep_working() {
+    let up = Upstream::start().await;
+    let ca = TestCa::new("git-server-ca");
+    let server = GitHttpServer::start_https("fleet", "s3cret", &ca).await;
+    let repo = LocalRepo::new();
+    two_apps(&repo, "v1");
+    let first = repo.commit("first");
+    let url = server.publish(&repo, "apps");
+    basic_auth_secret(&up.client, "git-auth", "fleet", "s3cret").await;
+    rancher_secret(&up.client, "tls-ca", "cacerts.pem", &ca.pem).await;
+    for (name, own_ca) in [("rancher-ca", None), ("own-ca", Some(b64(&ca.pem)))] {
+        let mut spec = json!({"repo": url, "paths": ["apps/*"], "clientSecretName": "git-auth", "pollingInterval": "1s"});
+        if let Some(pem) = own_ca {
+            spec["caBundle"] = json!(pem);
+        }
+        create_gitrepo(&up.client, name, spec).await;
+    }
+    bundles_at(&up.client, "rancher-ca", &first, 2).await;
+    bundles_at(&up.client, "own-ca", &first, 2).await;
+
+    // Garbage in tls-ca-additional: the GitRepo that relies on the Rancher CA says which
+    // secret and key are broken; its bundles stay.
+    rancher_secret(
+        &up.client,
+        "tls-ca-additional",
+        "ca-additional.pem",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n",
+    )
+    .await;
+    let msg = polling_fails(
+        &up.client,
+        "rancher-ca",
+        "secret cattle-system/tls-ca-additional key ca-additional.pem is not a PEM certificate bundle",
+    )
+    .await;
+    assert!(msg.contains(&url), "{msg}");
+    let g = gitrepo(&up.client, "rancher-ca").await;
+    assert_eq!(condition(&g, "Ready").unwrap().status, "False");
+    assert!(g.status.unwrap().base.display.error);
+
+    // The GitRepo with its own CA is unaffected: a new commit still reaches it.
+    repo.write("apps/one/cm.yaml", &configmap("one", "v2"));
+    let second = repo.commit("second");
+    server.push(&repo, "apps");
+    bundles_at(&up.client, "own-ca", &second, 2).await;
+    assert_eq!(
+        condition(&gitrepo(&up.client, "own-ca").await, "GitPolling")
+            .unwrap()
+            .status,
+        "True"
+    );
+    let kept = bundles_of(&up.client, "rancher-ca").await;
+    assert_eq!(kept.len(), 2);
+    assert!(kept.values().all(|b| label(b, COMMIT_LABEL) == first));
+
+    // Garbage in a GitRepo's own caBundle is named as such.
+    create_gitrepo(
+        &up.client,
+        "bad-own",
+        json!({"repo": url, "clientSecretName": "git-auth", "caBundle": b64("garbage")}),
+    )
+    .await;
+    polling_fails(
+        &up.client,
+        "bad-own",
+        "spec.caBundle is not a PEM certificate bundle",
+    )
+    .await;
+    assert!(
+        up.is_running(),
+        "the controller must not stop on bad CA input"
+    );
+
+    // Fixing the secret recovers the GitRepo.
+    rancher_secret(
+        &up.client,
+        "tls-ca-additional",
+        "ca-additional.pem",
+        &ca.pem,
+    )
+    .await;
+    bundles_at(&up.client, "rancher-ca", &second, 2).await;
+    up.stop().await;
+}
+
+// --- git jobs mode ---
+
+mod gitjobs {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    use fleet_controller::config::GitJobMode;
+    use futures::StreamExt as _;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::batch::v1::Job;
+    use k8s_openapi::api::core::v1::{Pod, ServiceAccount, Toleration};
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::runtime::watcher;
+
+    /// One node, tainted: only pods tolerating `dedicated=fleet:NoSchedule` can run.
+    fn tainted_cluster() -> fleet_simulator::SimConfig {
+        let profile = fleet_simulator::behaviour::Profile::from_yaml(
+            "name: tainted\nnodes:\n- name: system-node\n  taints:\n  - key: dedicated\n    value: fleet\n    effect: NoSchedule\n",
+            "test profile",
+        )
+        .unwrap();
+        fleet_simulator::SimConfig {
+            profile: Some(profile),
+            ..Default::default()
+        }
+    }
+
+    fn fleet_toleration() -> Toleration {
+        Toleration {
+            key: Some("dedicated".into()),
+            operator: Some("Equal".into()),
+            value: Some("fleet".into()),
+            effect: Some("NoSchedule".into()),
+            ..Toleration::default()
+        }
+    }
+
+    /// The controller's own Deployment, as the chart installs it, tolerating the taint.
+    async fn controller_deployment(client: &kube::Client) {
+        let obj: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "fleet-controller", "namespace": "cattle-fleet-system"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "fleet-controller"}},
+                "template": {
+                    "metadata": {"labels": {"app": "fleet-controller"}},
+                    "spec": {
+                        "containers": [{"name": "fleet-controller", "image": "fleet:test"}],
+                        "tolerations": [serde_json::to_value(fleet_toleration()).unwrap()],
+                        "nodeSelector": {"kubernetes.io/hostname": "system-node"},
+                    },
+                },
+            },
+        }))
+        .unwrap();
+        Api::<Deployment>::namespaced(client.clone(), "cattle-fleet-system")
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+
+    /// Every Job ever seen in the namespace (the controller deletes succeeded ones).
+    fn record_jobs(client: &kube::Client) -> Arc<Mutex<BTreeMap<String, Job>>> {
+        let seen = Arc::new(Mutex::new(BTreeMap::new()));
+        let out = seen.clone();
+        let api = Api::<Job>::namespaced(client.clone(), NS);
+        tokio::spawn(async move {
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                if let Ok(watcher::Event::Apply(job) | watcher::Event::InitApply(job)) = event {
+                    let name = job.metadata.name.clone().unwrap_or_default();
+                    out.lock().unwrap().insert(name, job);
+                }
+            }
+        });
+        seen
+    }
+
+    async fn job_status(client: &kube::Client, name: &str, want: &str) -> GitRepo {
+        eventually(&format!("gitJobStatus {want}"), WAIT, || async {
+            let g = gitrepo(client, name).await;
+            let s = g.status.clone().unwrap_or_default();
+            if s.git_job_status == want {
+                Ok(g)
+            } else {
+                Err(format!("{:?} {:?}", s.git_job_status, s.base.conditions))
+            }
+        })
+        .await
+    }
+
+    fn job_tolerations(job: &Job) -> Vec<Toleration> {
+        job.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.tolerations.clone())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_per_sync_with_the_controller_tolerations_and_rbac() {
+        let up = Upstream::start_on(tainted_cluster(), |c| {
+            c.gitjob_mode = GitJobMode::Job;
+            c.gitjob_image = "registry.example/fleet:v9".into();
+        })
+        .await;
+        let jobs = record_jobs(&up.client);
+        let repo = LocalRepo::new();
+        two_apps(&repo, "v1");
+        let first = repo.commit("first");
+
+        // An older controller left a Role with fewer rules: it is brought up to date.
+        let old_role: Role = serde_json::from_value(json!({
+            "metadata": {"name": "git-apps", "namespace": NS},
+            "rules": [{"apiGroups": ["fleet.cattle.io"], "resources": ["bundles"], "verbs": ["get"]}],
+        }))
+        .unwrap();
+        let roles = Api::<Role>::namespaced(up.client.clone(), NS);
+        roles
+            .create(&PostParams::default(), &old_role)
+            .await
+            .unwrap();
+
+        // No fleet-controller Deployment yet: the job pod tolerates nothing and stays Pending.
+        create_gitrepo(
+            &up.client,
+            "apps",
+            json!({"repo": repo.url(), "paths": ["apps/*"], "pollingInterval": "1s", "serviceAccount": "deployer"}),
+        )
+        .await;
+        let g = job_status(&up.client, "apps", "InProgress").await;
+        assert_eq!(g.status.clone().unwrap().commit, first);
+        assert_eq!(condition(&g, "Reconciling").unwrap().status, "True");
+        let first_job = eventually("the first job", WAIT, || async {
+            jobs.lock()
+                .unwrap()
+                .values()
+                .next()
+                .cloned()
+                .ok_or_else(|| "no job".to_string())
+        })
+        .await;
+        let first_job_name = first_job.metadata.name.clone().unwrap();
+        assert!(!job_tolerations(&first_job).contains(&fleet_toleration()));
+        let pods = Api::<Pod>::namespaced(up.client.clone(), NS);
+        eventually("the job pod unschedulable", WAIT, || async {
+            let list = pods
+                .list(&ListParams::default().labels(&format!("job-name={first_job_name}")))
+                .await
+                .unwrap();
+            let unschedulable = list.items.iter().any(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            c.type_ == "PodScheduled"
+                                && c.status == "False"
+                                && c.reason.as_deref() == Some("Unschedulable")
+                        })
+                    })
+            });
+            if unschedulable {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{:?}",
+                    list.items
+                        .iter()
+                        .map(|p| p.status.clone())
+                        .collect::<Vec<_>>()
+                ))
+            }
+        })
+        .await;
+
+        // RBAC of the job: created, and the old Role updated to the current rules.
+        let sa = Api::<ServiceAccount>::namespaced(up.client.clone(), NS)
+            .get("git-apps")
+            .await
+            .unwrap();
+        assert_eq!(sa.metadata.owner_references.unwrap()[0].name, "apps");
+        let role = roles.get("git-apps").await.unwrap();
+        let rules = role.rules.clone().unwrap();
+        assert_eq!(rules.len(), 3, "{rules:?}");
+        assert!(rules[0].verbs.contains(&"create".to_string()));
+        assert!(
+            rules[2]
+                .resources
+                .as_ref()
+                .unwrap()
+                .contains(&"secrets".to_string())
+        );
+        let bindings = Api::<RoleBinding>::namespaced(up.client.clone(), NS);
+        let binding = bindings.get("git-apps").await.unwrap();
+        assert_eq!(binding.role_ref.name, "git-apps");
+        assert_eq!(binding.subjects.unwrap()[0].name, "git-apps");
+
+        // The controller runs as the fleet-controller Deployment with a toleration: a forced
+        // sync makes a new Job whose pod inherits it, gets scheduled and completes.
+        controller_deployment(&up.client).await;
+        Api::<GitRepo>::namespaced(up.client.clone(), NS)
+            .patch(
+                "apps",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"forceSyncGeneration": 1}})),
+            )
+            .await
+            .unwrap();
+        let g = job_status(&up.client, "apps", "Current").await;
+        assert_eq!(condition(&g, "Stalled").unwrap().status, "False");
+        assert_eq!(condition(&g, "Reconciling").unwrap().status, "False");
+        let job = {
+            let seen = jobs.lock().unwrap();
+            seen.values()
+                .find(|j| {
+                    j.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("fleet.cattle.io/force-sync-generation").cloned())
+                        == Some("1".to_string())
+                })
+                .cloned()
+                .expect("the forced job was seen")
+        };
+        assert!(job_tolerations(&job).contains(&fleet_toleration()));
+        let pod = job.spec.clone().unwrap().template.spec.unwrap();
+        assert_eq!(
+            pod.node_selector
+                .unwrap()
+                .get("kubernetes.io/hostname")
+                .map(String::as_str),
+            Some("system-node")
+        );
+        assert_eq!(pod.service_account_name.as_deref(), Some("git-apps"));
+        let main = &pod.containers[0];
+        assert_eq!(main.image.as_deref(), Some("registry.example/fleet:v9"));
+        let args = main.args.clone().unwrap();
+        assert_eq!(args[0], "apply");
+        assert!(
+            args.contains(&"--sync-generation=1".to_string()),
+            "{args:?}"
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--service-account" && w[1] == "deployer")
+        );
+        assert_eq!(&args[args.len() - 3..], ["--", "apps", "apps/*"]);
+        let env: Vec<String> = main
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert!(
+            env.contains(&"FLEET_APPLY_CONFLICT_RETRIES".to_string()),
+            "{env:?}"
+        );
+        let annotations = job.metadata.annotations.clone().unwrap();
+        assert_eq!(annotations["commit"], first);
+        // A succeeded job is deleted, as Fleet does.
+        let job_name = job.metadata.name.clone().unwrap();
+        eventually("the succeeded job deleted", WAIT, || async {
+            match Api::<Job>::namespaced(up.client.clone(), NS)
+                .get_opt(&job_name)
+                .await
+                .unwrap()
+            {
+                None => Ok(()),
+                Some(j) => Err(format!("{:?}", j.status)),
+            }
+        })
+        .await;
+        // Nothing runs `fleet apply` on the simulator: no Bundles in this mode.
+        assert!(bundles_of(&up.client, "apps").await.is_empty());
+
+        // Someone trims the Role and drops the binding; the next change of the GitRepo
+        // applies them again.
+        roles
+            .patch(
+                "git-apps",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]})),
+            )
+            .await
+            .unwrap();
+        bindings
+            .delete("git-apps", &DeleteParams::default())
+            .await
+            .unwrap();
+        Api::<GitRepo>::namespaced(up.client.clone(), NS)
+            .patch(
+                "apps",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"paths": ["apps/one"]}})),
+            )
+            .await
+            .unwrap();
+        eventually("Role and RoleBinding updated", WAIT, || async {
+            let rules = roles
+                .get("git-apps")
+                .await
+                .unwrap()
+                .rules
+                .unwrap_or_default();
+            let binding = bindings.get_opt("git-apps").await.unwrap();
+            if rules.len() == 3 && binding.is_some() {
+                Ok(())
+            } else {
+                Err(format!("{rules:?} {binding:?}"))
+            }
+        })
+        .await;
+        // ...and a new Job for the new generation.
+        eventually("a job for generation 3", WAIT, || async {
+            let seen = jobs.lock().unwrap();
+            let found = seen.values().any(|j| {
+                j.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("fleet.cattle.io/gitrepo-generation").cloned())
+                    == Some("3".to_string())
+                    && j.spec
+                        .as_ref()
+                        .and_then(|s| s.template.spec.as_ref())
+                        .is_some_and(|p| {
+                            p.containers[0]
+                                .args
+                                .as_ref()
+                                .unwrap()
+                                .last()
+                                .map(String::as_str)
+                                == Some("apps/one")
+                        })
+            });
+            if found {
+                Ok(())
+            } else {
+                Err(format!("{:?}", seen.keys().collect::<Vec<_>>()))
+            }
+        })
+        .await;
+        job_status(&up.client, "apps", "Current").await;
+        up.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_charts_are_downloaded_with_the_rancher_ca() {
+    use gitops_support::{StaticHttpsServer, chart_archive};
+    let up = Upstream::start().await;
+    let ca = TestCa::new("chart-repo-ca");
+    let charts = StaticHttpsServer::start(
+        vec![(
+            "/mychart-0.1.0.tgz".to_string(),
+            chart_archive("mychart", "0.1.0"),
+        )],
+        &ca,
+    )
+    .await;
+    let chart_url = format!("https://{}/mychart-0.1.0.tgz", charts.addr);
+    let repo = LocalRepo::new();
+    repo.write(
+        "app/fleet.yaml",
+        &format!("defaultNamespace: app\nhelm:\n  chart: {chart_url}\n"),
+    );
+    let first = repo.commit("first");
+    create_gitrepo(
+        &up.client,
+        "charts",
+        json!({"repo": repo.url(), "paths": ["app"], "pollingInterval": "1h"}),
+    )
+    .await;
+
+    // Without the Rancher CA the chart server is not trusted: the build fails, on the GitRepo.
+    let g = eventually("the chart download fails", WAIT, || async {
+        let g = gitrepo(&up.client, "charts").await;
+        match condition(&g, "Stalled") {
+            Some(c) if c.status == "True" => Ok(g),
+            other => Err(format!("{other:?} {:?}", condition(&g, "GitPolling"))),
+        }
+    })
+    .await;
+    let msg = condition(&g, "Stalled").unwrap().message;
+    assert!(msg.contains(&chart_url) || msg.contains("mychart"), "{msg}");
+    assert!(bundles_of(&up.client, "charts").await.is_empty());
+
+    // Rancher's tls-ca appears: the GitRepo is rebuilt at once with the CA for Helm.
+    rancher_secret(&up.client, "tls-ca", "cacerts.pem", &ca.pem).await;
+    bundles_at(&up.client, "charts", &first, 1).await;
+    let bundle = bundles_of(&up.client, "charts").await;
+    let text = resource_text(bundle.values().next().unwrap());
+    assert!(text.contains("from-chart"), "{text}");
+    assert_eq!(
+        secret_data(&up.client, "charts-rancher-cabundle", "cacerts").await,
+        Some(ca.pem.clone())
+    );
+    up.stop().await;
 }

@@ -35,6 +35,38 @@ pub struct ControllerArgs {
     /// Serve the Git webhook (GitHub/GitLab push events) on this address
     #[arg(long, env = "FLEET_WEBHOOK_ADDR")]
     webhook_addr: Option<SocketAddr>,
+    /// Where GitRepos are built: `in-process` (default) or `job` (a Job per sync running
+    /// `fleet apply`, as Fleet does on real clusters)
+    #[arg(long, env = "FLEET_GITJOB_MODE", default_value = "in-process", value_parser = ["in-process", "job"])]
+    gitjob_mode: String,
+    /// Image of the git job pods (with `--gitjob-mode job`)
+    #[arg(long, env = "FLEET_GITJOB_IMAGE", default_value = fleet_controller::config::DEFAULT_GITJOB_IMAGE)]
+    gitjob_image: String,
+    /// URL of this API server as agents reach it (Fleet's `apiServerURL`); registration
+    /// tokens hand it to agents
+    #[arg(long, env = "API_SERVER_URL", default_value = "")]
+    api_server_url: String,
+    /// PEM file with the CA of that API server (Fleet's `apiServerCA`)
+    #[arg(long, env = "API_SERVER_CA_FILE")]
+    api_server_ca_file: Option<PathBuf>,
+    /// Namespace of the registration secrets agents fetch their credentials from
+    #[arg(
+        long,
+        env = "SYSTEM_REGISTRATION_NAMESPACE",
+        default_value = "cattle-fleet-clusters-system"
+    )]
+    system_registration_namespace: String,
+    /// Run the experimental HelmOps controller: HelmOp (and v0.12 HelmApp) resources deploy
+    /// charts from Helm repositories without Git
+    #[arg(
+        long = "enable-helmops",
+        env = "EXPERIMENTAL_HELM_OPS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    enable_helmops: bool,
     /// Serve Prometheus metrics on this address (`/metrics`)
     #[arg(long, env = "FLEET_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -50,14 +82,29 @@ pub fn run(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
 
 async fn run_async(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
     let client = super::kubeconfig::client(args.kubeconfig.as_deref(), "upstream").await?;
+    let api_server_ca = match &args.api_server_ca_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the API server CA {}", path.display()))?,
+        None => String::new(),
+    };
     let config = ControllerConfig {
         system_namespace: args.namespace.clone(),
+        api_server_url: args.api_server_url.clone(),
+        api_server_ca,
+        system_registration_namespace: args.system_registration_namespace.clone(),
         gitrepo_workers: args.gitrepo_workers.max(1),
         bundle_workers: args.bundle_workers.max(1),
         cluster_workers: args.cluster_workers.max(1),
         clustergroup_workers: args.clustergroup_workers.max(1),
         gitrepo_sync_period: Duration::from_secs(args.gitrepo_sync_period.max(1)),
         webhook_addr: args.webhook_addr,
+        helmops_enabled: args.enable_helmops,
+        gitjob_mode: if args.gitjob_mode == "job" {
+            fleet_controller::config::GitJobMode::Job
+        } else {
+            fleet_controller::config::GitJobMode::InProcess
+        },
+        gitjob_image: args.gitjob_image.clone(),
         ..ControllerConfig::default()
     };
     let mut registry = Registry::default();

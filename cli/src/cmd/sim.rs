@@ -96,6 +96,9 @@ struct UpArgs {
     /// Only the API servers: no controller, no agents, no Cluster objects
     #[arg(long)]
     bare: bool,
+    /// Enable the experimental HelmOps controller (HelmOp/HelmApp resources)
+    #[arg(long)]
+    helmops: bool,
 }
 
 pub fn run(args: &SimArgs) -> anyhow::Result<ExitCode> {
@@ -239,6 +242,10 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
     } else {
         let system = SimSystem::start(SystemOptions {
             seed: args.seed,
+            controller: fleet_controller::ControllerConfig {
+                helmops_enabled: args.helmops,
+                ..Default::default()
+            },
             ..SystemOptions::default()
         })
         .await
@@ -248,6 +255,18 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
             .add_clusters(&specs)
             .await
             .context("registering the simulated clusters and starting their agents")?;
+        let values = system
+            .registration_values()
+            .await
+            .context("reading the registration token's values")?;
+        println!(
+            "fleet sim: {} clusters registered with ClusterRegistrationToken {}/{} (agents pull from {}); agents run as Deployment fleet-agent in {} of each cluster",
+            names.len(),
+            fleet_cli::system::CLUSTERS_NAMESPACE,
+            fleet_cli::system::REGISTRATION_TOKEN,
+            values.get("apiServerURL").map(String::as_str).unwrap_or_default(),
+            system.controller_config().agent_namespace,
+        );
         (
             system.simulator().clone(),
             system.upstream().clone(),
@@ -276,7 +295,12 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let running = if system.is_some() {
-        format!("controller and {} agents running", args.clusters)
+        format!(
+            "controller and {} registered agents running; registration token {}/{}",
+            args.clusters,
+            fleet_cli::system::CLUSTERS_NAMESPACE,
+            fleet_cli::system::REGISTRATION_TOKEN
+        )
     } else {
         "API servers only".to_string()
     };

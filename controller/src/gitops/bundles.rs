@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use fleet_api::consts::{COMMIT_LABEL, REPO_LABEL};
 use fleet_api::{Bundle, BundleSpec, BundleTarget, BundleTargetRestriction, GitRepoSpec};
-use fleet_bundle::bundlereader::ReadOptions;
+use fleet_bundle::bundlereader::{ChartDownload, ReadOptions};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 use super::fetch;
@@ -24,6 +24,8 @@ pub struct BuildJob {
     pub namespace: String,
     /// The GitRepo spec after GitRepoRestriction defaults.
     pub spec: GitRepoSpec,
+    /// How remote Helm charts are downloaded (the Helm CA bundle, TLS settings).
+    pub charts: ChartDownload,
 }
 
 /// The targets file `fleet apply` gets from Fleet's git job: the GitRepo's targets, also as
@@ -105,12 +107,13 @@ impl BuildJob {
             Some(path)
         };
         let opts = read_options(&self.spec, &self.name, &self.commit, targets_file);
-        let built = fleet_bundle::apply::build_bundles_in(
+        let built = fleet_bundle::apply::build_bundles_in_with(
             &checkout,
             &self.name,
             &self.spec.paths,
             &self.namespace,
             &opts,
+            &self.charts,
         )
         .map_err(|e| {
             let short = &self.commit[..self.commit.len().min(7)];

@@ -10,7 +10,9 @@
 //! repository is reused between polls, so a poll without a new commit downloads nothing.
 
 pub mod bundles;
+pub mod cabundle;
 pub mod fetch;
+pub mod job;
 pub mod poll;
 pub mod restriction;
 pub mod status;
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use fleet_api::consts::{BUNDLE_NAMESPACE_LABEL, GITREPO_FINALIZER, REPO_LABEL};
 use fleet_api::{Bundle, BundleDeployment, GitRepo, GitRepoRestriction, GitRepoSpec};
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as ControllerRuntimeConfig, Controller};
@@ -34,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::Context;
+use crate::config::GitJobMode;
 use fetch::{BasicAuth, FetchRequest};
 use poll::{Jitter, Observed};
 use status::Learned;
@@ -69,8 +73,18 @@ struct RepoMemory {
     observed: Observed,
     fetched_commit: Option<String>,
     fetch_error: Option<String>,
-    /// (commit, generation, forceSyncGeneration) of the last build attempt.
-    build_key: Option<(String, i64, i64)>,
+    /// (commit, generation, forceSyncGeneration, Helm CA fingerprint) of the last build attempt.
+    build_key: Option<(String, i64, i64, String)>,
+    /// Fingerprint of the git CA bundle (or of the error reading it) at the last poll; a
+    /// change polls again at once (a fixed CA should not wait for the next interval).
+    ca_key: Option<String>,
+    /// Job mode: (commit, generation, forceSyncGeneration) of the last Job created.
+    job_key: Option<(String, i64, i64)>,
+    /// Job mode: the generation the job RBAC was last applied for (applied again after a
+    /// restart, so new rules reach existing GitRepos).
+    rbac_generation: Option<i64>,
+    /// Job mode: the state of the last Job seen.
+    job_state: Option<job::JobState>,
     build_error: Option<String>,
     /// The bundles of the last successful build.
     desired: Option<Vec<Bundle>>,
@@ -147,8 +161,9 @@ async fn run_controller(
         watcher::Config::default(),
     );
     let store = controller.store();
+    let ca_store = store.clone();
     let ctx = gitops.ctx.clone();
-    controller
+    let controller = controller
         .watches(
             Api::<Bundle>::all(client.clone()),
             watcher::Config::default().labels(REPO_LABEL),
@@ -188,6 +203,29 @@ async fn run_controller(
                     .collect::<Vec<_>>()
             },
         )
+        .watches(
+            Api::<Secret>::namespaced(client.clone(), cabundle::RANCHER_NAMESPACE),
+            watcher::Config::default(),
+            move |s: Secret| {
+                let name = s.metadata.name.unwrap_or_default();
+                if name != cabundle::TLS_CA_SECRET && name != cabundle::TLS_CA_ADDITIONAL_SECRET {
+                    return Vec::new();
+                }
+                // Any GitRepo may use the Rancher CA (for git or for Helm).
+                ca_store
+                    .state()
+                    .into_iter()
+                    .map(|g| ObjectRef::from_obj(&*g))
+                    .collect::<Vec<_>>()
+            },
+        );
+    let controller = match gitops.ctx.config.gitjob_mode {
+        GitJobMode::Job => {
+            controller.owns(Api::<Job>::all(client.clone()), watcher::Config::default())
+        }
+        GitJobMode::InProcess => controller,
+    };
+    controller
         .with_config(ControllerRuntimeConfig::default().concurrency(workers))
         .graceful_shutdown_on(shutdown.cancelled_owned())
         .run(reconcile, error_policy, gitops)
@@ -357,7 +395,10 @@ async fn reconcile_inner(
     let now = gitops.started.elapsed();
     let until_poll = poll::until_next_poll(&memory.observed, now, interval);
     gitops.put_memory(key.to_string(), memory);
-    outcome?;
+    let soon = outcome?;
+    if soon {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
 
     let sync_period = ctx.config.gitrepo_sync_period;
     let next = if gitrepo.spec.disable_polling {
@@ -373,7 +414,8 @@ async fn reconcile_inner(
     Ok(Action::requeue(next))
 }
 
-/// Poll, build, write bundles and status for an accepted GitRepo.
+/// Poll, build, write bundles (or run the git job) and status for an accepted GitRepo.
+/// Returns whether the reconcile should come back soon.
 async fn sync_repo(
     gitrepo: &GitRepo,
     spec: &GitRepoSpec,
@@ -382,7 +424,7 @@ async fn sync_repo(
     namespace: &str,
     name: &str,
     key: &str,
-) -> Result<(), ReconcileError> {
+) -> Result<bool, ReconcileError> {
     let ctx = &gitops.ctx;
     let client = ctx.client.clone();
     let gitrepos: Api<GitRepo> = Api::namespaced(client.clone(), namespace);
@@ -392,8 +434,30 @@ async fn sync_repo(
     let now = gitops.started.elapsed();
     let interval = poll::polling_interval(gitrepo, ctx.config.default_polling_interval);
 
+    // The CA bundles (GitRepo caBundle, else Rancher's), copied next to the GitRepo.
+    let cas = cabundle::resolve(&client, spec.ca_bundle.as_ref()).await;
+    let ca_key = match &cas {
+        Ok(c) => c.git_fingerprint(),
+        Err(e) => format!("error: {e}"),
+    };
+    match &cas {
+        Ok(c) => {
+            if let Some(warning) = &c.helm_warning {
+                tracing::warn!(%warning, "the Rancher CA bundle is not used for Helm repositories");
+            }
+            cabundle::sync_secrets(&client, gitrepo, c)
+                .await
+                .map_err(|(action, e)| kube_err(key, action)(e))?;
+        }
+        Err(e) => tracing::info!(error = %e, "no usable CA bundle"),
+    }
+
     let mut polled_at = None;
-    if let Some(reason) = poll::poll_reason(gitrepo, &memory.observed, now, interval) {
+    let reason = poll::poll_reason(gitrepo, &memory.observed, now, interval).or_else(|| {
+        (memory.ca_key.as_deref() != Some(ca_key.as_str()))
+            .then_some(poll::PollReason::CaBundleChanged)
+    });
+    if let Some(reason) = reason {
         tracing::debug!(?reason, "polling the repository");
         memory.observed = Observed {
             last_poll: Some(now),
@@ -401,7 +465,16 @@ async fn sync_repo(
             webhook_commit: previous.webhook_commit.clone(),
         };
         polled_at = Some(now_rfc3339());
-        let result = match fetch_request(ctx, namespace, spec).await {
+        memory.ca_key = Some(ca_key.clone());
+        let git_ca = cas
+            .as_ref()
+            .map(|c| c.git.clone())
+            .map_err(|e| format!("git repository {}: CA bundle: {e}", spec.repo));
+        let request = match git_ca {
+            Ok(ca) => fetch_request(ctx, namespace, spec, ca).await,
+            Err(msg) => Err(msg),
+        };
+        let result = match request {
             Ok(req) => {
                 let dir = memory.cache_dir.join("repo.git");
                 tokio::task::spawn_blocking(move || {
@@ -427,10 +500,27 @@ async fn sync_repo(
         }
     }
 
-    // Build the bundles when the commit, the spec or forceSyncGeneration changed, and again
-    // every sync period (which also repairs anything a user changed by hand).
-    if let Some(commit) = memory.fetched_commit.clone() {
-        let build_key = (commit.clone(), generation, spec.force_sync_generation);
+    let mut soon = false;
+    let mut git_job = None;
+    if ctx.config.gitjob_mode == GitJobMode::Job
+        && let (Some(commit), Ok(cas)) = (memory.fetched_commit.clone(), &cas)
+    {
+        let outcome = sync_job(gitrepo, spec, gitops, memory, &commit, cas, key).await?;
+        soon = outcome.requeue_soon;
+        git_job = memory.job_state.as_ref().map(|s| s.status().to_string());
+    }
+
+    // Build the bundles when the commit, the spec, forceSyncGeneration or the Helm CA changed,
+    // and again every sync period (which also repairs anything a user changed by hand).
+    if ctx.config.gitjob_mode == GitJobMode::InProcess
+        && let (Some(commit), Ok(cas)) = (memory.fetched_commit.clone(), &cas)
+    {
+        let build_key = (
+            commit.clone(),
+            generation,
+            spec.force_sync_generation,
+            cas.helm_fingerprint(),
+        );
         let resync_due = memory
             .last_build
             .is_some_and(|t| now.saturating_sub(t) >= ctx.config.gitrepo_sync_period);
@@ -444,6 +534,13 @@ async fn sync_repo(
                 name: name.to_string(),
                 namespace: namespace.to_string(),
                 spec: spec.clone(),
+                charts: fleet_bundle::bundlereader::ChartDownload {
+                    auth: fleet_helm::repo::RepoOptions {
+                        ca_bundle: cas.helm.clone(),
+                        insecure_skip_tls_verify: spec.insecure_skip_tls_verify,
+                        ..Default::default()
+                    },
+                },
             };
             let permit = gitops.build_slots.acquire().await;
             let built = tokio::task::spawn_blocking(move || job.run())
@@ -470,7 +567,8 @@ async fn sync_repo(
         .map_err(kube_err(key, "listing its bundles"))?
         .items;
     let mut existing = existing;
-    if memory.build_error.is_none()
+    if ctx.config.gitjob_mode == GitJobMode::InProcess
+        && memory.build_error.is_none()
         && let Some(desired) = &memory.desired
     {
         let plan = bundles::plan(desired, &existing, &memory.written);
@@ -493,18 +591,88 @@ async fn sync_repo(
         .await
         .map_err(kube_err(key, "listing its bundle deployments"))?
         .items;
+    let built = match ctx.config.gitjob_mode {
+        GitJobMode::InProcess => memory.desired.is_some() && memory.build_error.is_none(),
+        GitJobMode::Job => matches!(memory.job_state, Some(job::JobState::Current(_))),
+    };
     let learned = Learned {
         generation,
         force_sync_generation: spec.force_sync_generation,
         commit: memory.fetched_commit.clone(),
         fetch_error: memory.fetch_error.clone(),
         build_error: memory.build_error.clone(),
-        built: memory.desired.is_some() && memory.build_error.is_none(),
+        built,
+        git_job,
         polled_at,
     };
     let desired =
         status::desired_status(&previous, &learned, &existing, &deployments, &now_rfc3339());
-    write_status(&gitrepos, gitrepo, &previous, desired, key).await
+    write_status(&gitrepos, gitrepo, &previous, desired, key).await?;
+    Ok(soon)
+}
+
+/// Job mode: keeps the job RBAC applied and the Job of the current commit running, and
+/// remembers the Job's state (a failed Job's message becomes the build error).
+async fn sync_job(
+    gitrepo: &GitRepo,
+    spec: &GitRepoSpec,
+    gitops: &Gitops,
+    memory: &mut RepoMemory,
+    commit: &str,
+    cas: &cabundle::CaBundles,
+    key: &str,
+) -> Result<job::JobOutcome, ReconcileError> {
+    let ctx = &gitops.ctx;
+    let previous = gitrepo.status.clone().unwrap_or_default();
+    let generation = gitrepo.metadata.generation.unwrap_or(0);
+    let job_key = (commit.to_string(), generation, spec.force_sync_generation);
+    if memory.job_key.is_none()
+        && previous.commit == commit
+        && previous.observed_generation == generation
+        && previous.update_generation == spec.force_sync_generation
+        && previous.git_job_status == fleet_api::consts::GIT_JOB_STATUS_CURRENT
+    {
+        // A Job already ran for this state before the controller restarted.
+        memory.job_key = Some(job_key.clone());
+        memory.job_state = Some(job::JobState::Current(String::new()));
+    }
+    if memory.rbac_generation != Some(generation) {
+        job::apply_rbac(&ctx.client, gitrepo)
+            .await
+            .map_err(|(action, e)| kube_err(key, action)(e))?;
+        memory.rbac_generation = Some(generation);
+    }
+    let wanted = memory.job_key.as_ref() != Some(&job_key);
+    let outcome = job::sync(job::SyncRequest {
+        client: &ctx.client,
+        gitrepo,
+        spec,
+        commit,
+        wanted,
+        image: &ctx.config.gitjob_image,
+        system_namespace: &ctx.config.system_namespace,
+        cas,
+    })
+    .await
+    .map_err(|(action, e)| kube_err(key, action)(e))?;
+    let Some(outcome) = outcome else {
+        return Ok(job::JobOutcome {
+            state: memory
+                .job_state
+                .clone()
+                .unwrap_or(job::JobState::InProgress(String::new())),
+            requeue_soon: false,
+        });
+    };
+    if !outcome.requeue_soon {
+        memory.job_key = Some(job_key);
+    }
+    memory.build_error = match &outcome.state {
+        job::JobState::Failed(message) => Some(message.clone()),
+        _ => None,
+    };
+    memory.job_state = Some(outcome.state.clone());
+    Ok(outcome)
 }
 
 /// Replaces the status when it differs from `previous` (optimistic concurrency: a conflict
@@ -536,12 +704,13 @@ async fn write_status(
 }
 
 /// The fetch request for a GitRepo: URL, branch/revision, credentials from its client secret
-/// (basic auth), CA bundle (the GitRepo's, else Rancher's `cattle-system/tls-ca`) and TLS
-/// settings. Errors name the repository and the secret.
+/// (basic auth), the CA bundle chosen by [`cabundle`] and TLS settings. Errors name the
+/// repository and the secret.
 async fn fetch_request(
     ctx: &Context,
     namespace: &str,
     spec: &GitRepoSpec,
+    ca_bundle: Option<Vec<u8>>,
 ) -> Result<FetchRequest, String> {
     let url = spec.repo.clone();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
@@ -566,10 +735,6 @@ async fn fetch_request(
                 "git repository {url}: reading credentials: secret {namespace}/{secret_name}: {m}"
             )
         })?),
-    };
-    let ca_bundle = match &spec.ca_bundle {
-        Some(b) if !b.0.is_empty() => Some(b.0.clone()),
-        _ => rancher_ca_bundle(ctx).await,
     };
     Ok(FetchRequest {
         url,
@@ -598,25 +763,6 @@ fn basic_auth(secret: &Secret) -> Result<BasicAuth, String> {
     let username = get("username").ok_or("has no username key")?;
     let password = get("password").ok_or("has no password key")?;
     Ok(BasicAuth { username, password })
-}
-
-/// Rancher's CA bundle (`cattle-system/tls-ca` + `tls-ca-additional`), used when the GitRepo
-/// has no `caBundle` (Fleet v0.12).
-async fn rancher_ca_bundle(ctx: &Context) -> Option<Vec<u8>> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), "cattle-system");
-    let mut out = Vec::new();
-    for (name, key) in [
-        ("tls-ca", "cacerts.pem"),
-        ("tls-ca-additional", "ca-additional.pem"),
-    ] {
-        if let Ok(Some(s)) = secrets.get_opt(name).await
-            && let Some(v) = s.data.and_then(|d| d.get(key).cloned())
-        {
-            out.extend_from_slice(&v.0);
-            out.push(b'\n');
-        }
-    }
-    (!out.is_empty()).then_some(out)
 }
 
 #[cfg(test)]

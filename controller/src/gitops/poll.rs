@@ -80,6 +80,8 @@ pub enum PollReason {
     ForceSync,
     /// A webhook reported a new commit.
     Webhook,
+    /// The CA bundle used for git changed (e.g. Rancher's `tls-ca` was fixed).
+    CaBundleChanged,
 }
 
 /// Whether to poll now, at `now` (same clock as [`Observed::last_poll`]). With

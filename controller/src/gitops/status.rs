@@ -13,6 +13,8 @@ use crate::resourcestatus;
 
 /// `gitJobStatus` after a failed bundle build (kstatus' Failed).
 pub const GIT_JOB_STATUS_FAILED: &str = "Failed";
+/// `gitJobStatus` while a git job runs (kstatus' InProgress).
+pub const GIT_JOB_STATUS_IN_PROGRESS: &str = "InProgress";
 
 /// Sets condition `type_` to `status`/`reason`/`message`. `lastUpdateTime` moves only when
 /// one of them changes, `lastTransitionTime` only when `status` changes.
@@ -79,8 +81,11 @@ pub struct Learned {
     pub fetch_error: Option<String>,
     /// Whether the bundles of the current commit failed to build, and why.
     pub build_error: Option<String>,
-    /// Whether the bundles of the current commit are built and written.
+    /// Whether the bundles of the current commit are built and written (job mode: the git
+    /// job completed).
     pub built: bool,
+    /// Job mode: `gitJobStatus` of the current git job (kstatus of the Job).
+    pub git_job: Option<String>,
     /// Time of this reconcile's poll, when it polled (RFC 3339).
     pub polled_at: Option<String>,
 }
@@ -146,7 +151,20 @@ pub fn desired_status(
             set_condition(conditions, RECONCILING, FALSE, "", "", now);
             set_condition(conditions, STALLED, FALSE, "", "", now);
         }
-        None => {}
+        None => match learned.git_job.as_deref() {
+            Some(GIT_JOB_STATUS_IN_PROGRESS) => {
+                // kstatus' SetTransitioning: the git job is running.
+                status.git_job_status = GIT_JOB_STATUS_IN_PROGRESS.to_string();
+                set_condition(conditions, RECONCILING, TRUE, "", "", now);
+                set_condition(conditions, STALLED, FALSE, "", "", now);
+            }
+            Some(other) => {
+                status.git_job_status = other.to_string();
+                set_condition(conditions, RECONCILING, FALSE, "", "", now);
+                set_condition(conditions, STALLED, FALSE, "", "", now);
+            }
+            None => {}
+        },
     }
 
     // Ready: the most actionable problem first.

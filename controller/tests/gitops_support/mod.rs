@@ -102,7 +102,67 @@ pub fn configmap(name: &str, value: &str) -> String {
 pub struct GitHttpServer {
     pub addr: std::net::SocketAddr,
     pub root: tempfile::TempDir,
+    /// `http`, or `https` when started by [`GitHttpServer::start_https`].
+    scheme: &'static str,
+    /// Where clients connect (the TLS listener for https).
+    public_addr: std::net::SocketAddr,
     shutdown: CancellationToken,
+}
+
+/// A self-signed CA for test servers on 127.0.0.1.
+pub struct TestCa {
+    pub pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> Self {
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let cert = params.self_signed(&key).expect("CA certificate");
+        TestCa {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A TLS server configuration for 127.0.0.1 with a certificate this CA signed.
+    fn server_config(&self) -> tokio_rustls::rustls::ServerConfig {
+        use tokio_rustls::rustls;
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("server params");
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
+                127, 0, 0, 1,
+            ])));
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .expect("server config");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config
+    }
 }
 
 struct ServerState {
@@ -136,8 +196,19 @@ impl GitHttpServer {
         GitHttpServer {
             addr,
             root,
+            scheme: "http",
+            public_addr: addr,
             shutdown,
         }
+    }
+
+    /// Like [`Self::start`], but over HTTPS with a certificate signed by `ca` (a TLS listener
+    /// in front of the HTTP server; clients must trust `ca`).
+    pub async fn start_https(user: &str, password: &str, ca: &TestCa) -> Self {
+        let mut server = Self::start(user, password).await;
+        server.public_addr = tls_front(server.addr, ca, server.shutdown.clone()).await;
+        server.scheme = "https";
+        server
     }
 
     /// Publishes `repo` as `<name>.git` (a bare clone, refreshed by [`Self::push`]).
@@ -153,7 +224,7 @@ impl GitHttpServer {
                 &bare.display().to_string(),
             ],
         );
-        format!("http://{}/{name}.git", self.addr)
+        format!("{}://{}/{name}.git", self.scheme, self.public_addr)
     }
 
     /// Pushes the repository's master branch and tags to the published copy.
@@ -171,6 +242,120 @@ impl GitHttpServer {
             ],
         );
     }
+}
+
+/// A TLS listener on 127.0.0.1 (certificate signed by `ca`) forwarding every connection to
+/// the plain server at `backend`, until `stop`. Returns its address.
+async fn tls_front(
+    backend: std::net::SocketAddr,
+    ca: &TestCa,
+    stop: CancellationToken,
+) -> std::net::SocketAddr {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(ca.server_config()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            let Ok((tcp, _)) = accepted else { continue };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A client that does not trust the CA aborts the handshake here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Static files over HTTPS on 127.0.0.1 (e.g. a Helm chart archive), with a certificate
+/// signed by `ca`.
+pub struct StaticHttpsServer {
+    pub addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl StaticHttpsServer {
+    pub async fn start(files: Vec<(String, Vec<u8>)>, ca: &TestCa) -> Self {
+        let files: Arc<std::collections::BTreeMap<String, Vec<u8>>> =
+            Arc::new(files.into_iter().collect());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let backend = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .fallback(
+                |State(files): State<Arc<std::collections::BTreeMap<String, Vec<u8>>>>,
+                 request: Request| async move {
+                    match files.get(request.uri().path()) {
+                        Some(body) => Response::new(Body::from(body.clone())),
+                        None => Response::builder()
+                            .status(StatusCode::NOT_FOUND)
+                            .body(Body::empty())
+                            .unwrap_or_default(),
+                    }
+                },
+            )
+            .with_state(files);
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+        });
+        let addr = tls_front(backend, ca, shutdown.clone()).await;
+        StaticHttpsServer { addr, shutdown }
+    }
+}
+
+impl Drop for StaticHttpsServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A packaged Helm chart `name-version.tgz` with one ConfigMap template (made with `tar`).
+pub fn chart_archive(name: &str, version: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chart = dir.path().join(name);
+    std::fs::create_dir_all(chart.join("templates")).expect("mkdir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        format!("apiVersion: v2\nname: {name}\nversion: {version}\n"),
+    )
+    .expect("Chart.yaml");
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-chart\ndata:\n  release: {{ .Release.Name }}\n",
+    )
+    .expect("template");
+    let archive = dir.path().join("chart.tgz");
+    let out = Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .arg(name)
+        .output()
+        .expect("running tar");
+    assert!(
+        out.status.success(),
+        "tar: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(archive).expect("archive")
 }
 
 impl Drop for GitHttpServer {
@@ -294,11 +479,25 @@ impl Upstream {
     }
 
     pub async fn start_with(tweak: impl FnOnce(&mut ControllerConfig)) -> Self {
-        let sim = Simulator::new(SimConfig::default());
+        Self::start_on(SimConfig::default(), tweak).await
+    }
+
+    /// An upstream on a simulator configured by `sim_config` (e.g. a behaviour profile with
+    /// tainted nodes).
+    pub async fn start_on(
+        sim_config: SimConfig,
+        tweak: impl FnOnce(&mut ControllerConfig),
+    ) -> Self {
+        let sim = Simulator::new(sim_config);
         let up = sim.add_cluster("upstream").expect("cluster");
         up.install_crds(&fleet_api::crds::all()).expect("crds");
         let client = up.client();
-        for ns in ["fleet-local", "fleet-default", "cattle-fleet-system"] {
+        for ns in [
+            "fleet-local",
+            "fleet-default",
+            "cattle-fleet-system",
+            "cattle-system",
+        ] {
             let api: Api<Namespace> = Api::all(client.clone());
             let obj: Namespace =
                 serde_json::from_value(serde_json::json!({"metadata": {"name": ns}}))
@@ -340,6 +539,11 @@ impl Upstream {
             task,
             _cache: cache,
         }
+    }
+
+    /// Whether the controller task is still running (it must survive bad input).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
     }
 
     pub async fn stop(self) {

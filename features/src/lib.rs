@@ -1,0 +1,2 @@
+//! fleet-rs acceptance features: see `features/` (the Gherkin files), `tests/harness/` (the
+//! cucumber-rs steps). This library is empty on purpose.

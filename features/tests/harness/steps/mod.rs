@@ -1,0 +1,11 @@
+//! The step vocabulary, one module per domain. Steps speak Fleet's terms (clusters, GitRepos,
+//! Bundles, BundleDeployments) and are reusable across scenarios.
+
+mod bundle;
+mod cluster_status;
+mod clusters;
+mod drift;
+mod git;
+mod gitrepo;
+mod rollout;
+mod snapshots;
