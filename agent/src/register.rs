@@ -90,7 +90,7 @@ pub enum RegisterError {
         cluster_namespace: String,
     },
     #[error(
-        "the registration token in secret {secret} is not allowed to {action} in cluster namespace {cluster_namespace} upstream ({message}): the token was made for another namespace, {cluster_namespace} does not exist, or the token's rights were removed"
+        "the registration token in secret {secret} was refused (403 Forbidden) while {action} in cluster namespace {cluster_namespace} upstream ({message}): the token was made for another namespace, {cluster_namespace} does not exist, or the token's rights were removed"
     )]
     TokenForbidden {
         secret: String,

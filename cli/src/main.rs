@@ -35,6 +35,8 @@ enum Command {
     Controller(cmd::controller::ControllerArgs),
     /// Run the agent of one downstream cluster
     Agent(cmd::agent::AgentArgs),
+    /// Clone a git repository into a folder (the init container of a git job)
+    Gitcloner(cmd::gitcloner::GitClonerArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Sim(args) => cmd::sim::run(&args),
         Command::Controller(args) => cmd::controller::run(&args),
         Command::Agent(args) => cmd::agent::run(&args),
+        Command::Gitcloner(args) => cmd::gitcloner::run(&args),
     };
     match result {
         Ok(code) => code,

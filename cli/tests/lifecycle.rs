@@ -562,3 +562,21 @@ async fn a_statefulset_agent_is_upgraded_to_the_deployment_and_deployed_objects_
     );
     system.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_behaviour_profile_the_installed_agent_still_runs() {
+    let mut o = options();
+    o.profile = None;
+    let system = SimSystem::start(o).await.expect("system starts");
+    system
+        .add_clusters(&[ClusterSpec::new("bare-1")])
+        .await
+        .expect("cluster registers although no pod ever runs");
+    assert!(
+        agent_pods(&system, "bare-1").await.is_empty(),
+        "no pods without a profile"
+    );
+    assert_eq!(system.running_agents().await, ["bare-1"]);
+    assert!(last_seen(&cluster(&system, "bare-1").await).is_some());
+    system.shutdown().await;
+}

@@ -485,9 +485,17 @@ impl AgentProcess {
         AgentProcess { shutdown, task }
     }
 
-    async fn stop(self) {
+    /// Stops the process; one that does not finish its graceful shutdown in time is aborted
+    /// (what is asserted here is registration, not the Agent's shutdown).
+    async fn stop(mut self) {
         self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
+        match tokio::time::timeout(Duration::from_secs(30), &mut self.task).await {
+            Ok(result) => result.unwrap().unwrap(),
+            Err(_) => {
+                tracing::warn!("agent process did not stop within 30s, aborting it");
+                self.task.abort();
+            }
+        }
     }
 }
 
@@ -839,4 +847,48 @@ async fn agent_process_registers_and_deploys_with_its_own_credentials() {
     .await;
     assert_eq!(registrations().await, 1);
     again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_connector_reaches_the_upstream_over_tls_with_the_bootstrap_ca() {
+    let env = start().await;
+    let serve = env.sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let url = serve.cluster_url("upstream");
+    let ca = serve.ca_pem().unwrap().to_string();
+    create_token(&env.admin, "import", None).await;
+    let values = token_values(&env.admin, "import").await;
+
+    // The import token over HTTPS, trusting the given CA: authenticated and authorized.
+    let import = register::HttpsConnector
+        .connect(&url, &ca, &values.token)
+        .unwrap();
+    let request = request_registration(&import, "tls-client", "r1", &[])
+        .await
+        .unwrap();
+    wait_granted(&env.admin, &request.metadata.name.unwrap()).await;
+    let creds = granted_credentials(&import, "tls-client", "r1").await;
+    let agent = register::HttpsConnector
+        .connect(&url, &ca, &creds["token"])
+        .unwrap();
+    Api::<BundleDeployment>::namespaced(agent, &creds["deploymentNamespace"])
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+
+    // A CA that is not the server's fails the TLS handshake; garbage PEM is refused up front.
+    let other_ca = rcgen::generate_simple_self_signed(vec!["other.invalid".to_string()])
+        .unwrap()
+        .cert
+        .pem();
+    let untrusting = register::HttpsConnector
+        .connect(&url, &other_ca, &values.token)
+        .unwrap();
+    assert!(
+        Api::<Namespace>::all(untrusting)
+            .list(&ListParams::default())
+            .await
+            .is_err()
+    );
+    let garbage = register::HttpsConnector.connect(&url, "not a certificate", &values.token);
+    assert!(matches!(garbage, Err(RegisterError::Connect { .. })));
 }

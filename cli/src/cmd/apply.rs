@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use fleet_api::{Bundle, CorrectDrift};
-use fleet_bundle::apply::{BuiltBundle, build_bundles, export_yaml};
-use fleet_bundle::bundlereader::ReadOptions;
+use fleet_bundle::apply::{BuiltBundle, build_bundles, build_bundles_in_with, export_yaml};
+use fleet_bundle::bundlereader::{ChartDownload, ReadOptions};
 
 /// Environment variable: how many times `fleet apply` tries when a Bundle update conflicts.
 pub const CONFLICT_RETRIES_ENV: &str = "FLEET_APPLY_CONFLICT_RETRIES";
@@ -61,6 +61,10 @@ pub struct ApplyArgs {
     /// Keep the Helm history of failed rollbacks
     #[arg(long)]
     pub correct_drift_keep_fail_history: bool,
+    /// PEM CA bundle trusted when downloading Helm charts (the git job passes
+    /// `/etc/rancher/certs/cacerts`, the Rancher CA)
+    #[arg(long)]
+    pub cacerts_file: Option<PathBuf>,
     /// Name of the GitRepo: bundles are named `<NAME>-<path>`
     pub name: String,
     /// Folders (globs) to read bundles from (default: .)
@@ -113,9 +117,40 @@ fn read_options(args: &ApplyArgs) -> ReadOptions {
     }
 }
 
+/// How remote Helm charts are downloaded: with the CA bundle of `--cacerts-file`, checked up
+/// front so that a broken file fails the run even when no chart is remote.
+fn chart_download(cacerts_file: &Path) -> anyhow::Result<ChartDownload> {
+    let pem = std::fs::read(cacerts_file)
+        .with_context(|| format!("reading --cacerts-file {}", cacerts_file.display()))?;
+    fleet_controller::gitops::cabundle::validate_pem_bundle(&pem).map_err(|message| {
+        anyhow::anyhow!(
+            "--cacerts-file {} is not a PEM certificate bundle: {message}",
+            cacerts_file.display()
+        )
+    })?;
+    Ok(ChartDownload {
+        auth: fleet_helm::repo::RepoOptions {
+            ca_bundle: Some(pem),
+            ..Default::default()
+        },
+    })
+}
+
 pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let opts = read_options(args);
-    let built = build_bundles(&args.name, &args.dirs, &args.namespace, &opts)?;
+    let built = match &args.cacerts_file {
+        None => build_bundles(&args.name, &args.dirs, &args.namespace, &opts)?,
+        // Paths relative to the working directory (the checkout in a git job), read exactly as
+        // the controller's in-process mode reads a checkout.
+        Some(file) => build_bundles_in_with(
+            Path::new("."),
+            &args.name,
+            &args.dirs,
+            &args.namespace,
+            &opts,
+            &chart_download(file)?,
+        )?,
+    };
     for w in &built.warnings {
         eprintln!("warning: {w}");
     }

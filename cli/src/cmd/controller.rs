@@ -67,6 +67,22 @@ pub struct ControllerArgs {
         default_missing_value = "true"
     )]
     enable_helmops: bool,
+    /// Image of the agent Deployments the controller manages (Fleet's `agentImage`)
+    #[arg(long, env = "AGENT_IMAGE", default_value = fleet_controller::config::DEFAULT_AGENT_IMAGE)]
+    agent_image: String,
+    /// Pull policy of the agent image
+    #[arg(long, env = "AGENT_IMAGE_PULL_POLICY", default_value = "IfNotPresent")]
+    agent_image_pull_policy: String,
+    /// Run the reconcilers only while holding the Lease `fleet-controller-lock` (for several
+    /// replicas); `false` runs them at once
+    #[arg(long, env = "FLEET_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Seconds the leader's Lease stays valid without renewal
+    #[arg(long, env = "FLEET_LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration_seconds: u64,
+    /// Seconds between Lease renewals and candidates' retries
+    #[arg(long, env = "FLEET_LEASE_RETRY_PERIOD_SECONDS", default_value_t = 2)]
+    lease_retry_period_seconds: u64,
     /// Serve Prometheus metrics on this address (`/metrics`)
     #[arg(long, env = "FLEET_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -105,6 +121,11 @@ async fn run_async(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
             fleet_controller::config::GitJobMode::InProcess
         },
         gitjob_image: args.gitjob_image.clone(),
+        agent_image: args.agent_image.clone(),
+        agent_image_pull_policy: args.agent_image_pull_policy.clone(),
+        leader_election: args.leader_election,
+        lease_duration: Duration::from_secs(args.lease_duration_seconds.max(1)),
+        lease_retry_period: Duration::from_secs(args.lease_retry_period_seconds.max(1)),
         ..ControllerConfig::default()
     };
     let mut registry = Registry::default();

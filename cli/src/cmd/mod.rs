@@ -4,6 +4,7 @@ pub mod agent;
 pub mod apply;
 pub mod controller;
 pub mod crds;
+pub mod gitcloner;
 pub mod helm;
 pub mod kubeconfig;
 pub mod signal;

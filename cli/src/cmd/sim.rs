@@ -264,7 +264,10 @@ async fn sim_up(args: &UpArgs) -> anyhow::Result<ExitCode> {
             names.len(),
             fleet_cli::system::CLUSTERS_NAMESPACE,
             fleet_cli::system::REGISTRATION_TOKEN,
-            values.get("apiServerURL").map(String::as_str).unwrap_or_default(),
+            values
+                .get("apiServerURL")
+                .map(String::as_str)
+                .unwrap_or_default(),
             system.controller_config().agent_namespace,
         );
         (

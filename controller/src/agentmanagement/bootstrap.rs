@@ -11,10 +11,8 @@ use std::time::Duration;
 use fleet_api::consts::MANAGED_LABEL;
 use fleet_api::{Cluster, ClusterGroup, ClusterGroupSpec, ClusterSpec};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Toleration};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::api::Api;
 use tokio_util::sync::CancellationToken;
 
 use super::AgentManagementError;
@@ -26,7 +24,7 @@ use crate::Context;
 pub const LOCAL_CLUSTER: &str = "local";
 pub const LOCAL_CLUSTER_SECRET: &str = "local-cluster";
 /// Name of the controller's Deployment, whose tolerations the local agent inherits.
-pub const CONTROLLER_DEPLOYMENT: &str = "fleet-controller";
+pub const CONTROLLER_DEPLOYMENT: &str = crate::controllerdeployment::CONTROLLER_DEPLOYMENT_NAME;
 
 /// What the local cluster is registered with.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -121,19 +119,12 @@ pub fn bootstrap_objects(
 }
 
 /// The pod tolerations of the `fleet-controller` Deployment in `system_namespace` (empty when it
-/// does not exist, e.g. when the controller runs outside the cluster).
+/// does not exist, e.g. when the controller runs outside the cluster); shared with the git jobs.
 pub async fn fleet_controller_tolerations(
     client: &kube::Client,
     system_namespace: &str,
 ) -> Result<Vec<Toleration>, kube::Error> {
-    let deployment = Api::<Deployment>::namespaced(client.clone(), system_namespace)
-        .get_opt(CONTROLLER_DEPLOYMENT)
-        .await?;
-    Ok(deployment
-        .and_then(|d| d.spec)
-        .and_then(|s| s.template.spec)
-        .and_then(|p| p.tolerations)
-        .unwrap_or_default())
+    crate::controllerdeployment::controller_tolerations(client, system_namespace).await
 }
 
 /// The management cluster as seen from inside a pod: the service account's token and CA.
