@@ -1,6 +1,8 @@
 //! `fleet gitcloner` (the git job's init container) and `fleet apply --cacerts-file`, run as
 //! the real binary against local repositories made with the git CLI.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
 use std::path::Path;
 use std::process::{Command, Output};
 
