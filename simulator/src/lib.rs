@@ -111,7 +111,8 @@ use behaviour::{Action, ChangeKind, ClusterBehaviour, ObjectChange, ObjectView, 
 use faults::{Decision, FaultInjector, FaultPlan, RequestInfo};
 
 /// Requests by (verb, resource).
-type RequestCounts = std::collections::HashMap<&'static str, std::collections::HashMap<String, u64>>;
+type RequestCounts =
+    std::collections::HashMap<&'static str, std::collections::HashMap<String, u64>>;
 
 /// Errors of the simulator's own operations (API errors are [`ApiError`]s).
 #[derive(Debug, thiserror::Error)]

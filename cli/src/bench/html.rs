@@ -212,7 +212,10 @@ fn stage_plot(report: &BenchReport) -> String {
 /// Time per BundleDeployment against clusters, both on log axes.
 fn sweep_plot(points: &[SweepPoint], exponent: Option<f64>) -> String {
     let (w, h, pad) = (640.0, 360.0, 50.0);
-    let xs: Vec<f64> = points.iter().map(|p| (p.clusters.max(1) as f64).log10()).collect();
+    let xs: Vec<f64> = points
+        .iter()
+        .map(|p| (p.clusters.max(1) as f64).log10())
+        .collect();
     let ys: Vec<f64> = points
         .iter()
         .map(|p| p.ms_per_bundle_deployment.max(1e-6).log10())

@@ -315,10 +315,7 @@ impl BenchRepo {
             self.io(std::fs::create_dir_all(&folder), &folder)?;
             let fleet_yaml = folder.join("fleet.yaml");
             self.io(
-                std::fs::write(
-                    &fleet_yaml,
-                    format!("defaultNamespace: bench-{b:05}\n"),
-                ),
+                std::fs::write(&fleet_yaml, format!("defaultNamespace: bench-{b:05}\n")),
                 &fleet_yaml,
             )?;
             let mut manifest = String::new();
@@ -515,7 +512,10 @@ async fn drive(
     let specs: Vec<ClusterSpec> = (1..=config.clusters)
         .map(|i| ClusterSpec::new(&format!("sim-{i}")).label("bench", "true"))
         .collect();
-    progress.phase("adding clusters and starting their agents", specs.len() as u64);
+    progress.phase(
+        "adding clusters and starting their agents",
+        specs.len() as u64,
+    );
     for (i, chunk) in specs.chunks(100).enumerate() {
         system.add_clusters(chunk).await?;
         progress.set(((i + 1) * 100).min(specs.len()) as u64);
@@ -553,10 +553,7 @@ async fn drive(
     let idle_start = Instant::now();
     tokio::time::sleep(config.idle).await;
     let after_idle = ApiCounts::take(sim, crate::system::UPSTREAM);
-    let idle_writes = after_idle.upstream_writes_since(
-        &settled,
-        &["leases", "events"],
-    );
+    let idle_writes = after_idle.upstream_writes_since(&settled, &["leases", "events"]);
     let idle_seconds = idle_start.elapsed().as_secs_f64();
 
     // Stage 4: one change rolled to every cluster.
@@ -652,9 +649,7 @@ async fn drive(
         later
             .upstream
             .iter()
-            .filter(|((verb, resource), _)| {
-                is_write(verb) && resource == "bundledeployments"
-            })
+            .filter(|((verb, resource), _)| is_write(verb) && resource == "bundledeployments")
             .map(|(k, n)| n - earlier.upstream.get(k).copied().unwrap_or(0))
             .sum()
     };
@@ -843,7 +838,10 @@ fn api_load(
             continue;
         }
         *load.upstream_by_verb.entry(verb.clone()).or_insert(0) += d;
-        *load.upstream_by_resource.entry(resource.clone()).or_insert(0) += d;
+        *load
+            .upstream_by_resource
+            .entry(resource.clone())
+            .or_insert(0) += d;
     }
     let mut per_cluster = Vec::new();
     for (cluster, counts) in &after.per_downstream {
@@ -1006,7 +1004,9 @@ pub async fn run_sweep(
         last = Some(report);
     }
     let Some(mut report) = last else {
-        return Err(BenchError::Invalid("--sweep needs at least one size".into()));
+        return Err(BenchError::Invalid(
+            "--sweep needs at least one size".into(),
+        ));
     };
     report.growth_exponent = report::log_log_slope(
         &points

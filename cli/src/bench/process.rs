@@ -83,7 +83,8 @@ mod tests {
 
     #[test]
     fn thread_stat_with_spaces_in_the_name_is_parsed_from_the_last_parenthesis() {
-        let line = "4242 (fleet-ctrl (1)) S 1 4242 4242 0 -1 4194368 100 0 0 0 250 50 0 0 20 0 8 0 1 1 1";
+        let line =
+            "4242 (fleet-ctrl (1)) S 1 4242 4242 0 -1 4194368 100 0 0 0 250 50 0 0 20 0 8 0 1 1 1";
         let (name, seconds) = parse_thread_stat(line).unwrap();
         assert_eq!(name, "fleet-ctrl (1)");
         assert!((seconds - 3.0).abs() < 1e-9);

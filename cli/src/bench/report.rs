@@ -152,7 +152,13 @@ pub fn stage(
     latencies.sort();
     let ms = |d: Option<&Duration>| d.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0);
     let total_seconds = total.as_secs_f64();
-    let per_second = |n: f64| if total_seconds > 0.0 { n / total_seconds } else { 0.0 };
+    let per_second = |n: f64| {
+        if total_seconds > 0.0 {
+            n / total_seconds
+        } else {
+            0.0
+        }
+    };
     Stage {
         name: name.to_string(),
         description: description.to_string(),
@@ -212,14 +218,17 @@ pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
         .map(|s| s.total_seconds)
         .fold(0.0, f64::max);
     let all_ready = report.bundle_deployments.ready == report.bundle_deployments.expected;
-    let exercised = |clusters: usize, bundles: usize| c.clusters >= clusters && c.bundles >= bundles;
+    let exercised =
+        |clusters: usize, bundles: usize| c.clusters >= clusters && c.bundles >= bundles;
     checks.push(TargetCheck {
         name: "500 clusters × 50 bundles Ready".into(),
         target: "≤ 30 s end to end".into(),
         measured: format!("{end_to_end:.1} s"),
         met: exercised(500, 50).then_some(all_ready && end_to_end <= 30.0),
     });
-    let peak_gib = report.peak_rss_bytes.map(|b| b as f64 / (1u64 << 30) as f64);
+    let peak_gib = report
+        .peak_rss_bytes
+        .map(|b| b as f64 / (1u64 << 30) as f64);
     checks.push(TargetCheck {
         name: "10,000 clusters × 10 bundles".into(),
         target: "≤ 300 s and ≤ 16 GiB".into(),
@@ -251,7 +260,9 @@ pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
             target: "grows ≤ 1.5×".into(),
             measured: format!(
                 "{}× (growth exponent {exp:.2})",
-                ratio.map(|r| format!("{r:.2}")).unwrap_or_else(|| "?".into())
+                ratio
+                    .map(|r| format!("{r:.2}"))
+                    .unwrap_or_else(|| "?".into())
             ),
             met: ratio.map(|r| r <= 1.5),
         });
