@@ -324,6 +324,24 @@ pub fn apply_args(gitrepo: &GitRepo, spec: &GitRepoSpec) -> Vec<String> {
     args
 }
 
+/// [`apply_args`], plus `--cacerts-file` naming the mounted Rancher CA bundle when Helm chart
+/// downloads need it (Fleet passes the same file to `fleet apply`).
+pub fn apply_args_with_ca(gitrepo: &GitRepo, spec: &GitRepoSpec, has_helm_ca: bool) -> Vec<String> {
+    let mut args = apply_args(gitrepo, spec);
+    if has_helm_ca {
+        // Options go before the `--` that separates the bundle name and paths.
+        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        args.insert(
+            at,
+            format!(
+                "--cacerts-file={RANCHER_CERTS_DIR}/{}",
+                cabundle::RANCHER_CA_BUNDLE_KEY
+            ),
+        );
+    }
+    args
+}
+
 /// The arguments of `fleet gitcloner` (the init container).
 pub fn cloner_args(spec: &GitRepoSpec, inputs: &JobInputs) -> Vec<String> {
     let mut args = vec![
@@ -501,7 +519,7 @@ pub fn job(gitrepo: &GitRepo, spec: &GitRepoSpec, inputs: &JobInputs) -> Job {
                         name: "fleet".to_string(),
                         image: Some(inputs.image.clone()),
                         command: Some(vec!["fleet".to_string()]),
-                        args: Some(apply_args(gitrepo, spec)),
+                        args: Some(apply_args_with_ca(gitrepo, spec, inputs.has_helm_ca)),
                         working_dir: Some(SOURCE_DIR.to_string()),
                         env: Some(apply_env),
                         volume_mounts: Some(mounts),
@@ -950,6 +968,7 @@ mod tests {
             "--sync-generation=2",
             "--correct-drift",
             "--correct-drift-force",
+            "--cacerts-file=/etc/rancher/certs/cacerts",
         ] {
             assert!(
                 args.contains(&expected.to_string()),
