@@ -15,6 +15,7 @@ const BUNDLES: usize = 100;
 fn clusters() -> Vec<Cluster> {
     (0..CLUSTERS)
         .map(|i| {
+            let env = ["dev", "test", "prod"][i % 3];
             serde_json::from_value(serde_json::json!({
                 "apiVersion": "fleet.cattle.io/v1alpha1",
                 "kind": "Cluster",
@@ -22,7 +23,7 @@ fn clusters() -> Vec<Cluster> {
                     "name": format!("sim-{i}"),
                     "namespace": "fleet-default",
                     "labels": {
-                        "env": ["dev", "test", "prod"][i % 3],
+                        "env": env,
                         "region": format!("region-{}", i % 7),
                         "bench": "true",
                     },
