@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use fleet_cli::system::{ClusterSpec, SimSystem, SystemOptions};
 use fleet_simulator::behaviour::{Pattern, PodOutcome, PodRule, PodSelector, Profile};
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// Namespace of the Cluster objects the scenarios create or label.
@@ -101,6 +101,8 @@ fn sim_options() -> SystemOptions {
     o.controller.default_polling_interval = Duration::from_secs(1);
     o.agent_drift_delay = Duration::from_millis(200);
     o.agent_checkin_interval = Duration::from_secs(5);
+    // HelmOps are off by default in Fleet; the helmops feature needs them.
+    o.controller.helmops_enabled = true;
     o
 }
 
@@ -192,6 +194,48 @@ impl Backend {
         )
         .await
         .with_context(|| format!("labelling Cluster {CLUSTERS_NAMESPACE}/{name}"))?;
+        Ok(())
+    }
+
+    /// Imports the cluster through a kubeconfig Secret (`spec.kubeConfigSecret`): the
+    /// controller then manages the agent itself, which upgrades a pre-0.12 StatefulSet agent to
+    /// the Deployment.
+    pub async fn import_cluster(&self, name: &str) -> anyhow::Result<()> {
+        let system = self.simulator("importing a cluster with its kubeconfig")?;
+        let cluster = system
+            .simulator()
+            .cluster(name)
+            .ok_or_else(|| anyhow!("cluster {name} is not simulated"))?;
+        let kubeconfig = cluster.kubeconfig(&cluster.in_process_url());
+        let secret_name = format!("{name}-kubeconfig");
+        let data = [
+            ("value", kubeconfig),
+            ("apiServerURL", system.upstream().in_process_url()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.into_bytes())))
+        .collect();
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(secret_name.clone()),
+                namespace: Some(CLUSTERS_NAMESPACE.to_string()),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        };
+        Api::<Secret>::namespaced(self.upstream(), CLUSTERS_NAMESPACE)
+            .create(&PostParams::default(), &secret)
+            .await
+            .with_context(|| format!("creating Secret {CLUSTERS_NAMESPACE}/{secret_name}"))?;
+        Api::<fleet_api::Cluster>::namespaced(self.upstream(), CLUSTERS_NAMESPACE)
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"kubeConfigSecret": secret_name}})),
+            )
+            .await
+            .with_context(|| format!("setting kubeConfigSecret of Cluster {name}"))?;
         Ok(())
     }
 

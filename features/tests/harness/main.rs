@@ -16,6 +16,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backend;
+#[path = "../../../controller/tests/helmops_support/mod.rs"]
+mod helmops_support;
 mod steps;
 mod support;
 mod world;

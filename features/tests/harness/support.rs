@@ -67,7 +67,9 @@ where
 /// `apiVersion` of the kinds the scenarios name.
 fn api_version_of(kind: &str) -> anyhow::Result<&'static str> {
     Ok(match kind {
-        "ConfigMap" | "Secret" | "Service" | "ServiceAccount" | "Namespace" | "Pod" => "v1",
+        "ConfigMap" | "Secret" | "Service" | "ServiceAccount" | "Namespace" | "Pod" | "Node" => {
+            "v1"
+        }
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
         "Job" => "batch/v1",
         "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding" => {
@@ -89,7 +91,7 @@ fn api_version_of(kind: &str) -> anyhow::Result<&'static str> {
 fn is_cluster_scoped(kind: &str) -> bool {
     matches!(
         kind,
-        "Namespace" | "ClusterRole" | "ClusterRoleBinding" | "Content"
+        "Namespace" | "Node" | "ClusterRole" | "ClusterRoleBinding" | "Content"
     )
 }
 

@@ -150,6 +150,29 @@ pub struct FleetWorld {
     pub clusters: Vec<ClusterSpec>,
     /// `<feature file stem>__<scenario>`: the prefix of the scenario's snapshot names.
     pub snapshot_prefix: String,
+    /// The Helm chart repository the scenario's HelmOps install from, started on first use.
+    pub chart_repo: Option<ChartRepoFixture>,
+    /// uids of downstream objects noted by `When I note ...`, by `cluster/kind/key`.
+    pub noted_uids: std::collections::BTreeMap<String, String>,
+    /// BundleDeployments watched by `When I watch ...`, by `bundle/cluster`.
+    pub watches: std::collections::BTreeMap<String, ReadyWatch>,
+}
+
+/// A chart repository on 127.0.0.1 (see `controller/tests/helmops_support`).
+pub struct ChartRepoFixture(pub crate::helmops_support::ChartRepo);
+
+impl std::fmt::Debug for ChartRepoFixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChartRepo({})", self.0.url())
+    }
+}
+
+/// A background sampler of one BundleDeployment's Ready state; returns what it saw when not
+/// Ready, and how many samples it took.
+#[derive(Debug)]
+pub struct ReadyWatch {
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub task: tokio::task::JoinHandle<(usize, Vec<String>)>,
 }
 
 impl FleetWorld {
@@ -161,6 +184,9 @@ impl FleetWorld {
             commit: None,
             clusters: Vec::new(),
             snapshot_prefix: String::new(),
+            chart_repo: None,
+            noted_uids: Default::default(),
+            watches: Default::default(),
         }
     }
 
@@ -208,6 +234,9 @@ impl FleetWorld {
     }
 
     pub async fn shutdown(&mut self) {
+        for (_, watch) in std::mem::take(&mut self.watches) {
+            watch.task.abort();
+        }
         if let Some(backend) = self.backend.take() {
             backend.shutdown().await;
         }

@@ -74,6 +74,16 @@ async fn fleet_with_table(world: &mut FleetWorld, step: &Step) -> anyhow::Result
     join(world, specs).await
 }
 
+/// A cluster registered before Fleet 0.12: its agent runs as the StatefulSet `fleet-agent`.
+#[given(expr = "a fleet with the cluster {string} running the pre-0.12 StatefulSet agent")]
+async fn fleet_with_legacy_agent(world: &mut FleetWorld, name: String) -> anyhow::Result<()> {
+    join(
+        world,
+        vec![ClusterSpec::new(&name).legacy_statefulset_agent()],
+    )
+    .await
+}
+
 #[when(regex = r#"^the cluster "([^"]+)" is relabelled (.+)$"#)]
 async fn relabel(world: &mut FleetWorld, name: String, labels: String) -> anyhow::Result<()> {
     let labels: std::collections::BTreeMap<String, String> =

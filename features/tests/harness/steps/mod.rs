@@ -7,5 +7,7 @@ mod clusters;
 mod drift;
 mod git;
 mod gitrepo;
+mod helmop;
+mod lifecycle;
 mod rollout;
 mod snapshots;
