@@ -85,6 +85,6 @@ check "sim-2 runs the Deployment" eventually 120 down sim-2 get deployment web -
 check "the Deployment becomes Available on sim-2" eventually 120 down sim-2 wait --for=condition=Available deployment/web -n web --timeout=5s
 check "sim-1 does not get it" expect_failure 'NotFound|not found' down sim-1 get deployment web -n web
 check "the Bundle is listed" expect_output 'web-web' up get bundles -n fleet-default
-check "the cluster shows its bundles ready" eventually 120 expect_output '1/1' up get clusters.fleet.cattle.io sim-2 -n fleet-default
+check "the cluster shows its bundles ready (the app and its own fleet-agent bundle)" eventually 120 expect_output '2/2' up get clusters.fleet.cattle.io sim-2 -n fleet-default
 
 summary
