@@ -320,7 +320,16 @@ fn error_policy(
     error: &AgentManagementError,
     _: Arc<ManageContext>,
 ) -> Action {
-    tracing::warn!(cluster = %format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any()), %error, "manage agent reconcile failed, retrying");
+    let key = format!(
+        "{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    );
+    if error.is_conflict() {
+        tracing::debug!(cluster = %key, %error, "manage agent reconcile raced another writer, retrying");
+        return Action::requeue(Duration::from_millis(200));
+    }
+    tracing::warn!(cluster = %key, %error, "manage agent reconcile failed, retrying");
     Action::requeue(Duration::from_secs(5))
 }
 

@@ -58,6 +58,12 @@ pub enum AgentManagementError {
 }
 
 impl AgentManagementError {
+    /// A write lost a race with another writer of the same object (409): the next reconcile
+    /// sees the new version, so it is retried at once and not reported as a failure.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, AgentManagementError::Kube { source: kube::Error::Api(e), .. } if e.code == 409)
+    }
+
     pub(crate) fn kube(
         action: impl Into<String>,
         cluster: &str,
