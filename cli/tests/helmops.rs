@@ -12,12 +12,12 @@ mod support;
 use std::time::Duration;
 
 use fleet_api::HelmOp;
-use fleet_cli::system::{CLUSTERS_NAMESPACE, ClusterSpec, SimSystem, SystemOptions};
+use fleet_cli::system::{CLUSTERS_NAMESPACE, SimSystem, SystemOptions};
 use helmops_support::ChartRepo;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::eventually;
+use support::{condition, eventually};
 
 const ENVS: [(&str, &str); 3] = [("sim-1", "dev"), ("sim-2", "dev"), ("sim-3", "prod")];
 
@@ -27,42 +27,15 @@ async fn system() -> SimSystem {
     o.controller.helmops_enabled = true;
     o.agent_drift_delay = Duration::from_millis(200);
     o.agent_checkin_interval = Duration::from_secs(5);
-    let system = SimSystem::start(o).await.expect("system starts");
-    let specs: Vec<ClusterSpec> = ENVS
-        .iter()
-        .map(|(name, env)| ClusterSpec::new(name).label("env", env))
-        .collect();
-    system.add_clusters(&specs).await.expect("clusters join");
-    system
+    support::system_with_envs(o, &ENVS).await
 }
 
 async fn create_helmop(system: &SimSystem, name: &str, spec: Value) {
-    let op: HelmOp = serde_json::from_value(json!({
-        "apiVersion": "fleet.cattle.io/v1alpha1",
-        "kind": "HelmOp",
-        "metadata": {"name": name, "namespace": CLUSTERS_NAMESPACE},
-        "spec": spec,
-    }))
-    .expect("valid HelmOp");
-    Api::<HelmOp>::namespaced(system.upstream_client(), CLUSTERS_NAMESPACE)
-        .create(&PostParams::default(), &op)
-        .await
-        .expect("create HelmOp");
+    support::create_fleet_object::<HelmOp>(system, "HelmOp", name, spec).await;
 }
 
 async fn helmop_json(system: &SimSystem, name: &str) -> Value {
-    let op = Api::<HelmOp>::namespaced(system.upstream_client(), CLUSTERS_NAMESPACE)
-        .get(name)
-        .await
-        .expect("HelmOp exists");
-    serde_json::to_value(op).expect("json")
-}
-
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
+    support::fleet_object_json::<HelmOp>(system, name).await
 }
 
 async fn configmap(system: &SimSystem, cluster: &str, ns: &str, name: &str) -> Option<ConfigMap> {

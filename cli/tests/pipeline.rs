@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use fleet_api::GitRepo;
 use fleet_cli::system::{CLUSTERS_NAMESPACE, ClusterSpec, SimSystem, SystemOptions};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use support::*;
 
@@ -25,42 +25,15 @@ fn options() -> SystemOptions {
 }
 
 async fn system_with_envs() -> SimSystem {
-    let system = SimSystem::start(options()).await.expect("system starts");
-    let specs: Vec<ClusterSpec> = ENVS
-        .iter()
-        .map(|(name, env)| ClusterSpec::new(name).label("env", env))
-        .collect();
-    system.add_clusters(&specs).await.expect("clusters join");
-    system
+    support::system_with_envs(options(), &ENVS).await
 }
 
 async fn create_gitrepo(system: &SimSystem, name: &str, spec: Value) {
-    let repo: GitRepo = fleet_api::from_value(json!({
-        "apiVersion": "fleet.cattle.io/v1alpha1",
-        "kind": "GitRepo",
-        "metadata": {"name": name, "namespace": CLUSTERS_NAMESPACE},
-        "spec": spec,
-    }))
-    .expect("valid GitRepo");
-    Api::<GitRepo>::namespaced(system.upstream_client(), CLUSTERS_NAMESPACE)
-        .create(&PostParams::default(), &repo)
-        .await
-        .expect("create GitRepo");
+    create_fleet_object::<GitRepo>(system, "GitRepo", name, spec).await;
 }
 
 async fn gitrepo_json(system: &SimSystem, name: &str) -> Value {
-    let repo = Api::<GitRepo>::namespaced(system.upstream_client(), CLUSTERS_NAMESPACE)
-        .get(name)
-        .await
-        .expect("GitRepo exists");
-    serde_json::to_value(repo).expect("json")
-}
-
-fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
-    obj["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
+    fleet_object_json::<GitRepo>(system, name).await
 }
 
 /// Waits until the GitRepo is Ready at `commit` with every cluster ready.

@@ -195,3 +195,73 @@ pub fn deployable_part(obj: &Value) -> Value {
     }
     v
 }
+
+/// Starts the system with `options` and adds one cluster per `(name, env)`, labelled `env`.
+pub async fn system_with_envs(
+    options: fleet_cli::system::SystemOptions,
+    envs: &[(&str, &str)],
+) -> fleet_cli::system::SimSystem {
+    let system = fleet_cli::system::SimSystem::start(options)
+        .await
+        .expect("system starts");
+    let specs: Vec<fleet_cli::system::ClusterSpec> = envs
+        .iter()
+        .map(|(name, env)| fleet_cli::system::ClusterSpec::new(name).label("env", env))
+        .collect();
+    system.add_clusters(&specs).await.expect("clusters join");
+    system
+}
+
+/// Creates the Fleet object `kind`/`name` with `spec` in the clusters' namespace upstream.
+pub async fn create_fleet_object<K>(
+    system: &fleet_cli::system::SimSystem,
+    kind: &str,
+    name: &str,
+    spec: Value,
+) where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let ns = fleet_cli::system::CLUSTERS_NAMESPACE;
+    let obj: K = serde_json::from_value(serde_json::json!({
+        "apiVersion": "fleet.cattle.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }))
+    .unwrap_or_else(|e| panic!("valid {kind}: {e}"));
+    Api::<K>::namespaced(system.upstream_client(), ns)
+        .create(&kube::api::PostParams::default(), &obj)
+        .await
+        .unwrap_or_else(|e| panic!("create {kind} {name}: {e}"));
+}
+
+/// The Fleet object `name` in the clusters' namespace upstream, as JSON.
+pub async fn fleet_object_json<K>(system: &fleet_cli::system::SimSystem, name: &str) -> Value
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+{
+    let obj = Api::<K>::namespaced(
+        system.upstream_client(),
+        fleet_cli::system::CLUSTERS_NAMESPACE,
+    )
+    .get(name)
+    .await
+    .unwrap_or_else(|e| panic!("{name} exists: {e}"));
+    serde_json::to_value(obj).expect("json")
+}
+
+/// The status condition `type_` of an object, if set.
+pub fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
