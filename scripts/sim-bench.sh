@@ -28,12 +28,13 @@ check "50 clusters × 5 bundles run to the end" \
 check "the JSON report has every section and all 250 BundleDeployments Ready" python3 - "$WORK/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-for key in ["config", "machine", "store_writes_per_second", "stages", "bundle_deployments", "api",
+for key in ["config", "machine", "store_writes_per_second", "stages", "rollout_writes", "bundle_deployments", "api",
             "storage", "cpu_seconds", "peak_rss_bytes", "workers", "targets", "bottleneck"]:
     assert key in r, f"missing {key}"
 names = [s["name"] for s in r["stages"]]
 assert names == ["gitrepo_to_bundle", "bundle_to_bundledeployment", "bundledeployment_to_ready",
-                 "update_to_ready"], names
+                 "update_to_ready", "update_commit_to_bundle", "update_bundle_to_bundledeployment",
+                 "update_bundledeployment_to_ready"], names
 for s in r["stages"]:
     for k in ["objects", "p50_ms", "p95_ms", "max_ms", "total_seconds", "objects_per_second",
               "write_rate_fraction_of_store"]:
@@ -43,6 +44,8 @@ bd = r["bundle_deployments"]
 assert bd["expected"] == 250 and bd["created"] == 250, bd
 assert bd["ready"] == 250 and bd["ready_after_update"] == 250, bd
 assert r["stages"][0]["objects"] == 5 and r["stages"][3]["objects"] == 250, r["stages"]
+assert r["stages"][4]["objects"] == 5, r["stages"][4]
+assert r["stages"][5]["objects"] == 250 and r["stages"][6]["objects"] == 250, r["stages"][5:]
 assert r["store_writes_per_second"] > 0
 verbs = r["api"]["upstream_by_verb"]
 assert verbs.get("create", 0) + verbs.get("patch", 0) >= 250, verbs

@@ -30,6 +30,7 @@ use crate::Context;
 use crate::rollout::plan_rollout;
 use crate::summary::{display_state, ready_ratio, set_condition, set_ready_condition};
 use crate::target::{compute_targets, namespaces_for_bundle};
+use crate::throttle::StatusWriteThrottle;
 
 /// Field manager of the controller's server-side applies.
 pub const FIELD_MANAGER: &str = "fleet-controller";
@@ -334,6 +335,8 @@ struct BundleContext {
     known_contents: Mutex<HashSet<String>>,
     /// Current manifest ID of each bundle (`ns/name`), protected from garbage collection.
     manifests: Mutex<HashMap<String, String>>,
+    /// Spaces each Bundle's status writes while its deployments change.
+    status_throttle: StatusWriteThrottle,
 }
 
 impl BundleContext {
@@ -441,15 +444,26 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
         }
     }
 
+    // The deployments are written at once; a status written moments ago waits for the
+    // interval and then carries every change since.
+    let mut status_due = None;
     if plan.status_changed {
-        let old =
-            serde_json::to_value(bundle.status.clone().unwrap_or_default()).unwrap_or_default();
-        let new = serde_json::to_value(&plan.status).unwrap_or_default();
-        let patch = serde_json::json!({ "status": crate::summary::merge_patch_diff(&old, &new) });
-        Api::<Bundle>::namespaced(client.clone(), &ns)
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(kube_err("writing status".to_string()))?;
+        let now = std::time::Instant::now();
+        match bctx.status_throttle.wait(&key, now) {
+            Some(wait) => status_due = Some(wait),
+            None => {
+                let old = serde_json::to_value(bundle.status.clone().unwrap_or_default())
+                    .unwrap_or_default();
+                let new = serde_json::to_value(&plan.status).unwrap_or_default();
+                let patch =
+                    serde_json::json!({ "status": crate::summary::merge_patch_diff(&old, &new) });
+                Api::<Bundle>::namespaced(client.clone(), &ns)
+                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map_err(kube_err("writing status".to_string()))?;
+                bctx.status_throttle.wrote(&key, now);
+            }
+        }
     }
     if failures > 0 {
         return Err(ReconcileError::PartialFailure {
@@ -458,7 +472,9 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
         });
     }
     // A periodic resync heals anything a missed event left behind.
-    Ok(Action::requeue(Duration::from_secs(600)))
+    Ok(Action::requeue(
+        status_due.unwrap_or(Duration::from_secs(600)),
+    ))
 }
 
 async fn ensure_content(
@@ -546,6 +562,7 @@ async fn reconcile(
         let finalizers = bundle.finalizers().to_vec();
         let has_finalizer = finalizers.iter().any(|f| f == BUNDLE_FINALIZER);
         if bundle.meta().deletion_timestamp.is_some() {
+            bctx.status_throttle.forget(&key);
             if !has_finalizer {
                 return Ok(Action::await_change());
             }
@@ -695,6 +712,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         mappings,
         namespaces,
         known_contents: Mutex::new(HashSet::new()),
+        status_throttle: StatusWriteThrottle::new(ctx.config.status_write_interval),
         manifests: Mutex::new(HashMap::new()),
     });
 

@@ -32,6 +32,7 @@ use crate::summary::{
     set_ready_condition, summarize,
 };
 use crate::target::cluster_namespace_name;
+use crate::throttle::StatusWriteThrottle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -153,6 +154,8 @@ struct ClusterContext {
     ctx: Arc<Context>,
     /// Cluster namespaces known to exist.
     namespaces: Mutex<HashSet<String>>,
+    /// Spaces each Cluster's status writes while its deployments change.
+    throttle: StatusWriteThrottle,
 }
 
 fn now_rfc3339() -> String {
@@ -202,7 +205,17 @@ async fn reconcile(
     let span = tracing::debug_span!("reconcile_cluster", cluster = %key);
     let result = async {
         if cluster.meta().deletion_timestamp.is_some() {
+            cctx.throttle.forget(&key);
             return Ok(Action::await_change());
+        }
+        // A status written moments ago is brought up to date once the interval is over, with
+        // every change since; the namespace is assigned at once.
+        let assigned = cluster
+            .status
+            .as_ref()
+            .is_some_and(|s| !s.namespace.is_empty());
+        if assigned && let Some(wait) = cctx.throttle.wait(&key, std::time::Instant::now()) {
+            return Ok(Action::requeue(wait));
         }
         let cluster_ns_name = cluster
             .status
@@ -241,6 +254,7 @@ async fn reconcile(
                     cluster: key.clone(),
                     source,
                 })?;
+            cctx.throttle.wrote(&key, std::time::Instant::now());
         }
         Ok(Action::requeue(Duration::from_secs(600)))
     };
@@ -272,6 +286,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), C
     let cctx = Arc::new(ClusterContext {
         ctx: ctx.clone(),
         namespaces: Mutex::new(HashSet::new()),
+        throttle: StatusWriteThrottle::new(ctx.config.status_write_interval),
     });
     let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
     let controller = Controller::new(

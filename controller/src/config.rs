@@ -68,6 +68,9 @@ pub struct ControllerConfig {
     pub cluster_workers: usize,
     /// Concurrent reconciles of ClusterGroups.
     pub clustergroup_workers: usize,
+    /// Minimum time between two status writes of one Cluster or Bundle: changes arriving in
+    /// between are written together (zero: every change at once).
+    pub status_write_interval: Duration,
     /// Polling interval of a GitRepo without `spec.pollingInterval`.
     pub default_polling_interval: Duration,
     /// Periodic resync of every GitRepo (Fleet env `GITREPO_SYNC_PERIOD`).
@@ -134,6 +137,7 @@ impl Default for ControllerConfig {
             bundle_workers: 50,
             cluster_workers: 50,
             clustergroup_workers: 50,
+            status_write_interval: Duration::from_secs(1),
             default_polling_interval: Duration::from_secs(15),
             gitrepo_sync_period: Duration::from_secs(2 * 60 * 60),
             webhook_addr: None,

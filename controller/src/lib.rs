@@ -26,6 +26,7 @@ pub mod resourcestatus;
 pub mod rollout;
 pub mod summary;
 pub mod target;
+pub mod throttle;
 
 pub use config::ControllerConfig;
 pub use metrics::Metrics;

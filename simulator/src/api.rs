@@ -899,9 +899,10 @@ impl WatchState {
             return;
         }
         let st = self.cluster.lock();
-        match st.events_since(self.last_rv) {
+        let namespace = self.namespace.as_deref();
+        match st.events_since(&self.group_resource, namespace, self.last_rv) {
             None => {
-                let floor = st.history_floor();
+                let floor = st.history_floor(&self.group_resource, namespace);
                 drop(st);
                 let asked = self.last_rv;
                 self.expired(asked, floor + 1);
@@ -950,7 +951,7 @@ fn watch(
         None => timeout,
     };
     let now = tokio::time::Instant::now();
-    let mut rx = cluster.subscribe();
+    let mut rx = cluster.subscribe_to(&t.info.group_resource(), t.namespace.as_deref());
     rx.borrow_and_update();
     let mut state = WatchState {
         cluster: cluster.clone(),
@@ -995,7 +996,14 @@ fn watch(
             ))
         })?;
         state.last_rv = asked;
-        state.pull();
+        // Like kube-apiserver, a watch may only start inside its resource's history, even
+        // if it watches one namespace; once running it follows its namespace's index.
+        let floor = cluster.lock().history_floor(&state.group_resource, None);
+        if asked < floor {
+            state.expired(asked, floor + 1);
+        } else {
+            state.pull();
+        }
     }
     let stream = futures::stream::unfold(state, |mut s| async move {
         loop {

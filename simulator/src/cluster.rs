@@ -1,7 +1,7 @@
 //! One simulated cluster's API semantics over its store: the verbs kube-apiserver serves, with
 //! validation, generation, finalizers, garbage collection and field ownership.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use rand::{Rng, SeedableRng};
@@ -131,6 +131,9 @@ pub struct ClusterState {
     store: Mutex<StoreState>,
     registry: RwLock<Arc<Registry>>,
     notify: tokio::sync::watch::Sender<u64>,
+    /// Wakes watch streams by what they watch (group-resource, namespace or "" for all), so
+    /// a write wakes only the watches it concerns, not every watch on the cluster.
+    watch_hub: Mutex<HashMap<(Arc<str>, String), tokio::sync::watch::Sender<u64>>>,
     rng: Mutex<ChaCha8Rng>,
     observers: RwLock<Vec<Arc<dyn ChangeObserver>>>,
     /// Bumped by a simulated restart: open watch streams end, like dropped connections.
@@ -502,6 +505,7 @@ impl ClusterState {
             store: Mutex::new(StoreState::new(history_limit)),
             registry: RwLock::new(Registry::builtin()),
             notify,
+            watch_hub: Mutex::new(HashMap::new()),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             observers: RwLock::new(vec![rbac.clone() as Arc<dyn ChangeObserver>]),
             epoch: std::sync::atomic::AtomicU64::new(0),
@@ -536,8 +540,67 @@ impl ClusterState {
         self.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Changes on every committed write.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.notify.subscribe()
+    }
+
+    /// Changes when an object of `group_resource` changes (in `namespace`, or in any
+    /// namespace for `None`), and on a simulated restart.
+    pub fn subscribe_to(
+        &self,
+        group_resource: &str,
+        namespace: Option<&str>,
+    ) -> tokio::sync::watch::Receiver<u64> {
+        let key = (
+            Arc::<str>::from(group_resource),
+            namespace.unwrap_or("").to_string(),
+        );
+        let mut hub = match self.watch_hub.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        hub.entry(key)
+            .or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Wakes the watches of what `events` changed (every watch when `events` is `None`), and
+    /// forgets channels nobody listens to any more.
+    fn wake_watches(&self, events: Option<&[Arc<StoredEvent>]>, rv: u64) {
+        let mut hub = match self.watch_hub.lock() {
+            Ok(h) => h,
+            Err(p) => p.into_inner(),
+        };
+        if hub.is_empty() {
+            return;
+        }
+        let Some(events) = events else {
+            for tx in hub.values() {
+                tx.send_replace(rv);
+            }
+            return;
+        };
+        let mut woken: HashSet<(Arc<str>, String)> = HashSet::new();
+        for e in events {
+            let all = (e.key.group_resource.clone(), String::new());
+            let own = (e.key.group_resource.clone(), e.key.namespace.clone());
+            for key in [all, own] {
+                if woken.contains(&key) {
+                    continue;
+                }
+                match hub.get(&key) {
+                    Some(tx) if tx.receiver_count() == 0 => {
+                        hub.remove(&key);
+                    }
+                    Some(tx) => {
+                        tx.send_replace(rv);
+                    }
+                    None => {}
+                }
+                woken.insert(key);
+            }
+        }
     }
 
     pub fn add_observer(&self, observer: Arc<dyn ChangeObserver>) {
@@ -553,6 +616,7 @@ impl ClusterState {
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let rv = st.resource_version();
         drop(st);
+        self.wake_watches(None, rv);
         self.notify.send_replace(rv);
     }
 
@@ -700,6 +764,7 @@ impl ClusterState {
         }
         let rv = st.resource_version();
         drop(st);
+        self.wake_watches(Some(&events), rv);
         self.notify.send_replace(rv);
     }
 

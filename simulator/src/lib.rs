@@ -148,7 +148,8 @@ pub enum SimError {
 pub struct SimConfig {
     /// Seeds every cluster's randomness (names, behaviour jitter, faults).
     pub seed: u64,
-    /// Watch events kept per cluster; a watch resuming from an older resourceVersion gets 410 Gone.
+    /// Watch events kept per resource (kube-apiserver's watch cache grows up to 100 × 1024);
+    /// a watch resuming from an older resourceVersion gets 410 Gone.
     pub watch_history: usize,
     /// The simulated controllers each new cluster runs; `None` for a bare API server.
     pub profile: Option<Profile>,
@@ -158,7 +159,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             seed: 0,
-            watch_history: 1024,
+            watch_history: 100 * 1024,
             profile: Some(Profile::default()),
         }
     }

@@ -1,5 +1,8 @@
 //! The object store of one cluster: objects by resource/namespace/name, a monotonic
-//! `resourceVersion`, indexes for garbage collection, and a bounded event history for watches.
+//! `resourceVersion`, indexes for garbage collection, and a bounded event history for watches:
+//! one per resource like kube-apiserver's watch cache, indexed by namespace so that a
+//! namespaced watch (each agent watching its own cluster namespace) reads only its own events
+//! instead of every write to the cluster.
 //!
 //! The store only commits; the Kubernetes semantics (validation, generation, finalizers, field
 //! ownership) live in `ops`, which holds the store lock for the whole of one request.
@@ -49,6 +52,36 @@ pub struct StoredEvent {
     pub previous: Option<Obj>,
 }
 
+/// The watch history of one resource, bounded like kube-apiserver's watch cache.
+#[derive(Debug, Default)]
+struct ResourceHistory {
+    events: VecDeque<Arc<StoredEvent>>,
+    /// Every event of this resource with a resourceVersion above this is in `events`.
+    floor: u64,
+    /// The same events by namespace (a subset of `events`, evicted with them). Entries are
+    /// kept when empty: their floor says which events of the namespace were dropped.
+    namespaces: HashMap<String, NamespaceHistory>,
+}
+
+#[derive(Debug, Default)]
+struct NamespaceHistory {
+    events: VecDeque<Arc<StoredEvent>>,
+    floor: u64,
+}
+
+/// Events after `since` in `events`, or `None` when some were dropped (`since < floor`).
+fn events_after(
+    events: &VecDeque<Arc<StoredEvent>>,
+    floor: u64,
+    since: u64,
+) -> Option<Vec<Arc<StoredEvent>>> {
+    if since < floor {
+        return None;
+    }
+    let start = events.partition_point(|e| e.resource_version <= since);
+    Some(events.range(start..).cloned().collect())
+}
+
 /// Counters of one store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -75,9 +108,11 @@ pub struct StorageSizes {
 pub struct StoreState {
     resource_version: u64,
     objects: HashMap<Arc<str>, BTreeMap<(String, String), Obj>>,
-    history: VecDeque<Arc<StoredEvent>>,
-    /// Every event with a resourceVersion above this is in `history`.
-    history_floor: u64,
+    /// Watch history by group-resource.
+    histories: HashMap<Arc<str>, ResourceHistory>,
+    /// A simulated restart drops every history: nothing at or below this can be resumed.
+    restart_floor: u64,
+    /// Events kept per resource.
     history_limit: usize,
     uids: HashMap<String, ObjKey>,
     /// owner uid → objects naming it in `ownerReferences`.
@@ -107,8 +142,8 @@ impl StoreState {
         StoreState {
             resource_version: 1,
             objects: HashMap::new(),
-            history: VecDeque::new(),
-            history_floor: 1,
+            histories: HashMap::new(),
+            restart_floor: 1,
             history_limit: history_limit.max(1),
             uids: HashMap::new(),
             dependents: HashMap::new(),
@@ -121,9 +156,17 @@ impl StoreState {
         self.resource_version
     }
 
-    /// The oldest resourceVersion a watch can start from.
-    pub fn history_floor(&self) -> u64 {
-        self.history_floor
+    /// The oldest resourceVersion a watch of `group_resource` (in `namespace`, or all
+    /// namespaces for `None`) can resume from.
+    pub fn history_floor(&self, group_resource: &str, namespace: Option<&str>) -> u64 {
+        let floor = match self.histories.get(group_resource) {
+            None => 0,
+            Some(h) => match namespace.filter(|ns| !ns.is_empty()) {
+                None => h.floor,
+                Some(ns) => h.namespaces.get(ns).map_or(0, |n| n.floor),
+            },
+        };
+        floor.max(self.restart_floor)
     }
 
     pub fn get(&self, key: &ObjKey) -> Option<&Obj> {
@@ -222,10 +265,39 @@ impl StoreState {
     fn record(&mut self, event: StoredEvent) {
         let event = Arc::new(event);
         self.pending.push(event.clone());
-        self.history.push_back(event);
-        while self.history.len() > self.history_limit {
-            if let Some(old) = self.history.pop_front() {
-                self.history_floor = old.resource_version;
+        let restart_floor = self.restart_floor;
+        let history = self
+            .histories
+            .entry(event.key.group_resource.clone())
+            .or_insert_with(|| ResourceHistory {
+                floor: restart_floor,
+                ..ResourceHistory::default()
+            });
+        if !event.key.namespace.is_empty() {
+            history
+                .namespaces
+                .entry(event.key.namespace.clone())
+                .or_insert_with(|| NamespaceHistory {
+                    floor: restart_floor,
+                    ..NamespaceHistory::default()
+                })
+                .events
+                .push_back(event.clone());
+        }
+        history.events.push_back(event);
+        while history.events.len() > self.history_limit {
+            let Some(old) = history.events.pop_front() else {
+                break;
+            };
+            history.floor = old.resource_version;
+            if let Some(ns) = history.namespaces.get_mut(&old.key.namespace)
+                && ns
+                    .events
+                    .front()
+                    .is_some_and(|e| e.resource_version == old.resource_version)
+            {
+                ns.events.pop_front();
+                ns.floor = old.resource_version;
             }
         }
     }
@@ -308,15 +380,25 @@ impl StoreState {
         Some(last)
     }
 
-    /// Events after `since`, or `None` if some of them are no longer in the history (410 Gone).
-    pub fn events_since(&self, since: u64) -> Option<Vec<Arc<StoredEvent>>> {
-        if since < self.history_floor {
-            return None;
+    /// Events of `group_resource` (in `namespace`, or all namespaces for `None`) after
+    /// `since`, or `None` if some of them are no longer in the history (410 Gone).
+    pub fn events_since(
+        &self,
+        group_resource: &str,
+        namespace: Option<&str>,
+        since: u64,
+    ) -> Option<Vec<Arc<StoredEvent>>> {
+        let floor = self.history_floor(group_resource, namespace);
+        let Some(history) = self.histories.get(group_resource) else {
+            return events_after(&VecDeque::new(), floor, since);
+        };
+        match namespace.filter(|ns| !ns.is_empty()) {
+            None => events_after(&history.events, floor, since),
+            Some(ns) => match history.namespaces.get(ns) {
+                Some(n) => events_after(&n.events, floor, since),
+                None => events_after(&VecDeque::new(), floor, since),
+            },
         }
-        let start = self
-            .history
-            .partition_point(|e| e.resource_version <= since);
-        Some(self.history.range(start..).cloned().collect())
     }
 
     /// The events committed since the last `take_pending`.
@@ -331,14 +413,14 @@ impl StoreState {
 
     /// Simulates an API server restart: the watch history is lost, objects and versions stay.
     pub fn restart(&mut self) {
-        self.history.clear();
-        self.history_floor = self.resource_version;
+        self.histories.clear();
+        self.restart_floor = self.resource_version;
     }
 
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             resource_version: self.resource_version,
-            history_len: self.history.len(),
+            history_len: self.histories.values().map(|h| h.events.len()).sum(),
             ..self.stats
         }
     }

@@ -473,3 +473,64 @@ async fn streaming_lists_send_initial_events_then_a_bookmark() {
     .await;
     task.abort();
 }
+
+#[tokio::test]
+async fn a_namespaced_watch_follows_its_namespace_while_others_churn() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{WatchEvent, WatchParams};
+    use kube::ResourceExt as _;
+    let sim = bare(4);
+    let cluster = sim.add_cluster("a").unwrap();
+    let client = cluster.client();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in ["quiet", "busy"] {
+        let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        namespaces
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+    let quiet: Api<ConfigMap> = Api::namespaced(client.clone(), "quiet");
+    let busy: Api<ConfigMap> = Api::namespaced(client.clone(), "busy");
+    let first = quiet
+        .create(&PostParams::default(), &cm("q0"))
+        .await
+        .unwrap();
+    let rv = first.resource_version().unwrap();
+    let mut running = quiet
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    // Another namespace writes far more than the resource's history holds.
+    for i in 0..20 {
+        busy.create(&PostParams::default(), &cm(&format!("b{i}")))
+            .await
+            .unwrap();
+    }
+    quiet
+        .create(&PostParams::default(), &cm("q1"))
+        .await
+        .unwrap();
+    // The running watch lost nothing of its namespace, so it goes on.
+    match within("the quiet namespace's next event", running.try_next())
+        .await
+        .unwrap()
+    {
+        Some(WatchEvent::Added(c)) => assert_eq!(c.name_any(), "q1"),
+        other => panic!("expected ADDED q1, got {other:?}"),
+    }
+    // A new watch from that resourceVersion starts before the resource's history: 410.
+    let mut late = quiet
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match within("the late watch's first event", late.try_next())
+        .await
+        .unwrap()
+    {
+        Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410, "{e:?}"),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}

@@ -414,6 +414,23 @@ impl ApiCounts {
         out
     }
 
+    /// Writes to every cluster's store (upstream and downstream) since `earlier`.
+    fn all_writes_since(&self, earlier: &ApiCounts) -> u64 {
+        let delta = |now: &BTreeMap<(String, String), u64>,
+                     before: Option<&BTreeMap<(String, String), u64>>| {
+            now.iter()
+                .filter(|((verb, _), _)| is_write(verb))
+                .map(|(k, n)| n - before.and_then(|b| b.get(k)).copied().unwrap_or(0))
+                .sum::<u64>()
+        };
+        delta(&self.upstream, Some(&earlier.upstream))
+            + self
+                .per_downstream
+                .iter()
+                .map(|(cluster, counts)| delta(counts, earlier.per_downstream.get(cluster)))
+                .sum::<u64>()
+    }
+
     /// Upstream writes since `earlier`, leaving out some resources (plural names, e.g. `leases`).
     fn upstream_writes_since(&self, earlier: &ApiCounts, leave_out: &[&str]) -> u64 {
         self.upstream
@@ -626,8 +643,14 @@ async fn drive(
                 o.bundle_deployments.len(),
             )
         });
-    let (bundles_done, bds_done, ready_done) = recorder.snapshot(|o| {
+    let (bundles_done, bds_first, bds_done, ready_done) = recorder.snapshot(|o| {
         let bundles_done = o.bundles.values().max().copied().unwrap_or_default();
+        let bds_first = o
+            .bundle_deployments
+            .values()
+            .filter_map(|bd| bd.created)
+            .min()
+            .unwrap_or_default();
         let bds_done = o
             .bundle_deployments
             .values()
@@ -641,7 +664,7 @@ async fn drive(
             .max()
             .copied()
             .unwrap_or_default();
-        (bundles_done, bds_done, ready_done)
+        (bundles_done, bds_first, bds_done, ready_done)
     });
     let rollout_writes = after_rollout.upstream_writes_since(&before, &["leases", "events"]);
     let update_writes = after_update.upstream_writes_since(&after_idle, &["leases", "events"]);
@@ -654,6 +677,39 @@ async fn drive(
             .sum()
     };
     let update_total = recorder_end(&to_update).unwrap_or_default();
+    // The update split where its time goes: git poll + build, targeting + rollout, agents.
+    let (mut upd_bundle, mut upd_bd, mut upd_ready) = recorder.snapshot(|o| {
+        let mut updated_at: HashMap<&str, Duration> = HashMap::new();
+        for (bundle, generations) in &o.bundle_generations {
+            if let Some(t) = generations.values().copied().find(|t| *t >= update_started) {
+                updated_at.insert(bundle.as_str(), t);
+            }
+        }
+        let upd_bundle: Vec<Duration> = updated_at
+            .values()
+            .map(|t| t.saturating_sub(update_started))
+            .collect();
+        let mut upd_bd = Vec::new();
+        let mut upd_ready = Vec::new();
+        for (key, bd) in &o.bundle_deployments {
+            if initial_ids.get(key) == Some(&bd.deployment_id) {
+                continue;
+            }
+            let Some(deployed) = bd.deployed.get(&bd.deployment_id) else {
+                continue;
+            };
+            if let Some(bundle_updated) = updated_at.get(bd.bundle.as_str()) {
+                upd_bd.push(deployed.saturating_sub(*bundle_updated));
+            }
+            if let Some(ready) = bd.ready.get(&bd.deployment_id) {
+                upd_ready.push(ready.saturating_sub(*deployed));
+            }
+        }
+        (upd_bundle, upd_bd, upd_ready)
+    });
+    let upd_bundle_total = recorder_end(&upd_bundle).unwrap_or_default();
+    let upd_bd_total = recorder_end(&upd_bd).unwrap_or_default();
+    let upd_ready_total = recorder_end(&upd_ready).unwrap_or_default();
     let stages = vec![
         report::stage(
             "gitrepo_to_bundle",
@@ -685,6 +741,30 @@ async fn drive(
             &mut to_update,
             update_total,
             update_writes,
+            store_rate,
+        ),
+        report::stage(
+            "update_commit_to_bundle",
+            "update: from the commit until each Bundle holds it (git poll and build)",
+            &mut upd_bundle,
+            upd_bundle_total,
+            0,
+            store_rate,
+        ),
+        report::stage(
+            "update_bundle_to_bundledeployment",
+            "update: from each Bundle's change until each BundleDeployment's spec has it (targeting + rollout)",
+            &mut upd_bd,
+            upd_bd_total,
+            0,
+            store_rate,
+        ),
+        report::stage(
+            "update_bundledeployment_to_ready",
+            "update: from each BundleDeployment's change until the agent reports it Ready",
+            &mut upd_ready,
+            upd_ready_total,
+            0,
             store_rate,
         ),
     ];
@@ -732,6 +812,12 @@ async fn drive(
         },
         store_writes_per_second: store_rate,
         stages,
+        rollout_writes: report::RolloutWrites::new(
+            bd_writes(&after_rollout, &before),
+            after_rollout.all_writes_since(&before),
+            ready_done.saturating_sub(bds_first),
+            store_rate,
+        ),
         bundle_deployments: report::BdCounts {
             expected,
             created,
@@ -987,7 +1073,7 @@ pub async fn run_sweep(
         let total = report
             .stages
             .iter()
-            .filter(|s| s.name != "update_to_ready")
+            .filter(|s| !s.name.starts_with("update_"))
             .map(|s| s.total_seconds)
             .fold(0.0, f64::max);
         let bds = report.bundle_deployments.expected;

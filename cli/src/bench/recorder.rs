@@ -24,6 +24,8 @@ pub struct BdTimes {
     pub bundle: String,
     /// deploymentID → offset when the BD was first Ready at it.
     pub ready: HashMap<String, Duration>,
+    /// deploymentID → offset when the controller first wrote it into the spec.
+    pub deployed: HashMap<String, Duration>,
     /// The deploymentID currently in the spec.
     pub deployment_id: String,
 }
@@ -32,6 +34,8 @@ pub struct BdTimes {
 pub struct Observations {
     /// `namespace/name` → offset when the Bundle was first seen.
     pub bundles: HashMap<String, Duration>,
+    /// `namespace/name` → generation → offset when the Bundle was first seen at it.
+    pub bundle_generations: HashMap<String, std::collections::BTreeMap<i64, Duration>>,
     /// `namespace/name` → what was seen of the BD.
     pub bundle_deployments: HashMap<String, BdTimes>,
 }
@@ -137,8 +141,14 @@ impl Recorder {
                 return;
             }
             let key = format!("{}/{}", b.namespace().unwrap_or_default(), b.name_any());
+            let generation = b.meta().generation.unwrap_or_default();
             self.with(|o| {
-                o.bundles.entry(key).or_insert(now);
+                o.bundles.entry(key.clone()).or_insert(now);
+                o.bundle_generations
+                    .entry(key)
+                    .or_default()
+                    .entry(generation)
+                    .or_insert(now);
             });
         }
     }
@@ -168,6 +178,7 @@ impl Recorder {
                 let times = o.bundle_deployments.entry(key).or_default();
                 times.created.get_or_insert(now);
                 times.bundle = bundle;
+                times.deployed.entry(deployment_id.clone()).or_insert(now);
                 if ready {
                     times.ready.entry(deployment_id.clone()).or_insert(now);
                 }

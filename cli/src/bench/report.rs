@@ -21,6 +21,8 @@ pub struct BenchReport {
     /// Raw write rate of the simulator's store, measured before the run.
     pub store_writes_per_second: f64,
     pub stages: Vec<Stage>,
+    /// BundleDeployment writes while the fleet rolls out.
+    pub rollout_writes: RolloutWrites,
     /// BundleDeployments expected (clusters × bundles) and how many became Ready.
     pub bundle_deployments: BdCounts,
     pub api: ApiLoad,
@@ -41,6 +43,61 @@ pub struct BenchReport {
     /// total work, 1 is quadratic.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub growth_exponent: Option<f64>,
+}
+
+/// The BundleDeployment write rate during the first rollout: writes (controller and agents)
+/// from the first BundleDeployment's creation until the last one is Ready, over that window.
+/// Every BundleDeployment also costs writes downstream (its resources, the Helm release) in
+/// the same process, so the writes to every store are reported beside it: their share of
+/// the raw rate says how busy the stores were, and `bundledeployment_share_of_writes` is
+/// the ceiling of the BundleDeployment fraction on this machine.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RolloutWrites {
+    pub bundledeployment_writes: u64,
+    pub window_seconds: f64,
+    pub writes_per_second: f64,
+    pub fraction_of_store: f64,
+    /// Writes to every simulated cluster (upstream and downstream) during the rollout.
+    pub all_store_writes: u64,
+    pub all_writes_per_second: f64,
+    pub all_fraction_of_store: f64,
+    /// BundleDeployment writes as a share of all store writes.
+    pub bundledeployment_share_of_writes: f64,
+}
+
+impl RolloutWrites {
+    pub fn new(
+        bundledeployment_writes: u64,
+        all_store_writes: u64,
+        window: std::time::Duration,
+        store_rate: f64,
+    ) -> Self {
+        let window_seconds = window.as_secs_f64();
+        let rate = |n: u64| {
+            if window_seconds > 0.0 {
+                n as f64 / window_seconds
+            } else {
+                0.0
+            }
+        };
+        let fraction = |r: f64| if store_rate > 0.0 { r / store_rate } else { 0.0 };
+        let writes_per_second = rate(bundledeployment_writes);
+        let all_writes_per_second = rate(all_store_writes);
+        RolloutWrites {
+            bundledeployment_writes,
+            window_seconds,
+            writes_per_second,
+            fraction_of_store: fraction(writes_per_second),
+            all_store_writes,
+            all_writes_per_second,
+            all_fraction_of_store: fraction(all_writes_per_second),
+            bundledeployment_share_of_writes: if all_store_writes > 0 {
+                bundledeployment_writes as f64 / all_store_writes as f64
+            } else {
+                0.0
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -241,18 +298,20 @@ pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
         met: exercised(10_000, 10)
             .then_some(all_ready && end_to_end <= 300.0 && peak_gib.is_some_and(|g| g <= 16.0)),
     });
-    if let Some(rollout) = report
-        .stages
-        .iter()
-        .find(|s| s.name == "bundle_to_bundledeployment")
-    {
-        checks.push(TargetCheck {
-            name: "BundleDeployment write rate during rollout".into(),
-            target: "≥ 50 % of the store's raw write rate".into(),
-            measured: format!("{:.1} %", rollout.write_rate_fraction_of_store * 100.0),
-            met: Some(rollout.write_rate_fraction_of_store >= 0.5),
-        });
-    }
+    let rollout = &report.rollout_writes;
+    checks.push(TargetCheck {
+        name: "BundleDeployment write rate during rollout".into(),
+        target: "≥ 50 % of the store's raw write rate".into(),
+        measured: format!(
+            "{:.1} % ({:.0} writes/s over {:.1} s; all stores {:.1} %, BundleDeployments {:.0} % of all writes)",
+            rollout.fraction_of_store * 100.0,
+            rollout.writes_per_second,
+            rollout.window_seconds,
+            rollout.all_fraction_of_store * 100.0,
+            rollout.bundledeployment_share_of_writes * 100.0
+        ),
+        met: Some(rollout.fraction_of_store >= 0.5),
+    });
     if let Some(exp) = report.growth_exponent {
         let ratio = sweep_ratio(&report.sweep);
         checks.push(TargetCheck {
@@ -298,7 +357,20 @@ pub fn bottleneck(report: &BenchReport) -> Option<String> {
     let slowest = report
         .stages
         .iter()
+        .filter(|s| s.name == "update_to_ready" || !s.name.starts_with("update_"))
         .max_by(|a, b| a.total_seconds.total_cmp(&b.total_seconds))?;
+    // The update's own split says whether git, the controller or the agents took the time.
+    let part = if slowest.name == "update_to_ready" {
+        report
+            .stages
+            .iter()
+            .filter(|s| s.name.starts_with("update_") && s.name != "update_to_ready")
+            .max_by(|a, b| a.p50_ms.total_cmp(&b.p50_ms))
+            .map(|s| format!(", mostly {} (p50 {:.0} ms)", s.name, s.p50_ms))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     let busiest = report
         .api
         .upstream_by_resource
@@ -313,7 +385,7 @@ pub fn bottleneck(report: &BenchReport) -> Option<String> {
         .map(|(c, s)| format!("; most CPU: {c} ({s:.1} s)"))
         .unwrap_or_default();
     Some(format!(
-        "slowest stage: {} ({:.1} s, p95 {:.0} ms){busiest}{cpu}",
+        "slowest stage: {} ({:.1} s, p95 {:.0} ms{part}){busiest}{cpu}",
         slowest.name, slowest.total_seconds, slowest.p95_ms
     ))
 }

@@ -29,6 +29,10 @@ pub struct ControllerArgs {
     /// Concurrent ClusterGroup reconciles
     #[arg(long, env = "CLUSTERGROUP_RECONCILER_WORKERS", default_value_t = 50)]
     clustergroup_workers: usize,
+    /// Minimum milliseconds between two status writes of one Cluster or Bundle; changes in
+    /// between are written together (0: every change at once)
+    #[arg(long, env = "FLEET_STATUS_WRITE_INTERVAL_MS", default_value_t = 1000)]
+    status_write_interval_ms: u64,
     /// Resync period of every GitRepo, in seconds
     #[arg(long, env = "GITREPO_SYNC_PERIOD_SECONDS", default_value_t = 7200)]
     gitrepo_sync_period: u64,
@@ -112,6 +116,7 @@ async fn run_async(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
         bundle_workers: args.bundle_workers.max(1),
         cluster_workers: args.cluster_workers.max(1),
         clustergroup_workers: args.clustergroup_workers.max(1),
+        status_write_interval: Duration::from_millis(args.status_write_interval_ms),
         gitrepo_sync_period: Duration::from_secs(args.gitrepo_sync_period.max(1)),
         webhook_addr: args.webhook_addr,
         helmops_enabled: args.enable_helmops,

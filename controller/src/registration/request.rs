@@ -249,7 +249,9 @@ fn grant_objects(
     .into_iter()
     .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
     .collect();
-    let mut objects = vec![Desired::of(&Secret {
+    // The agent starts using the credentials as soon as it sees this secret, so it is
+    // written last, after the rights it grants.
+    let credentials = Desired::of(&Secret {
         metadata: ObjectMeta {
             name: Some(registration_secret_name(
                 &request.spec.client_id,
@@ -262,8 +264,8 @@ fn grant_objects(
         type_: Some(AGENT_CREDENTIAL_SECRET_TYPE.to_string()),
         data: Some(data),
         ..Default::default()
-    })];
-    objects.extend(service_account_objects(request, cluster, cluster_namespace));
+    });
+    let mut objects = service_account_objects(request, cluster, cluster_namespace);
     let meta = |name: &str, namespace: Option<&str>| ObjectMeta {
         name: Some(name.to_string()),
         namespace: namespace.map(str::to_string),
@@ -308,6 +310,7 @@ fn grant_objects(
             name: CONTENT_CLUSTER_ROLE.to_string(),
         },
     }));
+    objects.push(credentials);
     objects
 }
 
@@ -1002,19 +1005,19 @@ mod tests {
         assert_eq!(
             names,
             [
-                format!(
-                    "Secret cattle-fleet-clusters-system/{}",
-                    registration_secret_name("client-1", "r1")
-                ),
                 "ServiceAccount cluster-ns-1/request-a-uid-request-a".to_string(),
                 "Secret cluster-ns-1/request-a-uid-request-a-token".to_string(),
                 "Role fleet-default/request-a".to_string(),
                 "RoleBinding fleet-default/request-a".to_string(),
                 "RoleBinding cluster-ns-1/request-a".to_string(),
                 "ClusterRoleBinding request-a-content".to_string(),
+                format!(
+                    "Secret cattle-fleet-clusters-system/{}",
+                    registration_secret_name("client-1", "r1")
+                ),
             ]
         );
-        let secret = &objects[0].object;
+        let secret = &objects[objects.len() - 1].object;
         assert_eq!(secret["type"], AGENT_CREDENTIAL_SECRET_TYPE);
         assert_eq!(secret["metadata"]["labels"][CLUSTER_ANNOTATION], "sim-1");
         use base64::Engine as _;
