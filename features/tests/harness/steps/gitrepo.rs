@@ -10,7 +10,11 @@ use crate::backend::CLUSTERS_NAMESPACE;
 use crate::support::{self, DEFAULT_WAIT, eventually, parse_labels, ready, scaled};
 use crate::world::FleetWorld;
 
-async fn create(world: &mut FleetWorld, name: &str, mut spec: Value) -> anyhow::Result<()> {
+pub(crate) async fn create(
+    world: &mut FleetWorld,
+    name: &str,
+    mut spec: Value,
+) -> anyhow::Result<()> {
     let url = world.repo()?.url();
     let obj = spec
         .as_object_mut()
