@@ -267,6 +267,43 @@ async fn new_commits_roll_out_prune_and_keep_resources() {
             "keepResources: kept/kept must stay on {cluster}"
         );
     }
+
+    // The last folder goes: its bundle is pruned too (the GitRepo reports that nothing is
+    // left to deploy) and, without keepResources, its objects leave every cluster.
+    std::fs::remove_dir_all(repo.path().join("app")).expect("rm app");
+    repo.commit("drop the last bundle");
+    eventually(120, "the last bundle to be deleted", || async {
+        match bundles.get_opt("shop-app").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|b| b.map(|b| b.metadata.name)))),
+        }
+    })
+    .await;
+    for (cluster, _) in ENVS {
+        let client = system.cluster_client(cluster).expect("cluster");
+        eventually(120, &format!("web removed from {cluster}"), || async {
+            match live(&client, &web).await {
+                None => Ok(()),
+                Some(_) => Err("still there".into()),
+            }
+        })
+        .await;
+        assert!(
+            live(&client, &kept).await.is_some(),
+            "keepResources: kept/kept still stays on {cluster}"
+        );
+    }
+    eventually(120, "Ready=False: nothing left to deploy", || async {
+        let repo = gitrepo_json(&system, "shop").await;
+        let ready = condition(&repo, "Ready").cloned().unwrap_or(Value::Null);
+        let message = ready["message"].as_str().unwrap_or_default();
+        if ready["status"] == "False" && message.contains("no resource found") {
+            Ok(())
+        } else {
+            Err(format!("Ready: {ready}"))
+        }
+    })
+    .await;
     system.shutdown().await;
 }
 
