@@ -34,6 +34,9 @@ pub struct AgentConfig {
     pub not_ready_recheck: Duration,
     /// Full re-check of a ready deployment (a safety net for missed watch events).
     pub resync_interval: Duration,
+    /// On shutdown, how long the reconciles in flight may take to finish before they are
+    /// abandoned (they run again at the next start; the Pod's termination grace is 30 s).
+    pub shutdown_grace: Duration,
 }
 
 impl AgentConfig {
@@ -52,6 +55,7 @@ impl AgentConfig {
             retry_interval: Duration::from_secs(5),
             not_ready_recheck: Duration::from_secs(10),
             resync_interval: Duration::from_secs(10 * 60),
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }

@@ -30,6 +30,9 @@ struct State {
     watches: HashMap<KindKey, JoinHandle<()>>,
     /// Keys scheduled and not yet handed to the drift reconciler.
     pending: HashSet<String>,
+    /// The agent is stopping: no new watch starts (a reconcile finishing after
+    /// [`DriftTracker::shutdown`] would otherwise leave one running).
+    stopped: bool,
 }
 
 /// Tracks which kinds to watch and which BundleDeployment each object set belongs to.
@@ -62,6 +65,9 @@ impl DriftTracker {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
+            if st.stopped {
+                return;
+            }
             st.sets.insert(set_id.to_string(), bd_key.to_string());
             st.deployments
                 .insert(bd_key.to_string(), (set_id.to_string(), kinds.clone()));
@@ -102,6 +108,10 @@ impl DriftTracker {
                 handle.abort();
                 return;
             };
+            if st.stopped {
+                handle.abort();
+                return;
+            }
             match st.watches.entry(kind) {
                 std::collections::hash_map::Entry::Occupied(_) => handle.abort(),
                 std::collections::hash_map::Entry::Vacant(slot) => {
@@ -137,9 +147,10 @@ impl DriftTracker {
         }
     }
 
-    /// Stops every watch.
+    /// Stops every watch, and keeps new ones from starting.
     pub fn shutdown(&self) {
         if let Ok(mut st) = self.state.lock() {
+            st.stopped = true;
             for (_, h) in st.watches.drain() {
                 h.abort();
             }
@@ -172,7 +183,7 @@ impl DriftTracker {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
-            if !st.pending.insert(bd_key.to_string()) {
+            if st.stopped || !st.pending.insert(bd_key.to_string()) {
                 return;
             }
         }

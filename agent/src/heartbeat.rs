@@ -36,7 +36,12 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        let wait = match check_in(&upstream, &config).await {
+        // A check-in waiting on a slow upstream must not hold the agent's shutdown.
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            result = check_in(&upstream, &config) => result,
+        };
+        let wait = match result {
             Ok(()) => config.checkin_interval,
             Err(error) => {
                 tracing::warn!(cluster = %format!("{}/{}", config.cluster_namespace, config.cluster_name), %error, "agent check-in failed");

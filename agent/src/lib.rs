@@ -71,7 +71,10 @@ impl Agent {
         }
     }
 
-    /// Runs until `shutdown` is cancelled.
+    /// Runs until `shutdown` is cancelled. Then no new reconcile starts, the ones in flight
+    /// get [`AgentConfig::shutdown_grace`] to finish and are abandoned after it (a reconcile
+    /// stuck on a slow chart download or API server must not hold the agent), and every task
+    /// of the agent (watches, drift watches, check-ins) is stopped.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), AgentError> {
         let config = self.config.clone();
         let span = tracing::info_span!("agent", cluster = %format!("{}/{}", config.cluster_namespace, config.cluster_name));
@@ -105,17 +108,19 @@ impl Agent {
             drift.clone(),
             bd_controller.store(),
         ));
+        let in_flight = InFlight::default();
 
         // Drift reconciles: keys come from the drift watches after the coalescing delay.
         let drift_ctx = ctx.clone();
         let drift_workers = config.drift_workers.max(1);
         let drift_shutdown = shutdown.clone();
+        let drift_in_flight = in_flight.clone();
         let drift_task = tokio::spawn(async move {
             let keys = futures::stream::poll_fn(move |cx| drift_rx.poll_recv(cx))
                 .take_until(drift_shutdown.cancelled_owned());
             keys.for_each_concurrent(drift_workers, |key| {
                 let ctx = drift_ctx.clone();
-                async move {
+                drift_in_flight.track(async move {
                     let span =
                         tracing::info_span!("drift", bd = %key, cluster = %ctx.config.cluster_name);
                     let started = std::time::Instant::now();
@@ -131,22 +136,92 @@ impl Agent {
                         result.is_ok(),
                         started.elapsed().as_secs_f64(),
                     );
-                }
+                })
             })
             .await;
         });
 
+        // kube-runtime's graceful shutdown alone can wait forever: for reconciles stuck in a
+        // blocking call, and, when the BundleDeployment watch has not listed once yet (the
+        // upstream is slow or refuses the agent), for a store that can no longer get ready.
+        // So the controller is dropped (which aborts its reconciles) once the reconciles in
+        // flight are done or the grace period is over.
         let bd_shutdown = shutdown.clone();
-        bd_controller
-            .graceful_shutdown_on(async move { bd_shutdown.cancelled().await })
-            .run(controller::reconcile, controller::error_policy, ctx)
-            .for_each(|_| async {})
-            .await;
-
-        shutdown.cancelled().await;
+        let reconcile_in_flight = in_flight.clone();
+        let mut bd_controller = Box::pin(
+            bd_controller
+                .graceful_shutdown_on(async move { bd_shutdown.cancelled().await })
+                .run(
+                    move |bd, ctx| reconcile_in_flight.track(controller::reconcile(bd, ctx)),
+                    controller::error_policy,
+                    ctx,
+                )
+                .for_each(|_| async {}),
+        );
+        tokio::select! {
+            _ = &mut bd_controller => shutdown.cancelled().await,
+            _ = shutdown.cancelled() => {}
+        }
+        if tokio::time::timeout(config.shutdown_grace, in_flight.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                reconciles = in_flight.count(),
+                "reconciles still running after the shutdown grace period; abandoning them"
+            );
+        }
+        // Dropping the controller aborts the reconciles still running.
+        drop(bd_controller);
+        drift_task.abort();
         drift.shutdown();
         let _ = drift_task.await;
         let _ = heartbeat.await;
         Ok(())
+    }
+}
+
+/// Counts the reconciles in flight, so that shutdown can wait for them.
+#[derive(Clone)]
+struct InFlight(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Default for InFlight {
+    fn default() -> Self {
+        InFlight(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+}
+
+/// One reconcile in flight; dropping it (the reconcile finished, or was dropped unpolled)
+/// counts it out.
+struct InFlightGuard(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl InFlight {
+    /// `work`, counted from now until it finishes or is dropped.
+    fn track<F: std::future::Future>(
+        &self,
+        work: F,
+    ) -> impl std::future::Future<Output = F::Output> + use<F> {
+        self.0.send_modify(|n| *n += 1);
+        let guard = InFlightGuard(self.0.clone());
+        async move {
+            let _guard = guard;
+            work.await
+        }
+    }
+
+    fn count(&self) -> usize {
+        *self.0.borrow()
+    }
+
+    /// Resolves when nothing is in flight.
+    async fn idle(&self) {
+        let mut counts = self.0.subscribe();
+        let _ = counts.wait_for(|n| *n == 0).await;
     }
 }

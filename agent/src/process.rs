@@ -4,18 +4,14 @@
 //! [`crate::register`]) and run the [`Agent`] until shutdown or until leadership is lost — then
 //! it becomes a candidate again instead of exiting, so a lost Lease is no crash loop.
 //!
-//! [`decide`] is the pure Lease decision (observed Lease + identity + clock); the elector
-//! around it does the API calls, with client-go's lease duration / renew deadline / retry
-//! period semantics.
+//! The election is [`fleet_leader`] (the controller's too), with client-go's lease duration /
+//! renew deadline / retry period semantics from the `CATTLE_ELECTION_*` variables.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, PostParams};
+use fleet_leader::{LeaderElector, LeaseConfig, TermEnd};
+pub use fleet_leader::{LeaseDecision, decide, released};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -55,202 +51,32 @@ impl ElectionSettings {
             lease_duration: env_duration(
                 env_vars,
                 env::ELECTION_LEASE_DURATION,
-                Duration::from_secs(15),
+                fleet_leader::DEFAULT_LEASE_DURATION,
             )?,
             renew_deadline: env_duration(
                 env_vars,
                 env::ELECTION_RENEW_DEADLINE,
-                Duration::from_secs(10),
+                fleet_leader::DEFAULT_RENEW_DEADLINE,
             )?,
             retry_period: env_duration(
                 env_vars,
                 env::ELECTION_RETRY_PERIOD,
-                Duration::from_secs(2),
+                fleet_leader::DEFAULT_RETRY_PERIOD,
             )?
-            .max(Duration::from_millis(10)),
+            .max(fleet_leader::MIN_RETRY_PERIOD),
             identity,
         })
     }
 }
 
-/// What a candidate does after looking at the Lease.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LeaseDecision {
-    /// Write this spec (create, take over or renew); after the write this process leads.
-    Write { spec: LeaseSpec, acquired: bool },
-    /// Another holder's Lease is still valid.
-    Follow { holder: String },
-}
-
-fn lease_expired(spec: &LeaseSpec, now: Timestamp, default_duration: Duration) -> bool {
-    let seconds = spec
-        .lease_duration_seconds
-        .map(|s| i64::from(s.max(0)))
-        .unwrap_or_else(|| i64::try_from(default_duration.as_secs()).unwrap_or(i64::MAX));
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
-        return true;
-    };
-    match renewed.0.checked_add(SignedDuration::from_secs(seconds)) {
-        Ok(expiry) => expiry <= now,
-        Err(_) => false,
-    }
-}
-
-/// The pure decision over the observed Lease spec (`None`: no Lease yet).
-pub fn decide(
-    observed: Option<&LeaseSpec>,
-    identity: &str,
-    now: Timestamp,
-    lease_duration: Duration,
-) -> LeaseDecision {
-    let duration_seconds = i32::try_from(lease_duration.as_secs().max(1)).unwrap_or(i32::MAX);
-    let fresh = |transitions: i32| LeaseSpec {
-        holder_identity: Some(identity.to_string()),
-        lease_duration_seconds: Some(duration_seconds),
-        acquire_time: Some(MicroTime(now)),
-        renew_time: Some(MicroTime(now)),
-        lease_transitions: Some(transitions),
-        ..Default::default()
-    };
-    let Some(spec) = observed else {
-        return LeaseDecision::Write {
-            spec: fresh(0),
-            acquired: true,
-        };
-    };
-    let holder = spec.holder_identity.clone().unwrap_or_default();
-    if holder == identity {
-        let mut renewed = spec.clone();
-        renewed.renew_time = Some(MicroTime(now));
-        renewed.lease_duration_seconds = Some(duration_seconds);
-        return LeaseDecision::Write {
-            spec: renewed,
-            acquired: false,
-        };
-    }
-    if holder.is_empty() || lease_expired(spec, now, lease_duration) {
-        let transitions = spec.lease_transitions.unwrap_or(0).saturating_add(1);
-        return LeaseDecision::Write {
-            spec: fresh(transitions),
-            acquired: true,
-        };
-    }
-    LeaseDecision::Follow { holder }
-}
-
-/// The Lease as released on shutdown, so a successor need not wait for it to expire.
-pub fn released(spec: &LeaseSpec, now: Timestamp) -> LeaseSpec {
-    LeaseSpec {
-        holder_identity: None,
-        lease_duration_seconds: Some(1),
-        acquire_time: Some(MicroTime(now)),
-        renew_time: Some(MicroTime(now)),
-        lease_transitions: spec.lease_transitions,
-        ..Default::default()
-    }
-}
-
-/// Leader election on the downstream Lease.
-struct Elector {
-    api: Api<Lease>,
-    namespace: String,
-    settings: ElectionSettings,
-}
-
-impl Elector {
-    /// One read-decide-write round; `true` when this process leads afterwards.
-    async fn try_acquire_or_renew(&self) -> bool {
-        let current = match self.api.get_opt(LEASE_NAME).await {
-            Ok(lease) => lease,
-            Err(error) => {
-                tracing::warn!(lease = %format!("{}/{LEASE_NAME}", self.namespace), %error, "reading the agent Lease failed");
-                return false;
-            }
-        };
-        let LeaseDecision::Write { spec, acquired } = decide(
-            current.as_ref().and_then(|l| l.spec.as_ref()),
-            &self.settings.identity,
-            Timestamp::now(),
-            self.settings.lease_duration,
-        ) else {
-            return false;
-        };
-        let result = match current {
-            None => {
-                let lease = Lease {
-                    metadata: ObjectMeta {
-                        name: Some(LEASE_NAME.to_string()),
-                        namespace: Some(self.namespace.clone()),
-                        ..Default::default()
-                    },
-                    spec: Some(spec),
-                };
-                self.api.create(&PostParams::default(), &lease).await
-            }
-            // The resourceVersion of `lease` makes a racing write fail.
-            Some(mut lease) => {
-                lease.spec = Some(spec);
-                self.api
-                    .replace(LEASE_NAME, &PostParams::default(), &lease)
-                    .await
-            }
-        };
-        match result {
-            Ok(_) => {
-                if acquired {
-                    tracing::info!(lease = %format!("{}/{LEASE_NAME}", self.namespace), identity = %self.settings.identity, "agent acquired leadership");
-                }
-                true
-            }
-            Err(error) => {
-                tracing::debug!(lease = %format!("{}/{LEASE_NAME}", self.namespace), %error, "writing the agent Lease failed");
-                false
-            }
-        }
-    }
-
-    async fn release(&self) {
-        let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await else {
-            return;
-        };
-        let Some(spec) = &lease.spec else { return };
-        if spec.holder_identity.as_deref() != Some(self.settings.identity.as_str()) {
-            return;
-        }
-        lease.spec = Some(released(spec, Timestamp::now()));
-        if let Err(error) = self
-            .api
-            .replace(LEASE_NAME, &PostParams::default(), &lease)
-            .await
-        {
-            tracing::warn!(lease = %format!("{}/{LEASE_NAME}", self.namespace), %error, "releasing the agent Lease failed");
-        }
-    }
-
-    /// Renews every retry period; returns once a renewal has not succeeded for the renew
-    /// deadline (leadership lost).
-    async fn keep_renewing(&self) {
-        let mut last_renewed = tokio::time::Instant::now();
-        loop {
-            tokio::time::sleep(self.settings.retry_period).await;
-            if self.try_acquire_or_renew().await {
-                last_renewed = tokio::time::Instant::now();
-            } else if last_renewed.elapsed() >= self.settings.renew_deadline {
-                return;
-            }
-        }
-    }
-
-    /// Waits until this process leads; `false` when `shutdown` came first.
-    async fn acquire(&self, shutdown: &CancellationToken) -> bool {
-        loop {
-            if self.try_acquire_or_renew().await {
-                return true;
-            }
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(self.settings.retry_period) => {}
-            }
+impl ElectionSettings {
+    /// The agent's Lease `<namespace>/fleet-agent` with these settings.
+    pub fn lease_config(&self, namespace: &str) -> LeaseConfig {
+        LeaseConfig {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+            ..LeaseConfig::new(namespace, LEASE_NAME, &self.identity)
         }
     }
 }
@@ -272,27 +98,6 @@ fn register_options(
     )?
     .max(Duration::from_millis(10));
     Ok(options)
-}
-
-/// Runs `work` with a child token of `shutdown` while `elector` renews the Lease; cancels the
-/// work when leadership is lost. Returns whether leadership was lost, and the work's result.
-async fn lead<F>(
-    elector: &Elector,
-    term: CancellationToken,
-    work: F,
-) -> (bool, Result<(), AgentError>)
-where
-    F: Future<Output = Result<(), AgentError>>,
-{
-    tokio::pin!(work);
-    tokio::select! {
-        result = &mut work => (false, result),
-        _ = elector.keep_renewing() => {
-            tracing::warn!(lease = %format!("{}/{LEASE_NAME}", elector.namespace), identity = %elector.settings.identity, "agent lost leadership, stopping");
-            term.cancel();
-            (true, work.await)
-        }
-    }
 }
 
 /// Where the agent registers its metrics.
@@ -377,12 +182,8 @@ async fn run(
     let initial_retry = env_duration(&env, env::REGISTRATION_RETRY, Duration::from_secs(5))?
         .max(Duration::from_millis(10));
     let namespace = base_config.agent_namespace.clone();
-    let elector = Elector {
-        api: Api::namespaced(downstream.clone(), &namespace),
-        namespace: namespace.clone(),
-        settings: election,
-    };
-    tracing::info!(namespace = %namespace, identity = %elector.settings.identity, "agent process starting");
+    let elector = LeaderElector::new(downstream.clone(), election.lease_config(&namespace));
+    tracing::info!(namespace = %namespace, identity = %election.identity, "agent process starting");
 
     let mut sink = Some(sink);
     loop {
@@ -398,15 +199,19 @@ async fn run(
             let mut config = base_config.clone();
             let sink = &mut sink;
             async move {
-                let Some(registered) = register_with_retry(
+                // Registration stops at once on shutdown, also in the middle of an API call.
+                let registering = register_with_retry(
                     &downstream,
                     connector.as_ref(),
                     options,
                     initial_retry,
                     &term,
-                )
-                .await
-                else {
+                );
+                let registered = tokio::select! {
+                    _ = term.cancelled() => None,
+                    registered = registering => registered,
+                };
+                let Some(registered) = registered else {
                     return Ok(());
                 };
                 let credentials = &registered.credentials;
@@ -418,9 +223,8 @@ async fn run(
                 agent.run(term).await
             }
         };
-        let (lost, result) = lead(&elector, term, work).await;
-        if !lost {
-            elector.release().await;
+        let (end, result) = elector.lead(&term, work).await;
+        if end == TermEnd::WorkReturned {
             return result;
         }
         result?;
@@ -433,6 +237,9 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use k8s_openapi::jiff::Timestamp;
 
     const DURATION: Duration = Duration::from_secs(15);
 

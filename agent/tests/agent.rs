@@ -697,3 +697,127 @@ async fn paused_deployments_wait_and_metrics_count_reconciles() {
     );
     env.stop().await;
 }
+
+/// A TCP server on 127.0.0.1 that accepts connections and never answers: a chart download
+/// from it hangs until the HTTP client's own timeout, minutes later. Dropping it closes the
+/// connections, so the hung download then fails at once.
+struct StalledServer {
+    url: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StalledServer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        StalledServer {
+            url,
+            accepted,
+            task,
+        }
+    }
+}
+
+impl Drop for StalledServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Cancels the agent and waits for it, failing when it takes longer than `bound`.
+async fn stop_within(shutdown: CancellationToken, agent: tokio::task::JoinHandle<()>, secs: u64) {
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(secs), agent)
+        .await
+        .unwrap_or_else(|_| panic!("the agent did not stop within {secs} s"))
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_completes_with_reconciles_drift_watches_and_a_hung_download_in_flight() {
+    let env = start().await;
+    // Deployed bundles: drift watches and check-ins running.
+    for name in ["one", "two", "three"] {
+        let m = put_content(&env.up, &[resource("cm.yaml", &cm_yaml(name, "1"))]).await;
+        create_bd(&env.up, name, &m, options("busy"), vec![]).await;
+    }
+    for name in ["one", "two", "three"] {
+        let m = put_content(&env.up, &[resource("cm.yaml", &cm_yaml(name, "1"))]).await;
+        wait_ready(&env.up, name, &m).await;
+    }
+    // A HelmOp-style deployment whose chart download hangs: a reconcile stuck in flight.
+    let server = StalledServer::start().await;
+    let chart = format!("{}/stalled-0.1.0.tgz", server.url);
+    let bd: BundleDeployment = serde_json::from_value(json!({
+        "apiVersion": "fleet.cattle.io/v1alpha1",
+        "kind": "BundleDeployment",
+        "metadata": {"name": "stalled", "namespace": CLUSTER_NS, "labels": {
+            "fleet.cattle.io/bundle-name": "stalled",
+            "fleet.cattle.io/bundle-namespace": "fleet-default",
+            "fleet.cattle.io/cluster": "sim-1",
+            "fleet.cattle.io/cluster-namespace": "fleet-default",
+        }},
+        "spec": {
+            "deploymentID": "stalled:opts",
+            "stagedDeploymentID": "stalled:opts",
+            "options": {"defaultNamespace": "stalled", "helm": {"chart": chart}},
+            "stagedOptions": {"defaultNamespace": "stalled", "helm": {"chart": chart}},
+            "helmChartOptions": {},
+        },
+    }))
+    .unwrap();
+    bd_api(&env.up)
+        .create(&PostParams::default(), &bd)
+        .await
+        .unwrap();
+    eventually("the chart download to be in flight", || async {
+        (server.accepted.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+    })
+    .await;
+    // And a burst of drift events on the deployed objects.
+    for name in ["one", "two", "three"] {
+        Api::<ConfigMap>::namespaced(env.down.clone(), "busy")
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"data": {"key": "drifted"}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    stop_within(env.shutdown, env.agent, 20).await;
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_completes_before_bundle_deployments_could_be_listed() {
+    let sim = Simulator::new(SimConfig::default());
+    // No Fleet CRDs upstream: the BundleDeployment watch keeps failing, its store never
+    // becomes ready (as for an agent stopped before its first list, or refused upstream).
+    let up = sim.add_cluster("upstream").unwrap().client();
+    let down = sim.add_cluster("downstream").unwrap().client();
+    let mut registry = prometheus_client::registry::Registry::default();
+    let agent = Agent::new(
+        up,
+        down,
+        AgentConfig::new("fleet-default", "sim-1", CLUSTER_NS),
+        &mut registry,
+    );
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move { agent.run(token).await.unwrap() });
+    // Not a timing assertion: the agent only has to have started its watch.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_within(shutdown, task, 20).await;
+}

@@ -267,6 +267,43 @@ async fn new_commits_roll_out_prune_and_keep_resources() {
             "keepResources: kept/kept must stay on {cluster}"
         );
     }
+
+    // The last folder goes: its bundle is pruned too (the GitRepo reports that nothing is
+    // left to deploy) and, without keepResources, its objects leave every cluster.
+    std::fs::remove_dir_all(repo.path().join("app")).expect("rm app");
+    repo.commit("drop the last bundle");
+    eventually(120, "the last bundle to be deleted", || async {
+        match bundles.get_opt("shop-app").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|b| b.map(|b| b.metadata.name)))),
+        }
+    })
+    .await;
+    for (cluster, _) in ENVS {
+        let client = system.cluster_client(cluster).expect("cluster");
+        eventually(120, &format!("web removed from {cluster}"), || async {
+            match live(&client, &web).await {
+                None => Ok(()),
+                Some(_) => Err("still there".into()),
+            }
+        })
+        .await;
+        assert!(
+            live(&client, &kept).await.is_some(),
+            "keepResources: kept/kept still stays on {cluster}"
+        );
+    }
+    eventually(120, "Ready=False: nothing left to deploy", || async {
+        let repo = gitrepo_json(&system, "shop").await;
+        let ready = condition(&repo, "Ready").cloned().unwrap_or(Value::Null);
+        let message = ready["message"].as_str().unwrap_or_default();
+        if ready["status"] == "False" && message.contains("no resource found") {
+            Ok(())
+        } else {
+            Err(format!("Ready: {ready}"))
+        }
+    })
+    .await;
     system.shutdown().await;
 }
 
@@ -586,4 +623,109 @@ async fn restarting_the_controller_and_an_agent_mid_rollout_converges() {
         }
     }
     system.shutdown().await;
+}
+
+/// `fleet apply` as the git job runs it, against a cluster: Bundles of folders that are gone
+/// are pruned, also the last one (then the run fails saying nothing is left to deploy), and a
+/// run that fails to build deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_apply_prunes_bundles_of_removed_folders_also_the_last_one() {
+    let sim = fleet_simulator::Simulator::new(fleet_simulator::SimConfig::default());
+    let upstream = sim.add_cluster("upstream").expect("cluster");
+    upstream
+        .install_crds(&fleet_api::crds::all())
+        .expect("crds");
+    let client = upstream.client();
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "fleet-local"}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .unwrap();
+    let serve = sim.serve("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    upstream
+        .write_kubeconfig(&kubeconfig, &serve.cluster_url("upstream"))
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let write = |path: &str, content: &str| {
+        let p = work.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    };
+    let cm = |name: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  a: b\n")
+    };
+    for app in ["one", "two"] {
+        write(
+            &format!("apps/{app}/fleet.yaml"),
+            "defaultNamespace: apps\n",
+        );
+        write(&format!("apps/{app}/cm.yaml"), &cm(app));
+    }
+    let apply = || {
+        let cwd = work.path().to_path_buf();
+        let kubeconfig = kubeconfig.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_fleet"))
+                .args(["apply", "-n", "fleet-local", "--commit", "c1"])
+                .args([
+                    "--label",
+                    "fleet.cattle.io/repo-name=repo",
+                    "repo",
+                    "apps/*",
+                ])
+                .current_dir(cwd)
+                .env("KUBECONFIG", kubeconfig)
+                .env("FLEET_LOG", "warn")
+                .output()
+                .expect("running fleet apply")
+        })
+    };
+    let bundles: Api<fleet_api::Bundle> = Api::namespaced(client.clone(), "fleet-local");
+    let names = || async {
+        bundles
+            .list(&kube::api::ListParams::default().labels("fleet.cattle.io/repo-name=repo"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|b| b.metadata.name)
+            .collect::<Vec<_>>()
+    };
+    let stderr = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    let out = apply().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(names().await, ["repo-apps-one", "repo-apps-two"]);
+
+    // A removed folder: its Bundle is pruned.
+    std::fs::remove_dir_all(work.path().join("apps/two")).unwrap();
+    let out = apply().await.unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(names().await, ["repo-apps-one"]);
+
+    // A run that fails to build (and would find no other folder) deletes nothing.
+    write("apps/one/fleet.yaml", "helm: [unclosed\n");
+    let out = apply().await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("apps/one/fleet.yaml"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(names().await, ["repo-apps-one"]);
+
+    // The last folder goes: pruned too, and the run says nothing is left to deploy.
+    std::fs::remove_dir_all(work.path().join("apps/one")).unwrap();
+    let out = apply().await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no resource found"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(names().await.is_empty());
+    serve.shutdown().await;
 }

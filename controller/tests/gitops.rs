@@ -275,6 +275,113 @@ async fn a_broken_fleet_yaml_keeps_the_deployed_bundles() {
     up.stop().await;
 }
 
+/// The names of the GitRepo's bundles, once they are exactly `want` (all at `commit` when given).
+async fn bundles_become(client: &kube::Client, repo: &str, want: &[&str], commit: Option<&str>) {
+    let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    eventually(&format!("{repo} bundles {want:?}"), WAIT, || async {
+        let b = bundles_of(client, repo).await;
+        let names: Vec<String> = b.keys().cloned().collect();
+        let at_commit = commit.is_none_or(|c| b.values().all(|x| label(x, COMMIT_LABEL) == c));
+        if names == want && at_commit {
+            Ok(())
+        } else {
+            let g = gitrepo(client, repo).await;
+            Err(format!("{names:?}; Ready: {:?}", condition(&g, "Ready")))
+        }
+    })
+    .await;
+}
+
+async fn set_paths(client: &kube::Client, repo: &str, paths: &[&str]) {
+    Api::<GitRepo>::namespaced(client.clone(), NS)
+        .patch(
+            repo,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paths": paths}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_of_deleted_folders_and_dropped_paths_are_pruned_also_the_last_one() {
+    let up = Upstream::start().await;
+    let repo = LocalRepo::new();
+    two_apps(&repo, "v1");
+    repo.write("other/cm.yaml", &configmap("other", "v1"));
+    let first = repo.commit("first");
+    create_gitrepo(
+        &up.client,
+        "prune",
+        json!({"repo": repo.url(), "paths": ["apps/*"], "pollingInterval": "1s"}),
+    )
+    .await;
+    bundles_become(
+        &up.client,
+        "prune",
+        &["prune-apps-one", "prune-apps-two"],
+        Some(&first),
+    )
+    .await;
+
+    // Other paths: the bundles of the old ones go, the new one comes.
+    set_paths(&up.client, "prune", &["other"]).await;
+    bundles_become(&up.client, "prune", &["prune-other"], None).await;
+    set_paths(&up.client, "prune", &["apps/*"]).await;
+    bundles_become(
+        &up.client,
+        "prune",
+        &["prune-apps-one", "prune-apps-two"],
+        None,
+    )
+    .await;
+
+    // A commit that removes a folder but breaks another builds nothing: nothing is deleted.
+    repo.remove("apps/two");
+    repo.write("apps/one/fleet.yaml", "helm: [unclosed\n");
+    repo.commit("drop two, break one");
+    eventually("Ready=False naming the broken file", WAIT, || async {
+        let g = gitrepo(&up.client, "prune").await;
+        match condition(&g, "Ready") {
+            Some(c) if c.status == "False" && c.message.contains("apps/one/fleet.yaml") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let kept = bundles_of(&up.client, "prune").await;
+    assert_eq!(
+        kept.keys().collect::<Vec<_>>(),
+        ["prune-apps-one", "prune-apps-two"],
+        "a failed build deletes nothing"
+    );
+
+    // Fixed: the removed folder's bundle goes.
+    repo.write("apps/one/fleet.yaml", "defaultNamespace: one\n");
+    let fixed = repo.commit("fix one");
+    bundles_become(&up.client, "prune", &["prune-apps-one"], Some(&fixed)).await;
+
+    // The last folder goes: its bundle is deleted too, and the GitRepo says nothing is left
+    // to deploy (as `fleet apply` in Fleet's git job fails after pruning).
+    repo.remove("apps/one");
+    repo.commit("drop the last app");
+    bundles_become(&up.client, "prune", &[], None).await;
+    eventually("Ready=False: nothing to deploy", WAIT, || async {
+        let g = gitrepo(&up.client, "prune").await;
+        match condition(&g, "Ready") {
+            Some(c) if c.status == "False" && c.message.contains("no resource found") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    // A folder comes back: deployed again.
+    repo.write("apps/three/cm.yaml", &configmap("three", "v1"));
+    let back = repo.commit("add three");
+    bundles_become(&up.client, "prune", &["prune-apps-three"], Some(&back)).await;
+    assert!(up.is_running());
+    up.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_repository_is_reported_with_url_and_step() {
     let up = Upstream::start().await;

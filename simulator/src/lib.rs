@@ -85,6 +85,7 @@ pub mod rbac;
 pub mod registry;
 pub mod review;
 pub mod selector;
+pub mod services;
 pub mod ssa;
 pub mod store;
 pub mod table;

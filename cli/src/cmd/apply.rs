@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use fleet_api::{Bundle, CorrectDrift};
-use fleet_bundle::apply::{BuiltBundle, build_bundles, build_bundles_in_with, export_yaml};
+use fleet_bundle::apply::{
+    ApplyError, BuiltBundle, build_bundles, build_bundles_in_with, export_yaml,
+};
 use fleet_bundle::bundlereader::{ChartDownload, ReadOptions};
 
 /// Environment variable: how many times `fleet apply` tries when a Bundle update conflicts.
@@ -138,18 +140,33 @@ fn chart_download(cacerts_file: &Path) -> anyhow::Result<ChartDownload> {
 
 pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
     let opts = read_options(args);
-    let built = match &args.cacerts_file {
-        None => build_bundles(&args.name, &args.dirs, &args.namespace, &opts)?,
+    let download = args
+        .cacerts_file
+        .as_deref()
+        .map(chart_download)
+        .transpose()?;
+    let built = match &download {
+        None => build_bundles(&args.name, &args.dirs, &args.namespace, &opts),
         // Paths relative to the working directory (the checkout in a git job), read exactly as
         // the controller's in-process mode reads a checkout.
-        Some(file) => build_bundles_in_with(
+        Some(download) => build_bundles_in_with(
             Path::new("."),
             &args.name,
             &args.dirs,
             &args.namespace,
             &opts,
-            &chart_download(file)?,
-        )?,
+            download,
+        ),
+    };
+    let built = match built {
+        Ok(built) => built,
+        // Every folder was read and none has anything left to deploy: as in Fleet, the
+        // GitRepo's bundles still in the cluster are pruned, then the run fails saying so.
+        Err(error @ ApplyError::NothingToDeploy { .. }) if args.output.is_none() => {
+            async_runtime()?.block_on(cluster::prune_all(&args.name, &args.namespace))?;
+            return Err(error.into());
+        }
+        Err(error) => return Err(error.into()),
     };
     for w in &built.warnings {
         eprintln!("warning: {w}");
@@ -172,11 +189,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
             }
         }
         None => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
-            runtime.block_on(cluster::save_all(
+            async_runtime()?.block_on(cluster::save_all(
                 &args.name,
                 &args.namespace,
                 &built.bundles,
@@ -184,6 +197,13 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn conflict_attempts() -> anyhow::Result<usize> {
@@ -243,6 +263,15 @@ mod cluster {
             save_image_scans(&client, namespace, &b.image_scans).await?;
         }
         prune(&api, repo, namespace, &names).await
+    }
+
+    /// Deletes every Bundle of the GitRepo `repo` (its repository has nothing left to deploy).
+    pub async fn prune_all(repo: &str, namespace: &str) -> anyhow::Result<()> {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the cluster of the current kubeconfig")?;
+        let api: Api<Bundle> = Api::namespaced(client, namespace);
+        prune(&api, repo, namespace, &BTreeSet::new()).await
     }
 
     async fn save(api: &Api<Bundle>, bundle: &Bundle) -> Result<bool, kube::Error> {

@@ -78,10 +78,41 @@ pub fn read_options(
     }
 }
 
+/// Why a build produced no bundles to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildError {
+    /// Every folder was read, and none has anything to deploy (the repository's last bundle
+    /// folder was deleted, or `paths` match nothing). Like `fleet apply` in Fleet's git job,
+    /// the GitRepo's bundles are pruned and the GitRepo still reports the message.
+    NothingToDeploy(String),
+    /// The checkout or a bundle failed: nothing already deployed may be deleted.
+    Failed(String),
+}
+
+impl BuildError {
+    pub fn message(&self) -> &str {
+        match self {
+            BuildError::NothingToDeploy(m) | BuildError::Failed(m) => m,
+        }
+    }
+}
+
 impl BuildJob {
     /// Checks the commit out (unless already checked out) and builds every bundle. The error
     /// names the bundle and the file, relative to the repository.
-    pub fn run(self) -> Result<Vec<Bundle>, String> {
+    pub fn run(self) -> Result<Vec<Bundle>, BuildError> {
+        self.build().map_err(|(nothing_to_deploy, message)| {
+            if nothing_to_deploy {
+                BuildError::NothingToDeploy(message)
+            } else {
+                BuildError::Failed(message)
+            }
+        })
+    }
+
+    /// [`BuildJob::run`], the error flagged with whether the walk found nothing to deploy.
+    fn build(self) -> Result<Vec<Bundle>, (bool, String)> {
+        let failed = |message: String| (false, message);
         let checkout = self.cache_dir.join("checkout");
         let marker = self.cache_dir.join("checkout.commit");
         let current = std::fs::read_to_string(&marker).unwrap_or_default();
@@ -93,17 +124,17 @@ impl BuildJob {
                 &self.commit,
                 &checkout,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(e.to_string()))?;
             std::fs::write(&marker, &self.commit)
-                .map_err(|e| format!("{}: {e}", marker.display()))?;
+                .map_err(|e| failed(format!("{}: {e}", marker.display())))?;
         }
         let targets_file = if self.spec.targets.is_empty() {
             None
         } else {
             let path = self.cache_dir.join("targets.yaml");
             let text = serde_json::to_string(&targets_spec(&self.spec))
-                .map_err(|e| format!("encoding the GitRepo targets: {e}"))?;
-            std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                .map_err(|e| failed(format!("encoding the GitRepo targets: {e}")))?;
+            std::fs::write(&path, text).map_err(|e| failed(format!("{}: {e}", path.display())))?;
             Some(path)
         };
         let opts = read_options(&self.spec, &self.name, &self.commit, targets_file);
@@ -117,10 +148,13 @@ impl BuildJob {
         )
         .map_err(|e| {
             let short = &self.commit[..self.commit.len().min(7)];
-            format!(
+            let message = format!(
                 "commit {short}: {}",
                 relative_paths(&e.to_string(), &checkout)
-            )
+            );
+            let nothing_to_deploy =
+                matches!(e, fleet_bundle::apply::ApplyError::NothingToDeploy { .. });
+            (nothing_to_deploy, message)
         })?;
         for w in &built.warnings {
             tracing::info!(warning = %relative_paths(&w.to_string(), &checkout), "fleet.yaml");

@@ -86,8 +86,14 @@ struct RepoMemory {
     /// Job mode: the state of the last Job seen.
     job_state: Option<job::JobState>,
     build_error: Option<String>,
-    /// The bundles of the last successful build.
+    /// The bundles of the last build that read every folder (empty when the repository has
+    /// nothing left to deploy).
     desired: Option<Vec<Bundle>>,
+    /// The last build read every folder, so `desired` is what the repository holds now and
+    /// bundles missing from it are pruned — also when it holds nothing (then `build_error`
+    /// says so, as Fleet's `fleet apply` fails after pruning). False after a failed build:
+    /// nothing already deployed is deleted because of a broken folder.
+    desired_is_current: bool,
     /// When the bundles were last rebuilt (for the periodic resync).
     last_build: Option<Duration>,
     written: bundles::Written,
@@ -545,16 +551,28 @@ async fn sync_repo(
             let permit = gitops.build_slots.acquire().await;
             let built = tokio::task::spawn_blocking(move || job.run())
                 .await
-                .unwrap_or_else(|e| Err(format!("bundle build task failed: {e}")));
+                .unwrap_or_else(|e| {
+                    Err(bundles::BuildError::Failed(format!(
+                        "bundle build task failed: {e}"
+                    )))
+                });
             drop(permit);
             match built {
                 Ok(desired) => {
                     tracing::info!(%commit, bundles = desired.len(), "bundles built");
                     memory.desired = Some(desired);
+                    memory.desired_is_current = true;
                     memory.build_error = None;
                 }
-                Err(msg) => {
+                Err(bundles::BuildError::NothingToDeploy(msg)) => {
+                    tracing::info!(%commit, error = %msg, "no folder has anything to deploy; the GitRepo's bundles are pruned");
+                    memory.desired = Some(Vec::new());
+                    memory.desired_is_current = true;
+                    memory.build_error = Some(msg);
+                }
+                Err(bundles::BuildError::Failed(msg)) => {
                     tracing::info!(%commit, error = %msg, "building bundles failed; existing bundles are kept");
+                    memory.desired_is_current = false;
                     memory.build_error = Some(msg);
                 }
             }
@@ -568,7 +586,7 @@ async fn sync_repo(
         .items;
     let mut existing = existing;
     if ctx.config.gitjob_mode == GitJobMode::InProcess
-        && memory.build_error.is_none()
+        && memory.desired_is_current
         && let Some(desired) = &memory.desired
     {
         let plan = bundles::plan(desired, &existing, &memory.written);

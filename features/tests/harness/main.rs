@@ -7,7 +7,8 @@
 //!   `<target dir>/fleet-features-junit.xml`).
 //! - `FLEET_FEATURES_CONCURRENCY`: scenarios run at once (default 3).
 //! - `FLEET_FEATURES_TIME_SCALE`: stretches every wait (default 2).
-//! - `FLEET_FEATURES_FILTER`: only scenarios whose name contains this text.
+//! - `FLEET_FEATURES_FILTER`: only scenarios whose name, or whose feature's name, contains this
+//!   text.
 //! - `FLEET_FEATURES_SKIP=1`: run nothing (`scripts/test` builds the binary with the workspace
 //!   tests and runs it on its own afterwards).
 //!
@@ -16,8 +17,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backend;
-#[path = "../../../controller/tests/helmops_support/mod.rs"]
-mod helmops_support;
 mod steps;
 mod support;
 mod world;
@@ -136,10 +135,18 @@ async fn run(kind: BackendKind) -> i32 {
                 .normalized(),
         )
         .fail_on_skipped()
-        .filter_run(features, move |_feature, _rule, scenario| {
-            let needs_sim = scenario.tags.iter().any(|t| t == "sim");
+        .filter_run(features, move |feature, _rule, scenario| {
+            // `@sim` on the feature covers all its scenarios (gherkin does not copy feature tags
+            // onto scenarios).
+            let needs_sim = scenario
+                .tags
+                .iter()
+                .chain(&feature.tags)
+                .any(|t| t == "sim");
             (kind == BackendKind::Sim || !needs_sim)
-                && (name_filter.is_empty() || scenario.name.contains(&name_filter))
+                && (name_filter.is_empty()
+                    || scenario.name.contains(&name_filter)
+                    || feature.name.contains(&name_filter))
         })
         .await;
 

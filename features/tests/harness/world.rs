@@ -2,50 +2,29 @@
 //! it declared, and the names snapshots are filed under.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use cucumber::World;
 use fleet_cli::system::ClusterSpec;
+use fleet_simulator::services::{ChartRepo, GitHttpServer, GitWorkdir, TestCa};
 
 use crate::backend::{Backend, BackendKind};
 
 /// A git repository the scenario commits to; the controller fetches it over `file://` on the
-/// simulator, or from the git server container on k3d.
+/// simulator, from the HTTPS git server when the scenario serves it so, or from the git server
+/// container on k3d.
 #[derive(Debug)]
 pub struct GitFixture {
-    dir: tempfile::TempDir,
+    workdir: GitWorkdir,
     /// k3d: the bare repository the git server serves, pushed to after every commit.
     served: Option<(PathBuf, String)>,
-}
-
-fn run_git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .with_context(|| format!("running git {args:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "git {args:?} in {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    /// The in-process HTTPS git server serving the repository as `<name>.git`.
+    https: Option<(GitHttpServer, String)>,
 }
 
 impl GitFixture {
     pub fn new(kind: BackendKind, unique_name: &str) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir().context("creating a folder for the git repository")?;
-        for args in [
-            &["init", "-q", "-b", "main"][..],
-            &["config", "user.email", "features@fleet-rs.test"],
-            &["config", "user.name", "fleet-rs features"],
-            &["config", "commit.gpgsign", "false"],
-        ] {
-            run_git(dir.path(), args)?;
-        }
+        let workdir = GitWorkdir::init("main").context("creating the scenario's git repository")?;
         let served = match kind {
             BackendKind::Sim => None,
             BackendKind::K3d => {
@@ -53,7 +32,8 @@ impl GitFixture {
                 let bare = settings.git_root.join(format!("{unique_name}.git"));
                 let _ = std::fs::remove_dir_all(&bare);
                 std::fs::create_dir_all(&bare)?;
-                run_git(&bare, &["init", "-q", "--bare", "-b", "main"])?;
+                let bare_workdir = bare.display().to_string();
+                workdir.git(&["init", "-q", "--bare", "-b", "main", &bare_workdir])?;
                 // git daemon serves only repositories that ask for it (or --export-all).
                 std::fs::write(bare.join("git-daemon-export-ok"), "")?;
                 let url = format!(
@@ -63,70 +43,57 @@ impl GitFixture {
                 Some((bare, url))
             }
         };
-        Ok(GitFixture { dir, served })
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
+        Ok(GitFixture {
+            workdir,
+            served,
+            https: None,
+        })
     }
 
     /// The URL the GitRepo points at.
     pub fn url(&self) -> String {
+        if let Some((server, name)) = &self.https {
+            return server.url(name);
+        }
         match &self.served {
             Some((_, url)) => url.clone(),
-            None => format!("file://{}", self.dir.path().display()),
+            None => self.workdir.url(),
         }
+    }
+
+    /// From now on the repository is served (and pushed to after every commit) by `server`
+    /// as `<name>.git`.
+    pub fn serve_over(&mut self, server: GitHttpServer, name: &str) -> anyhow::Result<()> {
+        server
+            .publish(&self.workdir, name)
+            .with_context(|| format!("publishing the repository as {name}.git"))?;
+        self.https = Some((server, name.to_string()));
+        Ok(())
     }
 
     pub fn write(&self, path: &str, content: &str) -> anyhow::Result<()> {
-        let p = self.dir.path().join(path);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&p, content).with_context(|| format!("writing {}", p.display()))
+        Ok(self.workdir.write(path, content)?)
     }
 
     pub fn remove(&self, path: &str) -> anyhow::Result<()> {
-        let p = self.dir.path().join(path);
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        }
-        .with_context(|| format!("removing {}", p.display()))
+        Ok(self.workdir.remove(path)?)
     }
 
     pub fn copy_dir(&self, from: &Path, to: &str) -> anyhow::Result<()> {
-        copy_recursively(from, &self.dir.path().join(to))
+        Ok(self.workdir.copy_dir(from, to)?)
     }
 
-    /// Commits everything (and pushes it to the git server on k3d); returns the commit id.
+    /// Commits everything (and pushes it to the git server serving it); returns the commit id.
     pub fn commit(&self, message: &str) -> anyhow::Result<String> {
-        run_git(self.path(), &["add", "-A"])?;
-        run_git(
-            self.path(),
-            &["commit", "-q", "--allow-empty", "-m", message],
-        )?;
+        let id = self.workdir.commit(message)?;
         if let Some((bare, _)) = &self.served {
-            let target = bare.display().to_string();
-            run_git(self.path(), &["push", "-q", "-f", &target, "main"])?;
+            self.workdir.push_to(bare)?;
         }
-        run_git(self.path(), &["rev-parse", "HEAD"])
-    }
-}
-
-fn copy_recursively(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_recursively(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
+        if let Some((server, name)) = &self.https {
+            server.push(&self.workdir, name)?;
         }
+        Ok(id)
     }
-    Ok(())
 }
 
 /// The shared conformance folder holding Fleet's examples, as `scripts/test` finds it.
@@ -151,20 +118,13 @@ pub struct FleetWorld {
     /// `<feature file stem>__<scenario>`: the prefix of the scenario's snapshot names.
     pub snapshot_prefix: String,
     /// The Helm chart repository the scenario's HelmOps install from, started on first use.
-    pub chart_repo: Option<ChartRepoFixture>,
+    pub chart_repo: Option<ChartRepo>,
+    /// Certificate authorities the scenario named, by name (made on first mention).
+    pub cas: std::collections::BTreeMap<String, TestCa>,
     /// uids of downstream objects noted by `When I note ...`, by `cluster/kind/key`.
     pub noted_uids: std::collections::BTreeMap<String, String>,
     /// BundleDeployments watched by `When I watch ...`, by `bundle/cluster`.
     pub watches: std::collections::BTreeMap<String, ReadyWatch>,
-}
-
-/// A chart repository on 127.0.0.1 (see `controller/tests/helmops_support`).
-pub struct ChartRepoFixture(pub crate::helmops_support::ChartRepo);
-
-impl std::fmt::Debug for ChartRepoFixture {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ChartRepo({})", self.0.url())
-    }
 }
 
 /// A background sampler of one BundleDeployment's Ready state; returns what it saw when not
@@ -185,6 +145,7 @@ impl FleetWorld {
             clusters: Vec::new(),
             snapshot_prefix: String::new(),
             chart_repo: None,
+            cas: Default::default(),
             noted_uids: Default::default(),
             watches: Default::default(),
         }
@@ -224,6 +185,23 @@ impl FleetWorld {
         self.repo
             .as_ref()
             .ok_or_else(|| anyhow!("no git repository"))
+    }
+
+    /// The scenario's git repository, to change how it is served.
+    pub fn repo_mut(&mut self) -> anyhow::Result<&mut GitFixture> {
+        self.repo()?;
+        self.repo
+            .as_mut()
+            .ok_or_else(|| anyhow!("no git repository"))
+    }
+
+    /// The CA named `name`, made on first mention.
+    pub fn ca(&mut self, name: &str) -> anyhow::Result<&TestCa> {
+        if !self.cas.contains_key(name) {
+            let ca = TestCa::new(name).with_context(|| format!("making the CA {name:?}"))?;
+            self.cas.insert(name.to_string(), ca);
+        }
+        self.cas.get(name).ok_or_else(|| anyhow!("no CA {name:?}"))
     }
 
     /// Commits the repository and remembers the commit the GitRepo must reach.

@@ -10,7 +10,11 @@ use crate::backend::CLUSTERS_NAMESPACE;
 use crate::support::{self, DEFAULT_WAIT, eventually, parse_labels, ready, scaled};
 use crate::world::FleetWorld;
 
-async fn create(world: &mut FleetWorld, name: &str, mut spec: Value) -> anyhow::Result<()> {
+pub(crate) async fn create(
+    world: &mut FleetWorld,
+    name: &str,
+    mut spec: Value,
+) -> anyhow::Result<()> {
     let url = world.repo()?.url();
     let obj = spec
         .as_object_mut()
@@ -98,8 +102,46 @@ pub async fn gitrepo(world: &FleetWorld, name: &str) -> Result<Value, String> {
     .ok_or_else(|| format!("GitRepo {name} does not exist"))
 }
 
+/// What a reader of a failed step needs of a GitRepo's status: the commit it reached, its
+/// clusters, and every condition that is not True with its message.
 fn brief(repo: &Value) -> String {
-    serde_json::to_string(&repo["status"]).unwrap_or_default()
+    let s = &repo["status"];
+    let (_, ready_message) = ready(repo);
+    let commit = s["commit"]
+        .as_str()
+        .filter(|c| !c.is_empty())
+        .unwrap_or("none");
+    let not_true: Vec<String> = s["conditions"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .filter(|c| c["status"] != "True" && c["type"] != "Ready")
+                .map(|c| {
+                    let message = c["message"].as_str().unwrap_or_default();
+                    format!(
+                        "{}={} {}",
+                        c["type"].as_str().unwrap_or_default(),
+                        c["status"].as_str().unwrap_or_default(),
+                        if !message.is_empty() && message == ready_message {
+                            "(the same message)".to_string()
+                        } else {
+                            format!("{message:?}")
+                        }
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "commit {commit}, readyClusters {}/{}{}",
+        s["readyClusters"].as_i64().unwrap_or(0),
+        s["desiredReadyClusters"].as_i64().unwrap_or(0),
+        if not_true.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", not_true.join("; "))
+        }
+    )
 }
 
 /// Ready at the newest commit, with every targeted cluster ready.
@@ -109,7 +151,9 @@ async fn is_ready(world: &mut FleetWorld, name: String, seconds: u64) -> anyhow:
     let world = &*world;
     eventually(
         scaled(seconds),
-        &format!("GitRepo {name} Ready at commit {commit}"),
+        &format!(
+            "GitRepo {CLUSTERS_NAMESPACE}/{name} to be Ready at commit {commit} with all its clusters ready"
+        ),
         || async {
             let repo = gitrepo(world, &name).await?;
             let (status, message) = ready(&repo);
@@ -121,10 +165,7 @@ async fn is_ready(world: &mut FleetWorld, name: String, seconds: u64) -> anyhow:
             {
                 Ok(())
             } else {
-                Err(format!(
-                    "Ready={status} {message:?}; status {}",
-                    brief(&repo)
-                ))
+                Err(format!("Ready={status} {message:?}; {}", brief(&repo)))
             }
         },
     )

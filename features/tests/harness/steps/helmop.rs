@@ -7,15 +7,20 @@ use kube::api::PostParams;
 use serde_json::json;
 
 use crate::backend::CLUSTERS_NAMESPACE;
-use crate::helmops_support::ChartRepo;
-use crate::support::{self, eventually, ready, scaled};
-use crate::world::{ChartRepoFixture, FleetWorld};
+use fleet_simulator::services::ChartRepo;
 
-fn chart_repo(world: &mut FleetWorld) -> &ChartRepo {
-    &world
+use crate::support::{self, eventually, ready, scaled};
+use crate::world::FleetWorld;
+
+/// The scenario's chart repository, started on first use.
+fn chart_repo(world: &mut FleetWorld) -> anyhow::Result<&ChartRepo> {
+    if world.chart_repo.is_none() {
+        world.chart_repo = Some(ChartRepo::start().context("starting the chart repository")?);
+    }
+    world
         .chart_repo
-        .get_or_insert_with(|| ChartRepoFixture(ChartRepo::start()))
-        .0
+        .as_ref()
+        .ok_or_else(|| anyhow!("no chart repository"))
 }
 
 /// Publishes a one-ConfigMap chart: ConfigMap `<chart>-config` with `chartVersion` and the
@@ -23,8 +28,9 @@ fn chart_repo(world: &mut FleetWorld) -> &ChartRepo {
 #[given(expr = "a chart repository with the chart {string} version {string}")]
 #[when(expr = "the chart repository publishes the chart {string} version {string}")]
 async fn publish(world: &mut FleetWorld, chart: String, version: String) -> anyhow::Result<()> {
-    chart_repo(world).publish(&chart, &version);
-    Ok(())
+    chart_repo(world)?
+        .publish(&chart, &version)
+        .with_context(|| format!("publishing chart {chart} {version}"))
 }
 
 /// Any HelmOp spec, as YAML; `helm.repo` defaults to the scenario's chart repository.
@@ -35,7 +41,7 @@ async fn create(world: &mut FleetWorld, name: String, step: &Step) -> anyhow::Re
         .as_deref()
         .ok_or_else(|| anyhow!("the step needs the HelmOp spec as a docstring"))?;
     let mut spec = support::yaml(text)?;
-    let url = chart_repo(world).url();
+    let url = chart_repo(world)?.url();
     let helm = spec
         .get_mut("helm")
         .and_then(|h| h.as_object_mut())

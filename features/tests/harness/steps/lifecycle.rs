@@ -55,17 +55,57 @@ fn tolerates(pod: &Value, key: &str, value: &str) -> bool {
         .is_some_and(|ts| ts.iter().any(|t| t["key"] == key && t["value"] == value))
 }
 
+/// The agent pods as a reader of a failed step needs them: name, phase, the tolerations that
+/// are not added to every agent pod, and why a pod is not scheduled.
 fn summary(pods: &[Value]) -> String {
+    if pods.is_empty() {
+        return format!("no agent pods (app=fleet-agent) in {AGENT_NAMESPACE}");
+    }
+    // Fleet's own and Kubernetes' default (not-ready/unreachable) tolerations.
+    let builtin = [
+        "node.cloudprovider.kubernetes.io/uninitialized",
+        "cattle.io/os",
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ];
     pods.iter()
         .map(|p| {
-            format!(
-                "{} {}",
+            let tolerations: Vec<String> = p["spec"]["tolerations"]
+                .as_array()
+                .map(|ts| {
+                    ts.iter()
+                        .filter(|t| !builtin.iter().any(|b| t["key"] == *b))
+                        .map(|t| {
+                            format!(
+                                "{}={}:{}",
+                                t["key"].as_str().unwrap_or("*"),
+                                t["value"].as_str().unwrap_or_default(),
+                                t["effect"].as_str().unwrap_or_default()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let unscheduled = p["status"]["conditions"].as_array().and_then(|cs| {
+                cs.iter()
+                    .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+            });
+            let mut line = format!(
+                "{} {} tolerating [{}]",
                 p["metadata"]["name"].as_str().unwrap_or_default(),
-                phase(p)
-            )
+                phase(p),
+                tolerations.join(", ")
+            );
+            if let Some(c) = unscheduled {
+                line.push_str(&format!(
+                    " (not scheduled: {})",
+                    c["message"].as_str().unwrap_or_default()
+                ));
+            }
+            line
         })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join("; ")
 }
 
 /// The agent runs as the workload `kind` (`StatefulSet` or `Deployment`) `fleet-agent`: it

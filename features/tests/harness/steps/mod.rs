@@ -2,6 +2,7 @@
 //! Bundles, BundleDeployments) and are reusable across scenarios.
 
 mod bundle;
+mod ca;
 mod cluster_status;
 mod clusters;
 mod drift;

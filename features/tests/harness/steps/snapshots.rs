@@ -1,6 +1,6 @@
 //! Status wording as users read it (`kubectl get`, the Rancher UI), checked against snapshots in
-//! `snapshots/` at the repository root. Times, uids, resourceVersions and commit ids are
-//! redacted. A new or changed snapshot fails the step (CI runs with `INSTA_UPDATE=no`); review it
+//! `snapshots/` at the repository root. Times, uids, resourceVersions, commit ids and the ports
+//! of the scenario's servers on 127.0.0.1 are redacted. A new or changed snapshot fails the step (CI runs with `INSTA_UPDATE=no`); review it
 //! with `cargo insta review` or accept it with `INSTA_UPDATE=always`.
 
 use std::path::PathBuf;
@@ -19,8 +19,36 @@ fn snapshot_dir() -> PathBuf {
     dir.canonicalize().unwrap_or(dir)
 }
 
+/// Patterns in text that change from run to run, and their placeholders.
+struct Volatile {
+    commit: regex::Regex,
+    loopback_port: regex::Regex,
+}
+
+impl Volatile {
+    fn new() -> Self {
+        let re = |p| regex::Regex::new(p).unwrap_or_else(|_| unreachable!());
+        Volatile {
+            commit: re(r"\b[0-9a-f]{40}\b"),
+            loopback_port: re(r"\b127\.0\.0\.1:\d+\b"),
+        }
+    }
+
+    fn apply(&self, text: &mut String) {
+        if self.commit.is_match(text) {
+            *text = self.commit.replace_all(text, "[commit]").into_owned();
+        }
+        if self.loopback_port.is_match(text) {
+            *text = self
+                .loopback_port
+                .replace_all(text, "127.0.0.1:[port]")
+                .into_owned();
+        }
+    }
+}
+
 /// Replaces what changes from run to run by stable placeholders.
-fn redact(value: &mut Value, commit_like: &regex::Regex) {
+fn redact(value: &mut Value, volatile: &Volatile) {
     match value {
         Value::Object(map) => {
             for (key, v) in map.iter_mut() {
@@ -34,14 +62,12 @@ fn redact(value: &mut Value, commit_like: &regex::Regex) {
                 };
                 match placeholder {
                     Some(p) if !v.is_null() => *v = json!(p),
-                    _ => redact(v, commit_like),
+                    _ => redact(v, volatile),
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, commit_like)),
-        Value::String(s) if commit_like.is_match(s) => {
-            *s = commit_like.replace_all(s, "[commit]").into_owned();
-        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact(v, volatile)),
+        Value::String(s) => volatile.apply(s),
         _ => {}
     }
 }
@@ -64,8 +90,7 @@ fn view(kind: &str, obj: &Value) -> String {
     if kind == "GitRepo" || kind == "Bundle" {
         v["summary"] = obj["status"]["summary"].clone();
     }
-    let commit_like = regex::Regex::new(r"\b[0-9a-f]{40}\b").unwrap_or_else(|_| unreachable!());
-    redact(&mut v, &commit_like);
+    redact(&mut v, &Volatile::new());
     serde_norway::to_string(&v).unwrap_or_default()
 }
 

@@ -1,0 +1,84 @@
+//! The elector against the simulator's API server: the Lease's namespace is created when
+//! missing, a leader whose Lease was taken stops within the renew deadline, and a candidate
+//! waiting for a held Lease stops at once on shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
+
+use std::time::Duration;
+
+use fleet_leader::{LeaderElector, LeaseConfig, TermEnd};
+use fleet_simulator::{SimConfig, Simulator};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, PostParams};
+use tokio_util::sync::CancellationToken;
+
+const NS: &str = "fresh-namespace";
+const NAME: &str = "lock";
+
+fn config(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        lease_duration: Duration::from_secs(10),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(100),
+        create_namespace: true,
+        ..LeaseConfig::new(NS, NAME, identity)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_is_taken_stops_and_a_waiting_candidate_stops_on_shutdown() {
+    let sim = Simulator::new(SimConfig::default());
+    let client = sim.add_cluster("upstream").unwrap().client();
+    let a = LeaderElector::new(client.clone(), config("a"));
+    // The namespace does not exist yet: it is created, then the Lease.
+    let shutdown = CancellationToken::new();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), a.acquire(&shutdown))
+            .await
+            .expect("acquired")
+    );
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let mut lease = leases.get(NAME).await.unwrap();
+    assert_eq!(
+        lease.spec.as_ref().unwrap().holder_identity.as_deref(),
+        Some("a")
+    );
+
+    // Someone else writes the Lease as theirs, valid for an hour: a's renewals fail, and a
+    // stops leading once the renew deadline has passed.
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("b".into());
+    spec.lease_duration_seconds = Some(3600);
+    spec.renew_time = Some(MicroTime(Timestamp::now()));
+    leases
+        .replace(NAME, &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    let term = CancellationToken::new();
+    let (end, ()) = tokio::time::timeout(
+        Duration::from_secs(60),
+        a.lead(&term, async { term.cancelled().await }),
+    )
+    .await
+    .expect("leadership lost");
+    assert_eq!(end, TermEnd::LeadershipLost);
+    assert!(term.is_cancelled(), "the work is told to stop");
+
+    // A candidate waiting for b's Lease returns as soon as it is told to stop.
+    let c = LeaderElector::new(client, config("c"));
+    let stop = CancellationToken::new();
+    let waiting = tokio::spawn({
+        let stop = stop.clone();
+        async move { c.acquire(&stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "b's Lease is valid: c waits");
+    stop.cancel();
+    let acquired = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the candidate stops")
+        .unwrap();
+    assert!(!acquired);
+}
