@@ -578,7 +578,7 @@ pub async fn register(
         })?;
     let registered = match existing {
         None => {
-            tracing::warn!(secret = %secret_key(ns, CREDENTIALS_SECRET), "no agent credentials, registering with the bootstrap values");
+            tracing::info!(secret = %secret_key(ns, CREDENTIALS_SECRET), "no agent credentials yet, registering with the bootstrap values");
             run_registration(downstream, connector, options, shutdown).await?
         }
         Some(secret) => {
