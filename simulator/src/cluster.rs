@@ -125,6 +125,9 @@ pub trait ChangeObserver: Send + Sync {
     fn on_events(&self, cluster: &ClusterState, state: &StoreState, events: &[Arc<StoredEvent>]);
 }
 
+/// What a watch stream watches: a group-resource and a namespace ("" for all namespaces).
+type WatchKey = (Arc<str>, String);
+
 /// The API state of one simulated cluster.
 pub struct ClusterState {
     pub name: String,
@@ -133,7 +136,7 @@ pub struct ClusterState {
     notify: tokio::sync::watch::Sender<u64>,
     /// Wakes watch streams by what they watch (group-resource, namespace or "" for all), so
     /// a write wakes only the watches it concerns, not every watch on the cluster.
-    watch_hub: Mutex<HashMap<(Arc<str>, String), tokio::sync::watch::Sender<u64>>>,
+    watch_hub: Mutex<HashMap<WatchKey, tokio::sync::watch::Sender<u64>>>,
     rng: Mutex<ChaCha8Rng>,
     observers: RwLock<Vec<Arc<dyn ChangeObserver>>>,
     /// Bumped by a simulated restart: open watch streams end, like dropped connections.
@@ -581,7 +584,7 @@ impl ClusterState {
             }
             return;
         };
-        let mut woken: HashSet<(Arc<str>, String)> = HashSet::new();
+        let mut woken: HashSet<WatchKey> = HashSet::new();
         for e in events {
             let all = (e.key.group_resource.clone(), String::new());
             let own = (e.key.group_resource.clone(), e.key.namespace.clone());

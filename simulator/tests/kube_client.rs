@@ -477,8 +477,8 @@ async fn streaming_lists_send_initial_events_then_a_bookmark() {
 #[tokio::test]
 async fn a_namespaced_watch_follows_its_namespace_while_others_churn() {
     use k8s_openapi::api::core::v1::Namespace;
-    use kube::api::{WatchEvent, WatchParams};
     use kube::ResourceExt as _;
+    use kube::api::{WatchEvent, WatchParams};
     let sim = bare(4);
     let cluster = sim.add_cluster("a").unwrap();
     let client = cluster.client();

@@ -80,7 +80,13 @@ impl RolloutWrites {
                 0.0
             }
         };
-        let fraction = |r: f64| if store_rate > 0.0 { r / store_rate } else { 0.0 };
+        let fraction = |r: f64| {
+            if store_rate > 0.0 {
+                r / store_rate
+            } else {
+                0.0
+            }
+        };
         let writes_per_second = rate(bundledeployment_writes);
         let all_writes_per_second = rate(all_store_writes);
         RolloutWrites {

@@ -1036,16 +1036,16 @@ mod tests {
         assert_eq!(field("systemNamespace"), "cattle-fleet-system");
         // The check-in right: patch the status of this one Cluster.
         assert_eq!(
-            objects[3].object["rules"],
+            objects[2].object["rules"],
             json!([{"verbs": ["patch"], "apiGroups": ["fleet.cattle.io"], "resources": ["clusters/status"], "resourceNames": ["sim-1"]}])
         );
         assert_eq!(
-            objects[5].object["roleRef"]["name"],
+            objects[4].object["roleRef"]["name"],
             BUNDLE_DEPLOYMENT_CLUSTER_ROLE
         );
-        assert_eq!(objects[6].object["roleRef"]["name"], CONTENT_CLUSTER_ROLE);
+        assert_eq!(objects[5].object["roleRef"]["name"], CONTENT_CLUSTER_ROLE);
         assert_eq!(
-            objects[6].object["subjects"][0]["namespace"],
+            objects[5].object["subjects"][0]["namespace"],
             "cluster-ns-1"
         );
     }
