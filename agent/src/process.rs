@@ -237,70 +237,8 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::coordination::v1::LeaseSpec;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-    use k8s_openapi::jiff::Timestamp;
 
-    const DURATION: Duration = Duration::from_secs(15);
-
-    fn at(second: i64) -> Timestamp {
-        Timestamp::from_second(1_700_000_000 + second).unwrap()
-    }
-
-    fn held_by(holder: &str, renewed_at: i64) -> LeaseSpec {
-        LeaseSpec {
-            holder_identity: Some(holder.into()),
-            lease_duration_seconds: Some(15),
-            acquire_time: Some(MicroTime(at(0))),
-            renew_time: Some(MicroTime(at(renewed_at))),
-            lease_transitions: Some(1),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn first_candidate_acquires() {
-        let LeaseDecision::Write { spec, acquired } = decide(None, "pod-a", at(0), DURATION) else {
-            panic!("expected a write");
-        };
-        assert!(acquired);
-        assert_eq!(spec.holder_identity.as_deref(), Some("pod-a"));
-    }
-
-    #[test]
-    fn valid_lease_is_followed_and_expired_one_taken_over() {
-        let lease = held_by("pod-a", 10);
-        assert_eq!(
-            decide(Some(&lease), "pod-b", at(20), DURATION),
-            LeaseDecision::Follow {
-                holder: "pod-a".into()
-            }
-        );
-        let LeaseDecision::Write { spec, acquired } =
-            decide(Some(&lease), "pod-b", at(25), DURATION)
-        else {
-            panic!("expected a takeover");
-        };
-        assert!(acquired);
-        assert_eq!(spec.lease_transitions, Some(2));
-    }
-
-    #[test]
-    fn holder_renews_and_release_frees() {
-        let lease = held_by("pod-a", 10);
-        assert!(matches!(
-            decide(Some(&lease), "pod-a", at(12), DURATION),
-            LeaseDecision::Write {
-                acquired: false,
-                ..
-            }
-        ));
-        let freed = released(&lease, at(12));
-        assert!(matches!(
-            decide(Some(&freed), "pod-b", at(12), DURATION),
-            LeaseDecision::Write { acquired: true, .. }
-        ));
-    }
+    // The Lease decisions themselves are tested in fleet-leader.
 
     #[test]
     fn election_settings_from_env() {
