@@ -292,6 +292,31 @@ pub struct BundleSummary {
     pub non_ready_resources: Vec<NonReadyResource>,
 }
 
+impl BundleSpec {
+    /// Targets the GitRepo targets `targets` (or fleet.yaml's `overrideTargets`), each also
+    /// a target restriction, so that fleet.yaml's targetCustomizations cannot widen them
+    /// (Fleet's git job targets file).
+    pub fn restrict_to_git_targets(&mut self, targets: &[crate::GitTarget]) {
+        for t in targets {
+            self.targets.push(BundleTarget {
+                name: t.name.clone(),
+                cluster_name: t.cluster_name.clone(),
+                cluster_selector: t.cluster_selector.clone(),
+                cluster_group: t.cluster_group.clone(),
+                cluster_group_selector: t.cluster_group_selector.clone(),
+                ..Default::default()
+            });
+            self.target_restrictions.push(BundleTargetRestriction {
+                name: t.name.clone(),
+                cluster_name: t.cluster_name.clone(),
+                cluster_selector: t.cluster_selector.clone(),
+                cluster_group: t.cluster_group.clone(),
+                cluster_group_selector: t.cluster_group_selector.clone(),
+            });
+        }
+    }
+}
+
 impl BundleSummary {
     /// Fleet's `IsReady`: every desired deployment is ready.
     pub fn is_ready(&self) -> bool {

@@ -265,23 +265,7 @@ fn build(
     spec.force_sync_generation = opts.sync_generation;
 
     if let Some(overrides) = &fy.override_targets {
-        for t in overrides {
-            spec.targets.push(BundleTarget {
-                name: t.name.clone(),
-                cluster_name: t.cluster_name.clone(),
-                cluster_selector: t.cluster_selector.clone(),
-                cluster_group: t.cluster_group.clone(),
-                cluster_group_selector: t.cluster_group_selector.clone(),
-                ..Default::default()
-            });
-            spec.target_restrictions.push(BundleTargetRestriction {
-                name: t.name.clone(),
-                cluster_name: t.cluster_name.clone(),
-                cluster_selector: t.cluster_selector.clone(),
-                cluster_group: t.cluster_group.clone(),
-                cluster_group_selector: t.cluster_group_selector.clone(),
-            });
-        }
+        spec.restrict_to_git_targets(overrides);
     } else if let Some(file) = &opts.targets_file {
         let (targets, restrictions) = read_targets_file(file)?;
         spec.targets.extend(targets);

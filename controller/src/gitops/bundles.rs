@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use fleet_api::consts::{COMMIT_LABEL, REPO_LABEL};
-use fleet_api::{Bundle, BundleSpec, BundleTarget, BundleTargetRestriction, GitRepoSpec};
+use fleet_api::{Bundle, BundleSpec, GitRepoSpec};
 use fleet_bundle::bundlereader::{ChartDownload, ReadOptions};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
@@ -32,23 +32,7 @@ pub struct BuildJob {
 /// target restrictions (so fleet.yaml customizations cannot widen them).
 pub fn targets_spec(spec: &GitRepoSpec) -> BundleSpec {
     let mut out = BundleSpec::default();
-    for t in &spec.targets {
-        out.targets.push(BundleTarget {
-            name: t.name.clone(),
-            cluster_name: t.cluster_name.clone(),
-            cluster_selector: t.cluster_selector.clone(),
-            cluster_group: t.cluster_group.clone(),
-            cluster_group_selector: t.cluster_group_selector.clone(),
-            ..Default::default()
-        });
-        out.target_restrictions.push(BundleTargetRestriction {
-            name: t.name.clone(),
-            cluster_name: t.cluster_name.clone(),
-            cluster_selector: t.cluster_selector.clone(),
-            cluster_group: t.cluster_group.clone(),
-            cluster_group_selector: t.cluster_group_selector.clone(),
-        });
-    }
+    out.restrict_to_git_targets(&spec.targets);
     out
 }
 

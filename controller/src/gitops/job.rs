@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use fleet_api::consts::REPO_LABEL;
-use fleet_api::{BundleSpec, BundleTarget, BundleTargetRestriction, GitRepo, GitRepoSpec};
+use fleet_api::{BundleSpec, GitRepo, GitRepoSpec};
 use fleet_bundle::names::{hex_hash, safe_concat_name};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
@@ -93,23 +93,7 @@ pub fn targets_file(spec: &GitRepoSpec) -> BundleSpec {
     } else {
         &spec.targets[..]
     };
-    for t in targets {
-        out.targets.push(BundleTarget {
-            name: t.name.clone(),
-            cluster_name: t.cluster_name.clone(),
-            cluster_selector: t.cluster_selector.clone(),
-            cluster_group: t.cluster_group.clone(),
-            cluster_group_selector: t.cluster_group_selector.clone(),
-            ..Default::default()
-        });
-        out.target_restrictions.push(BundleTargetRestriction {
-            name: t.name.clone(),
-            cluster_name: t.cluster_name.clone(),
-            cluster_selector: t.cluster_selector.clone(),
-            cluster_group: t.cluster_group.clone(),
-            cluster_group_selector: t.cluster_group_selector.clone(),
-        });
-    }
+    out.restrict_to_git_targets(targets);
     out
 }
 
