@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash as _, Hasher as _};
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,10 +28,11 @@ use kube::{Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::deployments::DeploymentIndex;
 use crate::rollout::plan_rollout;
 use crate::summary::{display_state, ready_ratio, set_condition, set_ready_condition};
 use crate::target::{compute_targets, namespaces_for_bundle};
-use crate::throttle::StatusWriteThrottle;
+use crate::throttle::{ReconcileThrottle, StatusWriteThrottle};
 
 /// Field manager of the controller's server-side applies.
 pub const FIELD_MANAGER: &str = "fleet-controller";
@@ -149,6 +151,11 @@ pub fn plan_bundle(bundle: &Bundle, observed: &BundleObservation<'_>, now: &str)
     };
     let mut apply = Vec::new();
     let mut keep_namespaces: BTreeSet<String> = BTreeSet::new();
+    let existing_by_namespace: HashMap<&str, &BundleDeployment> = observed
+        .deployments
+        .iter()
+        .filter_map(|bd| bd.metadata.namespace.as_deref().map(|ns| (ns, *bd)))
+        .collect();
     match plan_rollout(bundle, &targeting.targets) {
         Ok(rollout) => {
             let conditions = std::mem::take(&mut status.conditions);
@@ -161,10 +168,7 @@ pub fn plan_bundle(bundle: &Bundle, observed: &BundleObservation<'_>, now: &str)
             for desired in rollout.deployments {
                 let ns = desired.metadata.namespace.clone().unwrap_or_default();
                 keep_namespaces.insert(ns.clone());
-                let existing = observed
-                    .deployments
-                    .iter()
-                    .find(|bd| bd.metadata.namespace.as_deref() == Some(ns.as_str()));
+                let existing = existing_by_namespace.get(ns.as_str());
                 let unchanged = existing.is_some_and(|bd| {
                     bd.spec == desired.spec && bd.metadata.labels == desired.metadata.labels
                 });
@@ -186,13 +190,28 @@ pub fn plan_bundle(bundle: &Bundle, observed: &BundleObservation<'_>, now: &str)
     }
     // Clusters whose targeting failed keep their deployment: a template error must not
     // undeploy what runs there.
-    for error in &targeting.errors {
-        if let Some(cluster) = observed.clusters.iter().find(|c| {
-            c.metadata.namespace.as_deref() == Some(error.cluster_namespace.as_str())
-                && c.metadata.name.as_deref() == Some(error.cluster_name.as_str())
-        }) && let Some(ns) = cluster.status.as_ref().map(|s| s.namespace.clone())
-        {
-            keep_namespaces.insert(ns);
+    if !targeting.errors.is_empty() {
+        let clusters_by_key: HashMap<(&str, &str), &Cluster> = observed
+            .clusters
+            .iter()
+            .map(|c| {
+                (
+                    (
+                        c.metadata.namespace.as_deref().unwrap_or(""),
+                        c.metadata.name.as_deref().unwrap_or(""),
+                    ),
+                    *c,
+                )
+            })
+            .collect();
+        for error in &targeting.errors {
+            if let Some(cluster) = clusters_by_key.get(&(
+                error.cluster_namespace.as_str(),
+                error.cluster_name.as_str(),
+            )) && let Some(ns) = cluster.status.as_ref().map(|s| s.namespace.clone())
+            {
+                keep_namespaces.insert(ns);
+            }
         }
     }
     let delete = observed
@@ -337,6 +356,12 @@ struct BundleContext {
     manifests: Mutex<HashMap<String, String>>,
     /// Spaces each Bundle's status writes while its deployments change.
     status_throttle: StatusWriteThrottle,
+    /// The controller's BundleDeployment cache.
+    deployments: Arc<DeploymentIndex>,
+    /// Counts changes of the related kinds that can change targeting.
+    targeting_epoch: AtomicU64,
+    /// Spaces re-plans that only follow BundleDeployment status changes.
+    plan_throttle: ReconcileThrottle,
 }
 
 impl BundleContext {
@@ -346,24 +371,18 @@ impl BundleContext {
                 && self.groups.wait_until_ready().await.is_ok()
                 && self.mappings.wait_until_ready().await.is_ok()
                 && self.namespaces.wait_until_ready().await.is_ok()
+                && self.deployments.wait_synced(Duration::from_secs(60)).await
         };
         tokio::time::timeout(Duration::from_secs(60), wait)
             .await
             .unwrap_or(false)
     }
 
-    /// The BundleDeployments of a bundle, read fresh from the API server: the rollout must
-    /// count what the agents reported last, not what a cache saw.
-    async fn deployments_of(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Vec<BundleDeployment>, kube::Error> {
-        let selector = format!("{BUNDLE_LABEL}={name},{BUNDLE_NAMESPACE_LABEL}={namespace}");
-        Ok(Api::<BundleDeployment>::all(self.ctx.client.clone())
-            .list(&ListParams::default().labels(&selector))
-            .await?
-            .items)
+    /// The BundleDeployments of a bundle from the cache. A reconcile triggered by a
+    /// deployment's change runs after the cache took that change in, so the rollout counts at
+    /// least what the trigger reported.
+    fn deployments_of(&self, namespace: &str, name: &str) -> Vec<Arc<BundleDeployment>> {
+        self.deployments.labelled(BUNDLE_LABEL, name, namespace)
     }
 }
 
@@ -379,20 +398,24 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
     let groups = bctx.groups.state();
     let mappings = bctx.mappings.state();
     let namespaces = bctx.namespaces.state();
-    let deployments =
-        bctx.deployments_of(&ns, &name)
-            .await
-            .map_err(|source| ReconcileError::Kube {
-                action: "listing BundleDeployments".into(),
-                bundle: key.clone(),
-                source,
-            })?;
+    // Only deployment statuses changed since a recent plan that left nothing undone: plan
+    // again once the interval is over, with every change since.
+    let inputs = hash_json(&(
+        bundle.metadata.generation,
+        &bundle.metadata.labels,
+        bctx.targeting_epoch.load(Ordering::Relaxed),
+    ));
+    let started = std::time::Instant::now();
+    if let Some(wait) = bctx.plan_throttle.wait(&key, inputs, started) {
+        return Ok(Action::requeue(wait));
+    }
+    let deployments = bctx.deployments_of(&ns, &name);
     let observed = BundleObservation {
         clusters: clusters.iter().map(AsRef::as_ref).collect(),
         groups: groups.iter().map(AsRef::as_ref).collect(),
         mappings: mappings.iter().map(AsRef::as_ref).collect(),
         namespaces: namespaces.iter().map(AsRef::as_ref).collect(),
-        deployments: deployments.iter().collect(),
+        deployments: deployments.iter().map(AsRef::as_ref).collect(),
     };
     let plan = plan_bundle(&bundle, &observed, &now_rfc3339());
     if let Ok(mut manifests) = bctx.manifests.lock() {
@@ -425,9 +448,12 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
                 &Patch::Apply(bd),
             )
             .await;
-        if let Err(error) = result {
-            failures += 1;
-            tracing::warn!(bundle = %key, namespace = %bd_ns, %error, "writing BundleDeployment failed");
+        match result {
+            Ok(written) => bctx.deployments.observe_written(written),
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(bundle = %key, namespace = %bd_ns, %error, "writing BundleDeployment failed");
+            }
         }
     }
     for (bd_ns, bd_name) in &plan.delete {
@@ -466,11 +492,16 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
         }
     }
     if failures > 0 {
+        bctx.plan_throttle.forget(&key);
         return Err(ReconcileError::PartialFailure {
             bundle: key,
             failures,
         });
     }
+    // Deployments held back by `maxNew` are created by the next reconcile, at once.
+    let settled = plan.status.newly_created < fleet_api::consts::MAX_NEW;
+    bctx.plan_throttle
+        .reconciled(&key, inputs, started, settled);
     // A periodic resync heals anything a missed event left behind.
     Ok(Action::requeue(
         status_due.unwrap_or(Duration::from_secs(600)),
@@ -563,6 +594,7 @@ async fn reconcile(
         let has_finalizer = finalizers.iter().any(|f| f == BUNDLE_FINALIZER);
         if bundle.meta().deletion_timestamp.is_some() {
             bctx.status_throttle.forget(&key);
+            bctx.plan_throttle.forget(&key);
             if !has_finalizer {
                 return Ok(Action::await_change());
             }
@@ -620,9 +652,7 @@ fn cluster_relevance(c: &Cluster) -> u64 {
 
 /// Deletes Contents that no deployment and no bundle refers to any more.
 async fn collect_contents(bctx: &BundleContext) -> Result<(), kube::Error> {
-    let deployments = Api::<BundleDeployment>::all(bctx.ctx.client.clone())
-        .list(&ListParams::default())
-        .await?;
+    let deployments = bctx.deployments.all();
     let mut referenced: HashSet<String> = deployments
         .iter()
         .flat_map(|bd| manifest_ids_of(bd).map(str::to_string).collect::<Vec<_>>())
@@ -705,6 +735,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         watch_relevant(Api::<Namespace>::all(client.clone()), |n: &Namespace| {
             hash_json(&n.metadata.labels)
         });
+    let deployments = ctx.deployment_index();
+    let deployment_changes = deployments.subscribe();
     let bctx = Arc::new(BundleContext {
         ctx: ctx.clone(),
         clusters,
@@ -714,14 +746,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         known_contents: Mutex::new(HashSet::new()),
         status_throttle: StatusWriteThrottle::new(ctx.config.status_write_interval),
         manifests: Mutex::new(HashMap::new()),
+        deployments,
+        targeting_epoch: AtomicU64::new(0),
+        plan_throttle: ReconcileThrottle::new(ctx.config.status_write_interval),
     });
 
+    let epoch_ctx = bctx.clone();
     let related = futures::stream::select_all([
         cluster_changes.boxed(),
         group_changes.boxed(),
         mapping_changes.boxed(),
         namespace_changes.boxed(),
-    ]);
+    ])
+    .inspect(move |()| {
+        epoch_ctx.targeting_epoch.fetch_add(1, Ordering::Relaxed);
+    });
     let controller = Controller::new(
         Api::<Bundle>::all(client.clone()),
         watcher::Config::default(),
@@ -730,16 +769,14 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         RuntimeConfig::default()
             .concurrency(ctx.config.bundle_workers.min(u16::MAX as usize) as u16),
     )
-    .watches(
-        Api::<BundleDeployment>::all(client.clone()),
-        watcher::Config::default(),
-        |bd: BundleDeployment| {
-            let labels = bd.labels();
-            let name = labels.get(BUNDLE_LABEL)?;
-            let ns = labels.get(BUNDLE_NAMESPACE_LABEL)?;
-            Some(ObjectRef::<Bundle>::new(name).within(ns))
-        },
-    )
+    .reconcile_on(deployment_changes.filter_map(|bd| {
+        let labels = bd.labels();
+        let owner = labels
+            .get(BUNDLE_LABEL)
+            .zip(labels.get(BUNDLE_NAMESPACE_LABEL))
+            .map(|(name, ns)| ObjectRef::<Bundle>::new(name).within(ns));
+        futures::future::ready(owner)
+    }))
     .reconcile_all_on(related)
     .graceful_shutdown_on(shutdown.clone().cancelled_owned())
     .run(reconcile, error_policy, bctx.clone())

@@ -27,6 +27,7 @@ use kube::{Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::deployments::DeploymentIndex;
 use crate::summary::{
     display_state, is_empty_patch, merge_patch_diff, ready_ratio, set_condition,
     set_ready_condition, summarize,
@@ -50,6 +51,8 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    #[error("cluster {cluster}: the BundleDeployment cache has not finished its first list")]
+    NotSynced { cluster: String },
 }
 
 /// The Namespace holding a cluster's BundleDeployments, as Fleet creates it.
@@ -156,6 +159,8 @@ struct ClusterContext {
     namespaces: Mutex<HashSet<String>>,
     /// Spaces each Cluster's status writes while its deployments change.
     throttle: StatusWriteThrottle,
+    /// The controller's BundleDeployment cache.
+    deployments: Arc<DeploymentIndex>,
 }
 
 fn now_rfc3339() -> String {
@@ -230,15 +235,13 @@ async fn reconcile(
                 cluster: key.clone(),
                 source,
             })?;
-        let bds = Api::<BundleDeployment>::namespaced(cctx.ctx.client.clone(), &cluster_ns_name)
-            .list(&ListParams::default())
-            .await
-            .map_err(|source| ReconcileError::Kube {
-                action: format!("listing BundleDeployments in {cluster_ns_name}"),
+        if !cctx.deployments.wait_synced(Duration::from_secs(60)).await {
+            return Err(ReconcileError::NotSynced {
                 cluster: key.clone(),
-                source,
-            })?;
-        let bd_refs: Vec<&BundleDeployment> = bds.items.iter().collect();
+            });
+        }
+        let bds = cctx.deployments.in_namespace(&cluster_ns_name);
+        let bd_refs: Vec<&BundleDeployment> = bds.iter().map(AsRef::as_ref).collect();
         let desired = desired_cluster_status(&cluster, &bd_refs, &now_rfc3339());
         let patch = status_patch(&cluster, &desired);
         if !is_empty_patch(&patch) {
@@ -283,10 +286,13 @@ fn cluster_of(bd: &BundleDeployment) -> Option<ObjectRef<Cluster>> {
 /// namespace changes.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), ClusterError> {
     let client = ctx.client.clone();
+    let deployments = ctx.deployment_index();
+    let deployment_changes = deployments.subscribe();
     let cctx = Arc::new(ClusterContext {
         ctx: ctx.clone(),
         namespaces: Mutex::new(HashSet::new()),
         throttle: StatusWriteThrottle::new(ctx.config.status_write_interval),
+        deployments,
     });
     let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
     let controller = Controller::new(
@@ -294,11 +300,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), C
         watcher::Config::default(),
     )
     .with_config(RuntimeConfig::default().concurrency(workers))
-    .watches(
-        Api::<BundleDeployment>::all(client.clone()),
-        watcher::Config::default(),
-        |bd: BundleDeployment| cluster_of(&bd),
-    )
+    .reconcile_on(deployment_changes.filter_map(|bd| futures::future::ready(cluster_of(&bd))))
     .graceful_shutdown_on(shutdown.clone().cancelled_owned())
     .run(reconcile, error_policy, cctx.clone())
     .for_each(|_| futures::future::ready(()));

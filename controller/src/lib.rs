@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod clustergroup;
 pub mod config;
 pub mod controllerdeployment;
+pub mod deployments;
 pub mod gitops;
 pub mod helmops;
 pub mod leader;
@@ -37,6 +38,44 @@ pub struct Context {
     pub client: kube::Client,
     pub config: ControllerConfig,
     pub metrics: Metrics,
+    /// The shared BundleDeployment cache, started by the first reconciler that needs it.
+    deployments: std::sync::OnceLock<Arc<deployments::DeploymentIndex>>,
+    /// Stops the cache's watch when the context goes away.
+    stop_caches: CancellationToken,
+}
+
+impl Context {
+    pub fn new(client: kube::Client, config: ControllerConfig, metrics: Metrics) -> Self {
+        Context {
+            client,
+            config,
+            metrics,
+            deployments: std::sync::OnceLock::new(),
+            stop_caches: CancellationToken::new(),
+        }
+    }
+
+    /// The controller's one watch on BundleDeployments, indexed (see [`deployments`]). The
+    /// first call starts its watch on the current tokio runtime; it runs, like an informer,
+    /// for as long as this context lives, across leader terms.
+    pub fn deployment_index(&self) -> Arc<deployments::DeploymentIndex> {
+        self.deployments
+            .get_or_init(|| {
+                let index = deployments::DeploymentIndex::new();
+                let api = kube::Api::all(self.client.clone());
+                let stop = self.stop_caches.clone();
+                let runner = index.clone();
+                tokio::spawn(async move { runner.run(api, stop).await });
+                index
+            })
+            .clone()
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        self.stop_caches.cancel();
+    }
 }
 
 /// Why the controller stopped.
@@ -72,11 +111,7 @@ impl Controller {
     ) -> Self {
         let metrics = Metrics::new(registry);
         Controller {
-            ctx: Arc::new(Context {
-                client,
-                config,
-                metrics,
-            }),
+            ctx: Arc::new(Context::new(client, config, metrics)),
         }
     }
 

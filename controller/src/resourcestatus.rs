@@ -6,6 +6,7 @@
 //! Everything here is a pure function of the BundleDeployments; the caller lists them (by the
 //! `repo-name` and `bundle-namespace` labels) and writes the status.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use fleet_api::consts::{CLUSTER_LABEL, CLUSTER_NAMESPACE_LABEL, resource_state};
@@ -38,10 +39,10 @@ fn labelled_cluster(bd: &BundleDeployment) -> Option<(String, String)> {
 }
 
 /// Sum of the BundleDeployments' `status.resourceCounts`.
-pub fn sum_resource_counts(bds: &[BundleDeployment]) -> ResourceCounts {
+pub fn sum_resource_counts<B: Borrow<BundleDeployment>>(bds: &[B]) -> ResourceCounts {
     let mut total = ResourceCounts::default();
     for bd in bds {
-        if let Some(status) = &bd.status {
+        if let Some(status) = &bd.borrow().status {
             total += status.resource_counts;
         }
     }
@@ -49,9 +50,12 @@ pub fn sum_resource_counts(bds: &[BundleDeployment]) -> ResourceCounts {
 }
 
 /// `status.resourceCounts` summed per cluster, keyed by [`cluster_id`].
-pub fn resource_counts_per_cluster(bds: &[BundleDeployment]) -> BTreeMap<String, ResourceCounts> {
+pub fn resource_counts_per_cluster<B: Borrow<BundleDeployment>>(
+    bds: &[B],
+) -> BTreeMap<String, ResourceCounts> {
     let mut out: BTreeMap<String, ResourceCounts> = BTreeMap::new();
     for bd in bds {
+        let bd = bd.borrow();
         let counts = bd
             .status
             .as_ref()
@@ -159,8 +163,8 @@ fn resource_id(namespace: &str, name: &str) -> String {
 /// `status.resources`: one entry per distinct object over all BundleDeployments, with the
 /// cluster IDs per state; the top-level state is the first non-Ready state in cluster order.
 /// Sorted by `type/id` like Fleet.
-pub fn resources(bds: &[BundleDeployment]) -> Vec<Resource> {
-    let mut ordered: Vec<&BundleDeployment> = bds.iter().collect();
+pub fn resources<B: Borrow<BundleDeployment>>(bds: &[B]) -> Vec<Resource> {
+    let mut ordered: Vec<&BundleDeployment> = bds.iter().map(Borrow::borrow).collect();
     ordered.sort_by_cached_key(|bd| cluster_id(bd));
     let mut by_key: BTreeMap<ResourceKey, Vec<(String, String, bool)>> = BTreeMap::new();
     for bd in ordered {
@@ -228,8 +232,8 @@ pub struct DeploymentFields {
 }
 
 /// Fleet's `setFields`, over BundleDeployments sorted by UID as Fleet sorts them.
-pub fn deployment_fields(bds: &[BundleDeployment]) -> DeploymentFields {
-    let mut ordered: Vec<&BundleDeployment> = bds.iter().collect();
+pub fn deployment_fields<B: Borrow<BundleDeployment>>(bds: &[B]) -> DeploymentFields {
+    let mut ordered: Vec<&BundleDeployment> = bds.iter().map(Borrow::borrow).collect();
     ordered.sort_by(|a, b| a.metadata.uid.cmp(&b.metadata.uid));
     let mut out = DeploymentFields::default();
     let mut per_cluster: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
@@ -274,7 +278,10 @@ pub fn deployment_fields(bds: &[BundleDeployment]) -> DeploymentFields {
 /// `summary`, `display` (`readyBundleDeployments`, `state`, `message`, `error`),
 /// `readyClusters`, `desiredReadyClusters`, `resources`, `resourceCounts` and
 /// `perClusterResourceCounts`.
-pub fn set_status_from_deployments(bds: &[BundleDeployment], status: &mut StatusBase) {
+pub fn set_status_from_deployments<B: Borrow<BundleDeployment>>(
+    bds: &[B],
+    status: &mut StatusBase,
+) {
     let fields = deployment_fields(bds);
     status.display.ready_bundle_deployments =
         format!("{}/{}", fields.summary.ready, fields.summary.desired_ready);
@@ -293,8 +300,8 @@ pub fn set_status_from_deployments(bds: &[BundleDeployment], status: &mut Status
 }
 
 /// The distinct cluster IDs of `bds` (for callers that want to know where a repo deploys).
-pub fn cluster_ids(bds: &[BundleDeployment]) -> BTreeSet<String> {
-    bds.iter().map(cluster_id).collect()
+pub fn cluster_ids<B: Borrow<BundleDeployment>>(bds: &[B]) -> BTreeSet<String> {
+    bds.iter().map(|bd| cluster_id(bd.borrow())).collect()
 }
 
 #[cfg(test)]
@@ -460,7 +467,7 @@ mod tests {
     #[test]
     fn no_deployments_give_zero_counts() {
         let mut status = StatusBase::default();
-        set_status_from_deployments(&[], &mut status);
+        set_status_from_deployments::<BundleDeployment>(&[], &mut status);
         assert_eq!(status.display.ready_bundle_deployments, "0/0");
         assert_eq!(status.ready_clusters, 0);
         assert!(status.resources.is_empty());

@@ -49,9 +49,91 @@ impl StatusWriteThrottle {
     }
 }
 
+/// Spacing of reconciles whose inputs did not change. A parent (a Bundle, a GitRepo) is
+/// triggered by every status change of its BundleDeployments: thousands per rollout, each of
+/// which would re-plan all of its clusters. When nothing but those statuses changed since a
+/// reconcile that left no work behind, the next one waits until `interval` after it, and then
+/// takes in every change since.
+#[derive(Debug)]
+pub struct ReconcileThrottle {
+    interval: Duration,
+    last: Mutex<HashMap<String, (u64, Instant)>>,
+}
+
+impl ReconcileThrottle {
+    pub fn new(interval: Duration) -> Self {
+        ReconcileThrottle {
+            interval,
+            last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How long the reconcile of `key`, whose inputs hash to `inputs`, should wait at `now`;
+    /// `None` to reconcile now (inputs changed, interval over, or never reconciled).
+    pub fn wait(&self, key: &str, inputs: u64, now: Instant) -> Option<Duration> {
+        let (last_inputs, at) = self.last.lock().ok()?.get(key).copied()?;
+        if last_inputs != inputs {
+            return None;
+        }
+        let next = at + self.interval;
+        (next > now).then(|| next - now)
+    }
+
+    /// Records a reconcile of `key` with `inputs` at `now`. A reconcile that left work for the
+    /// next one (`settled == false`, e.g. more deployments to create) is not recorded, so the
+    /// next one runs at once.
+    pub fn reconciled(&self, key: &str, inputs: u64, now: Instant, settled: bool) {
+        if self.interval.is_zero() {
+            return;
+        }
+        if let Ok(mut last) = self.last.lock() {
+            if settled {
+                last.insert(key.to_string(), (inputs, now));
+            } else {
+                last.remove(key);
+            }
+        }
+    }
+
+    /// Forgets a deleted object.
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut last) = self.last.lock() {
+            last.remove(key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unchanged_inputs_wait_out_the_interval_and_changed_ones_do_not() {
+        let throttle = ReconcileThrottle::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        assert_eq!(throttle.wait("ns/a", 1, t0), None);
+        throttle.reconciled("ns/a", 1, t0, true);
+        assert_eq!(
+            throttle.wait("ns/a", 1, t0 + Duration::from_millis(400)),
+            Some(Duration::from_millis(600))
+        );
+        assert_eq!(throttle.wait("ns/a", 2, t0), None, "inputs changed");
+        assert_eq!(
+            throttle.wait("ns/b", 1, t0),
+            None,
+            "objects are independent"
+        );
+        assert_eq!(throttle.wait("ns/a", 1, t0 + Duration::from_secs(1)), None);
+        // Work left behind: the next reconcile is not held back.
+        throttle.reconciled("ns/a", 1, t0, false);
+        assert_eq!(throttle.wait("ns/a", 1, t0), None);
+        throttle.reconciled("ns/a", 1, t0, true);
+        throttle.forget("ns/a");
+        assert_eq!(throttle.wait("ns/a", 1, t0), None);
+        let never = ReconcileThrottle::new(Duration::ZERO);
+        never.reconciled("ns/a", 1, t0, true);
+        assert_eq!(never.wait("ns/a", 1, t0), None);
+    }
 
     #[test]
     fn first_write_is_immediate_and_later_ones_wait_out_the_interval() {

@@ -283,11 +283,11 @@ async fn start(config_for: impl FnOnce(&Simulator) -> ControllerConfig, runners:
     ensure_namespace(&client, NS).await;
     ensure_namespace(&client, "cattle-fleet-system").await;
     let mut registry = prometheus_client::registry::Registry::default();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        config: config_for(&sim),
-        metrics: Metrics::new(&mut registry),
-    });
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config_for(&sim),
+        Metrics::new(&mut registry),
+    ));
     let shutdown = CancellationToken::new();
     let tasks = runners
         .iter()

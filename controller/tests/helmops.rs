@@ -104,11 +104,11 @@ impl Upstream {
             ..Default::default()
         };
         let mut registry = prometheus_client::registry::Registry::default();
-        let ctx = Arc::new(Context {
-            client: client.clone(),
+        let ctx = Arc::new(Context::new(
+            client.clone(),
             config,
-            metrics: Metrics::new(&mut registry),
-        });
+            Metrics::new(&mut registry),
+        ));
         let shutdown = CancellationToken::new();
         let task = {
             let shutdown = shutdown.clone();

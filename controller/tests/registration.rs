@@ -106,11 +106,11 @@ async fn start() -> Env {
         ..ControllerConfig::default()
     };
     let mut registry = prometheus_client::registry::Registry::default();
-    let ctx = Arc::new(Context {
-        client: admin.clone(),
+    let ctx = Arc::new(Context::new(
+        admin.clone(),
         config,
-        metrics: Metrics::new(&mut registry),
-    });
+        Metrics::new(&mut registry),
+    ));
     let shutdown = CancellationToken::new();
     let tasks = vec![
         tokio::spawn({

@@ -69,11 +69,11 @@ async fn start() -> Env {
         .await
         .unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        config: config(),
-        metrics: Metrics::new(&mut registry),
-    });
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config(),
+        Metrics::new(&mut registry),
+    ));
     let shutdown = CancellationToken::new();
     let tasks = vec![
         tokio::spawn({

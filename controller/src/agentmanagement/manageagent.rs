@@ -338,6 +338,8 @@ pub fn orphaned_agent_bundles(
     bundles: &[Bundle],
     cluster_uids: &[String],
 ) -> Vec<(String, String)> {
+    let cluster_uids: std::collections::HashSet<&str> =
+        cluster_uids.iter().map(String::as_str).collect();
     bundles
         .iter()
         .filter(|b| {
@@ -350,7 +352,7 @@ pub fn orphaned_agent_bundles(
             b.metadata.owner_references.as_ref().is_some_and(|owners| {
                 owners
                     .iter()
-                    .any(|o| o.kind == "Cluster" && !cluster_uids.contains(&o.uid))
+                    .any(|o| o.kind == "Cluster" && !cluster_uids.contains(o.uid.as_str()))
             })
         })
         .filter_map(|b| Some((b.metadata.namespace.clone()?, b.metadata.name.clone()?)))

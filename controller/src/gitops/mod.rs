@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fleet_api::consts::{BUNDLE_NAMESPACE_LABEL, GITREPO_FINALIZER, REPO_LABEL};
-use fleet_api::{Bundle, BundleDeployment, GitRepo, GitRepoRestriction, GitRepoSpec};
+use fleet_api::{Bundle, GitRepo, GitRepoRestriction, GitRepoSpec};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -38,6 +38,8 @@ use tracing::Instrument;
 
 use crate::Context;
 use crate::config::GitJobMode;
+use crate::deployments::DeploymentIndex;
+use crate::throttle::ReconcileThrottle;
 use fetch::{BasicAuth, FetchRequest};
 use poll::{Jitter, Observed};
 use status::Learned;
@@ -106,18 +108,27 @@ pub struct Gitops {
     jitter: Jitter,
     started: Instant,
     build_slots: Semaphore,
+    /// The controller's BundleDeployment cache.
+    deployments: Arc<DeploymentIndex>,
+    /// Spaces the reconciles that only follow status changes of the GitRepo's bundles and
+    /// deployments (each aggregates all of its deployments).
+    throttle: ReconcileThrottle,
 }
 
 impl Gitops {
     pub fn new(ctx: Arc<Context>) -> Self {
         let jitter = Jitter::new(ctx.config.jitter_seed);
         let builds = ctx.config.gitrepo_build_workers.max(1);
+        let deployments = ctx.deployment_index();
+        let throttle = ReconcileThrottle::new(ctx.config.status_write_interval);
         Gitops {
             ctx,
             memory: Mutex::new(HashMap::new()),
             jitter,
             started: Instant::now(),
             build_slots: Semaphore::new(builds),
+            deployments,
+            throttle,
         }
     }
 
@@ -185,17 +196,13 @@ async fn run_controller(
                     .map(|(repo, ns)| ObjectRef::<GitRepo>::new(&repo).within(&ns))
             },
         )
-        .watches(
-            Api::<BundleDeployment>::all(client.clone()),
-            watcher::Config::default().labels(REPO_LABEL),
-            |bd: BundleDeployment| {
-                let labels = bd.metadata.labels.unwrap_or_default();
-                match (labels.get(REPO_LABEL), labels.get(BUNDLE_NAMESPACE_LABEL)) {
-                    (Some(repo), Some(ns)) => Some(ObjectRef::<GitRepo>::new(repo).within(ns)),
-                    _ => None,
-                }
-            },
-        )
+        .reconcile_on(gitops.deployments.subscribe().filter_map(|bd| {
+            let labels = bd.metadata.labels.as_ref();
+            let owner = labels
+                .and_then(|l| l.get(REPO_LABEL).zip(l.get(BUNDLE_NAMESPACE_LABEL)))
+                .map(|(repo, ns)| ObjectRef::<GitRepo>::new(repo).within(ns));
+            futures::future::ready(owner)
+        }))
         .watches(
             Api::<GitRepoRestriction>::all(client.clone()),
             watcher::Config::default(),
@@ -260,10 +267,27 @@ async fn reconcile(gitrepo: Arc<GitRepo>, gitops: Arc<Gitops>) -> Result<Action,
     let name = gitrepo.metadata.name.clone().unwrap_or_default();
     let key = format!("{namespace}/{name}");
     let started = Instant::now();
+    // Everything but the statuses of its bundles and deployments (and its own status).
+    let inputs = crate::bundle::hash_json(&(
+        gitrepo.metadata.generation,
+        &gitrepo.metadata.labels,
+        &gitrepo.metadata.annotations,
+        &gitrepo.metadata.finalizers,
+        gitrepo.metadata.deletion_timestamp.is_some(),
+    ));
+    if let Some(wait) = gitops.throttle.wait(&key, inputs, started) {
+        return Ok(Action::requeue(wait));
+    }
     let span = tracing::info_span!("gitrepo", gitrepo = %key);
     let result = reconcile_inner(&gitrepo, &gitops, &namespace, &name, &key)
         .instrument(span)
         .await;
+    match &result {
+        Ok(_) if gitrepo.metadata.deletion_timestamp.is_none() => {
+            gitops.throttle.reconciled(&key, inputs, started, true);
+        }
+        _ => gitops.throttle.forget(&key),
+    }
     gitops
         .ctx
         .metrics
@@ -602,13 +626,15 @@ async fn sync_repo(
         }
     }
 
-    let deployments = Api::<BundleDeployment>::all(client.clone())
-        .list(&ListParams::default().labels(&format!(
-            "{REPO_LABEL}={name},{BUNDLE_NAMESPACE_LABEL}={namespace}"
-        )))
+    if !gitops
+        .deployments
+        .wait_synced(Duration::from_secs(60))
         .await
-        .map_err(kube_err(key, "listing its bundle deployments"))?
-        .items;
+    {
+        tracing::warn!("the BundleDeployment cache has not finished its first list; retrying");
+        return Ok(true);
+    }
+    let deployments = gitops.deployments.labelled(REPO_LABEL, name, namespace);
     let built = match ctx.config.gitjob_mode {
         GitJobMode::InProcess => memory.desired.is_some() && memory.build_error.is_none(),
         GitJobMode::Job => matches!(memory.job_state, Some(job::JobState::Current(_))),

@@ -111,7 +111,7 @@ pub fn desired_status(
     previous: &GitRepoStatus,
     learned: &Learned,
     bundles: &[Bundle],
-    deployments: &[BundleDeployment],
+    deployments: &[impl std::borrow::Borrow<BundleDeployment>],
     now: &str,
 ) -> GitRepoStatus {
     let mut status = previous.clone();
@@ -219,6 +219,8 @@ mod tests {
     use fleet_api::BundleStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+    const NO_DEPLOYMENTS: &[BundleDeployment] = &[];
+
     fn cond<'a>(s: &'a GitRepoStatus, t: &str) -> &'a GenericCondition {
         s.base.conditions.iter().find(|c| c.type_ == t).unwrap()
     }
@@ -248,8 +250,14 @@ mod tests {
 
     #[test]
     fn same_inputs_give_the_same_status() {
-        let first = desired_status(&GitRepoStatus::default(), &learned(), &[], &[], "t1");
-        let second = desired_status(&first, &learned(), &[], &[], "t2");
+        let first = desired_status(
+            &GitRepoStatus::default(),
+            &learned(),
+            &[],
+            NO_DEPLOYMENTS,
+            "t1",
+        );
+        let second = desired_status(&first, &learned(), &[], NO_DEPLOYMENTS, "t2");
         assert_eq!(first, second);
         assert_eq!(first.commit, "abc");
         assert_eq!(cond(&first, READY).status, TRUE);
@@ -264,7 +272,7 @@ mod tests {
     fn fetch_errors_show_in_git_polling_and_ready() {
         let mut l = learned();
         l.fetch_error = Some("git repository https://x: fetching: boom".into());
-        let s = desired_status(&GitRepoStatus::default(), &l, &[], &[], "t");
+        let s = desired_status(&GitRepoStatus::default(), &l, &[], NO_DEPLOYMENTS, "t");
         assert_eq!(cond(&s, GIT_POLLING).status, FALSE);
         assert_eq!(
             cond(&s, GIT_POLLING).message,
@@ -279,7 +287,7 @@ mod tests {
         let mut l = learned();
         l.built = false;
         l.build_error = Some("bundle repo-bad (folder bad): bad/fleet.yaml: oops".into());
-        let s = desired_status(&GitRepoStatus::default(), &l, &[], &[], "t");
+        let s = desired_status(&GitRepoStatus::default(), &l, &[], NO_DEPLOYMENTS, "t");
         assert_eq!(cond(&s, STALLED).status, TRUE);
         assert_eq!(cond(&s, READY).message, l.build_error.clone().unwrap());
         assert_eq!(s.git_job_status, "Failed");
@@ -302,7 +310,13 @@ mod tests {
             }],
             ..Default::default()
         });
-        let s = desired_status(&GitRepoStatus::default(), &learned(), &[b], &[], "t");
+        let s = desired_status(
+            &GitRepoStatus::default(),
+            &learned(),
+            &[b],
+            NO_DEPLOYMENTS,
+            "t",
+        );
         assert_eq!(cond(&s, READY).status, FALSE);
         assert!(
             cond(&s, READY)

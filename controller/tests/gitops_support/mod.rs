@@ -202,11 +202,11 @@ impl Upstream {
         };
         tweak(&mut config);
         let mut registry = prometheus_client::registry::Registry::default();
-        let ctx = Arc::new(Context {
-            client: client.clone(),
+        let ctx = Arc::new(Context::new(
+            client.clone(),
             config,
-            metrics: Metrics::new(&mut registry),
-        });
+            Metrics::new(&mut registry),
+        ));
         let shutdown = CancellationToken::new();
         let task = {
             let ctx = ctx.clone();
