@@ -15,7 +15,7 @@
 
 pub mod kubelet;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +31,7 @@ use fleet_controller::agentmanagement::manifest::{
 use fleet_controller::{Controller, ControllerConfig};
 use fleet_simulator::behaviour::Profile;
 use fleet_simulator::{SimCluster, SimConfig, Simulator};
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ObjectMeta, PostParams};
 
@@ -60,6 +61,10 @@ pub enum SystemError {
     },
     #[error("cluster {0} is not part of this fleet")]
     UnknownCluster(String),
+    #[error("joining cluster {name}: its registration task failed: {message}")]
+    Join { name: String, message: String },
+    #[error("registering cluster {name}: {message}")]
+    Registration { name: String, message: String },
     #[error(
         "cluster {namespace}/{name}: the controller did not assign its cluster namespace within {seconds}s (is the controller running?)"
     )]
@@ -437,75 +442,118 @@ impl SimSystem {
     /// Adds many clusters at once, registering them the real way: a Cluster with
     /// `spec.clientID` upstream, the agent installed downstream with the registration token's
     /// values; then waits until every new agent has registered and checked in.
+    ///
+    /// Clusters join concurrently: up to [`REGISTRATION_INSTALLS`] installs run at once (each
+    /// its own task, so they spread over the runtime's threads), and no more than
+    /// [`REGISTRATION_WINDOW`] clusters wait for their agent's first check-in at a time, so
+    /// the controller meets a steady stream of registrations rather than all of them at once.
+    /// An error names the cluster it concerns.
     pub async fn add_clusters(&self, specs: &[ClusterSpec]) -> Result<(), SystemError> {
-        let values = self.registration_values().await?;
+        if specs.is_empty() {
+            return Ok(());
+        }
+        let values = Arc::new(self.registration_values().await?);
+        let context = Arc::new(JoinContext {
+            sim: self.sim.clone(),
+            upstream: self.upstream.client(),
+            controller: self.options.controller.clone(),
+            values,
+        });
+        // Check-ins are followed from one watch of the Cluster objects (started before the
+        // first install, so none is missed), not by polling each Cluster.
         let api: Api<Cluster> = Api::namespaced(self.upstream.client(), CLUSTERS_NAMESPACE);
-        for spec in specs {
-            let sim_cluster = self.sim.add_cluster(&spec.name)?;
-            let cluster = Cluster {
-                metadata: ObjectMeta {
-                    name: Some(spec.name.clone()),
-                    namespace: Some(CLUSTERS_NAMESPACE.to_string()),
-                    labels: Some(spec.labels.clone()).filter(|l| !l.is_empty()),
-                    ..ObjectMeta::default()
-                },
-                spec: fleet_api::ClusterSpec {
-                    client_id: client_id_for(&spec.name),
-                    ..fleet_api::ClusterSpec::default()
-                },
-                status: None,
-            };
-            let cluster = match api.create(&PostParams::default(), &cluster).await {
-                Ok(created) => created,
-                Err(kube::Error::Api(e)) if e.code == 409 => cluster,
-                Err(e) => {
-                    return Err(kube_err(format!(
-                        "creating Cluster {CLUSTERS_NAMESPACE}/{}",
-                        spec.name
-                    ))(e));
+        let mut check_ins = std::pin::pin!(kube::runtime::watcher(
+            api,
+            kube::runtime::watcher::Config::default()
+        ));
+        let timeout = self.options.cluster_namespace_timeout;
+        let mut checked_in: HashSet<String> = HashSet::new();
+        // Installed clusters whose agent has not checked in yet.
+        let mut waiting: BTreeSet<String> = BTreeSet::new();
+        let mut queue = specs.iter();
+        let mut installs = futures::stream::FuturesUnordered::new();
+        let mut progress_deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while installs.len() < REGISTRATION_INSTALLS
+                && installs.len() + waiting.len() < REGISTRATION_WINDOW
+            {
+                let Some(spec) = queue.next() else { break };
+                let context = context.clone();
+                let spec = spec.clone();
+                let name = spec.name.clone();
+                let task = tokio::spawn(async move { join_cluster(&context, &spec).await });
+                installs.push(async move {
+                    match task.await {
+                        Ok(joined) => joined,
+                        Err(e) => Err(SystemError::Join {
+                            name,
+                            message: e.to_string(),
+                        }),
+                    }
+                });
+            }
+            if installs.is_empty() && waiting.is_empty() {
+                return Ok(());
+            }
+            tokio::select! {
+                Some(joined) = installs.next(), if !installs.is_empty() => {
+                    let sim_cluster = joined?;
+                    self.start_kubelet(&sim_cluster).await;
+                    if !checked_in.contains(sim_cluster.name()) {
+                        waiting.insert(sim_cluster.name().to_string());
+                    }
+                    progress_deadline = tokio::time::Instant::now() + timeout;
                 }
-            };
-            self.install_agent(
-                &sim_cluster,
-                &cluster,
-                &values,
-                spec.legacy_statefulset_agent,
-            )
-            .await?;
-            self.start_kubelet(&sim_cluster).await;
+                event = check_ins.next() => {
+                    let cluster = match event {
+                        Some(Ok(
+                            kube::runtime::watcher::Event::Apply(c)
+                            | kube::runtime::watcher::Event::InitApply(c),
+                        )) => c,
+                        Some(Ok(_)) => continue,
+                        // The watcher retries by itself; a failed attempt is only logged.
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e, "watching Clusters for check-ins");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                        None => {
+                            return Err(SystemError::Registration {
+                                name: waiting.first().cloned().unwrap_or_default(),
+                                message: "the watch of Clusters ended".to_string(),
+                            });
+                        }
+                    };
+                    if is_checked_in(&cluster) {
+                        let name = cluster.metadata.name.clone().unwrap_or_default();
+                        if waiting.remove(&name) {
+                            progress_deadline = tokio::time::Instant::now() + timeout;
+                        }
+                        checked_in.insert(name);
+                    }
+                }
+                _ = tokio::time::sleep_until(progress_deadline) => {
+                    let Some(name) = waiting.first().cloned() else {
+                        // Installs are slow but still running: keep waiting on them.
+                        progress_deadline = tokio::time::Instant::now() + timeout;
+                        continue;
+                    };
+                    return Err(SystemError::NoCheckIn {
+                        namespace: CLUSTERS_NAMESPACE.to_string(),
+                        name: name.clone(),
+                        seconds: timeout.as_secs(),
+                        pods: format!(
+                            "{}{}",
+                            self.agent_pods_summary(&name).await,
+                            match waiting.len() - 1 {
+                                0 => String::new(),
+                                n => format!("; {n} more clusters waiting"),
+                            }
+                        ),
+                    });
+                }
+            }
         }
-        for spec in specs {
-            self.wait_checked_in(&spec.name).await?;
-        }
-        Ok(())
-    }
-
-    /// Installs the agent of `cluster` into `sim_cluster` as an operator would with the
-    /// token's values (Fleet's `agent.AgentWithConfig`, the same objects the import applies).
-    async fn install_agent(
-        &self,
-        sim_cluster: &SimCluster,
-        cluster: &Cluster,
-        values: &BTreeMap<String, String>,
-        legacy_statefulset: bool,
-    ) -> Result<(), SystemError> {
-        let config = &self.options.controller;
-        let mut objs = import_objects(cluster, config, values, "");
-        if legacy_statefulset {
-            let namespace = agent_namespace_for(cluster, &config.agent_namespace);
-            let opts = ManifestOptions::for_cluster(config, &cluster.spec);
-            let (statefulset, service) =
-                legacy_agent_statefulset(&namespace, &cluster.spec.agent_namespace, &opts);
-            objs.retain(|o| o["kind"] != "Deployment");
-            objs.push(to_value(&service));
-            objs.push(to_value(&statefulset));
-        }
-        apply_objects(&sim_cluster.client(), &objs)
-            .await
-            .map_err(kube_err(format!(
-                "installing the agent in cluster {}",
-                sim_cluster.name()
-            )))
     }
 
     async fn start_kubelet(&self, sim_cluster: &SimCluster) {
@@ -535,10 +583,7 @@ impl SimSystem {
             let cluster = api.get_opt(name).await.map_err(kube_err(format!(
                 "reading Cluster {CLUSTERS_NAMESPACE}/{name}"
             )))?;
-            let checked_in = cluster
-                .and_then(|c| c.status)
-                .is_some_and(|s| s.agent.last_seen.is_some() && !s.namespace.is_empty());
-            if checked_in {
+            if cluster.as_ref().is_some_and(is_checked_in) {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
@@ -678,6 +723,97 @@ impl SimSystem {
         }
         self.stop_controller().await;
     }
+}
+
+/// Cluster installs [`SimSystem::add_clusters`] runs at once.
+pub const REGISTRATION_INSTALLS: usize = 32;
+/// Clusters [`SimSystem::add_clusters`] lets wait for their agent's first check-in at once.
+pub const REGISTRATION_WINDOW: usize = 512;
+
+/// What joining one cluster needs, shared by the concurrent joins of
+/// [`SimSystem::add_clusters`].
+struct JoinContext {
+    sim: Simulator,
+    upstream: kube::Client,
+    controller: ControllerConfig,
+    values: Arc<BTreeMap<String, String>>,
+}
+
+/// Adds the simulated cluster, creates its Cluster upstream and installs its agent.
+async fn join_cluster(
+    context: &JoinContext,
+    spec: &ClusterSpec,
+) -> Result<SimCluster, SystemError> {
+    let sim_cluster = context.sim.add_cluster(&spec.name)?;
+    let api: Api<Cluster> = Api::namespaced(context.upstream.clone(), CLUSTERS_NAMESPACE);
+    let cluster = Cluster {
+        metadata: ObjectMeta {
+            name: Some(spec.name.clone()),
+            namespace: Some(CLUSTERS_NAMESPACE.to_string()),
+            labels: Some(spec.labels.clone()).filter(|l| !l.is_empty()),
+            ..ObjectMeta::default()
+        },
+        spec: fleet_api::ClusterSpec {
+            client_id: client_id_for(&spec.name),
+            ..fleet_api::ClusterSpec::default()
+        },
+        status: None,
+    };
+    let cluster = match api.create(&PostParams::default(), &cluster).await {
+        Ok(created) => created,
+        Err(kube::Error::Api(e)) if e.code == 409 => cluster,
+        Err(e) => {
+            return Err(kube_err(format!(
+                "creating Cluster {CLUSTERS_NAMESPACE}/{}",
+                spec.name
+            ))(e));
+        }
+    };
+    install_agent(
+        &context.controller,
+        &sim_cluster,
+        &cluster,
+        &context.values,
+        spec.legacy_statefulset_agent,
+    )
+    .await?;
+    Ok(sim_cluster)
+}
+
+/// Installs the agent of `cluster` into `sim_cluster` as an operator would with the
+/// token's values (Fleet's `agent.AgentWithConfig`, the same objects the import applies).
+async fn install_agent(
+    config: &ControllerConfig,
+    sim_cluster: &SimCluster,
+    cluster: &Cluster,
+    values: &BTreeMap<String, String>,
+    legacy_statefulset: bool,
+) -> Result<(), SystemError> {
+    let mut objs = import_objects(cluster, config, values, "");
+    if legacy_statefulset {
+        let namespace = agent_namespace_for(cluster, &config.agent_namespace);
+        let opts = ManifestOptions::for_cluster(config, &cluster.spec);
+        let (statefulset, service) =
+            legacy_agent_statefulset(&namespace, &cluster.spec.agent_namespace, &opts);
+        objs.retain(|o| o["kind"] != "Deployment");
+        objs.push(to_value(&service));
+        objs.push(to_value(&statefulset));
+    }
+    apply_objects(&sim_cluster.client(), &objs)
+        .await
+        .map_err(kube_err(format!(
+            "installing the agent in cluster {}",
+            sim_cluster.name()
+        )))
+}
+
+/// The agent of `cluster` has registered and checked in: `status.agent.lastSeen` set and the
+/// cluster namespace assigned.
+fn is_checked_in(cluster: &Cluster) -> bool {
+    cluster
+        .status
+        .as_ref()
+        .is_some_and(|s| s.agent.last_seen.is_some() && !s.namespace.is_empty())
 }
 
 /// The clientID a simulated cluster registers with (Fleet's default is the `kube-system`

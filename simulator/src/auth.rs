@@ -186,7 +186,7 @@ impl TokenIssuer {
     }
 
     /// The claims of a token this issuer signed, if the signature holds.
-    fn verified_claims(&self, token: &str) -> Option<Value> {
+    pub(crate) fn verified_claims(&self, token: &str) -> Option<Value> {
         let mut parts = token.split('.');
         let (h, p, s) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
@@ -261,6 +261,17 @@ impl TokenIssuer {
     /// token must be unexpired, for the API audience, its bound object alive.
     pub fn authenticate(&self, st: &StoreState, token: &str) -> Option<UserInfo> {
         let claims = self.verified_claims(token)?;
+        self.authenticate_verified(st, &claims, token)
+    }
+
+    /// [`TokenIssuer::authenticate`] for claims already verified by
+    /// [`TokenIssuer::verified_claims`], so the signature check runs without the store lock.
+    pub(crate) fn authenticate_verified(
+        &self,
+        st: &StoreState,
+        claims: &Value,
+        token: &str,
+    ) -> Option<UserInfo> {
         let s = |p: &str| claims.pointer(p).and_then(Value::as_str);
         if claims.get("iss").and_then(Value::as_str) == Some(LEGACY_ISSUER) {
             let ns = claims

@@ -438,27 +438,49 @@ fn prune_and_default(
     }
 }
 
-/// The part of an object whose change bumps `metadata.generation`.
-fn spec_part(obj: &Value, status_subresource: bool) -> Value {
-    let mut v = obj.clone();
-    if let Value::Object(m) = &mut v {
-        m.remove("metadata");
-        m.remove("apiVersion");
-        m.remove("kind");
-        if status_subresource {
-            m.remove("status");
+/// Whether two objects differ in the part whose change bumps `metadata.generation`: anything
+/// but metadata, apiVersion and kind (and status, with a status subresource). Compared in
+/// place, without copying either object.
+fn spec_differs(old: &Value, new: &Value, status_subresource: bool) -> bool {
+    let skip = |k: &str| {
+        matches!(k, "metadata" | "apiVersion" | "kind") || (status_subresource && k == "status")
+    };
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let differs_one_way = |x: &Map<String, Value>, y: &Map<String, Value>| {
+                x.iter()
+                    .any(|(k, v)| !skip(k) && y.get(k).is_none_or(|other| other != v))
+            };
+            differs_one_way(a, b) || differs_one_way(b, a)
         }
+        _ => old != new,
     }
-    v
 }
 
-fn without_volatile(obj: &Value) -> Value {
-    let mut v = obj.clone();
-    if let Some(Value::Object(m)) = v.get_mut("metadata") {
-        m.remove("resourceVersion");
-        m.remove("managedFields");
+/// Whether two objects are the same but for `metadata.resourceVersion` and
+/// `metadata.managedFields` (a no-op write). Compared in place, without copying either.
+fn same_except_volatile(old: &Value, new: &Value) -> bool {
+    let (Value::Object(a), Value::Object(b)) = (old, new) else {
+        return old == new;
+    };
+    if a.len() != b.len() {
+        return false;
     }
-    v
+    a.iter().all(|(k, v)| match (k.as_str(), b.get(k)) {
+        (_, None) => false,
+        ("metadata", Some(other)) => match (v, other) {
+            (Value::Object(ma), Value::Object(mb)) => {
+                let volatile = |k: &str| matches!(k, "resourceVersion" | "managedFields");
+                let same_one_way = |x: &Map<String, Value>, y: &Map<String, Value>| {
+                    x.iter()
+                        .all(|(k, v)| volatile(k) || y.get(k).is_some_and(|other| other == v))
+                };
+                same_one_way(ma, mb) && same_one_way(mb, ma)
+            }
+            _ => v == other,
+        },
+        (_, Some(other)) => v == other,
+    })
 }
 
 /// Default field manager from the User-Agent, as kube-apiserver derives it.
@@ -946,8 +968,7 @@ impl ClusterState {
             ));
         }
         self.check_body(t, &mut body)?;
-        let mut st = self.lock();
-        self.check_namespace(&st, t)?;
+        self.check_namespace(&self.lock(), t)?;
         let m = meta_mut(&mut body);
         let mut name = m
             .get("name")
@@ -974,15 +995,23 @@ impl ClusterState {
             }
         }
         let key = t.key(&name);
-        if st.get(&key).is_some() {
-            return Err(ApiError::already_exists(
-                &t.info.group,
-                &t.info.plural,
-                &name,
-            ));
-        }
-        let obj = self.commit_write(&mut st, t, &key, None, body, Ownership::Record, opts)?;
-        self.finish(st);
+        let exists = || ApiError::already_exists(&t.info.group, &t.info.plural, &name);
+        let mut body = Some(body);
+        let obj = self.read_modify_write(
+            &key,
+            |old| {
+                // A create computed again found the object created meanwhile (or created and
+                // deleted again while its body was being prepared: a create raced it all the same).
+                let (None, Some(body)) = (old, body.take()) else {
+                    return Err(exists());
+                };
+                self.prepare_write(t, &key, None, body, Ownership::Record, opts)
+            },
+            |st, _, prepared| {
+                self.check_namespace(st, t)?;
+                self.commit_prepared(st, t, &key, false, prepared)
+            },
+        )?;
         Ok((*obj).clone())
     }
 
@@ -996,22 +1025,26 @@ impl ClusterState {
                 "the name of the object ({n}) does not match the name on the URL ({name})"
             )));
         }
-        let mut st = self.lock();
         let key = t.key(&name);
-        let old = st.get(&key).cloned().ok_or_else(|| t.not_found(&name))?;
-        if meta_str(&body, "resourceVersion").is_none_or(str::is_empty) && !t.info.builtin {
-            return Err(ApiError::invalid(
-                &t.info.group,
-                &t.info.kind,
-                &name,
-                &[(
-                    "metadata.resourceVersion".to_string(),
-                    "Invalid value: 0x0: must be specified for an update".to_string(),
-                )],
-            ));
-        }
-        let obj = self.commit_write(&mut st, t, &key, Some(old), body, Ownership::Record, opts)?;
-        self.finish(st);
+        let obj = self.read_modify_write(
+            &key,
+            |old| {
+                let old = old.ok_or_else(|| t.not_found(&name))?;
+                if meta_str(&body, "resourceVersion").is_none_or(str::is_empty) && !t.info.builtin {
+                    return Err(ApiError::invalid(
+                        &t.info.group,
+                        &t.info.kind,
+                        &name,
+                        &[(
+                            "metadata.resourceVersion".to_string(),
+                            "Invalid value: 0x0: must be specified for an update".to_string(),
+                        )],
+                    ));
+                }
+                self.prepare_write(t, &key, Some(old), body.clone(), Ownership::Record, opts)
+            },
+            |st, old, prepared| self.commit_prepared(st, t, &key, old.is_some(), prepared),
+        )?;
         Ok((*obj).clone())
     }
 
@@ -1024,9 +1057,7 @@ impl ClusterState {
         opts: &WriteOptions,
     ) -> ApiResult<(Value, bool)> {
         let name = t.name()?.to_string();
-        let mut st = self.lock();
         let key = t.key(&name);
-        let old = st.get(&key).cloned();
         let api_version = t.api_version();
         let map_patch_err = |e: PatchError| match e {
             PatchError::Malformed(m) => ApiError::bad_request(m),
@@ -1045,78 +1076,138 @@ impl ClusterState {
                 )));
             }
             meta_mut(&mut applied).insert("name".to_string(), json!(name));
-            if old.is_none() {
-                self.check_namespace(&st, t)?;
+            {
+                // An apply that creates needs its namespace (checked again when committing).
+                let st = self.lock();
+                if st.get(&key).is_none() {
+                    self.check_namespace(&st, t)?;
+                }
             }
             let schema = t.info.schema(&t.version).map(|s| &**s);
             let shape = Shape::root(&t.info.kind, t.info.builtin, schema);
             let scope = self.scope(t);
-            let now = now_rfc3339();
-            let writer = Writer {
-                manager: &manager,
-                subresource: if t.is_status() { "status" } else { "" },
-                api_version: &api_version,
-                now: &now,
-                scope,
-            };
-            let mut entries = old.as_deref().map(ssa::read_entries).unwrap_or_default();
-            let current = old
-                .as_deref()
-                .map(|o| at_version(&Arc::new(o.clone()), &api_version));
-            let merged = ssa::apply(&mut entries, &writer, current.as_deref(), &applied, opts.force, shape).map_err(|conflicts| {
-                let causes: Vec<Value> = conflicts
-                    .iter()
-                    .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": ssa::path_string(&c.path)}))
-                    .collect();
-                let mut details = json!({"name": name, "kind": t.info.plural, "causes": causes});
-                if !t.info.group.is_empty() {
-                    details["group"] = json!(t.info.group);
-                }
-                ApiError::new(409, "Conflict", ssa::conflict_message(&conflicts)).with_details(details)
-            })?;
-            let created = old.is_none();
-            let obj = self.commit_write(
-                &mut st,
-                t,
+            let (obj, created) = self.read_modify_write(
                 &key,
-                old,
-                merged,
-                Ownership::Given(entries),
-                opts,
+                |old| {
+                    let now = now_rfc3339();
+                    let writer = Writer {
+                        manager: &manager,
+                        subresource: if t.is_status() { "status" } else { "" },
+                        api_version: &api_version,
+                        now: &now,
+                        scope,
+                    };
+                    let mut entries = old.map(|o| ssa::read_entries(o)).unwrap_or_default();
+                    let current = old.map(|o| at_version(o, &api_version));
+                    let merged = ssa::apply(&mut entries, &writer, current.as_deref(), &applied, opts.force, shape).map_err(|conflicts| {
+                        let causes: Vec<Value> = conflicts
+                            .iter()
+                            .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": ssa::path_string(&c.path)}))
+                            .collect();
+                        let mut details = json!({"name": name, "kind": t.info.plural, "causes": causes});
+                        if !t.info.group.is_empty() {
+                            details["group"] = json!(t.info.group);
+                        }
+                        ApiError::new(409, "Conflict", ssa::conflict_message(&conflicts)).with_details(details)
+                    })?;
+                    self.prepare_write(t, &key, old, merged, Ownership::Given(entries), opts)
+                },
+                |st, old, prepared| {
+                    if old.is_none() {
+                        self.check_namespace(st, t)?;
+                    }
+                    let obj = self.commit_prepared(st, t, &key, old.is_some(), prepared)?;
+                    Ok((obj, old.is_none()))
+                },
             )?;
-            self.finish(st);
             return Ok(((*obj).clone(), created));
         }
-        let old = old.ok_or_else(|| t.not_found(&name))?;
-        let mut new = (*at_version(&old, &api_version)).clone();
-        match patch_type {
-            PatchType::Json => patch::json_patch(&mut new, body).map_err(map_patch_err)?,
+        let merge_patch = match patch_type {
             PatchType::Merge | PatchType::Strategic => {
                 let p: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                if patch_type == PatchType::Merge {
-                    patch::merge_patch(&mut new, &p).map_err(map_patch_err)?;
-                } else {
-                    if !t.info.builtin {
-                        return Err(ApiError::unsupported_media_type(
-                            "application/strategic-merge-patch+json",
-                        ));
-                    }
-                    patch::strategic_merge_patch(&mut new, &p, &t.info.kind)
-                        .map_err(map_patch_err)?;
-                }
+                Some(p)
             }
-            PatchType::Apply => {}
-        }
-        self.check_body(t, &mut new)?;
-        if meta_str(&new, "name") != Some(name.as_str()) {
-            return Err(ApiError::bad_request(
-                "metadata.name cannot be changed by a patch".to_string(),
-            ));
-        }
-        let obj = self.commit_write(&mut st, t, &key, Some(old), new, Ownership::Record, opts)?;
-        self.finish(st);
+            PatchType::Json | PatchType::Apply => None,
+        };
+        let obj = self.read_modify_write(
+            &key,
+            |old| {
+                let old = old.ok_or_else(|| t.not_found(&name))?;
+                let mut new = (*at_version(old, &api_version)).clone();
+                match (patch_type, &merge_patch) {
+                    (PatchType::Json, _) => {
+                        patch::json_patch(&mut new, body).map_err(map_patch_err)?
+                    }
+                    (PatchType::Merge, Some(p)) => {
+                        patch::merge_patch(&mut new, p).map_err(map_patch_err)?
+                    }
+                    (PatchType::Strategic, Some(p)) => {
+                        if !t.info.builtin {
+                            return Err(ApiError::unsupported_media_type(
+                                "application/strategic-merge-patch+json",
+                            ));
+                        }
+                        patch::strategic_merge_patch(&mut new, p, &t.info.kind)
+                            .map_err(map_patch_err)?;
+                    }
+                    _ => {}
+                }
+                self.check_body(t, &mut new)?;
+                if meta_str(&new, "name") != Some(name.as_str()) {
+                    return Err(ApiError::bad_request(
+                        "metadata.name cannot be changed by a patch".to_string(),
+                    ));
+                }
+                self.prepare_write(t, &key, Some(old), new, Ownership::Record, opts)
+            },
+            |st, old, prepared| self.commit_prepared(st, t, &key, old.is_some(), prepared),
+        )?;
         Ok(((*obj).clone(), false))
+    }
+
+    /// The object stored under `key` now, taken under a brief lock.
+    fn snapshot(&self, key: &ObjKey) -> Option<Obj> {
+        self.lock().get(key).cloned()
+    }
+
+    /// A read-modify-write of one object: `compute` turns the object as it is into what to
+    /// commit without holding the store lock (decoding, merging, managedFields and validation
+    /// are the expensive part of a write, and the lock is taken on the callers' runtime
+    /// threads); the result is committed only if the object is still the one it was computed
+    /// from, else computed again. After a few lost races it is computed under the lock, so a
+    /// busy object cannot starve a writer. `compute` must not take the store lock; `commit`
+    /// runs under it, and the lock is released before watches are woken.
+    fn read_modify_write<P, R>(
+        &self,
+        key: &ObjKey,
+        mut compute: impl FnMut(Option<&Obj>) -> ApiResult<P>,
+        commit: impl FnOnce(&mut StoreState, Option<Obj>, P) -> ApiResult<R>,
+    ) -> ApiResult<R> {
+        let mut attempt = 0;
+        let (mut st, old, prepared) = loop {
+            attempt += 1;
+            if attempt > OPTIMISTIC_WRITE_ATTEMPTS {
+                let st = self.lock();
+                let old = st.get(key).cloned();
+                let prepared = compute(old.as_ref())?;
+                break (st, old, prepared);
+            }
+            let old = self.snapshot(key);
+            let prepared = compute(old.as_ref())?;
+            let st = self.lock();
+            let unchanged = match (st.get(key), &old) {
+                (None, None) => true,
+                (Some(now), Some(then)) => Arc::ptr_eq(now, then),
+                _ => false,
+            };
+            if unchanged {
+                break (st, old, prepared);
+            }
+        };
+        let result = commit(&mut st, old, prepared);
+        self.finish(st);
+        result
     }
 
     fn scope(&self, t: &Target) -> Scope {
@@ -1129,7 +1220,7 @@ impl ClusterState {
         }
     }
 
-    /// The write pipeline shared by create, update and patch.
+    /// The write pipeline shared by create, update and patch, under the store lock.
     #[allow(clippy::too_many_arguments)]
     fn commit_write(
         &self,
@@ -1137,10 +1228,26 @@ impl ClusterState {
         t: &Target,
         key: &ObjKey,
         old: Option<Obj>,
-        mut new: Value,
+        new: Value,
         ownership: Ownership,
         opts: &WriteOptions,
     ) -> ApiResult<Obj> {
+        let prepared = self.prepare_write(t, key, old.as_ref(), new, ownership, opts)?;
+        self.commit_prepared(st, t, key, old.is_some(), prepared)
+    }
+
+    /// Everything of a write that needs no store: optimistic concurrency against `old`,
+    /// status/main resource split, system metadata, defaults, pruning, validation, generation,
+    /// managedFields, the no-op check and the size limit.
+    fn prepare_write(
+        &self,
+        t: &Target,
+        key: &ObjKey,
+        old: Option<&Obj>,
+        mut new: Value,
+        ownership: Ownership,
+        opts: &WriteOptions,
+    ) -> ApiResult<Prepared> {
         let info = &t.info;
         let name = key.name.clone();
         let api_version = t.api_version();
@@ -1156,7 +1263,7 @@ impl ClusterState {
             if t.is_status() {
                 let status = new.get("status").cloned();
                 let client_mf = meta(&new).and_then(|m| m.get("managedFields")).cloned();
-                new = (**old).clone();
+                new = Value::clone(old);
                 new["apiVersion"] = json!(api_version);
                 match status {
                     Some(s) => new["status"] = s,
@@ -1283,7 +1390,7 @@ impl ClusterState {
         // subresource) changes.
         if info.has_generation
             && let Some(old) = &old
-            && spec_part(old, info.status_subresource) != spec_part(&new, info.status_subresource)
+            && spec_differs(old, &new, info.status_subresource)
         {
             let g = meta(old)
                 .and_then(|m| m.get("generation"))
@@ -1322,7 +1429,7 @@ impl ClusterState {
                     .field_manager
                     .clone()
                     .unwrap_or_else(|| "unknown".to_string());
-                let mut entries = old.as_deref().map(ssa::read_entries).unwrap_or_default();
+                let mut entries = old.map(|o| ssa::read_entries(o)).unwrap_or_default();
                 let writer = Writer {
                     manager: &manager,
                     subresource: if t.is_status() { "status" } else { "" },
@@ -1330,23 +1437,41 @@ impl ClusterState {
                     now: &now,
                     scope: self.scope(t),
                 };
-                ssa::record_update(&mut entries, &writer, old.as_deref(), &new, shape);
+                ssa::record_update(&mut entries, &writer, old.map(|o| &**o), &new, shape);
                 ssa::write_entries(&mut new, &entries);
             }
         }
         // No-op writes are not written (and do not bump resourceVersion).
-        if let Some(old) = &old
-            && without_volatile(old) == without_volatile(&new)
+        if let Some(old) = old
+            && same_except_volatile(old, &new)
         {
-            return Ok(at_version(old, &api_version));
+            return Ok(Prepared::Done(at_version(old, &api_version)));
         }
-        let size = serde_json::to_vec(&new).map(|b| b.len()).unwrap_or(0);
-        if size > MAX_OBJECT_BYTES {
+        if encoded_len(&new) > MAX_OBJECT_BYTES {
             return Err(ApiError::new(500, "", "etcdserver: request is too large"));
         }
         if opts.dry_run {
-            return Ok(Arc::new(new));
+            return Ok(Prepared::Done(Arc::new(new)));
         }
+        Ok(Prepared::Write(new))
+    }
+
+    /// Commits a prepared write: stores it (an object being deleted whose finalizers are all
+    /// gone goes at once).
+    fn commit_prepared(
+        &self,
+        st: &mut StoreState,
+        t: &Target,
+        key: &ObjKey,
+        existed: bool,
+        prepared: Prepared,
+    ) -> ApiResult<Obj> {
+        let new = match prepared {
+            Prepared::Done(obj) => return Ok(obj),
+            Prepared::Write(new) => new,
+        };
+        let api_version = t.api_version();
+        let name = &key.name;
         // Finalizers cleared on an object being deleted: it goes now.
         if meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"))
             && finalizers(&new).is_empty()
@@ -1355,10 +1480,10 @@ impl ClusterState {
             let gone = self.remove_cascade(st, key);
             return gone
                 .map(|o| at_version(&o, &api_version))
-                .ok_or_else(|| t.not_found(&name));
+                .ok_or_else(|| t.not_found(name));
         }
         let stored = st.put(key.clone(), new);
-        if old.is_some() && meta(&stored).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+        if existed && meta(&stored).is_some_and(|m| m.contains_key("deletionTimestamp")) {
             self.settle_foreground(st, key);
         }
         Ok(at_version(&stored, &api_version))
@@ -1719,6 +1844,35 @@ impl ClusterState {
 enum Ownership {
     Record,
     Given(Vec<ssa::ManagedEntry>),
+}
+
+/// A write computed without the store lock, to be committed under it.
+enum Prepared {
+    /// Nothing to store: a no-op write or a dry run; the object to answer with.
+    Done(Obj),
+    Write(Value),
+}
+
+/// Times a write is computed without the store lock before it is computed under it.
+const OPTIMISTIC_WRITE_ATTEMPTS: u32 = 4;
+
+/// The length of `value` encoded as JSON, without building the encoding.
+fn encoded_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => 0,
+    }
 }
 
 /// Parses a request body that may be YAML or JSON.

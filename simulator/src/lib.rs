@@ -633,6 +633,14 @@ impl cluster::ChangeObserver for BehaviourObserver {
         state: &store::StoreState,
         events: &[Arc<store::StoredEvent>],
     ) {
+        // Most writes (ConfigMaps, Secrets, Fleet's objects, Leases) concern no simulated
+        // controller: skip them before taking the behaviour's lock and copying objects.
+        if !events
+            .iter()
+            .any(|e| behaviour::WATCHED_RESOURCES.contains(&&*e.key.group_resource))
+        {
+            return;
+        }
         let Some(inner) = self.cluster.upgrade() else {
             return;
         };
@@ -642,6 +650,9 @@ impl cluster::ChangeObserver for BehaviourObserver {
         let now = inner.started.elapsed();
         let mut actions = Vec::new();
         for e in events {
+            if !behaviour::WATCHED_RESOURCES.contains(&&*e.key.group_resource) {
+                continue;
+            }
             let obj = &e.object;
             let change = ObjectChange {
                 kind: match e.event_type {
@@ -1029,8 +1040,14 @@ impl ClusterInner {
         if token.bytes().filter(|b| *b == b'.').count() != 2 {
             return None;
         }
+        // The signature is checked before the store lock is taken; only the lookups of the
+        // ServiceAccount (and bound Secret or Pod) need it.
+        let claims = self.state.tokens.verified_claims(token)?;
         let st = self.state.lock();
-        self.state.tokens.authenticate(&st, token).map(Arc::new)
+        self.state
+            .tokens
+            .authenticate_verified(&st, &claims, token)
+            .map(Arc::new)
     }
 }
 

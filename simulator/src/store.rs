@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -50,7 +51,20 @@ pub struct StoredEvent {
     pub object: Obj,
     /// The object before a modification (used to turn selector transitions into ADDED/DELETED).
     pub previous: Option<Obj>,
+    /// When it was committed: the watch history drops events older than
+    /// [`EVENT_FRESH_DURATION`] once it holds more than [`HISTORY_MIN_EVENTS`].
+    pub committed: Instant,
 }
+
+/// kube-apiserver's watch cache keeps events younger than this (`eventFreshDuration`) and
+/// lets older ones go once it holds more than its lower bound: the history follows the write
+/// rate instead of growing to its upper bound on every busy resource (each event holds a
+/// version of its object, so a full history of a Lease renewed every second is megabytes).
+pub const EVENT_FRESH_DURATION: Duration = Duration::from_secs(75);
+/// Events a resource's history keeps regardless of their age (kube-apiserver's lower bound).
+pub const HISTORY_MIN_EVENTS: usize = 100;
+/// How often the histories of resources nobody writes to are checked for stale events.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The watch history of one resource, bounded like kube-apiserver's watch cache.
 #[derive(Debug, Default)]
@@ -112,8 +126,12 @@ pub struct StoreState {
     histories: HashMap<Arc<str>, ResourceHistory>,
     /// A simulated restart drops every history: nothing at or below this can be resumed.
     restart_floor: u64,
-    /// Events kept per resource.
+    /// Events kept per resource at most.
     history_limit: usize,
+    /// Events kept per resource regardless of their age.
+    history_min: usize,
+    /// When the histories were last checked for stale events.
+    last_sweep: Instant,
     uids: HashMap<String, ObjKey>,
     /// owner uid → objects naming it in `ownerReferences`.
     dependents: HashMap<String, BTreeSet<ObjKey>>,
@@ -145,6 +163,8 @@ impl StoreState {
             histories: HashMap::new(),
             restart_floor: 1,
             history_limit: history_limit.max(1),
+            history_min: HISTORY_MIN_EVENTS.min(history_limit.max(1)),
+            last_sweep: Instant::now(),
             uids: HashMap::new(),
             dependents: HashMap::new(),
             pending: Vec::new(),
@@ -285,7 +305,31 @@ impl StoreState {
                 .push_back(event.clone());
         }
         history.events.push_back(event);
-        while history.events.len() > self.history_limit {
+        let now = Instant::now();
+        Self::evict(history, self.history_limit, self.history_min, now);
+        if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
+            self.last_sweep = now;
+            for history in self.histories.values_mut() {
+                Self::evict(history, self.history_limit, self.history_min, now);
+            }
+        }
+    }
+
+    /// Drops the oldest events of a history beyond `limit`, and those older than
+    /// [`EVENT_FRESH_DURATION`] beyond `min`.
+    fn evict(history: &mut ResourceHistory, limit: usize, min: usize, now: Instant) {
+        loop {
+            let drop_oldest = match history.events.front() {
+                None => false,
+                Some(oldest) => {
+                    history.events.len() > limit
+                        || (history.events.len() > min
+                            && now.duration_since(oldest.committed) > EVENT_FRESH_DURATION)
+                }
+            };
+            if !drop_oldest {
+                break;
+            }
             let Some(old) = history.events.pop_front() else {
                 break;
             };
@@ -298,6 +342,12 @@ impl StoreState {
             {
                 ns.events.pop_front();
                 ns.floor = old.resource_version;
+            }
+        }
+        if history.events.capacity() > 4 * history.events.len().max(16) {
+            history.events.shrink_to_fit();
+            for ns in history.namespaces.values_mut() {
+                ns.events.shrink_to_fit();
             }
         }
     }
@@ -350,6 +400,7 @@ impl StoreState {
             event_type,
             object: object.clone(),
             previous,
+            committed: Instant::now(),
         });
         object
     }
@@ -376,6 +427,7 @@ impl StoreState {
             event_type: EventType::Deleted,
             object: last.clone(),
             previous: Some(old),
+            committed: Instant::now(),
         });
         Some(last)
     }

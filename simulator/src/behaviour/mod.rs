@@ -85,6 +85,7 @@ pub use profile::{
     ProfileError, SchedulerRules, Taint, TaintEffect, TerminationRules,
 };
 pub use scheduler::{Feasibility, NodeUsage, pod_requests, schedule_pod, usage_by_node};
+pub(crate) use workloads::WATCHED_RESOURCES;
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

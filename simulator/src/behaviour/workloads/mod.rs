@@ -107,6 +107,20 @@ impl ControllerState {
 }
 
 /// Routes one change to the simulated controllers.
+/// The group-resources whose changes [`dispatch`] acts on; changes of anything else are not
+/// delivered to the simulated controllers at all.
+pub const WATCHED_RESOURCES: &[&str] = &[
+    "pods",
+    "nodes",
+    "services",
+    "persistentvolumeclaims",
+    "deployments.apps",
+    "replicasets.apps",
+    "statefulsets.apps",
+    "daemonsets.apps",
+    "jobs.batch",
+];
+
 pub(crate) fn dispatch(
     ctx: &mut Ctx<'_>,
     state: &mut ControllerState,
