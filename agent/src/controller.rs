@@ -2,20 +2,21 @@
 //! deployment ID changed, monitor what is deployed, report status; and the drift reconciler
 //! that recomputes status (and corrects drift) when deployed objects change.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fleet_api::consts::{self, condition as cond};
 use fleet_api::{BundleDeployment, BundleDeploymentStatus};
+use futures::{StreamExt as _, TryStreamExt as _};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 use crate::config::AgentConfig;
-use crate::deployer::{DeployError, Deployed, Deployer};
+use crate::deployer::{CONCURRENT_REQUESTS, DeployError, Deployed, Deployer};
 use crate::downstream::DownstreamError;
 use crate::drift::{DriftTracker, KindKey};
 use crate::metrics::Metrics;
@@ -63,6 +64,21 @@ pub struct Context {
     pub store: Store<BundleDeployment>,
     failures: Mutex<HashMap<String, Failure>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The status as this agent last wrote it, by key, until the watch brings that write
+    /// into the store: the base of the next status patch (reconciles are not triggered by
+    /// status writes, so a store lagging behind them must not hide a change).
+    written_status: Mutex<HashMap<String, WrittenStatus>>,
+}
+
+/// A status write not yet seen in the store.
+struct WrittenStatus {
+    resource_version: u64,
+    status: BundleDeploymentStatus,
+}
+
+/// A resourceVersion as a number (kube-apiserver's are etcd revisions); `None` when it is not.
+fn resource_version_number(bd: &BundleDeployment) -> Option<u64> {
+    bd.metadata.resource_version.as_deref()?.parse().ok()
 }
 
 fn key_of(bd: &BundleDeployment) -> String {
@@ -77,6 +93,31 @@ fn key_of(bd: &BundleDeployment) -> String {
 struct Observed {
     result: monitor::MonitorResult,
     kinds: BTreeSet<KindKey>,
+    /// resourceVersions of the live objects evaluated (for the drift tracker).
+    resource_versions: HashSet<String>,
+}
+
+/// The object versions the agent has fully dealt with after an observation: all it saw,
+/// unless drift correction is on and the objects are modified (then a change event must
+/// still bring the drift reconcile that corrects them).
+fn settled_versions(bd: &BundleDeployment, observed: &Observed) -> HashSet<String> {
+    let correcting = bd
+        .spec
+        .correct_drift
+        .as_ref()
+        .or(bd.spec.options.correct_drift.as_ref())
+        .is_some_and(|c| c.enabled);
+    if correcting && !observed.result.non_modified {
+        HashSet::new()
+    } else {
+        observed.resource_versions.clone()
+    }
+}
+
+fn resource_version_of(obj: &Value) -> Option<String> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 impl Context {
@@ -97,6 +138,7 @@ impl Context {
             store,
             failures: Mutex::default(),
             locks: Mutex::default(),
+            written_status: Mutex::default(),
         }
     }
 
@@ -153,79 +195,126 @@ impl Context {
         }
     }
 
-    /// Reads the live objects of a deployment and evaluates them.
+    /// Evaluates the live objects of a deployment: `fresh` holds the ones the agent has just
+    /// written (as the apply returned them); the others are read, and the objects of the set
+    /// no longer desired are listed.
     async fn observe(
         &self,
         bd: &BundleDeployment,
-        deployed: &Deployed,
+        desired: &[Value],
+        mut fresh: BTreeMap<ObjectKey, Value>,
     ) -> Result<Observed, ReconcileError> {
-        let desired = &deployed.objects;
-        let mut live = BTreeMap::new();
-        let mut kinds = BTreeSet::new();
-        for obj in desired {
-            let key = plan::key_of(obj);
-            kinds.insert((key.api_version.clone(), key.kind.clone()));
-            if let Some(l) = self.deployer.downstream.get(&key).await? {
-                live.insert(key, l);
-            }
-        }
         let desired_keys: BTreeSet<ObjectKey> = desired.iter().map(plan::key_of).collect();
+        let kinds: BTreeSet<KindKey> = desired_keys
+            .iter()
+            .map(|k| (k.api_version.clone(), k.kind.clone()))
+            .collect();
+        fresh.retain(|k, _| desired_keys.contains(k));
+        let unread: Vec<ObjectKey> = desired_keys
+            .iter()
+            .filter(|k| !fresh.contains_key(*k))
+            .cloned()
+            .collect();
+        let mut live = self.deployer.read_objects(unread).await?;
+        live.append(&mut fresh);
+
         let set_id = self.deployer.set_id(bd);
         let selector = format!(
             "{}={}",
             consts::objectset::HASH_LABEL,
             fleet_bundle::render::set_hash(&set_id)
         );
-        let mut orphans = Vec::new();
+        let downstream = &self.deployer.downstream;
+        let mut lists = Vec::with_capacity(kinds.len());
         for (api_version, kind) in &kinds {
-            for obj in self
-                .deployer
-                .downstream
-                .list(api_version, kind, &selector)
-                .await?
-            {
-                let key = plan::key_of(&obj);
+            lists.push(downstream.list(api_version, kind, &selector));
+        }
+        let listed: Vec<Vec<Value>> = futures::stream::iter(lists)
+            .buffered(CONCURRENT_REQUESTS)
+            .try_collect()
+            .await?;
+        let orphans: Vec<Value> = listed
+            .into_iter()
+            .flatten()
+            .filter(|obj| {
                 let ours = obj
                     .pointer("/metadata/annotations")
                     .and_then(|a| a.get(consts::objectset::ID_ANNOTATION))
                     .and_then(Value::as_str)
                     == Some(set_id.as_str());
-                if ours && !desired_keys.contains(&key) {
-                    orphans.push(obj);
-                }
-            }
-        }
+                ours && !desired_keys.contains(&plan::key_of(obj))
+            })
+            .collect();
+        let resource_versions = live
+            .values()
+            .chain(&orphans)
+            .filter_map(resource_version_of)
+            .collect();
         let result = monitor::evaluate(&MonitorInput {
             desired,
             live: &live,
             orphans: &orphans,
             options: &bd.spec.options,
         });
-        Ok(Observed { result, kinds })
+        Ok(Observed {
+            result,
+            kinds,
+            resource_versions,
+        })
+    }
+
+    /// The status this agent last wrote, when the stored `bd` does not hold that write yet
+    /// (forgotten once it does).
+    fn written_status_newer_than(&self, bd: &BundleDeployment) -> Option<BundleDeploymentStatus> {
+        let key = key_of(bd);
+        let mut written = locked(&self.written_status);
+        let w = written.get(&key)?;
+        if resource_version_number(bd).is_some_and(|rv| rv < w.resource_version) {
+            return Some(w.status.clone());
+        }
+        written.remove(&key);
+        None
     }
 
     /// Writes the status when it differs from what the object holds (merge patch of the
-    /// changed fields only).
+    /// changed fields only, against the newer of the stored object and this agent's last
+    /// write).
     async fn write_status(
         &self,
         bd: &BundleDeployment,
         mut new: BundleDeployment,
     ) -> Result<(), ReconcileError> {
         status::set_display(&mut new);
-        let old = serde_json::to_value(bd.status.clone().unwrap_or_default()).unwrap_or_default();
+        let key = key_of(bd);
+        let base = self
+            .written_status_newer_than(bd)
+            .unwrap_or_else(|| bd.status.clone().unwrap_or_default());
+        let old = serde_json::to_value(&base).unwrap_or_default();
         let next = serde_json::to_value(new.status.clone().unwrap_or_default()).unwrap_or_default();
         let Some(patch) = plan::merge_patch(&old, &next) else {
             return Ok(());
         };
-        let key = key_of(bd);
-        self.api(bd.metadata.namespace.as_deref().unwrap_or_default())
+        let patched = self
+            .api(bd.metadata.namespace.as_deref().unwrap_or_default())
             .patch_status(
                 bd.metadata.name.as_deref().unwrap_or_default(),
                 &PatchParams::default(),
                 &Patch::Merge(json!({ "status": patch })),
             )
             .await
-            .map_err(|source| ReconcileError::Status { key, source })?;
+            .map_err(|source| ReconcileError::Status {
+                key: key.clone(),
+                source,
+            })?;
+        if let Some(resource_version) = resource_version_number(&patched) {
+            locked(&self.written_status).insert(
+                key,
+                WrittenStatus {
+                    resource_version,
+                    status: patched.status.unwrap_or_default(),
+                },
+            );
+        }
         Ok(())
     }
 
@@ -241,6 +330,9 @@ impl Context {
         let _guard = lock.lock().await;
         let now = status::now();
         let mut next = (*bd).clone();
+        if let Some(written) = self.written_status_newer_than(&bd) {
+            next.status = Some(written);
+        }
         let st = next
             .status
             .get_or_insert_with(BundleDeploymentStatus::default);
@@ -262,22 +354,32 @@ impl Context {
 
         let (release_name, release_namespace) = self.deployer.release_name_and_namespace(&bd);
         let bundle = bd.metadata.name.clone().unwrap_or_default();
-        let mut current = self
-            .deployer
-            .current_release(&bundle, &release_name, &release_namespace)
-            .await?;
         let force_sync = bd.spec.options.force_sync_generation;
-        let needs_deploy = bd.spec.deployment_id != st.applied_deployment_id
+        let spec_needs_deploy = bd.spec.deployment_id != st.applied_deployment_id
             || st.release.is_empty()
-            || current.is_none()
             || (force_sync > 0 && st.sync_generation != Some(force_sync));
+        // A deployment the spec asks for needs no look at the deployed release first (the
+        // deploy reads what it needs); otherwise the release must still be there.
+        let mut current: Option<Arc<Deployed>> = None;
+        let mut looked_up = false;
+        if !spec_needs_deploy || bd.spec.deployment_id.is_empty() {
+            current = self
+                .deployer
+                .current_release(&bundle, &release_name, &release_namespace)
+                .await?;
+            looked_up = true;
+        }
+        let needs_deploy = spec_needs_deploy || current.is_none();
+        let mut fresh = BTreeMap::new();
         let mut requeue = None;
         if needs_deploy && !bd.spec.deployment_id.is_empty() {
             if let Some(wait) = self.backoff_remaining(&key, &bd.spec.deployment_id) {
                 requeue = Some(wait);
             } else {
                 match self.deployer.deploy(&bd).await {
-                    Ok(deployed) => {
+                    Ok(outcome) => {
+                        let deployed = outcome.deployed;
+                        fresh = outcome.applied;
                         tracing::info!(release = %deployed.release.id(), deployment_id = %bd.spec.deployment_id, "deployed bundle");
                         self.clear_failure(&key);
                         st.release = deployed.release.id();
@@ -290,6 +392,11 @@ impl Context {
                     Err(e) => {
                         let message = e.to_string();
                         tracing::warn!(error = %message, "deploying bundle failed");
+                        current = self
+                            .deployer
+                            .current_release(&bundle, &release_name, &release_namespace)
+                            .await?;
+                        looked_up = true;
                         status::set_condition(
                             &mut st.conditions,
                             cond::DEPLOYED,
@@ -310,15 +417,23 @@ impl Context {
                 }
             }
         }
+        if current.is_none() && !looked_up {
+            // Not deployed now (backing off): report on what is deployed.
+            current = self
+                .deployer
+                .current_release(&bundle, &release_name, &release_namespace)
+                .await?;
+        }
 
         let mut ready = true;
         if let Some(deployed) = &current {
-            match self.observe(&bd, deployed).await {
+            match self.observe(&bd, &deployed.objects, fresh).await {
                 Ok(observed) => {
                     ready = observed.result.ready;
                     status::apply_monitor(st, &observed.result, &now);
+                    let settled = settled_versions(&bd, &observed);
                     self.drift
-                        .refresh(&key, &self.deployer.set_id(&bd), observed.kinds)
+                        .refresh(&key, &self.deployer.set_id(&bd), observed.kinds, settled)
                         .await;
                 }
                 Err(e) => {
@@ -344,37 +459,36 @@ impl Context {
         self.drift.clear(&key);
         self.deployer.uninstall(&bd).await?;
         self.clear_failure(&key);
+        locked(&self.written_status).remove(&key);
         tracing::info!("removed the bundle's deployment");
         Ok(Action::await_change())
     }
 
     /// The drift reconcile: recompute status and, with `correctDrift.enabled`, put modified,
-    /// missing objects back.
+    /// missing objects back. The BundleDeployment comes from the agent's watch cache, as
+    /// Fleet's cached client reads it.
     pub async fn drift_reconcile(&self, key: &str) -> Result<(), ReconcileError> {
         let Some((namespace, name)) = key.split_once('/') else {
             return Ok(());
         };
         let lock = self.lock_for(key);
         let _guard = lock.lock().await;
-        let bd = self
-            .api(namespace)
-            .get_opt(name)
-            .await
-            .map_err(|source| ReconcileError::Get {
-                key: key.to_string(),
-                source,
-            })?;
-        let Some(bd) = bd else {
+        let Some(bd) = self.store.get(&ObjectRef::new(name).within(namespace)) else {
+            tracing::debug!("BundleDeployment gone: drift detection off");
             self.drift.clear(key);
             return Ok(());
         };
         if bd.spec.paused || bd.metadata.deletion_timestamp.is_some() {
             return Ok(());
         }
-        let Some(st) = bd.status.as_ref().filter(|s| !s.release.is_empty()) else {
+        let mut next = (*bd).clone();
+        if let Some(written) = self.written_status_newer_than(&bd) {
+            next.status = Some(written);
+        }
+        if next.status.as_ref().is_none_or(|s| s.release.is_empty()) {
+            tracing::debug!("nothing deployed yet: no drift to look at");
             return Ok(());
-        };
-        let _ = st;
+        }
         let (release_name, release_namespace) = self.deployer.release_name_and_namespace(&bd);
         let bundle = name.to_string();
         let Some(deployed) = self
@@ -385,7 +499,9 @@ impl Context {
             return Ok(());
         };
         let now = status::now();
-        let mut observed = self.observe(&bd, &deployed).await?;
+        let mut observed = self
+            .observe(&bd, &deployed.objects, BTreeMap::new())
+            .await?;
         let correct = bd
             .spec
             .correct_drift
@@ -393,7 +509,6 @@ impl Context {
             .or(bd.spec.options.correct_drift.as_ref())
             .filter(|c| c.enabled)
             .cloned();
-        let mut next = bd.clone();
         let st = next
             .status
             .get_or_insert_with(BundleDeploymentStatus::default);
@@ -402,10 +517,14 @@ impl Context {
         {
             tracing::info!("correcting drift");
             let mut failure = None;
+            let mut fresh = BTreeMap::new();
             for obj in &deployed.objects {
                 let k = plan::key_of(obj);
-                if let Err(e) = self.deployer.apply_object(&k, obj, correct.force).await {
-                    failure = Some(e.to_string());
+                match self.deployer.apply_object(&k, obj, correct.force).await {
+                    Ok(applied) => {
+                        fresh.insert(k, applied);
+                    }
+                    Err(e) => failure = Some(e.to_string()),
                 }
             }
             match failure {
@@ -413,11 +532,27 @@ impl Context {
                     let message = format!("correcting drift of bundle {bundle}: {message}");
                     status::set_condition(&mut st.conditions, cond::DEPLOYED, Err(&message), &now);
                 }
-                None => observed = self.observe(&bd, &deployed).await?,
+                None => observed = self.observe(&bd, &deployed.objects, fresh).await?,
             }
         }
         status::apply_monitor(st, &observed.result, &now);
+        let settled = settled_versions(&bd, &observed);
+        self.drift
+            .refresh(
+                key,
+                &self.deployer.set_id(&bd),
+                observed.kinds.clone(),
+                settled,
+            )
+            .await;
         self.write_status(&bd, next).await
+    }
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -468,7 +603,6 @@ async fn with_finalizer(
                 }})),
             )
             .await
-            .map(|_| ())
             .map_err(|e| ReconcileError::Finalizer {
                 key,
                 message: e.to_string(),
@@ -490,9 +624,10 @@ async fn with_finalizer(
     if !ours {
         let mut list = finalizers;
         list.push(consts::BUNDLE_DEPLOYMENT_FINALIZER.to_string());
-        // The update triggers the next reconcile.
-        patch_finalizers(list).await?;
-        return Ok(Action::await_change());
+        // As Fleet's agent, go on deploying with the object the finalizer update returned
+        // (finalizer changes do not trigger reconciles).
+        let updated = patch_finalizers(list).await?;
+        return ctx.apply(Arc::new(updated)).await;
     }
     ctx.apply(bd).await
 }

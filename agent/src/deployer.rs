@@ -8,15 +8,26 @@ use std::sync::Arc;
 
 use fleet_api::{BundleDeployment, BundleResource, Content, consts};
 use fleet_bundle::render::{self, RenderOptions};
-use kube::api::{Api, ListParams};
+use futures::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+use crate::cache::{ContentCache, NamespaceCache, ReleaseCache, ReleaseState, Resources};
 use crate::config::AgentConfig;
 use crate::downstream::{Downstream, DownstreamError, describe};
 use crate::monitor::ObjectKey;
 use crate::plan::{self, Ownership};
 use crate::release::{self, Release, ReleaseChart, ReleaseInfo};
+
+/// Requests one reconcile has in flight at once (object reads, applies of one kind): Helm
+/// applies the objects of one kind in parallel too, kinds one after the other.
+pub const CONCURRENT_REQUESTS: usize = 4;
+/// Manifests an agent keeps decoded (Contents are immutable; a rollout needs each once).
+pub const CONTENT_CACHE_ENTRIES: usize = 16;
+/// Bytes of manifests an agent keeps decoded.
+pub const CONTENT_CACHE_BYTES: usize = 8 << 20;
 
 /// Errors while deploying or removing a BundleDeployment.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +85,14 @@ pub struct Deployed {
     pub objects: Vec<Value>,
 }
 
+/// A deployment just made: the release, and every object as the server-side apply returned
+/// it (the live object right after the write, so it needs no read).
+#[derive(Debug, Clone)]
+pub struct DeployOutcome {
+    pub deployed: Arc<Deployed>,
+    pub applied: BTreeMap<ObjectKey, Value>,
+}
+
 /// Deploys BundleDeployments into the downstream cluster.
 #[derive(Clone)]
 pub struct Deployer {
@@ -82,6 +101,39 @@ pub struct Deployer {
     config: Arc<AgentConfig>,
     kube_version: Arc<OnceCell<String>>,
     charts: crate::chartsource::ChartSource,
+    contents: Arc<ContentCache>,
+    releases: Arc<ReleaseCache>,
+    namespaces: Arc<NamespaceCache>,
+}
+
+/// `code` of a Kubernetes API error inside a downstream error.
+fn api_code(e: &DownstreamError) -> Option<u16> {
+    match e {
+        DownstreamError::Object {
+            source: kube::Error::Api(s),
+            ..
+        } => Some(s.code),
+        _ => None,
+    }
+}
+
+/// The objects in batches that may be applied concurrently: consecutive objects of one kind
+/// (Helm's order between kinds stays), a repeated key starting a new batch.
+fn apply_batches(objects: &[Value]) -> Vec<Vec<(ObjectKey, &Value)>> {
+    let mut batches: Vec<Vec<(ObjectKey, &Value)>> = Vec::new();
+    for obj in objects {
+        let key = plan::key_of(obj);
+        let joins = batches.last().is_some_and(|b| {
+            b.first()
+                .is_some_and(|(k, _)| k.kind == key.kind && k.api_version == key.api_version)
+                && !b.iter().any(|(k, _)| *k == key)
+        });
+        match batches.last_mut() {
+            Some(batch) if joins => batch.push((key, obj)),
+            _ => batches.push(vec![(key, obj)]),
+        }
+    }
+    batches
 }
 
 /// The manifest document stored in a Content.
@@ -112,7 +164,23 @@ impl Deployer {
             downstream,
             config,
             kube_version: Arc::default(),
+            contents: Arc::new(ContentCache::new(
+                CONTENT_CACHE_ENTRIES,
+                CONTENT_CACHE_BYTES,
+            )),
+            releases: Arc::default(),
+            namespaces: Arc::default(),
         }
+    }
+
+    /// The manifests this agent holds decoded.
+    pub fn cached_contents(&self) -> usize {
+        self.contents.len()
+    }
+
+    /// The releases whose records this agent knows.
+    pub fn cached_releases(&self) -> usize {
+        self.releases.len()
     }
 
     /// The object set ID of a BundleDeployment's objects (label prefix = the agent's default
@@ -153,27 +221,35 @@ impl Deployer {
             .clone()
     }
 
-    async fn load_resources(
-        &self,
-        bd: &BundleDeployment,
-    ) -> Result<Vec<BundleResource>, DeployError> {
+    async fn load_resources(&self, bd: &BundleDeployment) -> Result<Resources, DeployError> {
         if bd.spec.helm_chart_options.is_some() {
             // HelmOp bundles carry no resources: the chart comes from its repository.
-            return Ok(self.charts.resources(bd).await?.as_ref().clone());
+            return Ok(self.charts.resources(bd).await?);
         }
         let bundle = bd_name(bd);
         let id = manifest_id(&bd.spec.deployment_id).to_string();
+        self.contents
+            .get_or_fetch(&id, || self.fetch_content(&bundle, &id))
+            .await
+    }
+
+    /// Reads and decodes the Content `id` (gzip'd manifest JSON).
+    async fn fetch_content(
+        &self,
+        bundle: &str,
+        id: &str,
+    ) -> Result<Vec<BundleResource>, DeployError> {
         let content = Api::<Content>::all(self.upstream.clone())
-            .get(&id)
+            .get(id)
             .await
             .map_err(|source| DeployError::ContentGet {
-                content: id.clone(),
-                bundle: bundle.clone(),
+                content: id.to_string(),
+                bundle: bundle.to_string(),
                 source,
             })?;
         let invalid = |message: String| DeployError::ContentInvalid {
-            content: id.clone(),
-            bundle: bundle.clone(),
+            content: id.to_string(),
+            bundle: bundle.to_string(),
             message,
         };
         let data = content.content.map(|c| c.0).unwrap_or_default();
@@ -338,27 +414,58 @@ impl Deployer {
         Ok((objects, chart))
     }
 
-    /// The release records of `name` in `namespace`: (revision, status, secret name, data).
-    async fn release_records(
+    fn secrets(&self, namespace: &str) -> Api<Secret> {
+        Api::namespaced(self.downstream.client.clone(), namespace)
+    }
+
+    fn record_error(
+        bundle: &str,
+        action: &'static str,
+        object: String,
+        source: kube::Error,
+    ) -> DeployError {
+        DeployError::Downstream {
+            bundle: bundle.to_string(),
+            source: DownstreamError::Object {
+                action,
+                object,
+                source,
+            },
+        }
+    }
+
+    /// Decodes a release record into the deployed revision it describes.
+    fn decode_record(secret: &str, data: &[u8]) -> Result<Deployed, String> {
+        let rel = release::decode(secret, data).map_err(|e| e.to_string())?;
+        let objects = release::manifest_objects(&rel)?;
+        Ok(Deployed {
+            release: rel,
+            objects,
+        })
+    }
+
+    /// The read path: lists the records of release `name` in `namespace` and decodes the
+    /// deployed one; the result replaces what the cache held.
+    async fn read_release(
         &self,
         bundle: &str,
         name: &str,
         namespace: &str,
-    ) -> Result<Vec<(i64, String, Vec<u8>)>, DeployError> {
-        let api: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(self.downstream.client.clone(), namespace);
-        let list = api
+    ) -> Result<ReleaseState, DeployError> {
+        let list = self
+            .secrets(namespace)
             .list(&ListParams::default().labels(&format!("owner=helm,name={name}")))
             .await
-            .map_err(|source| DeployError::Downstream {
-                bundle: bundle.to_string(),
-                source: DownstreamError::Object {
-                    action: "listing release records of",
-                    object: format!("release {namespace}/{name}"),
+            .map_err(|source| {
+                Self::record_error(
+                    bundle,
+                    "listing release records of",
+                    format!("release {namespace}/{name}"),
                     source,
-                },
+                )
             })?;
-        let mut out = Vec::new();
+        let mut records = Vec::new();
+        let mut deployed: Option<(i64, Secret)> = None;
         for s in list.items {
             if s.type_.as_deref() != Some(release::RELEASE_SECRET_TYPE) {
                 continue;
@@ -366,7 +473,7 @@ impl Deployer {
             let labels = s.metadata.labels.clone().unwrap_or_default();
             let Some(rev) = labels
                 .get(release::VERSION_LABEL)
-                .and_then(|v| v.parse().ok())
+                .and_then(|v| v.parse::<i64>().ok())
             else {
                 continue;
             };
@@ -374,52 +481,143 @@ impl Deployer {
                 .get(release::STATUS_LABEL)
                 .cloned()
                 .unwrap_or_default();
-            let data = s
+            if status == release::status::DEPLOYED
+                && deployed.as_ref().is_none_or(|(r, _)| rev > *r)
+            {
+                deployed = Some((rev, s));
+            }
+            records.push((rev, status));
+        }
+        records.sort_by_key(|(rev, _)| *rev);
+        let mut state = ReleaseState {
+            records,
+            ..Default::default()
+        };
+        if let Some((rev, secret)) = deployed {
+            let data = secret
                 .data
                 .as_ref()
                 .and_then(|d| d.get("release"))
-                .map(|b| b.0.clone())
+                .map(|b| b.0.as_slice())
                 .unwrap_or_default();
-            out.push((rev, status, data));
+            let decoded =
+                Self::decode_record(&release::secret_name(name, rev), data).map_err(|message| {
+                    DeployError::Release {
+                        bundle: bundle.to_string(),
+                        message,
+                    }
+                })?;
+            state.current = Some(Arc::new(decoded));
+            state.current_resource_version = secret.metadata.resource_version.unwrap_or_default();
         }
-        out.sort_by_key(|(rev, _, _)| *rev);
-        Ok(out)
+        self.releases.put(namespace, name, state.clone());
+        Ok(state)
     }
 
-    /// The deployed revision of a release (the newest with status `deployed`).
+    /// The records of a release as this agent last wrote or read them; read when unknown.
+    async fn release_state(
+        &self,
+        bundle: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Result<ReleaseState, DeployError> {
+        match self.releases.get(namespace, name) {
+            Some(state) => Ok(state),
+            None => self.read_release(bundle, name, namespace).await,
+        }
+    }
+
+    /// The deployed revision of a release (the newest record with status `deployed`), checked
+    /// against the cluster: one read of the record this agent knows as deployed, decoded again
+    /// only when someone else changed it. Unknown, removed or superseded records send it
+    /// back to listing the release's records.
     pub async fn current_release(
         &self,
         bundle: &str,
         name: &str,
         namespace: &str,
-    ) -> Result<Option<Deployed>, DeployError> {
-        let records = self.release_records(bundle, name, namespace).await?;
-        let Some((rev, _, data)) = records
-            .iter()
-            .rev()
-            .find(|(_, status, _)| status == release::status::DEPLOYED)
-        else {
-            return Ok(None);
+    ) -> Result<Option<Arc<Deployed>>, DeployError> {
+        let Some(known) = self.releases.get(namespace, name) else {
+            return Ok(self.read_release(bundle, name, namespace).await?.current);
         };
-        let secret = release::secret_name(name, *rev);
-        let rel = release::decode(&secret, data).map_err(|e| DeployError::Release {
-            bundle: bundle.to_string(),
-            message: e.to_string(),
-        })?;
-        let objects = release::manifest_objects(&rel).map_err(|message| DeployError::Release {
-            bundle: bundle.to_string(),
-            message,
-        })?;
-        Ok(Some(Deployed {
-            release: rel,
-            objects,
-        }))
+        let Some(current) = known.current.clone() else {
+            return Ok(self.read_release(bundle, name, namespace).await?.current);
+        };
+        let secret_name = release::secret_name(name, current.release.version);
+        let secret = self
+            .secrets(namespace)
+            .get_opt(&secret_name)
+            .await
+            .map_err(|source| {
+                Self::record_error(
+                    bundle,
+                    "reading release record",
+                    format!("{namespace}/{secret_name}"),
+                    source,
+                )
+            })?;
+        let Some(secret) = secret else {
+            tracing::debug!(release = %format!("{namespace}/{name}"), "release record removed by someone else; reading the release again");
+            return Ok(self.read_release(bundle, name, namespace).await?.current);
+        };
+        let resource_version = secret.metadata.resource_version.clone().unwrap_or_default();
+        if resource_version == known.current_resource_version {
+            return Ok(Some(current));
+        }
+        let status = secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(release::STATUS_LABEL))
+            .cloned()
+            .unwrap_or_default();
+        if status != release::status::DEPLOYED {
+            return Ok(self.read_release(bundle, name, namespace).await?.current);
+        }
+        let data = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("release"))
+            .map(|b| b.0.as_slice())
+            .unwrap_or_default();
+        let decoded =
+            Self::decode_record(&secret_name, data).map_err(|message| DeployError::Release {
+                bundle: bundle.to_string(),
+                message,
+            })?;
+        let decoded = Arc::new(decoded);
+        self.releases.put(
+            namespace,
+            name,
+            ReleaseState {
+                current: Some(decoded.clone()),
+                current_resource_version: resource_version,
+                ..known
+            },
+        );
+        Ok(Some(decoded))
+    }
+
+    /// Reads the objects concurrently; missing ones are left out.
+    pub async fn read_objects(
+        &self,
+        keys: Vec<ObjectKey>,
+    ) -> Result<BTreeMap<ObjectKey, Value>, DownstreamError> {
+        futures::stream::iter(keys)
+            .map(|key| async move {
+                let live = self.downstream.get(&key).await?;
+                Ok::<_, DownstreamError>(live.map(|l| (key, l)))
+            })
+            .buffered(CONCURRENT_REQUESTS)
+            .try_filter_map(|found| async move { Ok(found) })
+            .try_collect()
+            .await
     }
 
     /// Deploys the BundleDeployment's current `deploymentID`: render, ownership checks, namespace,
     /// server-side apply of every object, prune, release record. Nothing is pruned or recorded
     /// when rendering or applying fails, so what is deployed stays.
-    pub async fn deploy(&self, bd: &BundleDeployment) -> Result<Deployed, DeployError> {
+    pub async fn deploy(&self, bd: &BundleDeployment) -> Result<DeployOutcome, DeployError> {
         let bundle = bd_name(bd);
         let (release_name, release_namespace) = self.release_name_and_namespace(bd);
         let (objects, chart) = self
@@ -431,27 +629,41 @@ impl Deployer {
             bundle: bundle.clone(),
             source,
         };
+        let state = self
+            .release_state(&bundle, &release_name, &release_namespace)
+            .await?;
+        let previous = state.current.clone();
 
-        // Helm refuses to adopt objects owned by others unless told to.
+        // Helm refuses to adopt objects owned by others unless told to; like Helm's upgrade,
+        // only the objects the deployed release does not hold yet are checked.
         if !take_ownership {
-            for obj in &objects {
-                let key = plan::key_of(obj);
-                let Some(live) = self.downstream.get(&key).await.map_err(dstream)? else {
-                    continue;
-                };
-                match plan::ownership(&live, &release_name, &release_namespace) {
+            let held: BTreeSet<ObjectKey> = previous
+                .iter()
+                .flat_map(|p| p.objects.iter().map(plan::key_of))
+                .collect();
+            let new_keys: BTreeSet<ObjectKey> = objects
+                .iter()
+                .map(plan::key_of)
+                .filter(|k| !held.contains(k))
+                .collect();
+            let live = self
+                .read_objects(new_keys.into_iter().collect())
+                .await
+                .map_err(dstream)?;
+            for (key, live) in &live {
+                match plan::ownership(live, &release_name, &release_namespace) {
                     Ownership::Ours => {}
                     Ownership::Unowned => {
                         return Err(DeployError::NotOwned {
                             bundle,
-                            object: describe(&key),
+                            object: describe(key),
                             owner: String::new(),
                         });
                     }
                     Ownership::Other(owner) => {
                         return Err(DeployError::NotOwned {
                             bundle,
-                            object: describe(&key),
+                            object: describe(key),
                             owner: format!(" (it belongs to release {owner})"),
                         });
                     }
@@ -459,20 +671,11 @@ impl Deployer {
             }
         }
 
-        self.ensure_namespace(bd, &release_namespace)
+        let applied = self
+            .apply_all(bd, &release_namespace, &objects)
             .await
             .map_err(dstream)?;
-        for obj in &objects {
-            let key = plan::key_of(obj);
-            self.apply_object(&key, obj, false).await.map_err(dstream)?;
-        }
 
-        let records = self
-            .release_records(&bundle, &release_name, &release_namespace)
-            .await?;
-        let previous = self
-            .current_release(&bundle, &release_name, &release_namespace)
-            .await?;
         if let Some(prev) = &previous {
             for key in plan::prune_set(&prev.objects, &objects) {
                 if options.keep_resources {
@@ -483,16 +686,26 @@ impl Deployer {
             }
         }
 
-        let existing: Vec<(i64, String)> = records
-            .iter()
-            .map(|(rev, status, _)| (*rev, status.clone()))
-            .collect();
-        let revision = release::next_revision(&existing);
-        let now = now_rfc3339();
-        let first_deployed = previous
-            .as_ref()
-            .map(|p| p.release.info.first_deployed.clone())
-            .unwrap_or_else(|| now.clone());
+        let deployed = self
+            .record_release(bd, state, &release_name, &release_namespace, objects, chart)
+            .await?;
+        Ok(DeployOutcome { deployed, applied })
+    }
+
+    /// Writes the record of the new revision (created, as Helm does: a record someone else
+    /// wrote in the meantime makes it fail with 409, and the records are read again), then
+    /// supersedes the previous one and drops what exceeds the history.
+    async fn record_release(
+        &self,
+        bd: &BundleDeployment,
+        mut state: ReleaseState,
+        release_name: &str,
+        release_namespace: &str,
+        objects: Vec<Value>,
+        chart: Value,
+    ) -> Result<Arc<Deployed>, DeployError> {
+        let bundle = bd_name(bd);
+        let options = &bd.spec.options;
         let config = options
             .helm
             .as_ref()
@@ -504,52 +717,237 @@ impl Deployer {
             .and_then(Value::as_str)
             .unwrap_or(&bundle)
             .to_string();
-        let rel = Release {
-            name: release_name.clone(),
-            namespace: release_namespace.clone(),
-            version: revision,
-            info: ReleaseInfo {
-                first_deployed,
-                last_deployed: now,
-                description: if revision == 1 {
-                    "Install complete".into()
-                } else {
-                    "Upgrade complete".into()
+        let manifest = release::manifest_of(&chart_name, &objects);
+        let now = now_rfc3339();
+        let mut attempt = 0;
+        let (rel, resource_version) = loop {
+            attempt += 1;
+            let revision = release::next_revision(&state.records);
+            let first_deployed = state
+                .current
+                .as_ref()
+                .map(|p| p.release.info.first_deployed.clone())
+                .unwrap_or_else(|| now.clone());
+            let rel = Release {
+                name: release_name.to_string(),
+                namespace: release_namespace.to_string(),
+                version: revision,
+                info: ReleaseInfo {
+                    first_deployed,
+                    last_deployed: now.clone(),
+                    description: if revision == 1 {
+                        "Install complete".into()
+                    } else {
+                        "Upgrade complete".into()
+                    },
+                    status: release::status::DEPLOYED.into(),
+                    ..Default::default()
                 },
-                status: release::status::DEPLOYED.into(),
-                ..Default::default()
-            },
-            chart: ReleaseChart {
-                metadata: chart,
-                values: json!({}),
-            },
-            config,
-            manifest: release::manifest_of(&chart_name, &objects),
+                chart: ReleaseChart {
+                    metadata: chart.clone(),
+                    values: json!({}),
+                },
+                config: config.clone(),
+                manifest: manifest.clone(),
+            };
+            match self.create_record(&bundle, &rel).await {
+                Ok(rv) => break (rel, rv),
+                Err(DeployError::Downstream { source, .. })
+                    if attempt == 1 && api_code(&source) == Some(409) =>
+                {
+                    tracing::debug!(release = %rel.id(), "release record exists already; reading the release again");
+                    state = self
+                        .read_release(&bundle, release_name, release_namespace)
+                        .await?;
+                }
+                Err(e) => {
+                    self.releases.forget(release_namespace, release_name);
+                    return Err(e);
+                }
+            }
         };
-        self.write_record(&bundle, &rel).await?;
+        let revision = rel.version;
         let max_history = options
             .helm
             .as_ref()
             .map(|h| usize::try_from(h.max_history).unwrap_or(0))
             .filter(|m| *m > 0)
             .unwrap_or(release::DEFAULT_MAX_HISTORY);
-        let history = release::plan_history(&existing, revision, max_history);
-        for (rev, _, data) in &records {
-            if history.delete.contains(rev) {
-                self.delete_record(&bundle, &release_name, &release_namespace, *rev)
-                    .await?;
+        let history = release::plan_history(&state.records, revision, max_history);
+        let mut stale = false;
+        for (rev, _) in &state.records {
+            let result = if history.delete.contains(rev) {
+                self.delete_record(&bundle, release_name, release_namespace, *rev)
+                    .await
+                    .map(|()| true)
             } else if history.supersede.contains(rev) {
-                let secret = release::secret_name(&release_name, *rev);
-                if let Ok(mut old) = release::decode(&secret, data) {
-                    old.info.status = release::status::SUPERSEDED.into();
-                    self.write_record(&bundle, &old).await?;
+                self.supersede_record(&bundle, &state, release_name, release_namespace, *rev)
+                    .await
+            } else {
+                Ok(true)
+            };
+            match result {
+                Ok(found) => stale |= !found,
+                Err(e) => {
+                    self.releases.forget(release_namespace, release_name);
+                    return Err(e);
                 }
             }
         }
-        Ok(Deployed {
+        let deployed = Arc::new(Deployed {
             release: rel,
             objects,
-        })
+        });
+        if stale {
+            // Records this agent knew were gone: read them again next time.
+            self.releases.forget(release_namespace, release_name);
+        } else {
+            self.releases.put(
+                release_namespace,
+                release_name,
+                state.after_upgrade(deployed.clone(), resource_version, &history),
+            );
+        }
+        Ok(deployed)
+    }
+
+    /// Creates the record of a new revision; returns its resourceVersion.
+    async fn create_record(&self, bundle: &str, rel: &Release) -> Result<String, DeployError> {
+        let name = release::secret_name(&rel.name, rel.version);
+        let secret: Secret =
+            serde_json::from_value(release::to_secret(rel)).map_err(|e| DeployError::Release {
+                bundle: bundle.to_string(),
+                message: format!("release record {name}: {e}"),
+            })?;
+        let created = self
+            .secrets(&rel.namespace)
+            .create(&PostParams::default(), &secret)
+            .await
+            .map_err(|source| {
+                Self::record_error(
+                    bundle,
+                    "creating release record",
+                    format!("{}/{name}", rel.namespace),
+                    source,
+                )
+            })?;
+        Ok(created.metadata.resource_version.unwrap_or_default())
+    }
+
+    /// Marks revision `rev` superseded (labels and payload, as Helm's update does). `false`
+    /// when the record is gone.
+    async fn supersede_record(
+        &self,
+        bundle: &str,
+        state: &ReleaseState,
+        name: &str,
+        namespace: &str,
+        rev: i64,
+    ) -> Result<bool, DeployError> {
+        let secret_name = release::secret_name(name, rev);
+        let known = state
+            .current
+            .as_ref()
+            .filter(|c| c.release.version == rev)
+            .map(|c| c.release.clone());
+        let old = match known {
+            Some(r) => r,
+            None => {
+                let secret = self
+                    .secrets(namespace)
+                    .get_opt(&secret_name)
+                    .await
+                    .map_err(|source| {
+                        Self::record_error(
+                            bundle,
+                            "reading release record",
+                            format!("{namespace}/{secret_name}"),
+                            source,
+                        )
+                    })?;
+                let Some(secret) = secret else {
+                    return Ok(false);
+                };
+                let data = secret
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("release"))
+                    .map(|b| b.0.as_slice())
+                    .unwrap_or_default();
+                match release::decode(&secret_name, data) {
+                    Ok(r) => r,
+                    // Not ours to repair: leave a record we cannot read as it is.
+                    Err(_) => return Ok(true),
+                }
+            }
+        };
+        let mut old = old;
+        old.info.status = release::status::SUPERSEDED.into();
+        let payload = String::from_utf8(release::encode(&old)).unwrap_or_default();
+        let patch = json!({
+            "metadata": {"labels": release::secret_labels(&old)},
+            "data": {"release": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, payload)},
+        });
+        match self
+            .secrets(namespace)
+            .patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(source) => Err(Self::record_error(
+                bundle,
+                "superseding release record",
+                format!("{namespace}/{secret_name}"),
+                source,
+            )),
+        }
+    }
+
+    /// The namespace, then every object in Helm's order (the objects of one kind
+    /// concurrently). When a namespace this agent remembered as ensured was not checked and an
+    /// apply fails, the namespace is ensured for real and the objects applied once more.
+    async fn apply_all(
+        &self,
+        bd: &BundleDeployment,
+        namespace: &str,
+        objects: &[Value],
+    ) -> Result<BTreeMap<ObjectKey, Value>, DownstreamError> {
+        let remembered = self.ensure_namespace(bd, namespace).await?;
+        match self.apply_in_batches(objects).await {
+            Err(e) if remembered => {
+                tracing::debug!(%namespace, error = %e, "apply failed in a namespace ensured earlier; ensuring it again");
+                self.namespaces.forget(namespace);
+                self.ensure_namespace(bd, namespace).await?;
+                self.apply_in_batches(objects).await
+            }
+            other => other,
+        }
+    }
+
+    async fn apply_in_batches(
+        &self,
+        objects: &[Value],
+    ) -> Result<BTreeMap<ObjectKey, Value>, DownstreamError> {
+        let mut applied = BTreeMap::new();
+        for batch in apply_batches(objects) {
+            let mut applies = Vec::with_capacity(batch.len());
+            for (key, obj) in batch {
+                applies.push(async move {
+                    let result = self.downstream.apply(&key, obj).await;
+                    (key, result)
+                });
+            }
+            let results: Vec<(ObjectKey, Result<Value, DownstreamError>)> =
+                futures::stream::iter(applies)
+                    .buffered(CONCURRENT_REQUESTS)
+                    .collect()
+                    .await;
+            for (key, result) in results {
+                applied.insert(key, result?);
+            }
+        }
+        Ok(applied)
     }
 
     /// Applies one object; with `force`, an object whose apply is rejected (e.g. an immutable
@@ -559,9 +957,9 @@ impl Deployer {
         key: &ObjectKey,
         obj: &Value,
         force: bool,
-    ) -> Result<(), DownstreamError> {
+    ) -> Result<Value, DownstreamError> {
         match self.downstream.apply(key, obj).await {
-            Ok(_) => Ok(()),
+            Ok(applied) => Ok(applied),
             Err(DownstreamError::Object {
                 source: kube::Error::Api(s),
                 ..
@@ -571,14 +969,14 @@ impl Deployer {
                 let mut last = None;
                 for _ in 0..20 {
                     match self.downstream.apply(key, obj).await {
-                        Ok(_) => return Ok(()),
+                        Ok(applied) => return Ok(applied),
                         Err(e) => last = Some(e),
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 }
                 match last {
                     Some(e) => Err(e),
-                    None => Ok(()),
+                    None => self.downstream.apply(key, obj).await,
                 }
             }
             Err(e) => Err(e),
@@ -604,11 +1002,14 @@ impl Deployer {
         }
     }
 
+    /// Makes sure the release namespace exists (with the requested labels and annotations,
+    /// which are applied on every deployment). Returns whether the check was skipped because
+    /// this agent ensured the namespace before.
     async fn ensure_namespace(
         &self,
         bd: &BundleDeployment,
         namespace: &str,
-    ) -> Result<(), DownstreamError> {
+    ) -> Result<bool, DownstreamError> {
         let options = &bd.spec.options;
         let key = ObjectKey {
             api_version: "v1".into(),
@@ -616,10 +1017,15 @@ impl Deployer {
             namespace: String::new(),
             name: namespace.to_string(),
         };
-        let exists = self.downstream.get(&key).await?.is_some();
-        if exists && options.namespace_labels.is_empty() && options.namespace_annotations.is_empty()
-        {
-            return Ok(());
+        let plain = options.namespace_labels.is_empty() && options.namespace_annotations.is_empty();
+        if plain {
+            if self.namespaces.is_ensured(namespace, "") {
+                return Ok(true);
+            }
+            if self.downstream.get(&key).await?.is_some() {
+                self.namespaces.ensured(namespace, "");
+                return Ok(false);
+            }
         }
         let mut meta = json!({"name": namespace});
         if !options.namespace_labels.is_empty() {
@@ -629,24 +1035,9 @@ impl Deployer {
             meta["annotations"] = json!(options.namespace_annotations);
         }
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta});
-        self.downstream.apply(&key, &ns).await.map(|_| ())
-    }
-
-    async fn write_record(&self, bundle: &str, rel: &Release) -> Result<(), DeployError> {
-        let key = ObjectKey {
-            api_version: "v1".into(),
-            kind: "Secret".into(),
-            namespace: rel.namespace.clone(),
-            name: release::secret_name(&rel.name, rel.version),
-        };
-        self.downstream
-            .apply(&key, &release::to_secret(rel))
-            .await
-            .map(|_| ())
-            .map_err(|source| DeployError::Downstream {
-                bundle: bundle.to_string(),
-                source,
-            })
+        self.downstream.apply(&key, &ns).await?;
+        self.namespaces.ensured(namespace, "");
+        Ok(false)
     }
 
     async fn delete_record(
@@ -685,7 +1076,8 @@ impl Deployer {
             namespace = ns;
             name = n;
         }
-        let current = self.current_release(&bundle, &name, &namespace).await?;
+        let state = self.read_release(&bundle, &name, &namespace).await?;
+        let current = state.current.clone();
         let keep = bd.spec.options.keep_resources
             || current.as_ref().is_some_and(|c| {
                 c.release
@@ -714,9 +1106,10 @@ impl Deployer {
                 })?;
             }
         }
-        for (rev, _, _) in self.release_records(&bundle, &name, &namespace).await? {
-            self.delete_record(&bundle, &name, &namespace, rev).await?;
+        for (rev, _) in &state.records {
+            self.delete_record(&bundle, &name, &namespace, *rev).await?;
         }
+        self.releases.forget(&namespace, &name);
         let protected = ["default", "kube-system", "kube-public", "kube-node-lease"];
         if bd.spec.options.delete_namespace
             && !keep
@@ -729,6 +1122,7 @@ impl Deployer {
                 namespace: String::new(),
                 name: namespace.clone(),
             };
+            self.namespaces.forget(&namespace);
             self.downstream
                 .delete(&key)
                 .await

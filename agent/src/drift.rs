@@ -20,16 +20,37 @@ use crate::downstream::Downstream;
 /// `(apiVersion, kind)` of a watched kind.
 pub type KindKey = (String, String);
 
+/// One tracked deployment.
+struct Tracked {
+    set_id: String,
+    kinds: BTreeSet<KindKey>,
+    /// resourceVersions of the objects as the agent last observed them (from its own writes
+    /// or reads): a watch event carrying one of them tells nothing new.
+    observed: HashSet<String>,
+}
+
+/// A drift reconcile waiting for the coalescing delay.
+#[derive(Default)]
+struct Pending {
+    /// Scheduled whatever the events (a retry).
+    forced: bool,
+    /// resourceVersions of the events seen for it.
+    events: Vec<String>,
+}
+
+/// More events than this for one deployment within the delay: reconcile without looking.
+const MAX_PENDING_EVENTS: usize = 64;
+
 #[derive(Default)]
 struct State {
     /// Object set ID → BundleDeployment key (`namespace/name`).
     sets: HashMap<String, String>,
-    /// BundleDeployment key → (set ID, kinds it deployed).
-    deployments: HashMap<String, (String, BTreeSet<KindKey>)>,
+    /// BundleDeployment key → what it deployed.
+    deployments: HashMap<String, Tracked>,
     /// Running watches per kind.
     watches: HashMap<KindKey, JoinHandle<()>>,
     /// Keys scheduled and not yet handed to the drift reconciler.
-    pending: HashSet<String>,
+    pending: HashMap<String, Pending>,
     /// The agent is stopping: no new watch starts (a reconcile finishing after
     /// [`DriftTracker::shutdown`] would otherwise leave one running).
     stopped: bool,
@@ -60,7 +81,15 @@ impl DriftTracker {
     }
 
     /// Records the object set and kinds of a deployment and starts watches for new kinds.
-    pub async fn refresh(&self, bd_key: &str, set_id: &str, kinds: BTreeSet<KindKey>) {
+    /// `observed`: the resourceVersions of the deployment's live objects the status was
+    /// computed from.
+    pub async fn refresh(
+        &self,
+        bd_key: &str,
+        set_id: &str,
+        kinds: BTreeSet<KindKey>,
+        observed: HashSet<String>,
+    ) {
         let new_kinds: Vec<KindKey> = {
             let Ok(mut st) = self.state.lock() else {
                 return;
@@ -69,8 +98,14 @@ impl DriftTracker {
                 return;
             }
             st.sets.insert(set_id.to_string(), bd_key.to_string());
-            st.deployments
-                .insert(bd_key.to_string(), (set_id.to_string(), kinds.clone()));
+            st.deployments.insert(
+                bd_key.to_string(),
+                Tracked {
+                    set_id: set_id.to_string(),
+                    kinds: kinds.clone(),
+                    observed,
+                },
+            );
             kinds
                 .into_iter()
                 .filter(|k| !st.watches.contains_key(k))
@@ -86,16 +121,15 @@ impl DriftTracker {
             let handle = tokio::spawn(async move {
                 let config = watcher::Config::default().labels(objectset::HASH_LABEL);
                 let mut stream = watcher(api, config).boxed();
-                let mut initialised = false;
                 while let Some(event) = stream.next().await {
                     match event {
-                        Ok(watcher::Event::Init) => initialised = false,
-                        Ok(watcher::Event::InitDone) => initialised = true,
-                        Ok(watcher::Event::InitApply(_)) => {}
-                        Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::Delete(obj)) => {
-                            if initialised {
-                                tracker.object_changed(&obj);
-                            }
+                        Ok(watcher::Event::Init) | Ok(watcher::Event::InitDone) => {}
+                        // A (re)list may hold changes made while no watch ran; what the
+                        // agent observed already is told apart by its resourceVersion.
+                        Ok(watcher::Event::InitApply(obj))
+                        | Ok(watcher::Event::Apply(obj))
+                        | Ok(watcher::Event::Delete(obj)) => {
+                            tracker.object_changed(&obj);
                         }
                         Err(e) => {
                             tracing::debug!(error = %e, "drift watch error");
@@ -126,13 +160,14 @@ impl DriftTracker {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
-        if let Some((set_id, _)) = st.deployments.remove(bd_key) {
-            st.sets.remove(&set_id);
+        if let Some(tracked) = st.deployments.remove(bd_key) {
+            st.sets.remove(&tracked.set_id);
         }
+        st.pending.remove(bd_key);
         let in_use: BTreeSet<KindKey> = st
             .deployments
             .values()
-            .flat_map(|(_, kinds)| kinds.iter().cloned())
+            .flat_map(|t| t.kinds.iter().cloned())
             .collect();
         let unused: Vec<KindKey> = st
             .watches
@@ -173,17 +208,37 @@ impl DriftTracker {
             st.sets.get(set_id).cloned()
         };
         if let Some(key) = key {
-            self.schedule(&key);
+            let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+            tracing::trace!(bd = %key, resource_version = %rv, "deployed object changed");
+            self.enqueue(&key, Some(rv));
         }
     }
 
     /// Hands `bd_key` to the drift reconciler after the delay, once per burst.
     pub fn schedule(&self, bd_key: &str) {
+        self.enqueue(bd_key, None);
+    }
+
+    /// Schedules `bd_key` for an event with resourceVersion `event` (`None`: unconditionally).
+    /// When the delay is over and the agent had observed every object version of the burst
+    /// (its own writes, mostly), nothing is handed on.
+    fn enqueue(&self, bd_key: &str, event: Option<String>) {
         {
             let Ok(mut st) = self.state.lock() else {
                 return;
             };
-            if st.stopped || !st.pending.insert(bd_key.to_string()) {
+            if st.stopped {
+                return;
+            }
+            let first = !st.pending.contains_key(bd_key);
+            let pending = st.pending.entry(bd_key.to_string()).or_default();
+            match event {
+                Some(rv) if !rv.is_empty() && pending.events.len() < MAX_PENDING_EVENTS => {
+                    pending.events.push(rv)
+                }
+                _ => pending.forced = true,
+            }
+            if !first {
                 return;
             }
         }
@@ -191,10 +246,23 @@ impl DriftTracker {
         let key = bd_key.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(tracker.delay).await;
-            if let Ok(mut st) = tracker.state.lock() {
-                st.pending.remove(&key);
+            let foreign = {
+                let Ok(mut st) = tracker.state.lock() else {
+                    return;
+                };
+                let pending = st.pending.remove(&key).unwrap_or_default();
+                let observed = st.deployments.get(&key).map(|t| &t.observed);
+                pending.forced
+                    || pending
+                        .events
+                        .iter()
+                        .any(|rv| !observed.is_some_and(|o| o.contains(rv)))
+            };
+            if foreign {
+                let _ = tracker.queue.send(key);
+            } else {
+                tracing::debug!(bd = %key, "drift events were the agent's own writes or reads; no drift reconcile");
             }
-            let _ = tracker.queue.send(key);
         });
     }
 

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use fleet_api::BundleDeployment;
 use futures::StreamExt;
 use kube::api::Api;
-use kube::runtime::Controller;
 use kube::runtime::controller::Config as ControllerConfig;
-use kube::runtime::watcher;
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt as _, reflector, watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub mod cache;
 pub mod chartsource;
 pub mod config;
 pub mod controller;
@@ -95,7 +95,14 @@ impl Agent {
 
         let api: Api<BundleDeployment> =
             Api::namespaced(self.upstream.clone(), &config.deployments_namespace);
-        let bd_controller = Controller::new(api, watcher::Config::default()).with_config(
+        // The store sees every change (dependsOn reads siblings' status from it); reconciles
+        // are triggered only by what Fleet's agent reacts to, not by status writes.
+        let (store, writer) = reflector::store();
+        let triggers = reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .applied_objects()
+            .predicate_filter(reconcile_trigger, PredicateConfig::default());
+        let bd_controller = Controller::for_stream(triggers, store).with_config(
             ControllerConfig::default().concurrency(
                 u16::try_from(config.bundledeployment_workers.max(1)).unwrap_or(u16::MAX),
             ),
@@ -179,6 +186,28 @@ impl Agent {
         let _ = heartbeat.await;
         Ok(())
     }
+}
+
+/// What makes a BundleDeployment worth a reconcile (Fleet's agent predicates: generation,
+/// labels and annotations changed, `status.syncGeneration` changed; plus the deletion, which
+/// kube-apiserver marks with a new generation and the simulator may not): a hash of those.
+/// Status writes, the agent's own among them, do not trigger reconciles.
+pub fn reconcile_trigger(bd: &BundleDeployment) -> Option<u64> {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bd.metadata.generation.hash(&mut hasher);
+    bd.metadata.labels.hash(&mut hasher);
+    bd.metadata.annotations.hash(&mut hasher);
+    bd.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .hash(&mut hasher);
+    bd.status
+        .as_ref()
+        .and_then(|s| s.sync_generation)
+        .hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// Counts the reconciles in flight, so that shutdown can wait for them.

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 const CLUSTER_NS: &str = "cluster-fleet-default-sim-1";
 
 struct Env {
-    _sim: Simulator,
+    sim: Simulator,
     up: kube::Client,
     down: kube::Client,
     shutdown: CancellationToken,
@@ -78,7 +78,7 @@ async fn start() -> Env {
     let token = shutdown.clone();
     let agent = tokio::spawn(async move { agent.run(token).await.unwrap() });
     Env {
-        _sim: sim,
+        sim,
         up,
         down,
         shutdown,
@@ -820,4 +820,84 @@ async fn stopping_completes_before_bundle_deployments_could_be_listed() {
     // Not a timing assertion: the agent only has to have started its watch.
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop_within(shutdown, task, 20).await;
+}
+
+/// Requests to one simulated cluster by `verb resource`.
+fn request_counts(sim: &Simulator, cluster: &str) -> std::collections::BTreeMap<String, u64> {
+    sim.cluster(cluster)
+        .unwrap()
+        .request_counts()
+        .into_iter()
+        .map(|((verb, resource), n)| (format!("{verb} {resource}"), n))
+        .collect()
+}
+
+/// `now - before`, without the zero entries.
+fn delta(
+    now: &std::collections::BTreeMap<String, u64>,
+    before: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    now.iter()
+        .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn total(counts: &std::collections::BTreeMap<String, u64>) -> u64 {
+    counts.values().sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_content_is_fetched_once_and_deployments_cost_few_requests() {
+    let env = start().await;
+    // Let the agent's start-up requests (watch, check-in, discovery) pass first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let up_before = request_counts(&env.sim, "upstream");
+    let down_before = request_counts(&env.sim, "downstream");
+    let v1 = vec![
+        resource("a.yaml", &cm_yaml("a", "1")),
+        resource("b.yaml", &cm_yaml("b", "1")),
+        resource("c.yaml", &cm_yaml("c", "1")),
+    ];
+    let m1 = put_content(&env.up, &v1).await;
+    // Two bundles with the same manifest (into different namespaces).
+    create_bd(&env.up, "one", &m1, options("count-one"), vec![]).await;
+    create_bd(&env.up, "two", &m1, options("count-two"), vec![]).await;
+    wait_ready(&env.up, "one", &m1).await;
+    wait_ready(&env.up, "two", &m1).await;
+    // Whatever the agent still does for them (re-checks, drift reconciles) counts too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let up_install = delta(&request_counts(&env.sim, "upstream"), &up_before);
+    let down_install = delta(&request_counts(&env.sim, "downstream"), &down_before);
+    println!("install of 2 BundleDeployments × 3 ConfigMaps: upstream {up_install:?}");
+    println!("install of 2 BundleDeployments × 3 ConfigMaps: downstream {down_install:?}");
+    println!(
+        "install: {} upstream, {} downstream requests per BundleDeployment",
+        total(&up_install) as f64 / 2.0,
+        total(&down_install) as f64 / 2.0
+    );
+
+    let up_before = request_counts(&env.sim, "upstream");
+    let down_before = request_counts(&env.sim, "downstream");
+    let v2 = vec![
+        resource("a.yaml", &cm_yaml("a", "2")),
+        resource("b.yaml", &cm_yaml("b", "2")),
+        resource("c.yaml", &cm_yaml("c", "2")),
+    ];
+    let m2 = put_content(&env.up, &v2).await;
+    set_deployment(&env.up, "one", &m2, &options("count-one")).await;
+    set_deployment(&env.up, "two", &m2, &options("count-two")).await;
+    wait_ready(&env.up, "one", &m2).await;
+    wait_ready(&env.up, "two", &m2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let up_update = delta(&request_counts(&env.sim, "upstream"), &up_before);
+    let down_update = delta(&request_counts(&env.sim, "downstream"), &down_before);
+    println!("update of 2 BundleDeployments × 3 ConfigMaps: upstream {up_update:?}");
+    println!("update of 2 BundleDeployments × 3 ConfigMaps: downstream {down_update:?}");
+    println!(
+        "update: {} upstream, {} downstream requests per BundleDeployment",
+        total(&up_update) as f64 / 2.0,
+        total(&down_update) as f64 / 2.0
+    );
+    env.stop().await;
 }
