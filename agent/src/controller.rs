@@ -18,7 +18,7 @@ use tracing::Instrument as _;
 use crate::config::AgentConfig;
 use crate::deployer::{CONCURRENT_REQUESTS, DeployError, Deployed, Deployer};
 use crate::downstream::DownstreamError;
-use crate::drift::{DriftTracker, KindKey};
+use crate::drift::{DriftRequest, DriftTracker, KindKey};
 use crate::metrics::Metrics;
 use crate::monitor::{self, MonitorInput, ObjectKey};
 use crate::plan::{self, Dependencies};
@@ -467,12 +467,21 @@ impl Context {
     /// The drift reconcile: recompute status and, with `correctDrift.enabled`, put modified,
     /// missing objects back. The BundleDeployment comes from the agent's watch cache, as
     /// Fleet's cached client reads it.
-    pub async fn drift_reconcile(&self, key: &str) -> Result<(), ReconcileError> {
+    pub async fn drift_reconcile(&self, request: &DriftRequest) -> Result<(), ReconcileError> {
+        let key = request.key.as_str();
         let Some((namespace, name)) = key.split_once('/') else {
             return Ok(());
         };
         let lock = self.lock_for(key);
         let _guard = lock.lock().await;
+        if let Some(events) = &request.events
+            && self.drift.all_observed(key, events)
+        {
+            tracing::debug!(
+                "object versions already observed (the agent's own writes): nothing to do"
+            );
+            return Ok(());
+        }
         let Some(bd) = self.store.get(&ObjectRef::new(name).within(namespace)) else {
             tracing::debug!("BundleDeployment gone: drift detection off");
             self.drift.clear(key);

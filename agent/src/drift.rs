@@ -62,15 +62,26 @@ pub struct DriftTracker {
     state: Arc<Mutex<State>>,
     downstream: Downstream,
     delay: Duration,
-    queue: mpsc::UnboundedSender<String>,
+    queue: mpsc::UnboundedSender<DriftRequest>,
+}
+
+/// A drift reconcile due after the coalescing delay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DriftRequest {
+    /// The BundleDeployment (`namespace/name`).
+    pub key: String,
+    /// resourceVersions of the object events that asked for it; `None`: reconcile anyway.
+    /// The reconcile is skipped when the agent had observed all of them (checked under the
+    /// BundleDeployment's lock, after any reconcile writing those objects has recorded them).
+    pub events: Option<Vec<String>>,
 }
 
 impl DriftTracker {
-    /// `queue` receives BundleDeployment keys after the coalescing delay.
+    /// `queue` receives the drift reconciles after the coalescing delay.
     pub fn new(
         downstream: Downstream,
         delay: Duration,
-        queue: mpsc::UnboundedSender<String>,
+        queue: mpsc::UnboundedSender<DriftRequest>,
     ) -> Self {
         DriftTracker {
             state: Arc::default(),
@@ -219,9 +230,8 @@ impl DriftTracker {
         self.enqueue(bd_key, None);
     }
 
-    /// Schedules `bd_key` for an event with resourceVersion `event` (`None`: unconditionally).
-    /// When the delay is over and the agent had observed every object version of the burst
-    /// (its own writes, mostly), nothing is handed on.
+    /// Schedules `bd_key` for an event with resourceVersion `event` (`None`: unconditionally),
+    /// once per burst.
     fn enqueue(&self, bd_key: &str, event: Option<String>) {
         {
             let Ok(mut st) = self.state.lock() else {
@@ -246,24 +256,26 @@ impl DriftTracker {
         let key = bd_key.to_string();
         tokio::spawn(async move {
             tokio::time::sleep(tracker.delay).await;
-            let foreign = {
+            let pending = {
                 let Ok(mut st) = tracker.state.lock() else {
                     return;
                 };
-                let pending = st.pending.remove(&key).unwrap_or_default();
-                let observed = st.deployments.get(&key).map(|t| &t.observed);
-                pending.forced
-                    || pending
-                        .events
-                        .iter()
-                        .any(|rv| !observed.is_some_and(|o| o.contains(rv)))
+                st.pending.remove(&key).unwrap_or_default()
             };
-            if foreign {
-                let _ = tracker.queue.send(key);
-            } else {
-                tracing::debug!(bd = %key, "drift events were the agent's own writes or reads; no drift reconcile");
-            }
+            let events = (!pending.forced).then_some(pending.events);
+            let _ = tracker.queue.send(DriftRequest { key, events });
         });
+    }
+
+    /// Whether the agent had observed every one of these object versions of `bd_key`.
+    pub fn all_observed(&self, bd_key: &str, events: &[String]) -> bool {
+        let Ok(st) = self.state.lock() else {
+            return false;
+        };
+        let Some(tracked) = st.deployments.get(bd_key) else {
+            return false;
+        };
+        events.iter().all(|rv| tracked.observed.contains(rv))
     }
 
     /// The kinds currently watched (for tests and diagnostics).

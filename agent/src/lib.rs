@@ -90,7 +90,7 @@ impl Agent {
         let downstream = downstream::Downstream::new(self.downstream.clone());
         let deployer =
             deployer::Deployer::new(self.upstream.clone(), downstream.clone(), config.clone());
-        let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<String>();
+        let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<drift::DriftRequest>();
         let drift = drift::DriftTracker::new(downstream, config.drift_delay, drift_tx);
 
         let api: Api<BundleDeployment> =
@@ -125,14 +125,15 @@ impl Agent {
         let drift_task = tokio::spawn(async move {
             let keys = futures::stream::poll_fn(move |cx| drift_rx.poll_recv(cx))
                 .take_until(drift_shutdown.cancelled_owned());
-            keys.for_each_concurrent(drift_workers, |key| {
+            keys.for_each_concurrent(drift_workers, |request| {
                 let ctx = drift_ctx.clone();
                 drift_in_flight.track(async move {
+                    let key = request.key.clone();
                     let span =
                         tracing::info_span!("drift", bd = %key, cluster = %ctx.config.cluster_name);
                     let started = std::time::Instant::now();
                     let result =
-                        tracing::Instrument::instrument(ctx.drift_reconcile(&key), span).await;
+                        tracing::Instrument::instrument(ctx.drift_reconcile(&request), span).await;
                     if let Err(error) = &result {
                         tracing::warn!(bd = %key, %error, "drift reconcile failed");
                         // Try again after the delay.

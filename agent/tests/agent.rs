@@ -876,6 +876,11 @@ async fn a_content_is_fetched_once_and_deployments_cost_few_requests() {
         total(&up_install) as f64 / 2.0,
         total(&down_install) as f64 / 2.0
     );
+    assert_eq!(
+        up_install.get("get contents"),
+        Some(&1),
+        "one Content read for both: {up_install:?}"
+    );
 
     let up_before = request_counts(&env.sim, "upstream");
     let down_before = request_counts(&env.sim, "downstream");
@@ -899,5 +904,216 @@ async fn a_content_is_fetched_once_and_deployments_cost_few_requests() {
         total(&up_update) as f64 / 2.0,
         total(&down_update) as f64 / 2.0
     );
+    assert_eq!(up_update.get("get contents"), Some(&1), "{up_update:?}");
+    // What the agent wrote it does not read back: the objects are observed from the applies,
+    // the release records and the namespace are known from the install.
+    for read in [
+        "get configmaps",
+        "get secrets",
+        "list secrets",
+        "get namespaces",
+    ] {
+        assert_eq!(down_update.get(read), None, "{read}: {down_update:?}");
+    }
+    // One apply per object and one new release record per deployment.
+    assert_eq!(
+        down_update.get("patch configmaps"),
+        Some(&6),
+        "{down_update:?}"
+    );
+    assert_eq!(
+        down_update.get("create secrets"),
+        Some(&2),
+        "{down_update:?}"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_deleted_behind_the_agents_back_is_reported_and_recreated() {
+    let env = start().await;
+    let v1 = vec![
+        resource("a.yaml", &cm_yaml("a", "1")),
+        resource("b.yaml", &cm_yaml("b", "1")),
+    ];
+    let m1 = put_content(&env.up, &v1).await;
+    create_bd(&env.up, "plain", &m1, options("deleted"), vec![]).await;
+    wait_ready(&env.up, "plain", &m1).await;
+    let before = configmap(&env.down, "deleted", "b").await.unwrap();
+
+    // Deleted downstream: reported missing (the drift watch saw a version the agent had not).
+    Api::<ConfigMap>::namespaced(env.down.clone(), "deleted")
+        .delete("b", &DeleteParams::default())
+        .await
+        .unwrap();
+    let bd = eventually("missing object reported", || async {
+        let bd = get_bd(&env.up, "plain").await?;
+        let st = bd.status.as_ref()?;
+        (!st.non_modified && st.modified_status.iter().any(|m| m.name == "b" && m.create))
+            .then_some(bd)
+    })
+    .await;
+    assert_eq!(bd.status.unwrap().display.state, "Modified");
+
+    // A forced redeploy puts it back: the agent does not trust its memory of what it applied.
+    bd_api(&env.up)
+        .patch(
+            "plain",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"options": {"forceSyncGeneration": 1}}})),
+        )
+        .await
+        .unwrap();
+    eventually("object recreated and Ready reported", || async {
+        let bd = get_bd(&env.up, "plain").await?;
+        let st = bd.status.as_ref()?;
+        let ready = condition(&bd, "Ready").is_some_and(|c| c.is_true());
+        (st.sync_generation == Some(1) && st.non_modified && ready).then_some(())
+    })
+    .await;
+    let after = configmap(&env.down, "deleted", "b")
+        .await
+        .expect("b recreated");
+    assert_ne!(before.metadata.uid, after.metadata.uid);
+
+    // With correctDrift the drift reconcile recreates it by itself.
+    let mut opts = options("corrected");
+    opts.correct_drift = Some(fleet_api::CorrectDrift {
+        enabled: true,
+        ..Default::default()
+    });
+    create_bd(&env.up, "corrected", &m1, opts, vec![]).await;
+    wait_ready(&env.up, "corrected", &m1).await;
+    let before = configmap(&env.down, "corrected", "a").await.unwrap();
+    Api::<ConfigMap>::namespaced(env.down.clone(), "corrected")
+        .delete("a", &DeleteParams::default())
+        .await
+        .unwrap();
+    let after = eventually("object recreated by drift correction", || async {
+        let cm = configmap(&env.down, "corrected", "a").await?;
+        (cm.metadata.uid != before.metadata.uid).then_some(cm)
+    })
+    .await;
+    assert_eq!(after.data.unwrap()["key"], "1");
+    wait_ready(&env.up, "corrected", &m1).await;
+    env.stop().await;
+}
+
+/// A release record as another Helm client would write it: revision `rev` of `release` in
+/// `ns`, copied from an existing record.
+async fn forge_record(down: &kube::Client, ns: &str, from: &Secret, release: &str, rev: i64) {
+    let payload = from.data.as_ref().unwrap()["release"].0.clone();
+    let mut rel = fleet_agent::release::decode("record", &payload).unwrap();
+    rel.version = rev;
+    let secret: Secret = serde_json::from_value(fleet_agent::release::to_secret(&rel)).unwrap();
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some(format!("sh.helm.release.v1.{release}.v{rev}").as_str())
+    );
+    Api::<Secret>::namespaced(down.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
+fn record_statuses(secrets: &[Secret]) -> Vec<(String, String)> {
+    let mut statuses: Vec<(String, String)> = secrets
+        .iter()
+        .map(|s| {
+            let l = s.metadata.labels.clone().unwrap();
+            (l["version"].clone(), l["status"].clone())
+        })
+        .collect();
+    statuses.sort();
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_records_and_namespaces_changed_by_others_are_read_again() {
+    let env = start().await;
+    let v1 = vec![resource("a.yaml", &cm_yaml("a", "1"))];
+    let m1 = put_content(&env.up, &v1).await;
+    create_bd(&env.up, "rel", &m1, options("records"), vec![]).await;
+    let bd = wait_ready(&env.up, "rel", &m1).await;
+    let release = bd.status.unwrap().release;
+    assert!(release.ends_with(":1"), "{release}");
+    let release_name = release
+        .trim_start_matches("records/")
+        .trim_end_matches(":1")
+        .to_string();
+
+    // Someone else records revision 2: the agent's record for its next deployment collides
+    // (409), it reads the records again and writes revision 3.
+    let secrets = release_secrets(&env.down, "records").await;
+    forge_record(&env.down, "records", &secrets[0], &release_name, 2).await;
+    let v2 = vec![resource("a.yaml", &cm_yaml("a", "2"))];
+    let m2 = put_content(&env.up, &v2).await;
+    set_deployment(&env.up, "rel", &m2, &options("records")).await;
+    let bd = wait_ready(&env.up, "rel", &m2).await;
+    let release = bd.status.unwrap().release;
+    assert!(release.ends_with(":3"), "{release}");
+    assert_eq!(
+        record_statuses(&release_secrets(&env.down, "records").await),
+        vec![
+            ("2".to_string(), "superseded".to_string()),
+            ("3".to_string(), "deployed".to_string())
+        ]
+    );
+
+    // Someone removes the release records: the next reconcile finds the deployed record gone
+    // and installs again.
+    for s in release_secrets(&env.down, "records").await {
+        Api::<Secret>::namespaced(env.down.clone(), "records")
+            .delete(
+                s.metadata.name.as_deref().unwrap(),
+                &DeleteParams::default(),
+            )
+            .await
+            .unwrap();
+    }
+    bd_api(&env.up)
+        .patch(
+            "rel",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "1"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("release installed again", || async {
+        let bd = get_bd(&env.up, "rel").await?;
+        bd.status
+            .as_ref()
+            .filter(|s| s.release.ends_with(":1"))
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        record_statuses(&release_secrets(&env.down, "records").await),
+        vec![("1".to_string(), "deployed".to_string())]
+    );
+
+    // Someone deletes the namespace the agent had ensured: the next deployment into it
+    // fails its apply, ensures the namespace again and succeeds.
+    Api::<Namespace>::all(env.down.clone())
+        .delete("records", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("namespace records gone", || async {
+        Api::<Namespace>::all(env.down.clone())
+            .get_opt("records")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let v3 = vec![resource("a.yaml", &cm_yaml("a", "3"))];
+    let m3 = put_content(&env.up, &v3).await;
+    set_deployment(&env.up, "rel", &m3, &options("records")).await;
+    wait_ready(&env.up, "rel", &m3).await;
+    let cm = configmap(&env.down, "records", "a")
+        .await
+        .expect("a deployed again");
+    assert_eq!(cm.data.unwrap()["key"], "3");
     env.stop().await;
 }
