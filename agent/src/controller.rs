@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use fleet_api::consts::{self, condition as cond};
 use fleet_api::{BundleDeployment, BundleDeploymentStatus};
-use futures::{StreamExt as _, TryStreamExt as _};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -16,7 +15,7 @@ use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 use crate::config::AgentConfig;
-use crate::deployer::{CONCURRENT_REQUESTS, DeployError, Deployed, Deployer};
+use crate::deployer::{DeployError, Deployed, Deployer};
 use crate::downstream::DownstreamError;
 use crate::drift::{DriftRequest, DriftTracker, KindKey};
 use crate::metrics::Metrics;
@@ -196,13 +195,14 @@ impl Context {
     }
 
     /// Evaluates the live objects of a deployment: `fresh` holds the ones the agent has just
-    /// written (as the apply returned them); the others are read, and the objects of the set
-    /// no longer desired are listed.
+    /// written (as the apply returned them); the others are read. The objects of the set no
+    /// longer desired come from `listed` (the set's live objects), else they are listed.
     async fn observe(
         &self,
         bd: &BundleDeployment,
         desired: &[Value],
         mut fresh: BTreeMap<ObjectKey, Value>,
+        listed: Option<Vec<Value>>,
     ) -> Result<Observed, ReconcileError> {
         let desired_keys: BTreeSet<ObjectKey> = desired.iter().map(plan::key_of).collect();
         let kinds: BTreeSet<KindKey> = desired_keys
@@ -219,23 +219,12 @@ impl Context {
         live.append(&mut fresh);
 
         let set_id = self.deployer.set_id(bd);
-        let selector = format!(
-            "{}={}",
-            consts::objectset::HASH_LABEL,
-            fleet_bundle::render::set_hash(&set_id)
-        );
-        let downstream = &self.deployer.downstream;
-        let mut lists = Vec::with_capacity(kinds.len());
-        for (api_version, kind) in &kinds {
-            lists.push(downstream.list(api_version, kind, &selector));
-        }
-        let listed: Vec<Vec<Value>> = futures::stream::iter(lists)
-            .buffered(CONCURRENT_REQUESTS)
-            .try_collect()
-            .await?;
+        let listed = match listed {
+            Some(listed) => listed,
+            None => self.deployer.list_set(&set_id, &kinds).await?,
+        };
         let orphans: Vec<Value> = listed
             .into_iter()
-            .flatten()
             .filter(|obj| {
                 let ours = obj
                     .pointer("/metadata/annotations")
@@ -371,6 +360,7 @@ impl Context {
         }
         let needs_deploy = spec_needs_deploy || current.is_none();
         let mut fresh = BTreeMap::new();
+        let mut listed = None;
         let mut requeue = None;
         if needs_deploy && !bd.spec.deployment_id.is_empty() {
             if let Some(wait) = self.backoff_remaining(&key, &bd.spec.deployment_id) {
@@ -380,6 +370,7 @@ impl Context {
                     Ok(outcome) => {
                         let deployed = outcome.deployed;
                         fresh = outcome.applied;
+                        listed = outcome.listed;
                         tracing::info!(release = %deployed.release.id(), deployment_id = %bd.spec.deployment_id, "deployed bundle");
                         self.clear_failure(&key);
                         st.release = deployed.release.id();
@@ -427,7 +418,7 @@ impl Context {
 
         let mut ready = true;
         if let Some(deployed) = &current {
-            match self.observe(&bd, &deployed.objects, fresh).await {
+            match self.observe(&bd, &deployed.objects, fresh, listed).await {
                 Ok(observed) => {
                     ready = observed.result.ready;
                     status::apply_monitor(st, &observed.result, &now);
@@ -509,7 +500,7 @@ impl Context {
         };
         let now = status::now();
         let mut observed = self
-            .observe(&bd, &deployed.objects, BTreeMap::new())
+            .observe(&bd, &deployed.objects, BTreeMap::new(), None)
             .await?;
         let correct = bd
             .spec
@@ -541,7 +532,7 @@ impl Context {
                     let message = format!("correcting drift of bundle {bundle}: {message}");
                     status::set_condition(&mut st.conditions, cond::DEPLOYED, Err(&message), &now);
                 }
-                None => observed = self.observe(&bd, &deployed.objects, fresh).await?,
+                None => observed = self.observe(&bd, &deployed.objects, fresh, None).await?,
             }
         }
         status::apply_monitor(st, &observed.result, &now);

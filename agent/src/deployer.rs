@@ -85,12 +85,25 @@ pub struct Deployed {
     pub objects: Vec<Value>,
 }
 
-/// A deployment just made: the release, and every object as the server-side apply returned
-/// it (the live object right after the write, so it needs no read).
+/// A deployment just made: the release, every object as the server-side apply returned it
+/// (the live object right after the write, so it needs no read), and the objects of the
+/// bundle's object set listed after the prune (`None` when the listing failed).
 #[derive(Debug, Clone)]
 pub struct DeployOutcome {
     pub deployed: Arc<Deployed>,
     pub applied: BTreeMap<ObjectKey, Value>,
+    pub listed: Option<Vec<Value>>,
+}
+
+/// What a deployment has to do about its release namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NamespaceCheck {
+    /// This agent ensured it before: not looked at.
+    Remembered,
+    /// It exists.
+    Exists,
+    /// It is to be applied (missing, or labels/annotations requested).
+    Apply,
 }
 
 /// Deploys BundleDeployments into the downstream cluster.
@@ -104,6 +117,15 @@ pub struct Deployer {
     contents: Arc<ContentCache>,
     releases: Arc<ReleaseCache>,
     namespaces: Arc<NamespaceCache>,
+}
+
+fn namespace_key(namespace: &str) -> ObjectKey {
+    ObjectKey {
+        api_version: "v1".into(),
+        kind: "Namespace".into(),
+        namespace: String::new(),
+        name: namespace.to_string(),
+    }
 }
 
 /// `code` of a Kubernetes API error inside a downstream error.
@@ -620,59 +642,66 @@ impl Deployer {
     pub async fn deploy(&self, bd: &BundleDeployment) -> Result<DeployOutcome, DeployError> {
         let bundle = bd_name(bd);
         let (release_name, release_namespace) = self.release_name_and_namespace(bd);
-        let (objects, chart) = self
-            .desired_objects(bd, &release_name, &release_namespace)
-            .await?;
+        // Independent reads together: the manifest (and its rendering) and the release records.
+        let (rendered, state) = tokio::join!(
+            self.desired_objects(bd, &release_name, &release_namespace),
+            self.release_state(&bundle, &release_name, &release_namespace),
+        );
+        let (objects, chart) = rendered?;
+        let state = state?;
         let options = &bd.spec.options;
         let take_ownership = options.helm.as_ref().is_some_and(|h| h.take_ownership);
         let dstream = |source| DeployError::Downstream {
             bundle: bundle.clone(),
             source,
         };
-        let state = self
-            .release_state(&bundle, &release_name, &release_namespace)
-            .await?;
         let previous = state.current.clone();
 
         // Helm refuses to adopt objects owned by others unless told to; like Helm's upgrade,
-        // only the objects the deployed release does not hold yet are checked.
-        if !take_ownership {
+        // only the objects the deployed release does not hold yet are checked. The release
+        // namespace is looked at meanwhile, and created only once the check passed.
+        let new_keys: Vec<ObjectKey> = if take_ownership {
+            Vec::new()
+        } else {
             let held: BTreeSet<ObjectKey> = previous
                 .iter()
                 .flat_map(|p| p.objects.iter().map(plan::key_of))
                 .collect();
-            let new_keys: BTreeSet<ObjectKey> = objects
+            objects
                 .iter()
                 .map(plan::key_of)
                 .filter(|k| !held.contains(k))
-                .collect();
-            let live = self
-                .read_objects(new_keys.into_iter().collect())
-                .await
-                .map_err(dstream)?;
-            for (key, live) in &live {
-                match plan::ownership(live, &release_name, &release_namespace) {
-                    Ownership::Ours => {}
-                    Ownership::Unowned => {
-                        return Err(DeployError::NotOwned {
-                            bundle,
-                            object: describe(key),
-                            owner: String::new(),
-                        });
-                    }
-                    Ownership::Other(owner) => {
-                        return Err(DeployError::NotOwned {
-                            bundle,
-                            object: describe(key),
-                            owner: format!(" (it belongs to release {owner})"),
-                        });
-                    }
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect()
+        };
+        let (live, namespace) = tokio::join!(
+            self.read_objects(new_keys),
+            self.check_namespace(bd, &release_namespace),
+        );
+        for (key, live) in &live.map_err(dstream)? {
+            match plan::ownership(live, &release_name, &release_namespace) {
+                Ownership::Ours => {}
+                Ownership::Unowned => {
+                    return Err(DeployError::NotOwned {
+                        bundle,
+                        object: describe(key),
+                        owner: String::new(),
+                    });
+                }
+                Ownership::Other(owner) => {
+                    return Err(DeployError::NotOwned {
+                        bundle,
+                        object: describe(key),
+                        owner: format!(" (it belongs to release {owner})"),
+                    });
                 }
             }
         }
+        let namespace = namespace.map_err(dstream)?;
 
         let applied = self
-            .apply_all(bd, &release_namespace, &objects)
+            .apply_all(bd, &release_namespace, namespace, &objects)
             .await
             .map_err(dstream)?;
 
@@ -686,10 +715,45 @@ impl Deployer {
             }
         }
 
-        let deployed = self
-            .record_release(bd, state, &release_name, &release_namespace, objects, chart)
+        // The objects of the set still live (for the monitor's orphans), listed while the
+        // release is recorded.
+        let kinds: BTreeSet<(String, String)> = objects
+            .iter()
+            .map(plan::key_of)
+            .map(|k| (k.api_version, k.kind))
+            .collect();
+        let set_id = self.set_id(bd);
+        let (deployed, listed) = tokio::join!(
+            self.record_release(bd, state, &release_name, &release_namespace, objects, chart),
+            self.list_set(&set_id, &kinds),
+        );
+        Ok(DeployOutcome {
+            deployed: deployed?,
+            applied,
+            listed: listed.ok(),
+        })
+    }
+
+    /// The live objects of these kinds labelled as members of object set `set_id`.
+    pub async fn list_set(
+        &self,
+        set_id: &str,
+        kinds: &BTreeSet<(String, String)>,
+    ) -> Result<Vec<Value>, DownstreamError> {
+        let selector = format!(
+            "{}={}",
+            consts::objectset::HASH_LABEL,
+            render::set_hash(set_id)
+        );
+        let mut lists = Vec::with_capacity(kinds.len());
+        for (api_version, kind) in kinds {
+            lists.push(self.downstream.list(api_version, kind, &selector));
+        }
+        let listed: Vec<Vec<Value>> = futures::stream::iter(lists)
+            .buffered(CONCURRENT_REQUESTS)
+            .try_collect()
             .await?;
-        Ok(DeployOutcome { deployed, applied })
+        Ok(listed.into_iter().flatten().collect())
     }
 
     /// Writes the record of the new revision (created, as Helm does: a record someone else
@@ -904,21 +968,27 @@ impl Deployer {
         }
     }
 
-    /// The namespace, then every object in Helm's order (the objects of one kind
-    /// concurrently). When a namespace this agent remembered as ensured was not checked and an
-    /// apply fails, the namespace is ensured for real and the objects applied once more.
+    /// The namespace (applied when the check says so), then every object in Helm's order
+    /// (the objects of one kind concurrently). When a namespace this agent remembered as
+    /// ensured was not looked at and an apply fails, it is checked and ensured for real and
+    /// the objects are applied once more.
     async fn apply_all(
         &self,
         bd: &BundleDeployment,
         namespace: &str,
+        check: NamespaceCheck,
         objects: &[Value],
     ) -> Result<BTreeMap<ObjectKey, Value>, DownstreamError> {
-        let remembered = self.ensure_namespace(bd, namespace).await?;
+        if check == NamespaceCheck::Apply {
+            self.apply_namespace(bd, namespace).await?;
+        }
         match self.apply_in_batches(objects).await {
-            Err(e) if remembered => {
+            Err(e) if check == NamespaceCheck::Remembered => {
                 tracing::debug!(%namespace, error = %e, "apply failed in a namespace ensured earlier; ensuring it again");
                 self.namespaces.forget(namespace);
-                self.ensure_namespace(bd, namespace).await?;
+                if self.check_namespace(bd, namespace).await? == NamespaceCheck::Apply {
+                    self.apply_namespace(bd, namespace).await?;
+                }
                 self.apply_in_batches(objects).await
             }
             other => other,
@@ -1002,31 +1072,36 @@ impl Deployer {
         }
     }
 
-    /// Makes sure the release namespace exists (with the requested labels and annotations,
-    /// which are applied on every deployment). Returns whether the check was skipped because
-    /// this agent ensured the namespace before.
-    async fn ensure_namespace(
+    /// Whether the release namespace needs an apply: it is missing, or labels or annotations
+    /// are requested (applied on every deployment). A namespace this agent saw or created
+    /// before is not looked at again.
+    async fn check_namespace(
         &self,
         bd: &BundleDeployment,
         namespace: &str,
-    ) -> Result<bool, DownstreamError> {
+    ) -> Result<NamespaceCheck, DownstreamError> {
         let options = &bd.spec.options;
-        let key = ObjectKey {
-            api_version: "v1".into(),
-            kind: "Namespace".into(),
-            namespace: String::new(),
-            name: namespace.to_string(),
-        };
-        let plain = options.namespace_labels.is_empty() && options.namespace_annotations.is_empty();
-        if plain {
-            if self.namespaces.is_ensured(namespace, "") {
-                return Ok(true);
-            }
-            if self.downstream.get(&key).await?.is_some() {
-                self.namespaces.ensured(namespace, "");
-                return Ok(false);
-            }
+        if !(options.namespace_labels.is_empty() && options.namespace_annotations.is_empty()) {
+            return Ok(NamespaceCheck::Apply);
         }
+        if self.namespaces.is_ensured(namespace, "") {
+            return Ok(NamespaceCheck::Remembered);
+        }
+        let key = namespace_key(namespace);
+        if self.downstream.get(&key).await?.is_some() {
+            self.namespaces.ensured(namespace, "");
+            return Ok(NamespaceCheck::Exists);
+        }
+        Ok(NamespaceCheck::Apply)
+    }
+
+    /// Applies the release namespace with the requested labels and annotations.
+    async fn apply_namespace(
+        &self,
+        bd: &BundleDeployment,
+        namespace: &str,
+    ) -> Result<(), DownstreamError> {
+        let options = &bd.spec.options;
         let mut meta = json!({"name": namespace});
         if !options.namespace_labels.is_empty() {
             meta["labels"] = json!(options.namespace_labels);
@@ -1035,9 +1110,11 @@ impl Deployer {
             meta["annotations"] = json!(options.namespace_annotations);
         }
         let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta});
-        self.downstream.apply(&key, &ns).await?;
+        self.downstream
+            .apply(&namespace_key(namespace), &ns)
+            .await?;
         self.namespaces.ensured(namespace, "");
-        Ok(false)
+        Ok(())
     }
 
     async fn delete_record(
