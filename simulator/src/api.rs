@@ -847,9 +847,29 @@ struct WatchState {
 const BOOKMARK_EVERY: Duration = Duration::from_secs(30);
 
 impl WatchState {
+    /// Queues one event line around an object already encoded as JSON.
+    fn push_encoded(&mut self, kind: &str, object: &[u8]) {
+        let mut line = Vec::with_capacity(object.len() + 32);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(object);
+        line.extend_from_slice(b"}\n");
+        self.queue.push_back(Bytes::from(line));
+    }
+
     fn encode(&mut self, kind: &str, obj: &Value) {
+        if matches!(self.as_, As::Plain) {
+            match serde_json::to_vec(obj) {
+                Ok(object) => self.push_encoded(kind, &object),
+                Err(e) => {
+                    tracing::warn!(cluster = %self.cluster.name, error = %e, "encoding a watch event")
+                }
+            }
+            return;
+        }
         let object = match self.as_ {
-            As::Plain => obj.clone(),
+            As::Plain => return,
             As::PartialMetadata => table::partial_metadata(obj),
             As::Table => {
                 let t = table::table(
@@ -919,7 +939,12 @@ impl WatchState {
                         &self.opts.field_selector,
                     ) {
                         let obj = at_version(obj, &api_version);
-                        self.encode(t.as_str(), &obj);
+                        if matches!(self.as_, As::Plain) && Arc::ptr_eq(&obj, &e.object) {
+                            // Every watcher of this event sends the same bytes: encode once.
+                            self.push_encoded(t.as_str(), &e.encoded_object());
+                        } else {
+                            self.encode(t.as_str(), &obj);
+                        }
                     }
                     self.last_rv = e.resource_version;
                 }

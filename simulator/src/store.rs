@@ -54,6 +54,22 @@ pub struct StoredEvent {
     /// When it was committed: the watch history drops events older than
     /// [`EVENT_FRESH_DURATION`] once it holds more than [`HISTORY_MIN_EVENTS`].
     pub committed: Instant,
+    /// `object` encoded as JSON, made by the first watcher that sends it and shared by the
+    /// others (kube-apiserver's watch cache keeps a serialized form per event likewise).
+    encoded: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl StoredEvent {
+    /// `object` as JSON, encoded once for every watcher.
+    pub fn encoded_object(&self) -> bytes::Bytes {
+        self.encoded
+            .get_or_init(|| {
+                serde_json::to_vec(self.object.as_ref())
+                    .map(bytes::Bytes::from)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
 }
 
 /// kube-apiserver's watch cache keeps events younger than this (`eventFreshDuration`) and
@@ -401,6 +417,7 @@ impl StoreState {
             object: object.clone(),
             previous,
             committed: Instant::now(),
+            encoded: std::sync::OnceLock::new(),
         });
         object
     }
@@ -428,6 +445,7 @@ impl StoreState {
             object: last.clone(),
             previous: Some(old),
             committed: Instant::now(),
+            encoded: std::sync::OnceLock::new(),
         });
         Some(last)
     }
