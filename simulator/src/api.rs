@@ -928,6 +928,11 @@ impl WatchState {
                 self.expired(asked, floor + 1);
             }
             Some(events) => {
+                // Every event of what this watch follows up to the store's resourceVersion is
+                // in `events`: the watch is current at that version, so its bookmarks (and a
+                // resume after a dropped connection) name it rather than the version of its
+                // last event, which the history may have let go long ago.
+                let current = st.resource_version();
                 drop(st);
                 let api_version = self.info.api_version(&self.version);
                 for e in &events {
@@ -948,6 +953,7 @@ impl WatchState {
                     }
                     self.last_rv = e.resource_version;
                 }
+                self.last_rv = self.last_rv.max(current);
             }
         }
     }
@@ -1053,7 +1059,10 @@ fn watch(
                 _ = tokio::time::sleep_until(s.deadline) => return None,
                 _ = tokio::time::sleep_until(bookmark_at), if s.bookmarks => {
                     s.next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;
-                    s.bookmark(false);
+                    s.pull();
+                    if !s.done {
+                        s.bookmark(false);
+                    }
                 }
             }
         }
