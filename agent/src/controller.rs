@@ -63,16 +63,72 @@ pub struct Context {
     pub store: Store<BundleDeployment>,
     failures: Mutex<HashMap<String, Failure>>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// The status as this agent last wrote it, by key, until the watch brings that write
-    /// into the store: the base of the next status patch (reconciles are not triggered by
-    /// status writes, so a store lagging behind them must not hide a change).
-    written_status: Mutex<HashMap<String, WrittenStatus>>,
+    /// Status writes the store does not show yet.
+    pub written_status: Arc<WrittenStatuses>,
 }
 
 /// A status write not yet seen in the store.
 struct WrittenStatus {
     resource_version: u64,
     status: BundleDeploymentStatus,
+}
+
+/// The status as this agent last wrote it, by BundleDeployment key, until the watch brings
+/// that write into the store: the base of the next status patch (reconciles are not
+/// triggered by status writes, so a store lagging behind them must not hide a change).
+/// Entries leave as soon as the watch delivers the write ([`WrittenStatuses::seen`]), so
+/// this holds only the writes in flight.
+#[derive(Default)]
+pub struct WrittenStatuses {
+    entries: Mutex<HashMap<String, WrittenStatus>>,
+}
+
+impl WrittenStatuses {
+    /// The watch delivered `bd`: a write it includes is no longer needed.
+    pub fn seen(&self, bd: &BundleDeployment) {
+        let key = key_of(bd);
+        let mut entries = locked(&self.entries);
+        if let Some(w) = entries.get(&key)
+            && resource_version_number(bd).is_none_or(|rv| rv >= w.resource_version)
+        {
+            entries.remove(&key);
+        }
+    }
+
+    /// The status last written, when the stored `bd` does not hold that write yet.
+    fn newer_than(&self, bd: &BundleDeployment) -> Option<BundleDeploymentStatus> {
+        let key = key_of(bd);
+        let mut entries = locked(&self.entries);
+        let w = entries.get(&key)?;
+        if resource_version_number(bd).is_some_and(|rv| rv < w.resource_version) {
+            return Some(w.status.clone());
+        }
+        entries.remove(&key);
+        None
+    }
+
+    fn record(&self, key: String, resource_version: u64, status: BundleDeploymentStatus) {
+        locked(&self.entries).insert(
+            key,
+            WrittenStatus {
+                resource_version,
+                status,
+            },
+        );
+    }
+
+    fn forget(&self, key: &str) {
+        locked(&self.entries).remove(key);
+    }
+
+    /// Writes not yet seen.
+    pub fn len(&self) -> usize {
+        locked(&self.entries).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A resourceVersion as a number (kube-apiserver's are etcd revisions); `None` when it is not.
@@ -137,7 +193,7 @@ impl Context {
             store,
             failures: Mutex::default(),
             locks: Mutex::default(),
-            written_status: Mutex::default(),
+            written_status: Arc::default(),
         }
     }
 
@@ -252,17 +308,8 @@ impl Context {
         })
     }
 
-    /// The status this agent last wrote, when the stored `bd` does not hold that write yet
-    /// (forgotten once it does).
     fn written_status_newer_than(&self, bd: &BundleDeployment) -> Option<BundleDeploymentStatus> {
-        let key = key_of(bd);
-        let mut written = locked(&self.written_status);
-        let w = written.get(&key)?;
-        if resource_version_number(bd).is_some_and(|rv| rv < w.resource_version) {
-            return Some(w.status.clone());
-        }
-        written.remove(&key);
-        None
+        self.written_status.newer_than(bd)
     }
 
     /// Writes the status when it differs from what the object holds (merge patch of the
@@ -296,13 +343,8 @@ impl Context {
                 source,
             })?;
         if let Some(resource_version) = resource_version_number(&patched) {
-            locked(&self.written_status).insert(
-                key,
-                WrittenStatus {
-                    resource_version,
-                    status: patched.status.unwrap_or_default(),
-                },
-            );
+            self.written_status
+                .record(key, resource_version, patched.status.unwrap_or_default());
         }
         Ok(())
     }
@@ -450,7 +492,7 @@ impl Context {
         self.drift.clear(&key);
         self.deployer.uninstall(&bd).await?;
         self.clear_failure(&key);
-        locked(&self.written_status).remove(&key);
+        self.written_status.forget(&key);
         tracing::info!("removed the bundle's deployment");
         Ok(Action::await_change())
     }

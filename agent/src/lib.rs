@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use fleet_api::BundleDeployment;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt as _};
 use kube::api::Api;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::{Controller, PredicateConfig, WatchStreamExt as _, reflector, watcher};
@@ -98,23 +98,28 @@ impl Agent {
         // The store sees every change (dependsOn reads siblings' status from it); reconciles
         // are triggered only by what Fleet's agent reacts to, not by status writes.
         let (store, writer) = reflector::store();
+        let written_status = Arc::new(controller::WrittenStatuses::default());
+        let seen = written_status.clone();
         let triggers = reflector(writer, watcher(api, watcher::Config::default()))
             .default_backoff()
             .applied_objects()
+            .inspect_ok(move |bd| seen.seen(bd))
             .predicate_filter(reconcile_trigger, PredicateConfig::default());
         let bd_controller = Controller::for_stream(triggers, store).with_config(
             ControllerConfig::default().concurrency(
                 u16::try_from(config.bundledeployment_workers.max(1)).unwrap_or(u16::MAX),
             ),
         );
-        let ctx = Arc::new(controller::Context::new(
+        let mut ctx = controller::Context::new(
             self.upstream.clone(),
             deployer,
             config.clone(),
             self.metrics.clone(),
             drift.clone(),
             bd_controller.store(),
-        ));
+        );
+        ctx.written_status = written_status;
+        let ctx = Arc::new(ctx);
         let in_flight = InFlight::default();
 
         // Drift reconciles: keys come from the drift watches after the coalescing delay.
