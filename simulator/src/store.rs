@@ -324,10 +324,15 @@ impl StoreState {
         let now = Instant::now();
         Self::evict(history, self.history_limit, self.history_min, now);
         if now.duration_since(self.last_sweep) >= SWEEP_EVERY {
-            self.last_sweep = now;
-            for history in self.histories.values_mut() {
-                Self::evict(history, self.history_limit, self.history_min, now);
-            }
+            self.sweep(now);
+        }
+    }
+
+    /// Lets every resource's stale events go (see [`EVENT_FRESH_DURATION`]).
+    fn sweep(&mut self, now: Instant) {
+        self.last_sweep = now;
+        for history in self.histories.values_mut() {
+            Self::evict(history, self.history_limit, self.history_min, now);
         }
     }
 
@@ -493,5 +498,47 @@ impl StoreState {
             history_len: self.histories.values().map(|h| h.events.len()).sum(),
             ..self.stats
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(namespace: &str, name: &str) -> ObjKey {
+        ObjKey {
+            group_resource: "configmaps".into(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_history_keeps_fresh_events_and_lets_stale_ones_go_beyond_its_minimum() {
+        let mut st = StoreState::new(100 * 1024);
+        let start = st.resource_version();
+        for i in 0..(HISTORY_MIN_EVENTS + 50) {
+            let name = format!("cm-{i}");
+            st.put(
+                key("a", &name),
+                serde_json::json!({"metadata": {"name": name, "namespace": "a"}}),
+            );
+        }
+        // Fresh: everything is kept, far below the upper bound.
+        st.sweep(Instant::now());
+        assert_eq!(st.stats().history_len, HISTORY_MIN_EVENTS + 50);
+        assert!(st.events_since("configmaps", None, start).is_some());
+        // Stale: only the minimum stays; resuming from before it is 410 Gone, from after it
+        // works, for the resource and for the namespace.
+        st.sweep(Instant::now() + EVENT_FRESH_DURATION + Duration::from_secs(1));
+        assert_eq!(st.stats().history_len, HISTORY_MIN_EVENTS);
+        assert!(st.events_since("configmaps", None, start).is_none());
+        assert!(st.events_since("configmaps", Some("a"), start).is_none());
+        let recent = st.resource_version() - 10;
+        assert_eq!(
+            st.events_since("configmaps", Some("a"), recent)
+                .map(|e| e.len()),
+            Some(10)
+        );
     }
 }
