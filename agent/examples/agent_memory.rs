@@ -17,6 +17,16 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+fn threads() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Threads:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 fn rss_kib() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
@@ -167,11 +177,20 @@ async fn main() {
         .map(|c| c.storage_sizes().bytes)
         .sum();
     println!(
-        "the downstream clusters store {:.0} KiB of objects (JSON) per cluster",
-        stored as f64 / 1024.0 / clusters as f64
+        "the downstream clusters store {:.0} KiB of objects (JSON) per cluster; {} threads",
+        stored as f64 / 1024.0 / clusters as f64,
+        threads()
     );
     shutdown.cancel();
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
     }
+    drop(registry);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss_stopped, _) = rss_kib();
+    println!(
+        "agents stopped: RSS {} MiB (what the allocator gave back: {:.0} KiB per agent)",
+        rss_stopped / 1024,
+        rss_done.saturating_sub(rss_stopped) as f64 / clusters as f64
+    );
 }

@@ -200,21 +200,64 @@ impl ReleaseState {
     }
 }
 
+/// A release state as the cache keeps it: the deployed objects as one JSON text (a parsed
+/// `serde_json::Value` tree takes several times the memory, and an agent keeps one state per
+/// BundleDeployment).
+struct StoredState {
+    records: Vec<(i64, String)>,
+    current: Option<(crate::release::Release, Box<str>)>,
+    current_resource_version: String,
+}
+
 /// Release states by `(namespace, name)`; one entry per release this agent deployed.
 #[derive(Default)]
 pub struct ReleaseCache {
-    releases: Mutex<HashMap<(String, String), ReleaseState>>,
+    releases: Mutex<HashMap<(String, String), StoredState>>,
 }
 
 impl ReleaseCache {
     pub fn get(&self, namespace: &str, name: &str) -> Option<ReleaseState> {
-        lock(&self.releases)
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+        let (records, current, current_resource_version) = {
+            let releases = lock(&self.releases);
+            let stored = releases.get(&(namespace.to_string(), name.to_string()))?;
+            (
+                stored.records.clone(),
+                stored.current.clone(),
+                stored.current_resource_version.clone(),
+            )
+        };
+        let current = match current {
+            Some((release, objects)) => {
+                // Written by `put` from valid JSON; anything else is treated as unknown.
+                let objects: Vec<serde_json::Value> = serde_json::from_str(&objects).ok()?;
+                Some(Arc::new(Deployed { release, objects }))
+            }
+            None => None,
+        };
+        Some(ReleaseState {
+            records,
+            current,
+            current_resource_version,
+        })
     }
 
     pub fn put(&self, namespace: &str, name: &str, state: ReleaseState) {
-        lock(&self.releases).insert((namespace.to_string(), name.to_string()), state);
+        let current = match &state.current {
+            Some(d) => match serde_json::to_string(&d.objects) {
+                Ok(json) => Some((d.release.clone(), json.into_boxed_str())),
+                Err(_) => {
+                    self.forget(namespace, name);
+                    return;
+                }
+            },
+            None => None,
+        };
+        let stored = StoredState {
+            records: state.records,
+            current,
+            current_resource_version: state.current_resource_version,
+        };
+        lock(&self.releases).insert((namespace.to_string(), name.to_string()), stored);
     }
 
     /// Forgets a release: the next use reads its records from the cluster.
@@ -346,6 +389,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kept[0].name, "big");
+    }
+
+    #[test]
+    fn a_release_state_comes_back_as_it_was_put() {
+        let cache = ReleaseCache::default();
+        assert!(cache.get("ns", "app").is_none());
+        let deployed = Arc::new(Deployed {
+            release: crate::release::Release {
+                name: "app".into(),
+                namespace: "ns".into(),
+                version: 2,
+                manifest: "---\nkind: ConfigMap\n".into(),
+                ..Default::default()
+            },
+            objects: vec![serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "a", "namespace": "ns"}, "data": {"n": 1.5}})],
+        });
+        let before = ReleaseState {
+            records: vec![(1, "superseded".into())],
+            ..Default::default()
+        };
+        let history = crate::release::HistoryPlan {
+            supersede: vec![],
+            delete: vec![],
+        };
+        cache.put(
+            "ns",
+            "app",
+            before.after_upgrade(deployed.clone(), "17".into(), &history),
+        );
+        let back = cache.get("ns", "app").unwrap();
+        assert_eq!(
+            back.records,
+            vec![(1, "superseded".to_string()), (2, "deployed".to_string())]
+        );
+        assert_eq!(back.current_resource_version, "17");
+        let current = back.current.unwrap();
+        assert_eq!(current.objects, deployed.objects);
+        assert_eq!(current.release, deployed.release);
+        cache.forget("ns", "app");
+        assert!(cache.is_empty());
     }
 
     #[test]

@@ -100,11 +100,17 @@ impl Agent {
         let (store, writer) = reflector::store();
         let written_status = Arc::new(controller::WrittenStatuses::default());
         let seen = written_status.clone();
-        let triggers = reflector(writer, watcher(api, watcher::Config::default()))
-            .default_backoff()
-            .applied_objects()
-            .inspect_ok(move |bd| seen.seen(bd))
-            .predicate_filter(reconcile_trigger, PredicateConfig::default());
+        // managedFields are never read by the agent: not kept for every BundleDeployment.
+        let triggers = reflector(
+            writer,
+            watcher(api, watcher::Config::default()).modify(|bd| {
+                bd.metadata.managed_fields = None;
+            }),
+        )
+        .default_backoff()
+        .applied_objects()
+        .inspect_ok(move |bd| seen.seen(bd))
+        .predicate_filter(reconcile_trigger, PredicateConfig::default());
         let bd_controller = Controller::for_stream(triggers, store).with_config(
             ControllerConfig::default().concurrency(
                 u16::try_from(config.bundledeployment_workers.max(1)).unwrap_or(u16::MAX),
