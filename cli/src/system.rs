@@ -15,7 +15,7 @@
 
 pub mod kubelet;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -468,11 +468,10 @@ impl SimSystem {
         ));
         let timeout = self.options.cluster_namespace_timeout;
         let mut checked_in: HashSet<String> = HashSet::new();
-        // Installed clusters whose agent has not checked in yet.
-        let mut waiting: BTreeSet<String> = BTreeSet::new();
+        // Installed clusters whose agent has not checked in yet, and since when they wait.
+        let mut waiting: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
         let mut queue = specs.iter();
         let mut installs = futures::stream::FuturesUnordered::new();
-        let mut progress_deadline = tokio::time::Instant::now() + timeout;
         loop {
             while installs.len() < REGISTRATION_INSTALLS
                 && installs.len() + waiting.len() < REGISTRATION_WINDOW
@@ -495,14 +494,19 @@ impl SimSystem {
             if installs.is_empty() && waiting.is_empty() {
                 return Ok(());
             }
+            // Each cluster gets the whole timeout from its install on; an install that is
+            // still running has not started its clock.
+            let deadline = waiting.values().min().map_or_else(
+                || tokio::time::Instant::now() + timeout,
+                |since| *since + timeout,
+            );
             tokio::select! {
                 Some(joined) = installs.next(), if !installs.is_empty() => {
                     let sim_cluster = joined?;
                     self.start_kubelet(&sim_cluster).await;
                     if !checked_in.contains(sim_cluster.name()) {
-                        waiting.insert(sim_cluster.name().to_string());
+                        waiting.insert(sim_cluster.name().to_string(), tokio::time::Instant::now());
                     }
-                    progress_deadline = tokio::time::Instant::now() + timeout;
                 }
                 event = check_ins.next() => {
                     let cluster = match event {
@@ -519,23 +523,24 @@ impl SimSystem {
                         }
                         None => {
                             return Err(SystemError::Registration {
-                                name: waiting.first().cloned().unwrap_or_default(),
+                                name: waiting.keys().next().cloned().unwrap_or_default(),
                                 message: "the watch of Clusters ended".to_string(),
                             });
                         }
                     };
                     if is_checked_in(&cluster) {
                         let name = cluster.metadata.name.clone().unwrap_or_default();
-                        if waiting.remove(&name) {
-                            progress_deadline = tokio::time::Instant::now() + timeout;
-                        }
+                        waiting.remove(&name);
                         checked_in.insert(name);
                     }
                 }
-                _ = tokio::time::sleep_until(progress_deadline) => {
-                    let Some(name) = waiting.first().cloned() else {
-                        // Installs are slow but still running: keep waiting on them.
-                        progress_deadline = tokio::time::Instant::now() + timeout;
+                _ = tokio::time::sleep_until(deadline) => {
+                    let Some(name) = waiting
+                        .iter()
+                        .min_by_key(|(_, since)| **since)
+                        .map(|(name, _)| name.clone())
+                    else {
+                        // Only installs are running (each has its own request timeouts).
                         continue;
                     };
                     return Err(SystemError::NoCheckIn {
@@ -726,9 +731,9 @@ impl SimSystem {
 }
 
 /// Cluster installs [`SimSystem::add_clusters`] runs at once.
-pub const REGISTRATION_INSTALLS: usize = 32;
+pub const REGISTRATION_INSTALLS: usize = 16;
 /// Clusters [`SimSystem::add_clusters`] lets wait for their agent's first check-in at once.
-pub const REGISTRATION_WINDOW: usize = 512;
+pub const REGISTRATION_WINDOW: usize = 64;
 
 /// What joining one cluster needs, shared by the concurrent joins of
 /// [`SimSystem::add_clusters`].

@@ -55,20 +55,29 @@ pub struct StoredEvent {
     /// [`EVENT_FRESH_DURATION`] once it holds more than [`HISTORY_MIN_EVENTS`].
     pub committed: Instant,
     /// `object` encoded as JSON, made by the first watcher that sends it and shared by the
-    /// others (kube-apiserver's watch cache keeps a serialized form per event likewise).
-    encoded: std::sync::OnceLock<bytes::Bytes>,
+    /// others (kube-apiserver's watch cache keeps a serialized form per event likewise);
+    /// dropped once the event is [`ENCODING_KEPT_FOR`] old, when watchers have long sent it.
+    encoded: std::sync::Mutex<Option<bytes::Bytes>>,
 }
 
 impl StoredEvent {
     /// `object` as JSON, encoded once for every watcher.
     pub fn encoded_object(&self) -> bytes::Bytes {
-        self.encoded
-            .get_or_init(|| {
-                serde_json::to_vec(self.object.as_ref())
-                    .map(bytes::Bytes::from)
-                    .unwrap_or_default()
-            })
-            .clone()
+        if let Some(encoded) = self.encoding().as_ref() {
+            return encoded.clone();
+        }
+        // Encoded without holding the slot: two watchers racing both encode, neither waits.
+        let encoded = serde_json::to_vec(self.object.as_ref())
+            .map(bytes::Bytes::from)
+            .unwrap_or_default();
+        self.encoding().get_or_insert(encoded).clone()
+    }
+
+    fn encoding(&self) -> std::sync::MutexGuard<'_, Option<bytes::Bytes>> {
+        match self.encoded.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
     }
 }
 
@@ -79,6 +88,9 @@ impl StoredEvent {
 pub const EVENT_FRESH_DURATION: Duration = Duration::from_secs(75);
 /// Events a resource's history keeps regardless of their age (kube-apiserver's lower bound).
 pub const HISTORY_MIN_EVENTS: usize = 100;
+/// How long a watch event keeps its encoding: watchers send an event within moments of its
+/// commit; a watch resuming later encodes it again.
+pub const ENCODING_KEPT_FOR: Duration = Duration::from_secs(5);
 /// How often the histories of resources nobody writes to are checked for stale events.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -88,6 +100,8 @@ struct ResourceHistory {
     events: VecDeque<Arc<StoredEvent>>,
     /// Every event of this resource with a resourceVersion above this is in `events`.
     floor: u64,
+    /// Events up to this resourceVersion no longer keep their encoding.
+    encodings_dropped_to: u64,
     /// The same events by namespace (a subset of `events`, evicted with them). Entries are
     /// kept when empty: their floor says which events of the namespace were dropped.
     namespaces: HashMap<String, NamespaceHistory>,
@@ -333,6 +347,17 @@ impl StoreState {
         self.last_sweep = now;
         for history in self.histories.values_mut() {
             Self::evict(history, self.history_limit, self.history_min, now);
+            // Encodings of events every watcher has had time to send are dropped.
+            let start = history
+                .events
+                .partition_point(|e| e.resource_version <= history.encodings_dropped_to);
+            for e in history.events.range(start..) {
+                if now.duration_since(e.committed) < ENCODING_KEPT_FOR {
+                    break;
+                }
+                *e.encoding() = None;
+                history.encodings_dropped_to = e.resource_version;
+            }
         }
     }
 
@@ -422,7 +447,7 @@ impl StoreState {
             object: object.clone(),
             previous,
             committed: Instant::now(),
-            encoded: std::sync::OnceLock::new(),
+            encoded: std::sync::Mutex::new(None),
         });
         object
     }
@@ -450,7 +475,7 @@ impl StoreState {
             object: last.clone(),
             previous: Some(old),
             committed: Instant::now(),
-            encoded: std::sync::OnceLock::new(),
+            encoded: std::sync::Mutex::new(None),
         });
         Some(last)
     }
