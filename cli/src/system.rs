@@ -472,6 +472,7 @@ impl SimSystem {
         let mut waiting: BTreeMap<String, tokio::time::Instant> = BTreeMap::new();
         let mut queue = specs.iter();
         let mut installs = futures::stream::FuturesUnordered::new();
+        let mut last_check_in = tokio::time::Instant::now();
         loop {
             while installs.len() < REGISTRATION_INSTALLS
                 && installs.len() + waiting.len() < REGISTRATION_WINDOW
@@ -494,11 +495,12 @@ impl SimSystem {
             if installs.is_empty() && waiting.is_empty() {
                 return Ok(());
             }
-            // Each cluster gets the whole timeout from its install on; an install that is
-            // still running has not started its clock.
+            // Each cluster gets the whole timeout from its install on, and while other agents
+            // still check in (a loaded machine registers slowly, not never) the wait goes on;
+            // an install that is still running has not started its clock.
             let deadline = waiting.values().min().map_or_else(
                 || tokio::time::Instant::now() + timeout,
-                |since| *since + timeout,
+                |since| (*since).max(last_check_in) + timeout,
             );
             tokio::select! {
                 Some(joined) = installs.next(), if !installs.is_empty() => {
@@ -530,7 +532,9 @@ impl SimSystem {
                     };
                     if is_checked_in(&cluster) {
                         let name = cluster.metadata.name.clone().unwrap_or_default();
-                        waiting.remove(&name);
+                        if waiting.remove(&name).is_some() {
+                            last_check_in = tokio::time::Instant::now();
+                        }
                         checked_in.insert(name);
                     }
                 }
