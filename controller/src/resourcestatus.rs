@@ -66,6 +66,73 @@ pub fn resource_counts_per_cluster<B: Borrow<BundleDeployment>>(
     out
 }
 
+/// JSON bytes the per-cluster parts of a status may take together: `perClusterResourceCounts`
+/// and the cluster IDs in `resources[].perClusterState`. Fleet keeps the IDs under 1 MiB
+/// (rancher/fleet#4160) so that a GitRepo over thousands of clusters still fits etcd's 1.5 MiB;
+/// here the counts share that budget, so a GitRepo over 10,000 clusters fits too.
+pub const PER_CLUSTER_BUDGET: usize = 1024 * 1024;
+
+/// Of [`PER_CLUSTER_BUDGET`], what `perClusterResourceCounts` may take (about 4,500 clusters);
+/// the per-resource cluster lists get the rest.
+pub const PER_CLUSTER_COUNTS_BUDGET: usize = 512 * 1024;
+
+/// JSON size of one `perClusterResourceCounts` entry.
+fn counts_entry_size(cluster: &str, counts: &ResourceCounts) -> usize {
+    // `"<cluster>":{...},` with every field serialised.
+    cluster.len()
+        + 4
+        + serde_json::to_vec(counts)
+            .map(|v| v.len())
+            .unwrap_or_default()
+}
+
+fn counts_not_ready(counts: &ResourceCounts) -> bool {
+    counts.ready < counts.desired_ready
+        || counts.wait_applied
+            + counts.modified
+            + counts.orphaned
+            + counts.missing
+            + counts.unknown
+            + counts.not_ready
+            > 0
+}
+
+/// `perClusterResourceCounts` within `budget` JSON bytes: every cluster while they fit;
+/// beyond, the clusters with something not ready come first (they are what someone looks
+/// for), then the ready ones, each in cluster order. Returns the map and the bytes it takes.
+pub fn bounded_counts_per_cluster(
+    all: BTreeMap<String, ResourceCounts>,
+    budget: usize,
+) -> (BTreeMap<String, ResourceCounts>, usize) {
+    let sizes: Vec<usize> = all
+        .iter()
+        .map(|(cluster, counts)| counts_entry_size(cluster, counts))
+        .collect();
+    let total: usize = sizes.iter().sum();
+    if total <= budget {
+        return (all, total);
+    }
+    let (not_ready, ready): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .zip(sizes)
+        .partition(|((_, counts), _)| counts_not_ready(counts));
+    let mut kept = BTreeMap::new();
+    let mut used = 0;
+    for ((cluster, counts), size) in not_ready.into_iter().chain(ready) {
+        if used + size > budget {
+            continue;
+        }
+        used += size;
+        kept.insert(cluster, counts);
+    }
+    tracing::debug!(
+        kept = kept.len(),
+        budget,
+        "perClusterResourceCounts truncated to fit the object size limit"
+    );
+    (kept, used)
+}
+
 /// Identity of a deployed object across clusters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct ResourceKey {
@@ -164,6 +231,14 @@ fn resource_id(namespace: &str, name: &str) -> String {
 /// cluster IDs per state; the top-level state is the first non-Ready state in cluster order.
 /// Sorted by `type/id` like Fleet.
 pub fn resources<B: Borrow<BundleDeployment>>(bds: &[B]) -> Vec<Resource> {
+    resources_within(bds, usize::MAX)
+}
+
+/// [`resources`] with at most `budget` JSON bytes of cluster IDs in the `perClusterState`
+/// lists: like Fleet, resources are filled in descending order of kind, API version, namespace
+/// and name, each in cluster order, and IDs beyond the budget are left out (the resource's
+/// state still counts them).
+pub fn resources_within<B: Borrow<BundleDeployment>>(bds: &[B], budget: usize) -> Vec<Resource> {
     let mut ordered: Vec<&BundleDeployment> = bds.iter().map(Borrow::borrow).collect();
     ordered.sort_by_cached_key(|bd| cluster_id(bd));
     let mut by_key: BTreeMap<ResourceKey, Vec<(String, String, bool)>> = BTreeMap::new();
@@ -177,7 +252,16 @@ pub fn resources<B: Borrow<BundleDeployment>>(bds: &[B]) -> Vec<Resource> {
                 .push((state, cluster.clone(), incomplete));
         }
     }
-    let mut out: Vec<Resource> = by_key
+    // Fleet's truncation order.
+    let mut keyed: Vec<_> = by_key.into_iter().collect();
+    keyed.sort_by_cached_key(|(k, _)| {
+        std::cmp::Reverse(format!(
+            "{}{} {}/{}",
+            k.kind, k.api_version, k.namespace, k.name
+        ))
+    });
+    let mut used = 0usize;
+    let mut out: Vec<Resource> = keyed
         .into_iter()
         .map(|(key, entries)| {
             let mut resource = Resource {
@@ -192,7 +276,11 @@ pub fn resources<B: Borrow<BundleDeployment>>(bds: &[B]) -> Vec<Resource> {
             };
             for (state, cluster, incomplete) in entries {
                 resource.incomplete_state |= incomplete;
-                append_per_cluster_state(&mut resource.per_cluster_state, &state, cluster);
+                // `"<id>",`
+                used = used.saturating_add(cluster.len() + 3);
+                if used <= budget {
+                    append_per_cluster_state(&mut resource.per_cluster_state, &state, cluster);
+                }
                 if resource.state == resource_state::READY {
                     resource.state = state;
                 }
@@ -294,9 +382,11 @@ pub fn set_status_from_deployments<B: Borrow<BundleDeployment>>(
     status.summary = fields.summary;
     status.ready_clusters = fields.ready_clusters;
     status.desired_ready_clusters = fields.desired_ready_clusters;
-    status.resources = resources(bds);
+    let (per_cluster, counts_size) =
+        bounded_counts_per_cluster(resource_counts_per_cluster(bds), PER_CLUSTER_COUNTS_BUDGET);
+    status.per_cluster_resource_counts = per_cluster;
+    status.resources = resources_within(bds, PER_CLUSTER_BUDGET.saturating_sub(counts_size));
     status.resource_counts = sum_resource_counts(bds);
-    status.per_cluster_resource_counts = resource_counts_per_cluster(bds);
 }
 
 /// The distinct cluster IDs of `bds` (for callers that want to know where a repo deploys).
@@ -575,5 +665,70 @@ mod tests {
         let r = resources(&[x]);
         assert_eq!(r[0].state, "WaitApplied");
         assert_eq!(r[0].per_cluster_state.wait_applied, vec!["ns/x"]);
+    }
+
+    /// `n` ready clusters with one ConfigMap each, and the last one not ready.
+    fn fleet_of(n: usize) -> Vec<BundleDeployment> {
+        (0..n)
+            .map(|i| {
+                let mut d = bd(
+                    &format!("{i:05}"),
+                    "app",
+                    "fleet-default",
+                    &format!("c{i:05}"),
+                );
+                let s = d.status.as_mut().unwrap();
+                s.resources = vec![res("v1", "ConfigMap", "app", "cm")];
+                s.resource_counts = if i == n - 1 {
+                    counts(0, 1)
+                } else {
+                    counts(1, 1)
+                };
+                d
+            })
+            .collect()
+    }
+
+    #[test]
+    fn per_cluster_counts_fit_their_budget_keeping_not_ready_clusters_first() {
+        let bds = fleet_of(100);
+        let all = resource_counts_per_cluster(&bds);
+        let (same, size) = bounded_counts_per_cluster(all.clone(), usize::MAX);
+        assert_eq!(same, all, "under the budget nothing is left out");
+        let entry = size / 100;
+        let (kept, used) = bounded_counts_per_cluster(all, entry * 10);
+        assert!(used <= entry * 10);
+        assert!((9..=10).contains(&kept.len()), "{}", kept.len());
+        assert!(
+            kept.contains_key("fleet-default/c00099"),
+            "the not-ready cluster stays"
+        );
+        assert!(kept.contains_key("fleet-default/c00000"));
+    }
+
+    #[test]
+    fn per_cluster_states_stop_at_the_budget_but_states_still_count_every_cluster() {
+        let bds = fleet_of(100);
+        let full = resources(&bds);
+        assert_eq!(full[0].per_cluster_state.ready.len(), 100);
+        // Room for ten IDs of `fleet-default/c000NN` (20 bytes + 3).
+        let bounded = resources_within(&bds, 230);
+        assert_eq!(bounded[0].per_cluster_state.ready.len(), 10);
+        assert_eq!(bounded[0].state, full[0].state);
+    }
+
+    #[test]
+    fn a_gitrepo_status_over_ten_thousand_clusters_fits_etcd() {
+        let bds = fleet_of(10_000);
+        let mut status = StatusBase::default();
+        set_status_from_deployments(&bds, &mut status);
+        let size = serde_json::to_vec(&status).unwrap().len();
+        assert!(size < 1536 * 1024, "{size} bytes");
+        assert!(
+            status
+                .per_cluster_resource_counts
+                .contains_key("fleet-default/c09999")
+        );
+        assert_eq!(status.resource_counts.desired_ready, 10_000);
     }
 }
