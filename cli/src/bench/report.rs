@@ -20,6 +20,9 @@ pub struct BenchReport {
     pub machine: Machine,
     /// Raw write rate of the simulator's store, measured before the run.
     pub store_writes_per_second: f64,
+    /// Adding the simulated clusters: Cluster objects, agent installs, registration and the
+    /// agents' first check-in (before the stages).
+    pub registration_seconds: f64,
     pub stages: Vec<Stage>,
     /// BundleDeployment writes while the fleet rolls out.
     pub rollout_writes: RolloutWrites,
@@ -430,6 +433,11 @@ pub fn summary_text(report: &BenchReport) -> String {
             s.write_rate_fraction_of_store * 100.0
         );
     }
+    let _ = writeln!(
+        out,
+        "clusters registered and checked in: {:.1} s",
+        report.registration_seconds
+    );
     let b = &report.bundle_deployments;
     let _ = writeln!(
         out,
