@@ -440,6 +440,26 @@ impl Deployer {
         Api::namespaced(self.downstream.client.clone(), namespace)
     }
 
+    /// The release record `secret_name` in `namespace`, if it exists.
+    async fn read_record(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        secret_name: &str,
+    ) -> Result<Option<Secret>, DeployError> {
+        self.secrets(namespace)
+            .get_opt(secret_name)
+            .await
+            .map_err(|source| {
+                Self::record_error(
+                    bundle,
+                    "reading release record",
+                    format!("{namespace}/{secret_name}"),
+                    source,
+                )
+            })
+    }
+
     fn record_error(
         bundle: &str,
         action: &'static str,
@@ -566,18 +586,7 @@ impl Deployer {
             return Ok(self.read_release(bundle, name, namespace).await?.current);
         };
         let secret_name = release::secret_name(name, current.release.version);
-        let secret = self
-            .secrets(namespace)
-            .get_opt(&secret_name)
-            .await
-            .map_err(|source| {
-                Self::record_error(
-                    bundle,
-                    "reading release record",
-                    format!("{namespace}/{secret_name}"),
-                    source,
-                )
-            })?;
+        let secret = self.read_record(bundle, namespace, &secret_name).await?;
         let Some(secret) = secret else {
             tracing::debug!(release = %format!("{namespace}/{name}"), "release record removed by someone else; reading the release again");
             return Ok(self.read_release(bundle, name, namespace).await?.current);
@@ -917,18 +926,7 @@ impl Deployer {
         let old = match known {
             Some(r) => r,
             None => {
-                let secret = self
-                    .secrets(namespace)
-                    .get_opt(&secret_name)
-                    .await
-                    .map_err(|source| {
-                        Self::record_error(
-                            bundle,
-                            "reading release record",
-                            format!("{namespace}/{secret_name}"),
-                            source,
-                        )
-                    })?;
+                let secret = self.read_record(bundle, namespace, &secret_name).await?;
                 let Some(secret) = secret else {
                     return Ok(false);
                 };
