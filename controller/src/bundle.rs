@@ -636,6 +636,16 @@ async fn reconcile(
 }
 
 fn error_policy(bundle: Arc<Bundle>, error: &ReconcileError, _: Arc<BundleContext>) -> Action {
+    // A conflict means a newer Bundle is on its way through the watch: retry soon, quietly.
+    if let ReconcileError::Kube {
+        source: kube::Error::Api(status),
+        ..
+    } = error
+        && status.code == 409
+    {
+        tracing::debug!(bundle = %key_of(bundle.meta()), %error, "bundle changed during its reconcile, retrying");
+        return Action::requeue(Duration::from_millis(500));
+    }
     tracing::warn!(bundle = %key_of(bundle.meta()), %error, "bundle reconcile failed, retrying");
     Action::requeue(Duration::from_secs(5))
 }
