@@ -477,6 +477,16 @@ impl Deployer {
     }
 
     /// Decodes a release record into the deployed revision it describes.
+    /// The encoded release inside a release record.
+    fn record_data(secret: &Secret) -> &[u8] {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("release"))
+            .map(|b| b.0.as_slice())
+            .unwrap_or_default()
+    }
+
     fn decode_record(secret: &str, data: &[u8]) -> Result<Deployed, String> {
         let rel = release::decode(secret, data).map_err(|e| e.to_string())?;
         let objects = release::manifest_objects(&rel)?;
@@ -536,12 +546,7 @@ impl Deployer {
             ..Default::default()
         };
         if let Some((rev, secret)) = deployed {
-            let data = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get("release"))
-                .map(|b| b.0.as_slice())
-                .unwrap_or_default();
+            let data = Self::record_data(&secret);
             let decoded =
                 Self::decode_record(&release::secret_name(name, rev), data).map_err(|message| {
                     DeployError::Release {
@@ -605,12 +610,7 @@ impl Deployer {
         if status != release::status::DEPLOYED {
             return Ok(self.read_release(bundle, name, namespace).await?.current);
         }
-        let data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get("release"))
-            .map(|b| b.0.as_slice())
-            .unwrap_or_default();
+        let data = Self::record_data(&secret);
         let decoded =
             Self::decode_record(&secret_name, data).map_err(|message| DeployError::Release {
                 bundle: bundle.to_string(),
@@ -930,12 +930,7 @@ impl Deployer {
                 let Some(secret) = secret else {
                     return Ok(false);
                 };
-                let data = secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("release"))
-                    .map(|b| b.0.as_slice())
-                    .unwrap_or_default();
+                let data = Self::record_data(&secret);
                 match release::decode(&secret_name, data) {
                     Ok(r) => r,
                     // Not ours to repair: leave a record we cannot read as it is.
