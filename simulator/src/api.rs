@@ -43,6 +43,11 @@ pub fn json_response(code: u16, body: &Value) -> Response<Body> {
     bytes_response(code, JSON, Bytes::from(body.to_string()))
 }
 
+/// A stored object as JSON: its encoding is made once and shared with its watch event.
+fn object_response(code: u16, obj: &Obj) -> Response<Body> {
+    bytes_response(code, JSON, obj.encoded())
+}
+
 fn bytes_response(code: u16, content_type: &str, body: Bytes) -> Response<Body> {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -538,7 +543,7 @@ async fn resource(
             let rv = list.resource_version.to_string();
             match as_ {
                 As::Table => {
-                    let objs: Vec<&Value> = list.items.iter().map(|o| &**o).collect();
+                    let objs: Vec<&Value> = list.items.iter().map(|o| o.value()).collect();
                     Ok(json_response(
                         200,
                         &table::table(
@@ -600,7 +605,7 @@ async fn resource(
                     ),
                 ),
                 As::PartialMetadata => json_response(200, &table::partial_metadata(&obj)),
-                As::Plain => json_response(200, &obj),
+                As::Plain => object_response(200, &obj),
             })
         }
         (&Method::POST, None) => {
@@ -610,14 +615,17 @@ async fn resource(
             let mut opts = write_options(q, headers)?;
             default_manager(&mut opts, headers);
             let obj = parse_body(headers, &body)?;
-            let created = cluster.create(&target, obj, &opts)?;
-            Ok(json_response(201, &created))
+            let created = cluster.create_stored(&target, obj, &opts)?;
+            Ok(object_response(201, &created))
         }
         (&Method::PUT, Some(_)) => {
             let mut opts = write_options(q, headers)?;
             default_manager(&mut opts, headers);
             let obj = parse_body(headers, &body)?;
-            Ok(json_response(200, &cluster.update(&target, obj, &opts)?))
+            Ok(object_response(
+                200,
+                &cluster.update_stored(&target, obj, &opts)?,
+            ))
         }
         (&Method::PATCH, Some(_)) => {
             let ct = headers
@@ -648,8 +656,8 @@ async fn resource(
                     )],
                 ));
             }
-            let (obj, created) = cluster.patch(&target, pt, &body, &opts)?;
-            Ok(json_response(if created { 201 } else { 200 }, &obj))
+            let (obj, created) = cluster.patch_stored(&target, pt, &body, &opts)?;
+            Ok(object_response(if created { 201 } else { 200 }, &obj))
         }
         (&Method::DELETE, Some(_)) => {
             let opts = delete_options(q, headers, &body)?;
@@ -695,9 +703,7 @@ fn list_response(kind: &str, api_version: &str, meta: &Value, items: &[Obj]) -> 
         if i > 0 {
             out.push(b',');
         }
-        if serde_json::to_writer(&mut out, &**item).is_err() {
-            return error_response(&ApiError::internal("encoding list"));
-        }
+        out.extend_from_slice(&item.encoded());
     }
     out.extend_from_slice(b"]}");
     bytes_response(200, JSON, Bytes::from(out))
@@ -936,18 +942,18 @@ impl WatchState {
                 drop(st);
                 let api_version = self.info.api_version(&self.version);
                 for e in &events {
-                    if let Some((t, obj)) = event_for_watcher(
+                    if let Some(t) = event_for_watcher(
                         e,
                         &self.group_resource,
                         self.namespace.as_deref(),
                         &self.opts.label_selector,
                         &self.opts.field_selector,
                     ) {
-                        let obj = at_version(obj, &api_version);
-                        if matches!(self.as_, As::Plain) && Arc::ptr_eq(&obj, &e.object) {
+                        if matches!(self.as_, As::Plain) && e.has_api_version(&api_version) {
                             // Every watcher of this event sends the same bytes: encode once.
                             self.push_encoded(t.as_str(), &e.encoded_object());
                         } else {
+                            let obj = at_version(&e.object(), &api_version);
                             self.encode(t.as_str(), &obj);
                         }
                     }

@@ -13,7 +13,7 @@ use crate::patch::{self, PatchError, Shape};
 use crate::registry::{Registry, ResourceInfo};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::ssa::{self, Scope, Writer};
-use crate::store::{EventType, Obj, ObjKey, StoreState, StoredEvent};
+use crate::store::{EventType, Obj, ObjKey, StoreState, StoredEvent, StoredObject};
 
 /// etcd's default request limit: larger objects are refused.
 pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
@@ -516,9 +516,9 @@ pub fn at_version(obj: &Obj, api_version: &str) -> Obj {
     if obj.get("apiVersion").and_then(Value::as_str) == Some(api_version) {
         return obj.clone();
     }
-    let mut v = (**obj).clone();
+    let mut v = obj.value().clone();
     v["apiVersion"] = json!(api_version);
-    Arc::new(v)
+    Arc::new(StoredObject::new(v))
 }
 
 impl ClusterState {
@@ -696,7 +696,8 @@ impl ClusterState {
                     }
                 }
                 ("serviceaccounts", EventType::Deleted) => {
-                    let uid = meta_str(&e.object, "uid").unwrap_or("");
+                    let object = e.object();
+                    let uid = meta_str(&object, "uid").unwrap_or("");
                     for ((ns, name), obj) in st.range("secrets", Some(&e.key.namespace), None) {
                         let ann = |k: &str| {
                             obj.pointer("/metadata/annotations")
@@ -775,7 +776,7 @@ impl ClusterState {
             .any(|e| &*e.key.group_resource == CRD_RESOURCE)
         {
             let crds = st.all_of(CRD_RESOURCE);
-            let reg = Registry::with_crds(crds.iter().map(|c| &**c));
+            let reg = Registry::with_crds(crds.iter().map(|c| c.value()));
             if let Ok(mut r) = self.registry.write() {
                 *r = Arc::new(reg);
             }
@@ -961,7 +962,18 @@ impl ClusterState {
         Ok(())
     }
 
-    pub fn create(&self, t: &Target, mut body: Value, opts: &WriteOptions) -> ApiResult<Value> {
+    pub fn create(&self, t: &Target, body: Value, opts: &WriteOptions) -> ApiResult<Value> {
+        self.create_stored(t, body, opts).map(|o| o.value().clone())
+    }
+
+    /// [`ClusterState::create`], answering with the stored version (whose encoding the
+    /// response shares with the watch event).
+    pub fn create_stored(
+        &self,
+        t: &Target,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Obj> {
         if t.subresource.is_some() {
             return Err(ApiError::method_not_allowed(
                 "create is not supported on subresources",
@@ -1012,10 +1024,20 @@ impl ClusterState {
                 self.commit_prepared(st, t, &key, false, prepared)
             },
         )?;
-        Ok((*obj).clone())
+        Ok(obj)
     }
 
-    pub fn update(&self, t: &Target, mut body: Value, opts: &WriteOptions) -> ApiResult<Value> {
+    pub fn update(&self, t: &Target, body: Value, opts: &WriteOptions) -> ApiResult<Value> {
+        self.update_stored(t, body, opts).map(|o| o.value().clone())
+    }
+
+    /// [`ClusterState::update`], answering with the stored version.
+    pub fn update_stored(
+        &self,
+        t: &Target,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> ApiResult<Obj> {
         let name = t.name()?.to_string();
         self.check_body(t, &mut body)?;
         if let Some(n) = meta_str(&body, "name")
@@ -1045,7 +1067,7 @@ impl ClusterState {
             },
             |st, old, prepared| self.commit_prepared(st, t, &key, old.is_some(), prepared),
         )?;
-        Ok((*obj).clone())
+        Ok(obj)
     }
 
     /// Applies a patch; returns the object and whether it was created (server-side apply).
@@ -1056,6 +1078,18 @@ impl ClusterState {
         body: &[u8],
         opts: &WriteOptions,
     ) -> ApiResult<(Value, bool)> {
+        self.patch_stored(t, patch_type, body, opts)
+            .map(|(o, created)| (o.value().clone(), created))
+    }
+
+    /// [`ClusterState::patch`], answering with the stored version.
+    pub fn patch_stored(
+        &self,
+        t: &Target,
+        patch_type: PatchType,
+        body: &[u8],
+        opts: &WriteOptions,
+    ) -> ApiResult<(Obj, bool)> {
         let name = t.name()?.to_string();
         let key = t.key(&name);
         let api_version = t.api_version();
@@ -1099,7 +1133,7 @@ impl ClusterState {
                     };
                     let mut entries = old.map(|o| ssa::read_entries(o)).unwrap_or_default();
                     let current = old.map(|o| at_version(o, &api_version));
-                    let merged = ssa::apply(&mut entries, &writer, current.as_deref(), &applied, opts.force, shape).map_err(|conflicts| {
+                    let merged = ssa::apply(&mut entries, &writer, current.as_deref().map(StoredObject::value), &applied, opts.force, shape).map_err(|conflicts| {
                         let causes: Vec<Value> = conflicts
                             .iter()
                             .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version), "field": ssa::path_string(&c.path)}))
@@ -1120,7 +1154,7 @@ impl ClusterState {
                     Ok((obj, old.is_none()))
                 },
             )?;
-            return Ok(((*obj).clone(), created));
+            return Ok((obj, created));
         }
         let merge_patch = match patch_type {
             PatchType::Merge | PatchType::Strategic => {
@@ -1163,7 +1197,7 @@ impl ClusterState {
             },
             |st, old, prepared| self.commit_prepared(st, t, &key, old.is_some(), prepared),
         )?;
-        Ok(((*obj).clone(), false))
+        Ok((obj, false))
     }
 
     /// The object stored under `key` now, taken under a brief lock.
@@ -1437,7 +1471,7 @@ impl ClusterState {
                     now: &now,
                     scope: self.scope(t),
                 };
-                ssa::record_update(&mut entries, &writer, old.map(|o| &**o), &new, shape);
+                ssa::record_update(&mut entries, &writer, old.map(|o| o.value()), &new, shape);
                 ssa::write_entries(&mut new, &entries);
             }
         }
@@ -1451,7 +1485,7 @@ impl ClusterState {
             return Err(ApiError::new(500, "", "etcdserver: request is too large"));
         }
         if opts.dry_run {
-            return Ok(Prepared::Done(Arc::new(new)));
+            return Ok(Prepared::Done(Arc::new(StoredObject::new(new))));
         }
         Ok(Prepared::Write(new))
     }
@@ -1708,7 +1742,7 @@ impl ClusterState {
         if is_namespace {
             marked["status"] = json!({"phase": "Terminating"});
         }
-        if marked != *old {
+        if marked != **old {
             st.put(key.clone(), marked);
         }
         if policy == "Foreground" {
@@ -1741,7 +1775,7 @@ impl ClusterState {
                 meta_mut(&mut new).remove("ownerReferences");
             }
         }
-        if new != *obj {
+        if new != **obj {
             st.put(key.clone(), new);
         }
     }
@@ -1909,14 +1943,16 @@ fn decode_continue(token: &str) -> ApiResult<(u64, String, String)> {
     Ok((rv, ns.to_string(), name.to_string()))
 }
 
-/// What a watcher receives for one committed event, given its filter; None to skip it.
-pub fn event_for_watcher<'e>(
-    e: &'e StoredEvent,
+/// The type of event a watcher receives for one committed event, given its filter; None to
+/// skip it. Only a watcher with a selector looks at the objects (a selector transition turns a
+/// modification into ADDED or DELETED).
+pub fn event_for_watcher(
+    e: &StoredEvent,
     group_resource: &str,
     namespace: Option<&str>,
     labels: &LabelSelector,
     fields: &FieldSelector,
-) -> Option<(EventType, &'e Obj)> {
+) -> Option<EventType> {
     if &*e.key.group_resource != group_resource {
         return None;
     }
@@ -1925,21 +1961,23 @@ pub fn event_for_watcher<'e>(
     {
         return None;
     }
+    if labels.is_empty() && fields.is_empty() {
+        return Some(e.event_type);
+    }
     let matches = |o: &Value| labels.matches(o) && fields.matches(o);
     match e.event_type {
-        EventType::Added => matches(&e.object).then_some((EventType::Added, &e.object)),
+        EventType::Added => matches(&e.object()).then_some(EventType::Added),
         EventType::Deleted => e
-            .previous
-            .as_deref()
-            .is_some_and(matches)
-            .then_some((EventType::Deleted, &e.object)),
+            .previous()
+            .is_some_and(|p| matches(&p))
+            .then_some(EventType::Deleted),
         EventType::Modified => {
-            let now = matches(&e.object);
-            let before = e.previous.as_deref().is_some_and(matches);
+            let now = matches(&e.object());
+            let before = e.previous().is_some_and(|p| matches(&p));
             match (before, now) {
-                (true, true) => Some((EventType::Modified, &e.object)),
-                (false, true) => Some((EventType::Added, &e.object)),
-                (true, false) => Some((EventType::Deleted, &e.object)),
+                (true, true) => Some(EventType::Modified),
+                (false, true) => Some(EventType::Added),
+                (true, false) => Some(EventType::Deleted),
                 (false, false) => None,
             }
         }

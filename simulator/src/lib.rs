@@ -653,7 +653,7 @@ impl cluster::ChangeObserver for BehaviourObserver {
             if !behaviour::WATCHED_RESOURCES.contains(&&*e.key.group_resource) {
                 continue;
             }
-            let obj = &e.object;
+            let obj = &e.object();
             let change = ObjectChange {
                 kind: match e.event_type {
                     store::EventType::Added => ChangeKind::Added,

@@ -385,18 +385,19 @@ impl IndexState {
                 self.roles.remove(&key);
             }
             ROLES => {
-                self.roles.insert(key, Arc::new(RoleDef::parse(&e.object)));
+                self.roles
+                    .insert(key, Arc::new(RoleDef::parse(&e.object())));
             }
             CLUSTER_ROLES if deleted => {
                 self.cluster_roles.remove(&key.1);
             }
             CLUSTER_ROLES => {
                 self.cluster_roles
-                    .insert(key.1, Arc::new(RoleDef::parse(&e.object)));
+                    .insert(key.1, Arc::new(RoleDef::parse(&e.object())));
             }
             _ if deleted => self.remove_binding(&key),
             _ => {
-                let b = Binding::parse(&key.0, &e.object);
+                let b = Binding::parse(&key.0, &e.object());
                 self.put_binding(key, b);
             }
         }

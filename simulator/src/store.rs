@@ -8,13 +8,95 @@
 //! ownership) live in `ops`, which holds the store lock for the whole of one request.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::Value;
 
-/// A stored object. Shared with the history and with readers; never mutated in place.
-pub type Obj = Arc<Value>;
+/// One version of a stored object, shared by the store, the watch history and readers; never
+/// mutated in place. It keeps its JSON encoding, made on first need (the write's response or
+/// its watch event) and shared by every response and watch event that sends this version: the
+/// watch history keeps only that encoding of versions that are no longer current.
+#[derive(Debug)]
+pub struct StoredObject {
+    value: Value,
+    encoded: OnceLock<Bytes>,
+}
+
+impl StoredObject {
+    pub fn new(value: Value) -> Self {
+        StoredObject {
+            value,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// Decodes a version from its encoding (which it keeps).
+    fn decode(encoded: Bytes) -> Self {
+        let value = serde_json::from_slice(&encoded).unwrap_or(Value::Null);
+        StoredObject {
+            value,
+            encoded: OnceLock::from(encoded),
+        }
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The object as JSON, encoded once.
+    pub fn encoded(&self) -> Bytes {
+        self.encoded
+            .get_or_init(|| {
+                serde_json::to_vec(&self.value)
+                    .map(Bytes::from)
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
+}
+
+impl std::ops::Deref for StoredObject {
+    type Target = Value;
+
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
+/// A stored object version (see [`StoredObject`]).
+pub type Obj = Arc<StoredObject>;
+
+/// A version as a watch event holds it: the object while the event is fresh, only its
+/// encoding once watchers have had time to send it (a fraction of the decoded form's memory).
+#[derive(Debug)]
+enum Version {
+    Object(Obj),
+    Encoded(Bytes),
+}
+
+impl Version {
+    fn object(&self) -> Obj {
+        match self {
+            Version::Object(o) => o.clone(),
+            Version::Encoded(b) => Arc::new(StoredObject::decode(b.clone())),
+        }
+    }
+
+    fn compact(&mut self) {
+        if let Version::Object(o) = self {
+            *self = Version::Encoded(o.encoded());
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
 
 /// Where an object lives: its group-resource (`deployments.apps`), namespace (empty for
 /// cluster-scoped objects) and name.
@@ -48,35 +130,74 @@ pub struct StoredEvent {
     pub resource_version: u64,
     pub key: ObjKey,
     pub event_type: EventType,
-    pub object: Obj,
-    /// The object before a modification (used to turn selector transitions into ADDED/DELETED).
-    pub previous: Option<Obj>,
     /// When it was committed: the watch history drops events older than
     /// [`EVENT_FRESH_DURATION`] once it holds more than [`HISTORY_MIN_EVENTS`].
     pub committed: Instant,
-    /// `object` encoded as JSON, made by the first watcher that sends it and shared by the
-    /// others (kube-apiserver's watch cache keeps a serialized form per event likewise);
-    /// dropped once the event is [`ENCODING_KEPT_FOR`] old, when watchers have long sent it.
-    encoded: std::sync::Mutex<Option<bytes::Bytes>>,
+    object: Mutex<Version>,
+    /// The object before a modification or deletion (used to turn selector transitions into
+    /// ADDED/DELETED).
+    previous: Mutex<Option<Version>>,
 }
 
 impl StoredEvent {
-    /// `object` as JSON, encoded once for every watcher.
-    pub fn encoded_object(&self) -> bytes::Bytes {
-        if let Some(encoded) = self.encoding().as_ref() {
-            return encoded.clone();
+    fn new(
+        resource_version: u64,
+        key: ObjKey,
+        event_type: EventType,
+        object: Obj,
+        previous: Option<Obj>,
+    ) -> Self {
+        StoredEvent {
+            resource_version,
+            key,
+            event_type,
+            committed: Instant::now(),
+            object: Mutex::new(Version::Object(object)),
+            previous: Mutex::new(previous.map(Version::Object)),
         }
-        // Encoded without holding the slot: two watchers racing both encode, neither waits.
-        let encoded = serde_json::to_vec(self.object.as_ref())
-            .map(bytes::Bytes::from)
-            .unwrap_or_default();
-        self.encoding().get_or_insert(encoded).clone()
     }
 
-    fn encoding(&self) -> std::sync::MutexGuard<'_, Option<bytes::Bytes>> {
-        match self.encoded.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+    /// The object the event carries (decoded again if the event was compacted).
+    pub fn object(&self) -> Obj {
+        lock(&self.object).object()
+    }
+
+    /// The object before the change, for modifications and deletions.
+    pub fn previous(&self) -> Option<Obj> {
+        lock(&self.previous).as_ref().map(Version::object)
+    }
+
+    /// `object` as JSON, encoded once for every watcher (and the write's response).
+    pub fn encoded_object(&self) -> Bytes {
+        // Encoded outside the slot's lock: watchers racing on a fresh event wait for nobody.
+        let version = match &*lock(&self.object) {
+            Version::Object(o) => o.clone(),
+            Version::Encoded(b) => return b.clone(),
+        };
+        version.encoded()
+    }
+
+    /// Whether the object was written as `api_version` (seen without decoding it).
+    pub fn has_api_version(&self, api_version: &str) -> bool {
+        match &*lock(&self.object) {
+            Version::Object(o) => o.get("apiVersion").and_then(Value::as_str) == Some(api_version),
+            // Encoded objects are maps with sorted keys: `apiVersion` comes first.
+            Version::Encoded(b) => {
+                let Some(rest) = b.strip_prefix(b"{\"apiVersion\":".as_slice()) else {
+                    return false;
+                };
+                let quoted = Value::String(api_version.to_string()).to_string();
+                rest.strip_prefix(quoted.as_bytes())
+                    .is_some_and(|after| matches!(after.first(), Some(b',' | b'}')))
+            }
+        }
+    }
+
+    /// Keeps only the encodings of the event's versions.
+    fn compact(&self) {
+        lock(&self.object).compact();
+        if let Some(previous) = lock(&self.previous).as_mut() {
+            previous.compact();
         }
     }
 }
@@ -88,9 +209,10 @@ impl StoredEvent {
 pub const EVENT_FRESH_DURATION: Duration = Duration::from_secs(75);
 /// Events a resource's history keeps regardless of their age (kube-apiserver's lower bound).
 pub const HISTORY_MIN_EVENTS: usize = 100;
-/// How long a watch event keeps its encoding: watchers send an event within moments of its
-/// commit; a watch resuming later encodes it again.
-pub const ENCODING_KEPT_FOR: Duration = Duration::from_secs(5);
+/// How long a watch event keeps its objects decoded: watchers send an event within moments of
+/// its commit; afterwards the event keeps only their encodings (a watch resuming later with a
+/// selector, or in another version, decodes them again).
+pub const DECODED_KEPT_FOR: Duration = Duration::from_secs(5);
 /// How often the histories of resources nobody writes to are checked for stale events.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -100,8 +222,8 @@ struct ResourceHistory {
     events: VecDeque<Arc<StoredEvent>>,
     /// Every event of this resource with a resourceVersion above this is in `events`.
     floor: u64,
-    /// Events up to this resourceVersion no longer keep their encoding.
-    encodings_dropped_to: u64,
+    /// Events up to this resourceVersion keep only encodings.
+    compacted_to: u64,
     /// The same events by namespace (a subset of `events`, evicted with them). Entries are
     /// kept when empty: their floor says which events of the namespace were dropped.
     namespaces: HashMap<String, NamespaceHistory>,
@@ -282,7 +404,7 @@ impl StoreState {
         let mut sizes = StorageSizes::default();
         for (gr, map) in &self.objects {
             for ((ns, name), obj) in map {
-                let bytes = serde_json::to_vec(obj.as_ref()).map_or(0, |v| v.len() as u64);
+                let bytes = obj.encoded().len() as u64;
                 sizes.objects += 1;
                 sizes.bytes += bytes;
                 if sizes.largest.as_ref().is_none_or(|l| l.2 < bytes) {
@@ -347,16 +469,16 @@ impl StoreState {
         self.last_sweep = now;
         for history in self.histories.values_mut() {
             Self::evict(history, self.history_limit, self.history_min, now);
-            // Encodings of events every watcher has had time to send are dropped.
+            // Events every watcher has had time to send keep only their encodings.
             let start = history
                 .events
-                .partition_point(|e| e.resource_version <= history.encodings_dropped_to);
+                .partition_point(|e| e.resource_version <= history.compacted_to);
             for e in history.events.range(start..) {
-                if now.duration_since(e.committed) < ENCODING_KEPT_FOR {
+                if now.duration_since(e.committed) < DECODED_KEPT_FOR {
                     break;
                 }
-                *e.encoding() = None;
-                history.encodings_dropped_to = e.resource_version;
+                e.compact();
+                history.compacted_to = e.resource_version;
             }
         }
     }
@@ -428,10 +550,14 @@ impl StoreState {
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".to_string(), Value::String(rv.to_string()));
         }
-        let object = Arc::new(object);
+        let object = Arc::new(StoredObject::new(object));
         let map = self.objects.entry(key.group_resource.clone()).or_default();
         let previous = map.insert((key.namespace.clone(), key.name.clone()), object.clone());
-        self.index(&key, previous.as_deref(), Some(&object));
+        self.index(
+            &key,
+            previous.as_deref().map(StoredObject::value),
+            Some(&object),
+        );
         let event_type = if previous.is_some() {
             self.stats.updates += 1;
             EventType::Modified
@@ -440,15 +566,13 @@ impl StoreState {
             self.stats.creates += 1;
             EventType::Added
         };
-        self.record(StoredEvent {
-            resource_version: rv,
+        self.record(StoredEvent::new(
+            rv,
             key,
             event_type,
-            object: object.clone(),
+            object.clone(),
             previous,
-            committed: Instant::now(),
-            encoded: std::sync::Mutex::new(None),
-        });
+        ));
         object
     }
 
@@ -463,20 +587,18 @@ impl StoreState {
         self.stats.objects -= 1;
         self.stats.deletes += 1;
         self.index(key, Some(&old), None);
-        let mut last = (*old).clone();
+        let mut last = old.value().clone();
         if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".to_string(), Value::String(rv.to_string()));
         }
-        let last = Arc::new(last);
-        self.record(StoredEvent {
-            resource_version: rv,
-            key: key.clone(),
-            event_type: EventType::Deleted,
-            object: last.clone(),
-            previous: Some(old),
-            committed: Instant::now(),
-            encoded: std::sync::Mutex::new(None),
-        });
+        let last = Arc::new(StoredObject::new(last));
+        self.record(StoredEvent::new(
+            rv,
+            key.clone(),
+            EventType::Deleted,
+            last.clone(),
+            Some(old),
+        ));
         Some(last)
     }
 
@@ -565,5 +687,39 @@ mod tests {
                 .map(|e| e.len()),
             Some(10)
         );
+    }
+
+    #[test]
+    fn superseded_versions_keep_only_their_encoding_once_watchers_had_time() {
+        let mut st = StoreState::new(100 * 1024);
+        let k = key("a", "x");
+        let first = st.put(
+            k.clone(),
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "a", "labels": {"l": "1"}}}),
+        );
+        let first_json = first.encoded();
+        let second = st.put(
+            k.clone(),
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "a"}, "data": {"a": "b"}}),
+        );
+        st.take_pending();
+        // Fresh: the history shares the decoded versions.
+        assert_eq!(Arc::strong_count(&first), 3);
+        st.sweep(Instant::now() + DECODED_KEPT_FOR + Duration::from_secs(1));
+        // Aged: only the encodings are kept; the superseded version's tree is gone.
+        assert_eq!(Arc::strong_count(&first), 1);
+        let events = st
+            .events_since("configmaps", Some("a"), 1)
+            .unwrap_or_default();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].encoded_object(), first_json);
+        assert_eq!(events[0].object().value(), first.value());
+        assert_eq!(events[1].object().value(), second.value());
+        assert_eq!(
+            events[1].previous().map(|p| p.value().clone()),
+            Some(first.value().clone())
+        );
+        assert!(events[1].has_api_version("v1"));
+        assert!(!events[1].has_api_version("v1beta1"));
     }
 }
