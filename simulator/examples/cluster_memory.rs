@@ -369,6 +369,10 @@ fn main() -> Result<(), String> {
             elapsed.as_secs_f64(),
             elapsed.as_secs_f64() * 1e6 / stats.writes.max(1) as f64,
         );
+        // Exits holding everything, so that a heap profiler's "leaked" view shows what a
+        // cluster holds (`heaptrack`, cost type leaked).
+        std::process::exit(0);
+        #[allow(unreachable_code)]
         Ok::<_, String>(())
     })?;
     Ok(())

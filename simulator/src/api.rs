@@ -543,7 +543,8 @@ async fn resource(
             let rv = list.resource_version.to_string();
             match as_ {
                 As::Table => {
-                    let objs: Vec<&Value> = list.items.iter().map(|o| o.value()).collect();
+                    let whole: Vec<Value> = list.items.iter().map(|o| o.to_value()).collect();
+                    let objs: Vec<&Value> = whole.iter().collect();
                     Ok(json_response(
                         200,
                         &table::table(
@@ -561,7 +562,7 @@ async fn resource(
                     let items: Vec<Value> = list
                         .items
                         .iter()
-                        .map(|o| table::partial_metadata(o))
+                        .map(|o| table::partial_metadata(&o.to_value()))
                         .collect();
                     let mut meta = json!({"resourceVersion": rv});
                     if let Some(c) = list.continue_token {
@@ -597,14 +598,16 @@ async fn resource(
                     &table::table(
                         &info,
                         &r.version,
-                        &[&*obj],
+                        &[&obj.to_value()],
                         None,
                         None,
                         include_object(q),
                         true,
                     ),
                 ),
-                As::PartialMetadata => json_response(200, &table::partial_metadata(&obj)),
+                As::PartialMetadata => {
+                    json_response(200, &table::partial_metadata(&obj.to_value()))
+                }
                 As::Plain => object_response(200, &obj),
             })
         }
@@ -864,16 +867,12 @@ impl WatchState {
         self.queue.push_back(Bytes::from(line));
     }
 
-    fn encode(&mut self, kind: &str, obj: &Value) {
+    fn encode(&mut self, kind: &str, obj: &Obj) {
         if matches!(self.as_, As::Plain) {
-            match serde_json::to_vec(obj) {
-                Ok(object) => self.push_encoded(kind, &object),
-                Err(e) => {
-                    tracing::warn!(cluster = %self.cluster.name, error = %e, "encoding a watch event")
-                }
-            }
+            self.push_encoded(kind, &obj.encoded());
             return;
         }
+        let obj = &obj.to_value();
         let object = match self.as_ {
             As::Plain => return,
             As::PartialMetadata => table::partial_metadata(obj),

@@ -516,9 +516,7 @@ pub fn at_version(obj: &Obj, api_version: &str) -> Obj {
     if obj.get("apiVersion").and_then(Value::as_str) == Some(api_version) {
         return obj.clone();
     }
-    let mut v = obj.value().clone();
-    v["apiVersion"] = json!(api_version);
-    Arc::new(StoredObject::new(v))
+    Arc::new(obj.with_api_version(api_version))
 }
 
 impl ClusterState {
@@ -963,7 +961,7 @@ impl ClusterState {
     }
 
     pub fn create(&self, t: &Target, body: Value, opts: &WriteOptions) -> ApiResult<Value> {
-        self.create_stored(t, body, opts).map(|o| o.value().clone())
+        self.create_stored(t, body, opts).map(|o| o.to_value())
     }
 
     /// [`ClusterState::create`], answering with the stored version (whose encoding the
@@ -1028,7 +1026,7 @@ impl ClusterState {
     }
 
     pub fn update(&self, t: &Target, body: Value, opts: &WriteOptions) -> ApiResult<Value> {
-        self.update_stored(t, body, opts).map(|o| o.value().clone())
+        self.update_stored(t, body, opts).map(|o| o.to_value())
     }
 
     /// [`ClusterState::update`], answering with the stored version.
@@ -1079,7 +1077,7 @@ impl ClusterState {
         opts: &WriteOptions,
     ) -> ApiResult<(Value, bool)> {
         self.patch_stored(t, patch_type, body, opts)
-            .map(|(o, created)| (o.value().clone(), created))
+            .map(|(o, created)| (o.to_value(), created))
     }
 
     /// [`ClusterState::patch`], answering with the stored version.
@@ -1131,7 +1129,7 @@ impl ClusterState {
                         now: &now,
                         scope,
                     };
-                    let mut entries = old.map(|o| ssa::read_entries(o)).unwrap_or_default();
+                    let mut entries = old.map(|o| ssa::stored_entries(o)).unwrap_or_default();
                     let current = old.map(|o| at_version(o, &api_version));
                     let merged = ssa::apply(&mut entries, &writer, current.as_deref().map(StoredObject::value), &applied, opts.force, shape).map_err(|conflicts| {
                         let causes: Vec<Value> = conflicts
@@ -1168,7 +1166,7 @@ impl ClusterState {
             &key,
             |old| {
                 let old = old.ok_or_else(|| t.not_found(&name))?;
-                let mut new = (*at_version(old, &api_version)).clone();
+                let mut new = at_version(old, &api_version).to_value();
                 match (patch_type, &merge_patch) {
                     (PatchType::Json, _) => {
                         patch::json_patch(&mut new, body).map_err(map_patch_err)?
@@ -1435,11 +1433,13 @@ impl ClusterState {
         // Field ownership.
         let schema = info.schema(&t.version).map(|s| &**s);
         let shape = Shape::root(&info.kind, info.builtin, schema);
+        // A body without managedFields keeps the live object's (kube-apiserver's
+        // `decodeLiveOrNew`: clients that do not know the field do not wipe it).
+        let old_mf = old.and_then(|o| o.managed_fields());
         let client_set_mf = match &old {
-            Some(old) => {
-                meta(&new).and_then(|m| m.get("managedFields"))
-                    != meta(old).and_then(|m| m.get("managedFields"))
-            }
+            Some(_) => meta(&new)
+                .and_then(|m| m.get("managedFields"))
+                .is_some_and(|mf| Some(mf) != old_mf.as_ref()),
             None => meta(&new)
                 .and_then(|m| m.get("managedFields"))
                 .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty())),
@@ -1463,7 +1463,7 @@ impl ClusterState {
                     .field_manager
                     .clone()
                     .unwrap_or_else(|| "unknown".to_string());
-                let mut entries = old.map(|o| ssa::read_entries(o)).unwrap_or_default();
+                let mut entries = old_mf.as_ref().map(ssa::entries_from).unwrap_or_default();
                 let writer = Writer {
                     manager: &manager,
                     subresource: if t.is_status() { "status" } else { "" },
@@ -1649,14 +1649,14 @@ impl ClusterState {
             ));
         }
         if opts.dry_run {
-            return Ok(((*old).clone(), true));
+            return Ok((old.to_value(), true));
         }
         let policy = opts.propagation_policy.as_deref().unwrap_or("Background");
         let result = self.delete_key(&mut st, &key, policy);
         self.finish(st);
         let api_version = t.api_version();
         match result {
-            Some((obj, removed)) => Ok(((*at_version(&obj, &api_version)).clone(), removed)),
+            Some((obj, removed)) => Ok((at_version(&obj, &api_version).to_value(), removed)),
             None => Err(t.not_found(&name)),
         }
     }
@@ -1732,7 +1732,7 @@ impl ClusterState {
                 (o, true)
             });
         }
-        let mut marked = (*old).clone();
+        let mut marked = old.value().clone();
         set_finalizers(&mut marked, &fin);
         if !already {
             let m = meta_mut(&mut marked);
@@ -1743,7 +1743,10 @@ impl ClusterState {
             marked["status"] = json!({"phase": "Terminating"});
         }
         if marked != **old {
-            st.put(key.clone(), marked);
+            st.put_object(
+                key.clone(),
+                StoredObject::with_managed_fields_of(marked, &old),
+            );
         }
         if policy == "Foreground" {
             for d in &dependents {
@@ -1768,7 +1771,7 @@ impl ClusterState {
         let Some(obj) = st.get(key).cloned() else {
             return;
         };
-        let mut new = (*obj).clone();
+        let mut new = obj.value().clone();
         if let Some(Value::Array(refs)) = meta_mut(&mut new).get_mut("ownerReferences") {
             refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
             if refs.is_empty() {
@@ -1776,7 +1779,7 @@ impl ClusterState {
             }
         }
         if new != **obj {
-            st.put(key.clone(), new);
+            st.put_object(key.clone(), StoredObject::with_managed_fields_of(new, &obj));
         }
     }
 
@@ -1849,9 +1852,9 @@ impl ClusterState {
         if rest.is_empty() {
             self.remove_cascade(st, key);
         } else {
-            let mut new = (*obj).clone();
+            let mut new = obj.value().clone();
             set_finalizers(&mut new, &rest);
-            st.put(key.clone(), new);
+            st.put_object(key.clone(), StoredObject::with_managed_fields_of(new, &obj));
         }
     }
 

@@ -285,10 +285,21 @@ impl ManagedEntry {
 }
 
 pub fn read_entries(obj: &Value) -> Vec<ManagedEntry> {
-    let Some(list) = obj
-        .pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-    else {
+    obj.pointer("/metadata/managedFields")
+        .map(entries_from)
+        .unwrap_or_default()
+}
+
+/// The entries of a stored object.
+pub fn stored_entries(obj: &crate::store::StoredObject) -> Vec<ManagedEntry> {
+    obj.managed_fields()
+        .map(|mf| entries_from(&mf))
+        .unwrap_or_default()
+}
+
+/// The entries of a `managedFields` list.
+pub fn entries_from(list: &Value) -> Vec<ManagedEntry> {
+    let Some(list) = list.as_array() else {
         return Vec::new();
     };
     list.iter()

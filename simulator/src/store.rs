@@ -12,22 +12,50 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// One version of a stored object, shared by the store, the watch history and readers; never
-/// mutated in place. It keeps its JSON encoding, made on first need (the write's response or
-/// its watch event) and shared by every response and watch event that sends this version: the
-/// watch history keeps only that encoding of versions that are no longer current.
+/// mutated in place.
+///
+/// `metadata.managedFields` is kept apart, as its JSON text: decoded, FieldsV1's many small
+/// maps take more memory than the rest of most objects, and only writes read it (as
+/// [`crate::ssa::ManagedEntry`]s). [`std::ops::Deref`] gives the object without it, for
+/// everything that reads fields; [`StoredObject::to_value`] and [`StoredObject::encoded`] give
+/// the whole object, as clients see it.
+///
+/// The version also keeps its JSON encoding, made on first need (the write's response or its
+/// watch event) and shared by every response and watch event that sends this version: the watch
+/// history keeps only that encoding of versions that are no longer current.
 #[derive(Debug)]
 pub struct StoredObject {
     value: Value,
+    managed_fields: Option<Box<RawValue>>,
     encoded: OnceLock<Bytes>,
 }
 
 impl StoredObject {
-    pub fn new(value: Value) -> Self {
+    /// Stores `value`, taking its `metadata.managedFields` apart.
+    pub fn new(mut value: Value) -> Self {
+        let managed_fields = value
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+            .and_then(|m| m.remove("managedFields"))
+            .and_then(|mf| serde_json::value::to_raw_value(&mf).ok());
         StoredObject {
             value,
+            managed_fields,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// `value` (without managedFields) with the managedFields of `like`: a system write that
+    /// changes only metadata (finalizers, deletion, ownerReferences) keeps the field owners.
+    pub fn with_managed_fields_of(value: Value, like: &StoredObject) -> Self {
+        StoredObject {
+            value,
+            managed_fields: like.managed_fields.clone(),
             encoded: OnceLock::new(),
         }
     }
@@ -35,23 +63,55 @@ impl StoredObject {
     /// Decodes a version from its encoding (which it keeps).
     fn decode(encoded: Bytes) -> Self {
         let value = serde_json::from_slice(&encoded).unwrap_or(Value::Null);
-        StoredObject {
-            value,
-            encoded: OnceLock::from(encoded),
-        }
+        let object = StoredObject::new(value);
+        let _ = object.encoded.set(encoded);
+        object
     }
 
+    /// The object without `metadata.managedFields`.
     pub fn value(&self) -> &Value {
         &self.value
     }
 
-    /// The object as JSON, encoded once.
+    /// `metadata.managedFields`, decoded.
+    pub fn managed_fields(&self) -> Option<Value> {
+        self.managed_fields
+            .as_deref()
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
+
+    /// The whole object, managedFields included.
+    pub fn to_value(&self) -> Value {
+        let mut value = self.value.clone();
+        if let Some(mf) = self.managed_fields()
+            && let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            meta.insert("managedFields".to_string(), mf);
+        }
+        value
+    }
+
+    /// The same object as `api_version` (versions share one schema here).
+    pub fn with_api_version(&self, api_version: &str) -> Self {
+        let mut value = self.value.clone();
+        if let Value::Object(root) = &mut value {
+            root.insert(
+                "apiVersion".to_string(),
+                Value::String(api_version.to_string()),
+            );
+        }
+        StoredObject::with_managed_fields_of(value, self)
+    }
+
+    /// The whole object as JSON, encoded once.
     pub fn encoded(&self) -> Bytes {
         self.encoded
             .get_or_init(|| {
-                serde_json::to_vec(&self.value)
-                    .map(Bytes::from)
-                    .unwrap_or_default()
+                let mut json = serde_json::to_vec(&Whole(self)).unwrap_or_default();
+                // Kept for as long as the version is in the watch history: not with the
+                // slack of a growing buffer (up to half of it).
+                json.shrink_to_fit();
+                Bytes::from(json)
             })
             .clone()
     }
@@ -62,6 +122,58 @@ impl std::ops::Deref for StoredObject {
 
     fn deref(&self) -> &Value {
         &self.value
+    }
+}
+
+/// Serializes a [`StoredObject`] with its managedFields back in `metadata`, in the order a
+/// decoded object would have them (map keys sorted).
+struct Whole<'a>(&'a StoredObject);
+
+impl Serialize for Whole<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (Value::Object(root), Some(managed_fields)) =
+            (&self.0.value, self.0.managed_fields.as_deref())
+        else {
+            return self.0.value.serialize(serializer);
+        };
+        let mut map = serializer.serialize_map(Some(root.len()))?;
+        for (k, v) in root {
+            match v {
+                Value::Object(meta) if k == "metadata" => map.serialize_entry(
+                    k,
+                    &MetadataWith {
+                        meta,
+                        managed_fields,
+                    },
+                )?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+struct MetadataWith<'a> {
+    meta: &'a serde_json::Map<String, Value>,
+    managed_fields: &'a RawValue,
+}
+
+impl Serialize for MetadataWith<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const KEY: &str = "managedFields";
+        let mut map = serializer.serialize_map(Some(self.meta.len() + 1))?;
+        let mut written = false;
+        for (k, v) in self.meta {
+            if !written && k.as_str() > KEY {
+                map.serialize_entry(KEY, self.managed_fields)?;
+                written = true;
+            }
+            map.serialize_entry(k, v)?;
+        }
+        if !written {
+            map.serialize_entry(KEY, self.managed_fields)?;
+        }
+        map.end()
     }
 }
 
@@ -545,12 +657,22 @@ impl StoreState {
     }
 
     /// Commits a create or an update: stamps the next resourceVersion and records the event.
-    pub fn put(&mut self, key: ObjKey, mut object: Value) -> Obj {
+    pub fn put(&mut self, key: ObjKey, object: Value) -> Obj {
+        self.put_object(key, StoredObject::new(object))
+    }
+
+    /// [`StoreState::put`] of an object already taken apart.
+    pub fn put_object(&mut self, key: ObjKey, mut object: StoredObject) -> Obj {
         let rv = self.next_rv();
-        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        if let Some(meta) = object
+            .value
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+        {
             meta.insert("resourceVersion".to_string(), Value::String(rv.to_string()));
         }
-        let object = Arc::new(StoredObject::new(object));
+        object.encoded = OnceLock::new();
+        let object = Arc::new(object);
         let map = self.objects.entry(key.group_resource.clone()).or_default();
         let previous = map.insert((key.namespace.clone(), key.name.clone()), object.clone());
         self.index(
@@ -591,7 +713,7 @@ impl StoreState {
         if let Some(meta) = last.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".to_string(), Value::String(rv.to_string()));
         }
-        let last = Arc::new(StoredObject::new(last));
+        let last = Arc::new(StoredObject::with_managed_fields_of(last, &old));
         self.record(StoredEvent::new(
             rv,
             key.clone(),

@@ -91,6 +91,95 @@ async fn server_side_apply_conflicts_between_managers_unless_forced() {
     assert_eq!(managers, vec!["two".to_string()]);
 }
 
+/// The store keeps managedFields apart from the object (as JSON text): every way of reading
+/// the object still serves them, and writes that do not send them keep them, as
+/// kube-apiserver does (a client that does not know the field does not wipe it).
+#[tokio::test]
+async fn managed_fields_are_served_by_every_read_and_kept_by_writes_without_them() {
+    let sim = bare(100);
+    let api: Api<ConfigMap> = Api::default_namespaced(sim.add_cluster("a").unwrap().client());
+    let managers = |cm: &ConfigMap| -> Vec<(String, String)> {
+        cm.metadata
+            .managed_fields
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                (
+                    m.manager.unwrap_or_default(),
+                    m.operation.unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let mut watch = api
+        .watch(&kube::api::WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"l": "1"}}, "data": {"k": "a"}});
+    let cm = api
+        .patch("c", &PatchParams::apply("applier"), &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    let want_apply = vec![("applier".to_string(), "Apply".to_string())];
+    assert_eq!(managers(&cm), want_apply);
+    let fields = cm.metadata.managed_fields.clone().unwrap()[0]
+        .fields_v1
+        .clone()
+        .unwrap();
+    assert_eq!(
+        fields.0,
+        json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:l": {}}}})
+    );
+    assert_eq!(managers(&api.get("c").await.unwrap()), want_apply);
+    let listed = api.list(&ListParams::default()).await.unwrap();
+    assert_eq!(managers(&listed.items[0]), want_apply);
+    let event = within("the ADDED event", watch.next())
+        .await
+        .unwrap()
+        .unwrap();
+    match event {
+        kube::api::WatchEvent::Added(cm) => assert_eq!(managers(&cm), want_apply),
+        other => panic!("expected ADDED, got {other:?}"),
+    }
+    // A replace without managedFields keeps the applier's and records the updater's.
+    let mut body = api.get("c").await.unwrap();
+    body.metadata.managed_fields = None;
+    body.data = Some(
+        [
+            ("k".to_string(), "a".to_string()),
+            ("u".to_string(), "x".to_string()),
+        ]
+        .into(),
+    );
+    let replaced = api
+        .replace(
+            "c",
+            &PostParams {
+                field_manager: Some("updater".into()),
+                ..Default::default()
+            },
+            &body,
+        )
+        .await
+        .unwrap();
+    let both = vec![
+        ("applier".to_string(), "Apply".to_string()),
+        ("updater".to_string(), "Update".to_string()),
+    ];
+    assert_eq!(managers(&replaced), both);
+    // A finalizer added and deletion started by the system keep them too.
+    let finalizer = json!({"metadata": {"finalizers": ["example.com/hold"]}});
+    api.patch("c", &PatchParams::default(), &Patch::Merge(&finalizer))
+        .await
+        .unwrap();
+    api.delete("c", &DeleteParams::default()).await.unwrap();
+    let deleting = api.get("c").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    assert!(managers(&deleting).contains(&("applier".to_string(), "Apply".to_string())));
+}
+
 #[tokio::test]
 async fn a_watcher_behind_the_history_gets_410_and_relists() {
     let sim = bare(4);
