@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::error::ApiError;
-use crate::store::{ObjKey, StoreState};
+use crate::store::{Obj, ObjKey, StoreState};
 use crate::tls::ServingCerts;
 
 /// The group kube-apiserver lets do everything without asking the authorizer.
@@ -453,13 +453,13 @@ impl TokenIssuer {
 }
 
 /// An object that exists and is not being deleted.
-fn live<'a>(st: &'a StoreState, resource: &str, namespace: &str, name: &str) -> Option<&'a Value> {
+fn live(st: &StoreState, resource: &str, namespace: &str, name: &str) -> Option<Obj> {
     let obj = st.get(&ObjKey {
         group_resource: resource.into(),
         namespace: namespace.to_string(),
         name: name.to_string(),
     })?;
-    (obj.pointer("/metadata/deletionTimestamp").is_none()).then_some(&**obj)
+    (obj.pointer("/metadata/deletionTimestamp").is_none()).then_some(obj)
 }
 
 /// What the token controller writes into a token Secret, if anything: the Secret with

@@ -725,7 +725,7 @@ impl ClusterState {
             self.delete_key(st, &key, "Background");
         }
         for key in fill {
-            let Some(current) = st.get(&key).cloned() else {
+            let Some(current) = st.get(&key) else {
                 continue;
             };
             let Some(filled) = crate::auth::filled_token_secret(&self.tokens, st, &current) else {
@@ -838,7 +838,7 @@ impl ClusterState {
         let name = t.name()?;
         let st = self.lock();
         st.get(&t.key(name))
-            .map(|o| at_version(o, &t.api_version()))
+            .map(|o| at_version(&o, &t.api_version()))
             .ok_or_else(|| t.not_found(name))
     }
 
@@ -863,7 +863,7 @@ impl ClusterState {
             .filter(|((_, name), _)| pinned.is_none_or(|p| p == name))
             .filter(|(_, o)| opts.label_selector.matches(o) && opts.field_selector.matches(o));
         for ((_, _), o) in iter.by_ref() {
-            items.push(at_version(o, &api_version));
+            items.push(at_version(&o, &api_version));
             if opts.limit.is_some_and(|l| l > 0 && items.len() >= l) {
                 break;
             }
@@ -900,7 +900,7 @@ impl ClusterState {
         };
         match st.get(&key) {
             None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some(n) if meta(n).is_some_and(|m| m.contains_key("deletionTimestamp")) => Err(ApiError::forbidden(format!(
+            Some(n) if meta(&n).is_some_and(|m| m.contains_key("deletionTimestamp")) => Err(ApiError::forbidden(format!(
                 "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 qualified(&t.info.group, &t.info.plural),
                 t.name.as_deref().unwrap_or("")
@@ -1200,7 +1200,7 @@ impl ClusterState {
 
     /// The object stored under `key` now, taken under a brief lock.
     fn snapshot(&self, key: &ObjKey) -> Option<Obj> {
-        self.lock().get(key).cloned()
+        self.lock().get(key)
     }
 
     /// A read-modify-write of one object: `compute` turns the object as it is into what to
@@ -1221,16 +1221,18 @@ impl ClusterState {
             attempt += 1;
             if attempt > OPTIMISTIC_WRITE_ATTEMPTS {
                 let st = self.lock();
-                let old = st.get(key).cloned();
+                let old = st.get(key);
                 let prepared = compute(old.as_ref())?;
                 break (st, old, prepared);
             }
             let old = self.snapshot(key);
             let prepared = compute(old.as_ref())?;
             let st = self.lock();
-            let unchanged = match (st.get(key), &old) {
+            let unchanged = match (st.version_of(key), &old) {
                 (None, None) => true,
-                (Some(now), Some(then)) => Arc::ptr_eq(now, then),
+                (Some(now), Some(then)) => {
+                    meta_str(then, "resourceVersion").and_then(|rv| rv.parse().ok()) == Some(now)
+                }
                 _ => false,
             };
             if unchanged {
@@ -1621,7 +1623,7 @@ impl ClusterState {
         let name = t.name()?.to_string();
         let mut st = self.lock();
         let key = t.key(&name);
-        let old = st.get(&key).cloned().ok_or_else(|| t.not_found(&name))?;
+        let old = st.get(&key).ok_or_else(|| t.not_found(&name))?;
         if let Some(uid) = &opts.precondition_uid
             && Some(uid.as_str()) != meta_str(&old, "uid")
         {
@@ -1760,7 +1762,7 @@ impl ClusterState {
             self.settle_namespace(st, &key.name);
         }
         self.settle_foreground(st, key);
-        let now = st.get(key).cloned();
+        let now = st.get(key);
         match now {
             Some(o) => Some((o, false)),
             None => Some((old, true)),
@@ -1768,7 +1770,7 @@ impl ClusterState {
     }
 
     fn drop_owner_ref(&self, st: &mut StoreState, key: &ObjKey, owner_uid: &str) {
-        let Some(obj) = st.get(key).cloned() else {
+        let Some(obj) = st.get(key) else {
             return;
         };
         let mut new = obj.value().clone();
@@ -1793,7 +1795,7 @@ impl ClusterState {
     fn after_remove(&self, st: &mut StoreState, key: &ObjKey, removed: Obj) -> Obj {
         let uid = meta_str(&removed, "uid").unwrap_or("").to_string();
         for d in st.dependents_of(&uid) {
-            let Some(dep) = st.get(&d).cloned() else {
+            let Some(dep) = st.get(&d) else {
                 continue;
             };
             let other_owner_alive = meta(&dep)
@@ -1835,7 +1837,7 @@ impl ClusterState {
 
     /// Removes the `foregroundDeletion` finalizer once an owner has no dependents left.
     fn settle_foreground(&self, st: &mut StoreState, key: &ObjKey) {
-        let Some(obj) = st.get(key).cloned() else {
+        let Some(obj) = st.get(key) else {
             return;
         };
         let fin = finalizers(&obj);
@@ -1865,7 +1867,7 @@ impl ClusterState {
             namespace: String::new(),
             name: namespace.to_string(),
         };
-        let Some(ns) = st.get(&key).cloned() else {
+        let Some(ns) = st.get(&key) else {
             return;
         };
         if !meta(&ns).is_some_and(|m| m.contains_key("deletionTimestamp")) {

@@ -203,6 +203,16 @@ impl Version {
     }
 }
 
+/// The current version of an object: decoded while it is being written and watched, only its
+/// encoding (shared with its watch event) once it has not changed for [`DECODED_KEPT_FOR`]; a
+/// reader decodes it again. Most objects of a simulated cluster change rarely: their decoded
+/// form would be most of what the cluster holds.
+#[derive(Debug)]
+struct Current {
+    resource_version: u64,
+    version: Version,
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -385,7 +395,7 @@ pub struct StorageSizes {
 #[derive(Debug)]
 pub struct StoreState {
     resource_version: u64,
-    objects: HashMap<Arc<str>, BTreeMap<(String, String), Obj>>,
+    objects: HashMap<Arc<str>, BTreeMap<(String, String), Current>>,
     /// Watch history by group-resource.
     histories: HashMap<Arc<str>, ResourceHistory>,
     /// A simulated restart drops every history: nothing at or below this can be resumed.
@@ -453,7 +463,16 @@ impl StoreState {
         floor.max(self.restart_floor)
     }
 
-    pub fn get(&self, key: &ObjKey) -> Option<&Obj> {
+    pub fn get(&self, key: &ObjKey) -> Option<Obj> {
+        self.current(key).map(|c| c.version.object())
+    }
+
+    /// The resourceVersion of the object under `key`, without decoding it.
+    pub fn version_of(&self, key: &ObjKey) -> Option<u64> {
+        self.current(key).map(|c| c.resource_version)
+    }
+
+    fn current(&self, key: &ObjKey) -> Option<&Current> {
         self.objects
             .get(&key.group_resource)?
             .get(&(key.namespace.clone(), key.name.clone()))
@@ -476,7 +495,7 @@ impl StoreState {
         group_resource: &str,
         namespace: Option<&'a str>,
         after: Option<(String, String)>,
-    ) -> impl Iterator<Item = (&'a (String, String), &'a Obj)> + 'a {
+    ) -> impl Iterator<Item = (&'a (String, String), Obj)> + 'a {
         let map = self.objects.get(group_resource);
         let start = match (&after, namespace) {
             (Some(a), _) => std::ops::Bound::Excluded(a.clone()),
@@ -486,6 +505,7 @@ impl StoreState {
         map.into_iter()
             .flat_map(move |m| m.range((start.clone(), std::ops::Bound::Unbounded)))
             .take_while(move |((ns, _), _)| namespace.is_none_or(|want| ns == want))
+            .map(|(k, c)| (k, c.version.object()))
     }
 
     pub fn count(&self, group_resource: &str) -> usize {
@@ -515,8 +535,11 @@ impl StoreState {
     pub fn storage_sizes(&self) -> StorageSizes {
         let mut sizes = StorageSizes::default();
         for (gr, map) in &self.objects {
-            for ((ns, name), obj) in map {
-                let bytes = obj.encoded().len() as u64;
+            for ((ns, name), current) in map {
+                let bytes = match &current.version {
+                    Version::Object(o) => o.encoded().len(),
+                    Version::Encoded(b) => b.len(),
+                } as u64;
                 sizes.objects += 1;
                 sizes.bytes += bytes;
                 if sizes.largest.as_ref().is_none_or(|l| l.2 < bytes) {
@@ -536,7 +559,7 @@ impl StoreState {
     pub fn all_of(&self, group_resource: &str) -> Vec<Obj> {
         self.objects
             .get(group_resource)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.values().map(|c| c.version.object()).collect())
             .unwrap_or_default()
     }
 
@@ -579,8 +602,9 @@ impl StoreState {
     /// Lets every resource's stale events go (see [`EVENT_FRESH_DURATION`]).
     fn sweep(&mut self, now: Instant) {
         self.last_sweep = now;
-        for history in self.histories.values_mut() {
+        for (group_resource, history) in self.histories.iter_mut() {
             Self::evict(history, self.history_limit, self.history_min, now);
+            let mut objects = self.objects.get_mut(group_resource);
             // Events every watcher has had time to send keep only their encodings.
             let start = history
                 .events
@@ -590,6 +614,14 @@ impl StoreState {
                     break;
                 }
                 e.compact();
+                // The object did not change since: its current version too.
+                if let Some(current) = objects
+                    .as_mut()
+                    .and_then(|m| m.get_mut(&(e.key.namespace.clone(), e.key.name.clone())))
+                    && current.resource_version == e.resource_version
+                {
+                    current.version.compact();
+                }
                 history.compacted_to = e.resource_version;
             }
         }
@@ -674,7 +706,15 @@ impl StoreState {
         object.encoded = OnceLock::new();
         let object = Arc::new(object);
         let map = self.objects.entry(key.group_resource.clone()).or_default();
-        let previous = map.insert((key.namespace.clone(), key.name.clone()), object.clone());
+        let previous = map
+            .insert(
+                (key.namespace.clone(), key.name.clone()),
+                Current {
+                    resource_version: rv,
+                    version: Version::Object(object.clone()),
+                },
+            )
+            .map(|c| c.version.object());
         self.index(
             &key,
             previous.as_deref().map(StoredObject::value),
@@ -701,7 +741,10 @@ impl StoreState {
     /// Commits a deletion; the DELETED event carries the object at a new resourceVersion.
     pub fn remove(&mut self, key: &ObjKey) -> Option<Obj> {
         let map = self.objects.get_mut(&key.group_resource)?;
-        let old = map.remove(&(key.namespace.clone(), key.name.clone()))?;
+        let old = map
+            .remove(&(key.namespace.clone(), key.name.clone()))?
+            .version
+            .object();
         if map.is_empty() {
             self.objects.remove(&key.group_resource);
         }
@@ -843,5 +886,15 @@ mod tests {
         );
         assert!(events[1].has_api_version("v1"));
         assert!(!events[1].has_api_version("v1beta1"));
+        // The current version, unchanged since, is kept encoded too and decoded on reads.
+        assert_eq!(Arc::strong_count(&second), 1);
+        let read = st.get(&k).map(|o| o.value().clone());
+        assert_eq!(read.as_ref(), Some(second.value()));
+        assert_eq!(
+            st.version_of(&k).map(|rv| rv.to_string()).as_deref(),
+            second
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+        );
     }
 }
