@@ -1019,7 +1019,7 @@ impl ClusterState {
             },
             |st, _, prepared| {
                 self.check_namespace(st, t)?;
-                self.commit_prepared(st, t, &key, false, prepared)
+                self.commit_prepared(st, t, &key, None, prepared)
             },
         )?;
         Ok(obj)
@@ -1063,7 +1063,7 @@ impl ClusterState {
                 }
                 self.prepare_write(t, &key, Some(old), body.clone(), Ownership::Record, opts)
             },
-            |st, old, prepared| self.commit_prepared(st, t, &key, old.is_some(), prepared),
+            |st, old, prepared| self.commit_prepared(st, t, &key, old.as_ref(), prepared),
         )?;
         Ok(obj)
     }
@@ -1148,7 +1148,7 @@ impl ClusterState {
                     if old.is_none() {
                         self.check_namespace(st, t)?;
                     }
-                    let obj = self.commit_prepared(st, t, &key, old.is_some(), prepared)?;
+                    let obj = self.commit_prepared(st, t, &key, old.as_ref(), prepared)?;
                     Ok((obj, old.is_none()))
                 },
             )?;
@@ -1193,7 +1193,7 @@ impl ClusterState {
                 }
                 self.prepare_write(t, &key, Some(old), new, Ownership::Record, opts)
             },
-            |st, old, prepared| self.commit_prepared(st, t, &key, old.is_some(), prepared),
+            |st, old, prepared| self.commit_prepared(st, t, &key, old.as_ref(), prepared),
         )?;
         Ok((obj, false))
     }
@@ -1267,7 +1267,7 @@ impl ClusterState {
         opts: &WriteOptions,
     ) -> ApiResult<Obj> {
         let prepared = self.prepare_write(t, key, old.as_ref(), new, ownership, opts)?;
-        self.commit_prepared(st, t, key, old.is_some(), prepared)
+        self.commit_prepared(st, t, key, old.as_ref(), prepared)
     }
 
     /// Everything of a write that needs no store: optimistic concurrency against `old`,
@@ -1499,7 +1499,7 @@ impl ClusterState {
         st: &mut StoreState,
         t: &Target,
         key: &ObjKey,
-        existed: bool,
+        old: Option<&Obj>,
         prepared: Prepared,
     ) -> ApiResult<Obj> {
         let new = match prepared {
@@ -1512,14 +1512,14 @@ impl ClusterState {
         if meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"))
             && finalizers(&new).is_empty()
         {
-            st.put(key.clone(), new);
+            st.put_over(key.clone(), StoredObject::new(new), old);
             let gone = self.remove_cascade(st, key);
             return gone
                 .map(|o| at_version(&o, &api_version))
                 .ok_or_else(|| t.not_found(name));
         }
-        let stored = st.put(key.clone(), new);
-        if existed && meta(&stored).is_some_and(|m| m.contains_key("deletionTimestamp")) {
+        let stored = st.put_over(key.clone(), StoredObject::new(new), old);
+        if old.is_some() && meta(&stored).is_some_and(|m| m.contains_key("deletionTimestamp")) {
             self.settle_foreground(st, key);
         }
         Ok(at_version(&stored, &api_version))
@@ -1745,9 +1745,10 @@ impl ClusterState {
             marked["status"] = json!({"phase": "Terminating"});
         }
         if marked != **old {
-            st.put_object(
+            st.put_over(
                 key.clone(),
                 StoredObject::with_managed_fields_of(marked, &old),
+                Some(&old),
             );
         }
         if policy == "Foreground" {
@@ -1781,7 +1782,11 @@ impl ClusterState {
             }
         }
         if new != **obj {
-            st.put_object(key.clone(), StoredObject::with_managed_fields_of(new, &obj));
+            st.put_over(
+                key.clone(),
+                StoredObject::with_managed_fields_of(new, &obj),
+                Some(&obj),
+            );
         }
     }
 
@@ -1856,7 +1861,11 @@ impl ClusterState {
         } else {
             let mut new = obj.value().clone();
             set_finalizers(&mut new, &rest);
-            st.put_object(key.clone(), StoredObject::with_managed_fields_of(new, &obj));
+            st.put_over(
+                key.clone(),
+                StoredObject::with_managed_fields_of(new, &obj),
+                Some(&obj),
+            );
         }
     }
 

@@ -425,6 +425,12 @@ fn owner_uids(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+fn rv_of(obj: &Value) -> Option<u64> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse().ok())
+}
+
 fn uid_of(obj: &Value) -> Option<&str> {
     obj.pointer("/metadata/uid").and_then(Value::as_str)
 }
@@ -694,7 +700,13 @@ impl StoreState {
     }
 
     /// [`StoreState::put`] of an object already taken apart.
-    pub fn put_object(&mut self, key: ObjKey, mut object: StoredObject) -> Obj {
+    pub fn put_object(&mut self, key: ObjKey, object: StoredObject) -> Obj {
+        self.put_over(key, object, None)
+    }
+
+    /// [`StoreState::put_object`] over `old`, the current version as the writer read it
+    /// (saves decoding it again when the store keeps it encoded).
+    pub fn put_over(&mut self, key: ObjKey, mut object: StoredObject, old: Option<&Obj>) -> Obj {
         let rv = self.next_rv();
         if let Some(meta) = object
             .value
@@ -714,7 +726,13 @@ impl StoreState {
                     version: Version::Object(object.clone()),
                 },
             )
-            .map(|c| c.version.object());
+            .map(|c| match (c.version, old) {
+                (Version::Object(o), _) => o,
+                (Version::Encoded(_), Some(old)) if rv_of(old) == Some(c.resource_version) => {
+                    old.clone()
+                }
+                (Version::Encoded(b), _) => Arc::new(StoredObject::decode(b)),
+            });
         self.index(
             &key,
             previous.as_deref().map(StoredObject::value),
