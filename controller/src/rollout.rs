@@ -10,8 +10,8 @@
 
 use fleet_api::consts::{MAX_NEW, rollout_defaults};
 use fleet_api::{
-    Bundle, BundleDeployment, BundleDeploymentSpec, BundleStatus, BundleSummary, PartitionStatus,
-    RolloutStrategy,
+    Bundle, BundleDeployment, BundleDeploymentSpec, BundleDeploymentStatus, BundleStatus,
+    BundleSummary, PartitionStatus, RolloutStrategy,
 };
 use fleet_bundle::target::ClusterMatcher;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -75,38 +75,59 @@ fn default_of(s: &str) -> IntOrString {
 /// Fleet's `IsUnavailable`: the agent has not applied the current deployment ID, or it is not
 /// ready.
 pub fn is_unavailable(bd: &BundleDeployment) -> bool {
-    match &bd.status {
-        Some(status) => status.applied_deployment_id != bd.spec.deployment_id || !status.ready,
+    unavailable(&bd.spec, bd.status.as_ref())
+}
+
+fn unavailable(spec: &BundleDeploymentSpec, status: Option<&BundleDeploymentStatus>) -> bool {
+    match status {
+        Some(status) => status.applied_deployment_id != spec.deployment_id || !status.ready,
         None => true,
     }
 }
 
+/// A target's deployment as the plan leaves it: the spec to write, next to what the agent
+/// last reported for the existing one.
+struct Planned<'a> {
+    existing: Option<&'a BundleDeployment>,
+    spec: BundleDeploymentSpec,
+}
+
+impl Planned<'_> {
+    fn status(&self) -> Option<&BundleDeploymentStatus> {
+        self.existing.and_then(|bd| bd.status.as_ref())
+    }
+
+    fn unavailable(&self) -> bool {
+        unavailable(&self.spec, self.status())
+    }
+}
+
 /// Up to date: staged, current and applied deployment IDs are the target's `deployment_id`.
-fn up_to_date(deployment_id: &str, deployment: Option<&BundleDeployment>) -> bool {
-    deployment.is_some_and(|bd| {
-        bd.spec.staged_deployment_id == deployment_id
-            && bd.spec.deployment_id == deployment_id
-            && bd
-                .status
-                .as_ref()
+fn up_to_date(deployment_id: &str, planned: Option<&Planned<'_>>) -> bool {
+    planned.is_some_and(|p| {
+        p.spec.staged_deployment_id == deployment_id
+            && p.spec.deployment_id == deployment_id
+            && p.status()
                 .is_some_and(|s| s.applied_deployment_id == deployment_id)
     })
 }
 
-fn unavailable_count(targets: &[&Target]) -> i64 {
+fn unavailable_count(targets: &[&Target<'_>]) -> i64 {
     targets
         .iter()
-        .filter(|t| t.deployment.as_ref().is_some_and(is_unavailable))
+        .filter(|t| t.deployment.is_some_and(is_unavailable))
         .count() as i64
 }
 
 /// Fleet's bundle `Summary`: every target counts as desired; a target without deployment is
 /// Pending; non-ready entries are named `<cluster namespace>/<cluster name>`.
-pub fn targets_summary<'a>(targets: impl IntoIterator<Item = &'a Target>) -> BundleSummary {
+pub fn targets_summary<'a, 'd: 'a>(
+    targets: impl IntoIterator<Item = &'a Target<'d>>,
+) -> BundleSummary {
     let mut summary = BundleSummary::default();
     for target in targets {
         let name = target.cluster.key();
-        match &target.deployment {
+        match target.deployment {
             Some(bd) => crate::summary::add_deployment(&mut summary, &name, bd),
             None => {
                 summary.increment_state(&name, fleet_api::BundleState::Pending, "", &[], &[]);
@@ -125,10 +146,10 @@ struct Partition {
 fn new_partition(
     name: String,
     members: Vec<usize>,
-    targets: &[Target],
+    targets: &[Target<'_>],
     max_unavailable: &[Option<&IntOrString>],
 ) -> Result<Partition, RolloutError> {
-    let refs: Vec<&Target> = members.iter().map(|i| &targets[*i]).collect();
+    let refs: Vec<&Target<'_>> = members.iter().map(|i| &targets[*i]).collect();
     let max = limit(
         refs.len(),
         "maxUnavailable",
@@ -152,7 +173,7 @@ fn new_partition(
 fn auto_partitions(
     rollout: &RolloutStrategy,
     members: Vec<usize>,
-    targets: &[Target],
+    targets: &[Target<'_>],
     name_prefix: &str,
 ) -> Result<Vec<Partition>, RolloutError> {
     let max_unavailable = [rollout.max_unavailable.as_ref()];
@@ -192,7 +213,7 @@ fn auto_partitions(
 /// matched.
 fn partitions(
     rollout: &RolloutStrategy,
-    targets: &[Target],
+    targets: &[Target<'_>],
 ) -> Result<Vec<Partition>, RolloutError> {
     let all: Vec<usize> = (0..targets.len()).collect();
     if rollout.partitions.is_empty() {
@@ -262,14 +283,14 @@ pub struct RolloutPlan {
 /// Fleet's `resetStatus` + `UpdatePartitions`: stages every target's options, promotes staged
 /// deployments within the limits, and computes the rollout status. `targets` carry the
 /// existing deployments (as observed); the returned deployments are the desired ones.
-pub fn plan_rollout(bundle: &Bundle, targets: &[Target]) -> Result<RolloutPlan, RolloutError> {
+pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPlan, RolloutError> {
     let default_rollout = RolloutStrategy::default();
     let rollout = bundle
         .spec
         .rollout_strategy
         .as_ref()
         .unwrap_or(&default_rollout);
-    let all: Vec<&Target> = targets.iter().collect();
+    let all: Vec<&Target<'_>> = targets.iter().collect();
     let mut status = BundleStatus {
         max_new: MAX_NEW,
         summary: targets_summary(all.iter().copied()),
@@ -291,22 +312,24 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target]) -> Result<RolloutPlan, 
     )?;
 
     // The deployment each target will have after this reconcile.
-    let mut desired: Vec<Option<BundleDeployment>> =
-        targets.iter().map(|t| t.deployment.clone()).collect();
+    let mut desired: Vec<Option<Planned<'_>>> = targets
+        .iter()
+        .map(|t| {
+            t.deployment.map(|bd| Planned {
+                existing: Some(bd),
+                spec: bd.spec.clone(),
+            })
+        })
+        .collect();
     let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
     for part in &mut parts {
         for &i in &part.members {
             let target = &targets[i];
             if desired[i].is_none() && status.newly_created < MAX_NEW {
                 status.newly_created += 1;
-                desired[i] = Some(BundleDeployment {
-                    metadata: ObjectMeta {
-                        name: Some(bundle_name.clone()),
-                        namespace: Some(target.cluster.deployment_namespace.clone()),
-                        ..Default::default()
-                    },
+                desired[i] = Some(Planned {
+                    existing: None,
                     spec: BundleDeploymentSpec::default(),
-                    status: None,
                 });
             }
             if let Some(bd) = desired[i].as_mut() {
@@ -319,7 +342,7 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target]) -> Result<RolloutPlan, 
             let Some(bd) = desired[i].as_mut() else {
                 continue;
             };
-            let unavailable = is_unavailable(bd);
+            let unavailable = bd.unavailable();
             if !paused
                 && !bd.spec.staged_deployment_id.is_empty()
                 && bd.spec.deployment_id != bd.spec.staged_deployment_id
@@ -342,7 +365,7 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target]) -> Result<RolloutPlan, 
             .iter()
             .filter(|&&i| {
                 let bd = desired[i].as_ref();
-                !up_to_date(&targets[i].deployment_id, bd) || bd.is_some_and(is_unavailable)
+                !up_to_date(&targets[i].deployment_id, bd) || bd.is_some_and(Planned::unavailable)
             })
             .count() as i64;
         if part.status.unavailable > part.status.max_unavailable {
@@ -355,17 +378,32 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target]) -> Result<RolloutPlan, 
     status.partition_status = parts.into_iter().map(|p| p.status).collect();
 
     let mut deployments = Vec::new();
-    for (target, bd) in targets.iter().zip(desired) {
-        let Some(mut bd) = bd else { continue };
+    for (target, planned) in targets.iter().zip(desired) {
+        let Some(planned) = planned else { continue };
         if target.cluster.deployment_namespace.is_empty() {
             // Waits for the cluster reconciler to assign the cluster namespace.
             continue;
         }
-        bd.metadata.labels = Some(bundle_deployment_labels(
-            bundle,
-            &target.cluster.namespace,
-            &target.cluster.name,
-        ));
+        // Only what the controller owns: server-side apply takes the fields it is sent.
+        let mut bd = BundleDeployment {
+            metadata: ObjectMeta {
+                name: Some(
+                    planned
+                        .existing
+                        .and_then(|e| e.metadata.name.clone())
+                        .unwrap_or_else(|| bundle_name.clone()),
+                ),
+                namespace: Some(target.cluster.deployment_namespace.clone()),
+                labels: Some(bundle_deployment_labels(
+                    bundle,
+                    &target.cluster.namespace,
+                    &target.cluster.name,
+                )),
+                ..Default::default()
+            },
+            spec: planned.spec,
+            status: None,
+        };
         bd.spec.depends_on = bundle.spec.depends_on.clone();
         bd.spec.correct_drift = target.options.correct_drift.clone();
         bd.spec.paused = bundle.spec.paused || target.cluster.paused;
@@ -386,7 +424,9 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use std::collections::BTreeMap;
 
-    fn target(name: &str, id: &str, deployment: Option<BundleDeployment>) -> Target {
+    fn target(name: &str, id: &str, deployment: Option<BundleDeployment>) -> Target<'static> {
+        // Targets borrow their deployment; a test's deployments live as long as the test.
+        let deployment = deployment.map(|bd| &*Box::leak(Box::new(bd)));
         Target {
             cluster: TargetCluster {
                 namespace: "fleet-default".into(),
@@ -493,11 +533,18 @@ mod tests {
         );
         assert_eq!(plan.status.unavailable, 1);
 
+        // What the next plan observes: the written spec, with the status the agent reported.
+        let stored = |plan: &RolloutPlan, before: &[Target<'_>], i: usize| {
+            let mut bd = plan.deployments[i].clone();
+            bd.status = before[i].deployment.and_then(|d| d.status.clone());
+            bd
+        };
         // While "a" is not yet applied, nothing else moves.
+        let before = targets;
         let targets = vec![
-            target("a", "m:2", Some(plan.deployments[0].clone())),
-            target("b", "m:2", Some(plan.deployments[1].clone())),
-            target("c", "m:2", Some(plan.deployments[2].clone())),
+            target("a", "m:2", Some(stored(&plan, &before, 0))),
+            target("b", "m:2", Some(stored(&plan, &before, 1))),
+            target("c", "m:2", Some(stored(&plan, &before, 2))),
         ];
         let plan = plan_rollout(&bundle(Some(rollout.clone())), &targets).unwrap();
         assert_eq!(ids(&plan), ["m:2", "m:1", "m:1"]);
@@ -505,8 +552,8 @@ mod tests {
         // Once "a" is applied and ready, "b" follows.
         let targets = vec![
             target("a", "m:2", Some(deployed("m:2", true))),
-            target("b", "m:2", Some(plan.deployments[1].clone())),
-            target("c", "m:2", Some(plan.deployments[2].clone())),
+            target("b", "m:2", Some(stored(&plan, &targets, 1))),
+            target("c", "m:2", Some(stored(&plan, &targets, 2))),
         ];
         let plan = plan_rollout(&bundle(Some(rollout)), &targets).unwrap();
         assert_eq!(ids(&plan), ["m:2", "m:2", "m:1"]);

@@ -4,7 +4,7 @@
 //! customization, merged options, per-cluster Helm values templating, and the deployment ID.
 //! Everything here is pure: the bundle reconciler feeds it the objects from its caches.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use fleet_api::consts::{
@@ -169,14 +169,16 @@ impl TargetCluster {
 
 /// One (bundle, cluster) pair that should have a BundleDeployment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Target {
+pub struct Target<'a> {
     pub cluster: TargetCluster,
     /// Bundle options merged with the matching customization and templated for the cluster.
     pub options: BundleDeploymentOptions,
     /// `<manifest id>:<options hash>`.
     pub deployment_id: String,
-    /// The existing BundleDeployment of this bundle on this cluster, if any.
-    pub deployment: Option<BundleDeployment>,
+    /// The existing BundleDeployment of this bundle on this cluster, if any (borrowed from
+    /// the observation: a plan runs on every deployment change, and copying every
+    /// deployment of the bundle into each plan made planning most of the controller's work).
+    pub deployment: Option<&'a BundleDeployment>,
 }
 
 /// Targeting failed for one cluster; the others are still deployed.
@@ -209,9 +211,9 @@ pub struct BundleTargetsError {
 
 /// The result of targeting one bundle.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Targeting {
+pub struct Targeting<'a> {
     /// Targets sorted by cluster name (as Fleet sorts them), then namespace.
-    pub targets: Vec<Target>,
+    pub targets: Vec<Target<'a>>,
     /// Clusters that matched but whose options could not be computed.
     pub errors: Vec<ClusterTargetingError>,
 }
@@ -239,14 +241,14 @@ pub fn target_cluster<'a>(
 /// `targetRestrictions`), then the first matching customization (`doNotDeploy` skips the
 /// cluster), merged options, Helm values templating, and the deployment ID. The existing
 /// BundleDeployments of the bundle are folded in by their namespace.
-pub fn compute_targets<'a>(
+pub fn compute_targets<'a, 'd>(
     bundle: &Bundle,
     manifest_id: &str,
     namespaces: &BTreeSet<String>,
     clusters: impl IntoIterator<Item = &'a Cluster>,
     groups: &[&ClusterGroup],
-    existing: &[&BundleDeployment],
-) -> Result<Targeting, BundleTargetsError> {
+    existing: &[&'d BundleDeployment],
+) -> Result<Targeting<'d>, BundleTargetsError> {
     let bundle_key = format!(
         "{}/{}",
         bundle.metadata.namespace.as_deref().unwrap_or(""),
@@ -257,7 +259,7 @@ pub fn compute_targets<'a>(
         source,
     })?;
     let bundle_options = bundle.spec.deployment_options();
-    let by_namespace: BTreeMap<&str, &BundleDeployment> = existing
+    let by_namespace: HashMap<&str, &'d BundleDeployment> = existing
         .iter()
         .filter_map(|bd| bd.metadata.namespace.as_deref().map(|ns| (ns, *bd)))
         .collect();
@@ -293,7 +295,7 @@ pub fn compute_targets<'a>(
         let deployment = by_namespace
             .get(target_cluster.deployment_namespace.as_str())
             .filter(|_| !target_cluster.deployment_namespace.is_empty())
-            .map(|bd| (*bd).clone());
+            .copied();
         result.targets.push(Target {
             cluster: target_cluster,
             options,

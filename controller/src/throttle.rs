@@ -54,11 +54,20 @@ impl StatusWriteThrottle {
 /// which would re-plan all of its clusters. When nothing but those statuses changed since a
 /// reconcile that left no work behind, the next one waits until `interval` after it, and then
 /// takes in every change since.
+///
+/// A reconcile whose own cost grows with the fleet (a GitRepo over 100,000 deployments) is
+/// spaced by [`COST_SPACING`] times what it took instead, when that is longer: the share of
+/// the controller such a parent takes stays bounded at any size, and its status lags by at
+/// most that spacing.
 #[derive(Debug)]
 pub struct ReconcileThrottle {
     interval: Duration,
+    /// Inputs hash and the earliest time of the next reconcile with the same inputs.
     last: Mutex<HashMap<String, (u64, Instant)>>,
 }
+
+/// How many times its own duration a reconcile with unchanged inputs waits at least.
+pub const COST_SPACING: u32 = 10;
 
 impl ReconcileThrottle {
     pub fn new(interval: Duration) -> Self {
@@ -69,26 +78,39 @@ impl ReconcileThrottle {
     }
 
     /// How long the reconcile of `key`, whose inputs hash to `inputs`, should wait at `now`;
-    /// `None` to reconcile now (inputs changed, interval over, or never reconciled).
+    /// `None` to reconcile now (inputs changed, spacing over, or never reconciled).
     pub fn wait(&self, key: &str, inputs: u64, now: Instant) -> Option<Duration> {
-        let (last_inputs, at) = self.last.lock().ok()?.get(key).copied()?;
+        let (last_inputs, next) = self.last.lock().ok()?.get(key).copied()?;
         if last_inputs != inputs {
             return None;
         }
-        let next = at + self.interval;
         (next > now).then(|| next - now)
     }
 
-    /// Records a reconcile of `key` with `inputs` at `now`. A reconcile that left work for the
-    /// next one (`settled == false`, e.g. more deployments to create) is not recorded, so the
-    /// next one runs at once.
-    pub fn reconciled(&self, key: &str, inputs: u64, now: Instant, settled: bool) {
+    /// Records a reconcile of `key` with `inputs` that started at `started` and ends now. A
+    /// reconcile that left work for the next one (`settled == false`, e.g. more deployments
+    /// to create) is not recorded, so the next one runs at once.
+    pub fn reconciled(&self, key: &str, inputs: u64, started: Instant, settled: bool) {
+        let cost = Instant::now().saturating_duration_since(started);
+        self.reconciled_with_cost(key, inputs, started, cost, settled);
+    }
+
+    /// [`ReconcileThrottle::reconciled`] for a reconcile that took `cost`.
+    pub fn reconciled_with_cost(
+        &self,
+        key: &str,
+        inputs: u64,
+        started: Instant,
+        cost: Duration,
+        settled: bool,
+    ) {
         if self.interval.is_zero() {
             return;
         }
         if let Ok(mut last) = self.last.lock() {
             if settled {
-                last.insert(key.to_string(), (inputs, now));
+                let spacing = self.interval.max(cost.saturating_mul(COST_SPACING));
+                last.insert(key.to_string(), (inputs, started + spacing));
             } else {
                 last.remove(key);
             }
@@ -133,6 +155,30 @@ mod tests {
         let never = ReconcileThrottle::new(Duration::ZERO);
         never.reconciled("ns/a", 1, t0, true);
         assert_eq!(never.wait("ns/a", 1, t0), None);
+    }
+
+    #[test]
+    fn a_costly_reconcile_is_spaced_by_its_cost() {
+        let throttle = ReconcileThrottle::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        throttle.reconciled_with_cost("ns/a", 1, t0, Duration::from_millis(300), true);
+        assert_eq!(
+            throttle.wait("ns/a", 1, t0 + Duration::from_secs(1)),
+            Some(Duration::from_secs(2)),
+            "300 ms of work: the next one waits until 3 s after the start"
+        );
+        assert_eq!(throttle.wait("ns/a", 1, t0 + Duration::from_secs(3)), None);
+        assert_eq!(
+            throttle.wait("ns/a", 2, t0 + Duration::from_secs(1)),
+            None,
+            "changed inputs are never held back"
+        );
+        throttle.reconciled_with_cost("ns/b", 1, t0, Duration::from_millis(20), true);
+        assert_eq!(
+            throttle.wait("ns/b", 1, t0 + Duration::from_millis(500)),
+            Some(Duration::from_millis(500)),
+            "a cheap reconcile waits the interval"
+        );
     }
 
     #[test]

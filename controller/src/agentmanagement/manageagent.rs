@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{PredicateConfig, WatchStreamExt as _, reflector, watcher};
 use kube::{Resource as _, ResourceExt as _};
 use serde::Serialize;
 use sha2::Digest as _;
@@ -98,6 +98,22 @@ impl AgentSettingsRecord {
             resources_hash: status.agent_resources_hash.clone(),
             tolerations_hash: status.agent_tolerations_hash.clone(),
         }
+    }
+
+    /// The recorded settings of `status`, as one hashable value.
+    fn recorded_json(status: &ClusterStatus) -> [&str; 6] {
+        [
+            &status.agent_env_vars_hash,
+            &status.agent_private_repo_url,
+            if status.agent_host_network {
+                "true"
+            } else {
+                "false"
+            },
+            &status.agent_affinity_hash,
+            &status.agent_resources_hash,
+            &status.agent_tolerations_hash,
+        ]
     }
 
     /// Writes the record into `status`.
@@ -315,6 +331,26 @@ async fn reconcile(
     result
 }
 
+/// A hash of what a manageagent reconcile of `cluster` depends on: its identity, spec and
+/// deletion, and the status fields the reconcile owns.
+pub fn manage_agent_inputs(cluster: &Cluster) -> Option<u64> {
+    let status = cluster.status.as_ref();
+    let reconciled = status.and_then(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == RECONCILED_CONDITION)
+            .map(|c| (&c.status, &c.message))
+    });
+    Some(crate::bundle::hash_json(&(
+        &cluster.metadata.uid,
+        cluster.metadata.deletion_timestamp.is_some(),
+        &cluster.spec,
+        status.map(AgentSettingsRecord::recorded_json),
+        status.map(|s| (s.agent_config_changed, s.agent_deployed_generation)),
+        reconciled,
+    )))
+}
+
 fn error_policy(
     cluster: Arc<Cluster>,
     error: &AgentManagementError,
@@ -394,18 +430,29 @@ pub async fn run(
     let client = ctx.client.clone();
     let mctx = Arc::new(ManageContext { ctx: ctx.clone() });
     let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
-    let controller = Controller::new(
-        Api::<Cluster>::all(client.clone()),
-        watcher::Config::default(),
+    // Only what the plan reads (and the status fields it writes) triggers a reconcile: a
+    // Cluster's status changes with every BundleDeployment of it, and each reconcile renders
+    // the agent manifest.
+    let (store, writer) = reflector::store();
+    let clusters = reflector(
+        writer,
+        watcher(
+            Api::<Cluster>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
     )
-    .owns(
-        Api::<Bundle>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(RuntimeConfig::default().concurrency(workers))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-    .run(reconcile, error_policy, mctx)
-    .for_each(|_| futures::future::ready(()));
+    .applied_objects()
+    .predicate_filter(manage_agent_inputs, PredicateConfig::default());
+    let controller = Controller::for_stream(clusters, store)
+        .owns(
+            Api::<Bundle>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(RuntimeConfig::default().concurrency(workers))
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(reconcile, error_policy, mctx)
+        .for_each(|_| futures::future::ready(()));
     let sweep = async {
         let mut interval = tokio::time::interval(ctx.config.content_gc_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
