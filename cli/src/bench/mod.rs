@@ -573,8 +573,7 @@ async fn drive(
     // and Cluster summaries), nothing changes, so nothing but Leases and Events should be
     // written.
     progress.phase("letting the status settle, then watching the idle fleet", 0);
-    tokio::time::sleep(config.idle).await;
-    let settled = ApiCounts::take(sim, crate::system::UPSTREAM);
+    let settled = settle(sim, config.idle).await;
     let idle_start = Instant::now();
     tokio::time::sleep(config.idle).await;
     let after_idle = ApiCounts::take(sim, crate::system::UPSTREAM);
@@ -1113,6 +1112,30 @@ pub async fn run_sweep(
     report.targets = report::check_targets(&report);
     report.bottleneck = report::bottleneck(&report);
     Ok(report)
+}
+
+/// Waits until the upstream store has seen no writes but Leases and Events for a second (the
+/// statuses spaced by the controller have caught up; a reconcile that costs much is spaced by
+/// a multiple of its cost), at least `minimum` and at most a minute; returns the counts then.
+async fn settle(sim: &Simulator, minimum: Duration) -> ApiCounts {
+    const QUIET: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(60);
+    const STEP: Duration = Duration::from_millis(250);
+    let start = Instant::now();
+    let mut last = ApiCounts::take(sim, crate::system::UPSTREAM);
+    let mut quiet_since = start;
+    loop {
+        tokio::time::sleep(STEP).await;
+        let now = ApiCounts::take(sim, crate::system::UPSTREAM);
+        if now.upstream_writes_since(&last, &["leases", "events"]) > 0 {
+            quiet_since = Instant::now();
+        }
+        last = now;
+        let waited = start.elapsed();
+        if (waited >= minimum && quiet_since.elapsed() >= QUIET) || waited >= LONGEST {
+            return last;
+        }
+    }
 }
 
 #[cfg(test)]
