@@ -31,7 +31,7 @@ use crate::Context;
 use crate::deployments::DeploymentIndex;
 use crate::rollout::plan_rollout;
 use crate::summary::{display_state, ready_ratio, set_condition, set_ready_condition};
-use crate::target::{compute_targets, namespaces_for_bundle};
+use crate::target::{ResolvedTargets, namespaces_for_bundle, resolve_targets};
 use crate::throttle::{ReconcileThrottle, StatusWriteThrottle};
 
 /// Field manager of the controller's server-side applies.
@@ -113,31 +113,59 @@ pub fn content_for(bundle: &Bundle) -> Content {
     }
 }
 
-/// The pure decision of the bundle reconciler: targets, rollout, deployments to write and
-/// delete, and the bundle status (Ready condition, summary, display, partitions...).
-/// `now` (RFC 3339) stamps changed conditions.
-pub fn plan_bundle(bundle: &Bundle, observed: &BundleObservation<'_>, now: &str) -> BundlePlan {
+/// What the plans of a bundle share while neither the bundle (uid, generation, labels) nor
+/// what targeting reads changes: its Content and where it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleTargeting {
+    pub content: Content,
+    /// The targets, or why the bundle's targets cannot be evaluated.
+    pub resolved: Result<ResolvedTargets, String>,
+}
+
+/// Builds the [`BundleTargeting`] of `bundle` from the observed clusters, groups, mappings
+/// and namespaces (its deployments are not looked at).
+pub fn resolve_bundle(bundle: &Bundle, observed: &BundleObservation<'_>) -> BundleTargeting {
     let content = content_for(bundle);
     let manifest_id = content.metadata.name.clone().unwrap_or_default();
-    let old_status = bundle.status.clone().unwrap_or_default();
     let namespaces = namespaces_for_bundle(
         bundle,
         observed.mappings.iter().copied(),
         &observed.namespaces,
     );
-
-    let mut errors: Vec<String> = Vec::new();
-    let targeting = match compute_targets(
+    let resolved = resolve_targets(
         bundle,
         &manifest_id,
         &namespaces,
         observed.clusters.iter().copied(),
         &observed.groups,
-        &observed.deployments,
-    ) {
-        Ok(t) => t,
+    )
+    .map_err(|e| e.to_string());
+    BundleTargeting { content, resolved }
+}
+
+/// The pure decision of the bundle reconciler: targets, rollout, deployments to write and
+/// delete, and the bundle status (Ready condition, summary, display, partitions...).
+/// `now` (RFC 3339) stamps changed conditions.
+pub fn plan_bundle(bundle: &Bundle, observed: &BundleObservation<'_>, now: &str) -> BundlePlan {
+    plan_resolved_bundle(bundle, &resolve_bundle(bundle, observed), observed, now)
+}
+
+/// [`plan_bundle`] with the bundle's targeting resolved already (it is cached across plans).
+pub fn plan_resolved_bundle(
+    bundle: &Bundle,
+    resolved: &BundleTargeting,
+    observed: &BundleObservation<'_>,
+    now: &str,
+) -> BundlePlan {
+    let content = &resolved.content;
+    let manifest_id = content.metadata.name.clone().unwrap_or_default();
+    let old_status = bundle.status.clone().unwrap_or_default();
+
+    let mut errors: Vec<String> = Vec::new();
+    let targeting = match &resolved.resolved {
+        Ok(targets) => targets.with_deployments(&observed.deployments),
         Err(e) => {
-            errors.push(e.to_string());
+            errors.push(e.clone());
             Default::default()
         }
     };
@@ -250,7 +278,7 @@ pub fn plan_bundle(bundle: &Bundle, observed: &BundleObservation<'_>, now: &str)
     let has_targets = !targeting.targets.is_empty();
     BundlePlan {
         manifest_id,
-        content: has_targets.then_some(content),
+        content: has_targets.then(|| content.clone()),
         apply,
         delete,
         status,
@@ -362,6 +390,9 @@ struct BundleContext {
     targeting_epoch: AtomicU64,
     /// Spaces re-plans that only follow BundleDeployment status changes.
     plan_throttle: ReconcileThrottle,
+    /// Each bundle's targeting with the hash of what it was resolved from (bundle uid,
+    /// generation, labels and the targeting epoch).
+    targeting: Mutex<HashMap<String, (u64, Arc<BundleTargeting>)>>,
 }
 
 impl BundleContext {
@@ -376,6 +407,28 @@ impl BundleContext {
         tokio::time::timeout(Duration::from_secs(60), wait)
             .await
             .unwrap_or(false)
+    }
+
+    /// The targeting of bundle `key` for `inputs` (see [`BundleContext::targeting`]), resolved
+    /// now when the cached one is for other inputs.
+    fn targeting_of(
+        &self,
+        key: &str,
+        inputs: u64,
+        bundle: &Bundle,
+        observed: &BundleObservation<'_>,
+    ) -> Arc<BundleTargeting> {
+        if let Ok(cache) = self.targeting.lock()
+            && let Some((cached_inputs, targeting)) = cache.get(key)
+            && *cached_inputs == inputs
+        {
+            return targeting.clone();
+        }
+        let targeting = Arc::new(resolve_bundle(bundle, observed));
+        if let Ok(mut cache) = self.targeting.lock() {
+            cache.insert(key.to_string(), (inputs, targeting.clone()));
+        }
+        targeting
     }
 
     /// The BundleDeployments of a bundle from the cache. A reconcile triggered by a
@@ -394,6 +447,9 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
     let ns = bundle.namespace().unwrap_or_default();
     let name = bundle.name_any();
     let key = format!("{ns}/{name}");
+    // The epoch is read before the stores: the stores are then at least as new as it, so a
+    // targeting cached under it is never older than what it stands for.
+    let epoch = bctx.targeting_epoch.load(Ordering::Relaxed);
     let clusters = bctx.clusters.state();
     let groups = bctx.groups.state();
     let mappings = bctx.mappings.state();
@@ -401,9 +457,10 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
     // Only deployment statuses changed since a recent plan that left nothing undone: plan
     // again once the interval is over, with every change since.
     let inputs = hash_json(&(
+        &bundle.metadata.uid,
         bundle.metadata.generation,
         &bundle.metadata.labels,
-        bctx.targeting_epoch.load(Ordering::Relaxed),
+        epoch,
     ));
     let started = std::time::Instant::now();
     if let Some(wait) = bctx.plan_throttle.wait(&key, inputs, started) {
@@ -417,7 +474,8 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
         namespaces: namespaces.iter().map(AsRef::as_ref).collect(),
         deployments: deployments.iter().map(AsRef::as_ref).collect(),
     };
-    let plan = plan_bundle(&bundle, &observed, &now_rfc3339());
+    let resolved = bctx.targeting_of(&key, inputs, &bundle, &observed);
+    let plan = plan_resolved_bundle(&bundle, &resolved, &observed, &now_rfc3339());
     if let Ok(mut manifests) = bctx.manifests.lock() {
         manifests.insert(key.clone(), plan.manifest_id.clone());
     }
@@ -595,6 +653,9 @@ async fn reconcile(
         if bundle.meta().deletion_timestamp.is_some() {
             bctx.status_throttle.forget(&key);
             bctx.plan_throttle.forget(&key);
+            if let Ok(mut cache) = bctx.targeting.lock() {
+                cache.remove(&key);
+            }
             if !has_finalizer {
                 return Ok(Action::await_change());
             }
@@ -759,6 +820,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         deployments,
         targeting_epoch: AtomicU64::new(0),
         plan_throttle: ReconcileThrottle::new(ctx.config.status_write_interval),
+        targeting: Mutex::new(HashMap::new()),
     });
 
     let epoch_ctx = bctx.clone();

@@ -333,7 +333,7 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPl
                 });
             }
             if let Some(bd) = desired[i].as_mut() {
-                bd.spec.staged_options = target.options.clone();
+                bd.spec.staged_options = (*target.options).clone();
                 bd.spec.staged_deployment_id = target.deployment_id.clone();
             }
         }
@@ -423,19 +423,20 @@ mod tests {
     use fleet_api::{BundleDeploymentStatus, BundleSpec, Partition as PartitionDef};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     fn target(name: &str, id: &str, deployment: Option<BundleDeployment>) -> Target<'static> {
         // Targets borrow their deployment; a test's deployments live as long as the test.
         let deployment = deployment.map(|bd| &*Box::leak(Box::new(bd)));
         Target {
-            cluster: TargetCluster {
+            cluster: Arc::new(TargetCluster {
                 namespace: "fleet-default".into(),
                 name: name.into(),
                 labels: BTreeMap::from([("name".to_string(), name.to_string())]),
                 groups: BTreeMap::new(),
                 deployment_namespace: format!("cluster-{name}"),
                 paused: false,
-            },
+            }),
             options: Default::default(),
             deployment_id: id.into(),
             deployment,
@@ -666,7 +667,7 @@ mod tests {
     #[test]
     fn clusters_without_namespace_get_no_deployment_yet() {
         let mut t = target("a", "m:1", None);
-        t.cluster.deployment_namespace.clear();
+        Arc::make_mut(&mut t.cluster).deployment_namespace.clear();
         let plan = plan_rollout(&bundle(None), &[t]).unwrap();
         assert!(plan.deployments.is_empty());
         assert_eq!(plan.status.summary.desired_ready, 1);
