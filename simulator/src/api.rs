@@ -590,6 +590,9 @@ async fn resource(
                 }
             }
         }
+        (&Method::GET, Some(_)) if as_ == As::Plain => {
+            Ok(bytes_response(200, JSON, cluster.get_encoded(&target)?))
+        }
         (&Method::GET, Some(_)) => {
             let obj = cluster.get(&target)?;
             Ok(match as_ {

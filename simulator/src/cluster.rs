@@ -834,6 +834,20 @@ impl ClusterState {
 
     // ---------------------------------------------------------------- reads
 
+    /// [`ClusterState::get`] as JSON: an object kept encoded is served without decoding it.
+    pub fn get_encoded(&self, t: &Target) -> ApiResult<bytes::Bytes> {
+        let name = t.name()?;
+        let key = t.key(name);
+        let api_version = t.api_version();
+        let st = self.lock();
+        if let Some(encoded) = st.get_encoded(&key, &api_version) {
+            return Ok(encoded);
+        }
+        let obj = st.get(&key).ok_or_else(|| t.not_found(name))?;
+        drop(st);
+        Ok(at_version(&obj, &api_version).encoded())
+    }
+
     pub fn get(&self, t: &Target) -> ApiResult<Obj> {
         let name = t.name()?;
         let st = self.lock();

@@ -42,7 +42,9 @@
 //!   `set_fault_plan(FaultPlan)`, `set_profile(Profile)` (or `None` for no simulated controllers),
 //!   `restart()` (API-server restart: watch history lost), `install_crds(..)`, and `state()` for
 //!   direct, transport-free access ([`cluster::ClusterState`]: `create_object`, `get`, `list`, ...).
-//! - Semantics live in: [`store`] (objects, resourceVersion, watch history), [`cluster`] (verbs,
+//! - Semantics live in: [`store`] (objects, resourceVersion, watch history; what changed
+//!   more than 5 s ago is kept as its JSON encoding and decoded by readers, managedFields as JSON
+//!   text, so that a simulated cluster costs little memory), [`cluster`] (verbs,
 //!   generation, finalizers, garbage collection), [`ssa`] (managedFields, server-side apply),
 //!   [`patch`] (JSON/merge/strategic merge patch), [`api`] (URLs, content negotiation, watch),
 //!   [`protobuf`] (protobuf request bodies → JSON), [`tls`] (the listener's PKI),

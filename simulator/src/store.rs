@@ -213,6 +213,17 @@ struct Current {
     version: Version,
 }
 
+/// Whether an encoded object has `api_version`, seen without decoding it: encoded objects are
+/// maps with sorted keys, so `apiVersion` comes first.
+fn encoded_has_api_version(encoded: &[u8], api_version: &str) -> bool {
+    let Some(rest) = encoded.strip_prefix(b"{\"apiVersion\":".as_slice()) else {
+        return false;
+    };
+    let quoted = Value::String(api_version.to_string()).to_string();
+    rest.strip_prefix(quoted.as_bytes())
+        .is_some_and(|after| matches!(after.first(), Some(b',' | b'}')))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
@@ -303,15 +314,7 @@ impl StoredEvent {
     pub fn has_api_version(&self, api_version: &str) -> bool {
         match &*lock(&self.object) {
             Version::Object(o) => o.get("apiVersion").and_then(Value::as_str) == Some(api_version),
-            // Encoded objects are maps with sorted keys: `apiVersion` comes first.
-            Version::Encoded(b) => {
-                let Some(rest) = b.strip_prefix(b"{\"apiVersion\":".as_slice()) else {
-                    return false;
-                };
-                let quoted = Value::String(api_version.to_string()).to_string();
-                rest.strip_prefix(quoted.as_bytes())
-                    .is_some_and(|after| matches!(after.first(), Some(b',' | b'}')))
-            }
+            Version::Encoded(b) => encoded_has_api_version(b, api_version),
         }
     }
 
@@ -471,6 +474,15 @@ impl StoreState {
 
     pub fn get(&self, key: &ObjKey) -> Option<Obj> {
         self.current(key).map(|c| c.version.object())
+    }
+
+    /// The object under `key` as JSON if it is kept encoded in `api_version` (a read that
+    /// needs only its bytes does not decode it); `None` when it is absent or decoded.
+    pub fn get_encoded(&self, key: &ObjKey, api_version: &str) -> Option<Bytes> {
+        match &self.current(key)?.version {
+            Version::Encoded(b) if encoded_has_api_version(b, api_version) => Some(b.clone()),
+            _ => None,
+        }
     }
 
     /// The resourceVersion of the object under `key`, without decoding it.
@@ -908,6 +920,8 @@ mod tests {
         assert_eq!(Arc::strong_count(&second), 1);
         let read = st.get(&k).map(|o| o.value().clone());
         assert_eq!(read.as_ref(), Some(second.value()));
+        assert_eq!(st.get_encoded(&k, "v1"), Some(second.encoded()));
+        assert_eq!(st.get_encoded(&k, "v2"), None);
         assert_eq!(
             st.version_of(&k).map(|rv| rv.to_string()).as_deref(),
             second
