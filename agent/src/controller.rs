@@ -144,6 +144,20 @@ fn key_of(bd: &BundleDeployment) -> String {
     )
 }
 
+/// The parts of a status patch's response the agent keeps.
+#[derive(serde::Deserialize)]
+struct PatchedStatus {
+    metadata: PatchedMetadata,
+    #[serde(default)]
+    status: Option<BundleDeploymentStatus>,
+}
+
+#[derive(serde::Deserialize)]
+struct PatchedMetadata {
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: Option<String>,
+}
+
 /// What the monitor step observed.
 struct Observed {
     result: monitor::MonitorResult,
@@ -322,27 +336,43 @@ impl Context {
     ) -> Result<(), ReconcileError> {
         status::set_display(&mut new);
         let key = key_of(bd);
-        let base = self
-            .written_status_newer_than(bd)
-            .unwrap_or_else(|| bd.status.clone().unwrap_or_default());
-        let old = serde_json::to_value(&base).unwrap_or_default();
-        let next = serde_json::to_value(new.status.clone().unwrap_or_default()).unwrap_or_default();
+        let old = match self.written_status_newer_than(bd) {
+            Some(written) => serde_json::to_value(&written),
+            None => serde_json::to_value(bd.status.as_ref().unwrap_or(&Default::default())),
+        }
+        .unwrap_or_default();
+        let next = serde_json::to_value(new.status.take().unwrap_or_default()).unwrap_or_default();
         let Some(patch) = plan::merge_patch(&old, &next) else {
             return Ok(());
         };
-        let patched = self
-            .api(bd.metadata.namespace.as_deref().unwrap_or_default())
-            .patch_status(
+        // The response is read for its resourceVersion and status only: decoding the whole
+        // object (managedFields, timestamps) for every status write costs more than the write.
+        let status_error = |source| ReconcileError::Status {
+            key: key.clone(),
+            source,
+        };
+        let url =
+            <BundleDeployment as kube::Resource>::url_path(&(), bd.metadata.namespace.as_deref());
+        let request = kube::core::Request::new(url)
+            .patch_subresource(
+                "status",
                 bd.metadata.name.as_deref().unwrap_or_default(),
                 &PatchParams::default(),
                 &Patch::Merge(json!({ "status": patch })),
             )
+            .map_err(|e| status_error(kube::Error::BuildRequest(e)))?;
+        let text = self
+            .upstream
+            .request_text(request)
             .await
-            .map_err(|source| ReconcileError::Status {
-                key: key.clone(),
-                source,
-            })?;
-        if let Some(resource_version) = resource_version_number(&patched) {
+            .map_err(status_error)?;
+        let patched: PatchedStatus =
+            serde_json::from_str(&text).map_err(|e| status_error(kube::Error::SerdeError(e)))?;
+        if let Some(resource_version) = patched
+            .metadata
+            .resource_version
+            .and_then(|rv| rv.parse().ok())
+        {
             self.written_status
                 .record(key, resource_version, patched.status.unwrap_or_default());
         }
@@ -368,15 +398,14 @@ impl Context {
             .status
             .get_or_insert_with(BundleDeploymentStatus::default);
 
-        let namespace = bd.metadata.namespace.clone().unwrap_or_default();
-        let siblings: Vec<BundleDeployment> = self
-            .store
-            .state()
-            .iter()
-            .filter(|b| b.metadata.namespace.as_deref() == Some(namespace.as_str()))
-            .map(|b| (**b).clone())
-            .collect();
-        if let Dependencies::Waiting(message) = plan::check_dependencies(&bd, &siblings) {
+        // Only a BundleDeployment with `dependsOn` looks at its siblings (shared, not copied):
+        // with many BundleDeployments per cluster, a scan per reconcile would be quadratic.
+        let dependencies = if bd.spec.depends_on.is_empty() {
+            Dependencies::Ready
+        } else {
+            plan::check_dependencies(&bd, &self.store.state())
+        };
+        if let Dependencies::Waiting(message) = dependencies {
             tracing::debug!(%message, "waiting for dependencies");
             status::set_condition(&mut st.conditions, cond::DEPLOYED, Err(&message), &now);
             self.write_status(&bd, next).await?;

@@ -887,11 +887,7 @@ impl Deployer {
     /// Creates the record of a new revision; returns its resourceVersion.
     async fn create_record(&self, bundle: &str, rel: &Release) -> Result<String, DeployError> {
         let name = release::secret_name(&rel.name, rel.version);
-        let secret: Secret =
-            serde_json::from_value(release::to_secret(rel)).map_err(|e| DeployError::Release {
-                bundle: bundle.to_string(),
-                message: format!("release record {name}: {e}"),
-            })?;
+        let secret = release::record_secret(rel);
         let created = self
             .secrets(&rel.namespace)
             .create(&PostParams::default(), &secret)

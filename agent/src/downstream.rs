@@ -148,23 +148,50 @@ impl Downstream {
         obj.map(|o| to_value(&o, "reading", key)).transpose()
     }
 
-    /// Server-side apply of `obj` (field manager `fleet-agent`, forced).
+    /// Server-side apply of `obj` (field manager `fleet-agent`, forced). The response is
+    /// read straight into JSON (no typed metadata whose timestamps would be parsed only to be
+    /// written back), without the managedFields the agent never reads.
     pub async fn apply(&self, key: &ObjectKey, obj: &Value) -> Result<Value, DownstreamError> {
         let kind = self.kind(&key.api_version, &key.kind).await?;
-        let applied = self
-            .api(&kind, &key.namespace)
+        let namespace =
+            (kind.namespaced && !key.namespace.is_empty()).then_some(key.namespace.as_str());
+        let url = <DynamicObject as kube::Resource>::url_path(&kind.resource, namespace);
+        let object_error = |source| DownstreamError::Object {
+            action: "applying",
+            object: describe(key),
+            source,
+        };
+        let request = kube::core::Request::new(url)
             .patch(
                 &key.name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(obj),
             )
+            .map_err(|e| object_error(kube::Error::BuildRequest(e)))?;
+        let text = self
+            .client
+            .request_text(request)
             .await
-            .map_err(|source| DownstreamError::Object {
+            .map_err(object_error)?;
+        let mut applied: Value =
+            serde_json::from_str(&text).map_err(|e| DownstreamError::Invalid {
                 action: "applying",
                 object: describe(key),
-                source,
+                message: e.to_string(),
             })?;
-        to_value(&applied, "applying", key)
+        if let Some(m) = applied.as_object_mut() {
+            if let Some(Value::Object(meta)) = m.get_mut("metadata") {
+                meta.remove("managedFields");
+            }
+            if !m.contains_key("apiVersion") || m["apiVersion"].as_str().is_some_and(str::is_empty)
+            {
+                m.insert("apiVersion".into(), Value::String(key.api_version.clone()));
+            }
+            if !m.contains_key("kind") || m["kind"].as_str().is_some_and(str::is_empty) {
+                m.insert("kind".into(), Value::String(key.kind.clone()));
+            }
+        }
+        Ok(applied)
     }
 
     /// Merge-patches `obj`.

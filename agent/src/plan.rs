@@ -2,6 +2,7 @@
 //! which objects of the previous release are pruned, who owns a live object, the order objects
 //! are applied in, and the minimal status patch.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use fleet_api::consts;
@@ -25,8 +26,20 @@ pub enum Dependencies {
 /// Fleet's `checkDependency`: each `dependsOn` entry selects BundleDeployments in the same
 /// namespace (a name is a shortcut for the bundle-name + bundle-namespace labels); all of them
 /// must have `Ready=True`, and at least one must exist.
-pub fn check_dependencies(bd: &BundleDeployment, siblings: &[BundleDeployment]) -> Dependencies {
-    let labels = |b: &BundleDeployment| b.metadata.labels.clone().unwrap_or_default();
+/// `siblings` may hold the BundleDeployments themselves or shared references to them (the
+/// agent's watch cache), so that nothing is copied to check them.
+pub fn check_dependencies<S: Borrow<BundleDeployment>>(
+    bd: &BundleDeployment,
+    siblings: &[S],
+) -> Dependencies {
+    let no_labels = BTreeMap::new();
+    fn labels_or<'a>(
+        b: &'a BundleDeployment,
+        none: &'a BTreeMap<String, String>,
+    ) -> &'a BTreeMap<String, String> {
+        b.metadata.labels.as_ref().unwrap_or(none)
+    }
+    let labels = |b| labels_or(b, &no_labels);
     let bundle_namespace = labels(bd)
         .get(consts::BUNDLE_NAMESPACE_LABEL)
         .cloned()
@@ -47,8 +60,9 @@ pub fn check_dependencies(bd: &BundleDeployment, siblings: &[BundleDeployment]) 
         };
         let matched: Vec<&BundleDeployment> = siblings
             .iter()
+            .map(Borrow::borrow)
             .filter(|s| s.metadata.namespace.as_deref().unwrap_or_default() == namespace)
-            .filter(|s| selector.matches(&labels(s)))
+            .filter(|s| selector.matches(labels(s)))
             .collect();
         if matched.is_empty() {
             missing.push(format!(
@@ -314,7 +328,10 @@ mod tests {
         );
         assert_eq!(check_dependencies(&me, &[a, other]), Dependencies::Ready);
         let no_deps = bd("x", &[], None);
-        assert_eq!(check_dependencies(&no_deps, &[]), Dependencies::Ready);
+        assert_eq!(
+            check_dependencies::<BundleDeployment>(&no_deps, &[]),
+            Dependencies::Ready
+        );
     }
 
     fn cm(name: &str) -> Value {

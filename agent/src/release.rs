@@ -203,21 +203,42 @@ pub fn secret_labels(release: &Release) -> serde_json::Map<String, Value> {
     labels
 }
 
-/// The Secret object recording `release`.
-pub fn to_secret(release: &Release) -> Value {
-    let payload = String::from_utf8(encode(release)).unwrap_or_default();
-    serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": secret_name(&release.name, release.version),
-            "namespace": release.namespace,
-            "labels": secret_labels(release),
+/// The Secret recording `release`, built directly (no JSON round trip, which would encode
+/// and decode the payload's base64 once more).
+pub fn record_secret(release: &Release) -> k8s_openapi::api::core::v1::Secret {
+    let labels = secret_labels(release)
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::String(v) => Some((k, v)),
+            _ => None,
+        })
+        .collect();
+    k8s_openapi::api::core::v1::Secret {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(secret_name(&release.name, release.version)),
+            namespace: Some(release.namespace.clone()),
+            labels: Some(labels),
+            ..Default::default()
         },
-        "type": RELEASE_SECRET_TYPE,
-        // `data` is base64 of the bytes, and the bytes are themselves base64 (Helm's format).
-        "data": { "release": base64::engine::general_purpose::STANDARD.encode(payload) },
-    })
+        type_: Some(RELEASE_SECRET_TYPE.into()),
+        // The bytes of `data` are themselves base64 text (Helm's format); the API encodes
+        // them once more.
+        data: Some(std::collections::BTreeMap::from([(
+            "release".to_string(),
+            k8s_openapi::ByteString(encode(release)),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// The Secret object recording `release`, as JSON.
+pub fn to_secret(release: &Release) -> Value {
+    let mut secret = serde_json::to_value(record_secret(release)).unwrap_or_default();
+    if let Some(m) = secret.as_object_mut() {
+        m.insert("apiVersion".into(), Value::String("v1".into()));
+        m.insert("kind".into(), Value::String("Secret".into()));
+    }
+    secret
 }
 
 /// What to do with the existing revisions when `new_revision` is recorded: which revisions get

@@ -83,11 +83,10 @@ fn condition_display(status: &BundleDeploymentStatus, type_: &str) -> String {
 
 /// Fills `status.display` from the conditions and the deployment state.
 pub fn set_display(bd: &mut BundleDeployment) {
-    let status = bd.status.clone().unwrap_or_default();
-    let deployed = condition_display(&status, cond::DEPLOYED);
-    let monitored = condition_display(&status, cond::MONITORED);
     let state = bd.state().as_str().to_string();
     let s = bd.status.get_or_insert_with(Default::default);
+    let deployed = condition_display(s, cond::DEPLOYED);
+    let monitored = condition_display(s, cond::MONITORED);
     s.display.deployed = deployed;
     s.display.monitored = monitored;
     s.display.state = state;
