@@ -4,7 +4,7 @@
 //! customization, merged options, per-cluster Helm values templating, and the deployment ID.
 //! Everything here is pure: the bundle reconciler feeds it the objects from its caches.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -319,10 +319,28 @@ pub fn resolve_targets<'a>(
         source,
     })?;
     let bundle_options = bundle.spec.deployment_options();
+    // A target naming its cluster matches no other one. When every target does (each
+    // cluster's agent bundle), only those clusters are looked at: every cluster registering
+    // re-targets every agent bundle, which was O(clusters²) per registration wave.
+    let named_clusters: Option<HashSet<&str>> = if bundle.spec.targets.is_empty() {
+        None
+    } else {
+        bundle
+            .spec
+            .targets
+            .iter()
+            .map(|t| (!t.cluster_name.is_empty()).then_some(t.cluster_name.as_str()))
+            .collect()
+    };
     let mut result = ResolvedTargets::default();
     for cluster in clusters {
         let cluster_ns = cluster.metadata.namespace.as_deref().unwrap_or("");
         if !namespaces.contains(cluster_ns) {
+            continue;
+        }
+        if let Some(names) = &named_clusters
+            && !names.contains(cluster.metadata.name.as_deref().unwrap_or(""))
+        {
             continue;
         }
         let target_cluster = target_cluster(cluster, groups.iter().copied());
@@ -488,6 +506,39 @@ mod tests {
         let other = BTreeSet::from(["elsewhere".to_string()]);
         let t = compute_targets(&b, "s-abc", &other, [&c1, &c2], &[], &[]).unwrap();
         assert!(t.targets.is_empty());
+    }
+
+    #[test]
+    fn targets_naming_their_clusters_match_only_those() {
+        let named = |cluster: &str, pairs: &[(&str, &str)]| BundleTarget {
+            name: cluster.into(),
+            cluster_name: cluster.into(),
+            cluster_selector: Some(selector(pairs)),
+            ..Default::default()
+        };
+        let c1 = cluster("c1", &[("env", "prod")]);
+        let c2 = cluster("c2", &[("env", "prod")]);
+        let c3 = cluster("c3", &[("env", "dev")]);
+        let ns = BTreeSet::from(["fleet-default".to_string()]);
+        let names = |t: &Targeting<'_>| -> Vec<String> {
+            t.targets.iter().map(|t| t.cluster.name.clone()).collect()
+        };
+        let b = bundle(
+            vec![
+                named("c1", &[("env", "prod")]),
+                named("c3", &[("env", "prod")]),
+            ],
+            json!({}),
+        );
+        let t = compute_targets(&b, "s", &ns, [&c1, &c2, &c3], &[], &[]).unwrap();
+        assert_eq!(names(&t), ["c1"], "c2 is not named, c3 fails the selector");
+        // One target without a name: every cluster is looked at again.
+        let b = bundle(
+            vec![named("c1", &[("env", "prod")]), target_selector("all", &[])],
+            json!({}),
+        );
+        let t = compute_targets(&b, "s", &ns, [&c1, &c2, &c3], &[], &[]).unwrap();
+        assert_eq!(names(&t), ["c1", "c2", "c3"]);
     }
 
     #[test]
