@@ -1114,11 +1114,12 @@ pub async fn run_sweep(
     Ok(report)
 }
 
-/// Waits until the upstream store has seen no writes but Leases and Events for a second (the
-/// statuses spaced by the controller have caught up; a reconcile that costs much is spaced by
-/// a multiple of its cost), at least `minimum` and at most a minute; returns the counts then.
+/// Waits until the upstream store has seen no writes but Leases and Events for three seconds
+/// (the statuses spaced by the controller have caught up; a reconcile that costs much, such as
+/// a GitRepo over thousands of deployments, is spaced by ten times its cost), at least
+/// `minimum` and at most a minute; returns the counts then.
 async fn settle(sim: &Simulator, minimum: Duration) -> ApiCounts {
-    const QUIET: Duration = Duration::from_secs(1);
+    const QUIET: Duration = Duration::from_secs(3);
     const LONGEST: Duration = Duration::from_secs(60);
     const STEP: Duration = Duration::from_millis(250);
     let start = Instant::now();
