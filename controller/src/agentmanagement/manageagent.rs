@@ -49,7 +49,7 @@ pub fn hash_field<T: Serialize>(field: &T) -> String {
 }
 
 /// The hashes and plain values of a Cluster's agent settings, as recorded in its status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct AgentSettingsRecord {
     pub env_vars_hash: String,
     pub private_repo_url: String,
@@ -98,22 +98,6 @@ impl AgentSettingsRecord {
             resources_hash: status.agent_resources_hash.clone(),
             tolerations_hash: status.agent_tolerations_hash.clone(),
         }
-    }
-
-    /// The recorded settings of `status`, as one hashable value.
-    fn recorded_json(status: &ClusterStatus) -> [&str; 6] {
-        [
-            &status.agent_env_vars_hash,
-            &status.agent_private_repo_url,
-            if status.agent_host_network {
-                "true"
-            } else {
-                "false"
-            },
-            &status.agent_affinity_hash,
-            &status.agent_resources_hash,
-            &status.agent_tolerations_hash,
-        ]
     }
 
     /// Writes the record into `status`.
@@ -345,7 +329,7 @@ pub fn manage_agent_inputs(cluster: &Cluster) -> Option<u64> {
         &cluster.metadata.uid,
         cluster.metadata.deletion_timestamp.is_some(),
         &cluster.spec,
-        status.map(AgentSettingsRecord::recorded_json),
+        status.map(AgentSettingsRecord::recorded),
         status.map(|s| (s.agent_config_changed, s.agent_deployed_generation)),
         reconciled,
     )))
