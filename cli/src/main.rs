@@ -8,7 +8,9 @@ mod cmd;
 
 // One process holds the controller, the agents of every simulated cluster and the simulator:
 // many threads allocating small objects, where glibc's allocator spent a fifth of the CPU and
-// kept about as much freed memory as was live.
+// kept about as much freed memory as was live. `--no-default-features` builds with the system
+// allocator, which heap profilers such as heaptrack can follow.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
