@@ -183,6 +183,20 @@ fn settled_versions(bd: &BundleDeployment, observed: &Observed) -> HashSet<Strin
     }
 }
 
+/// What the monitor needs of an orphan: its identity (and resourceVersion, for the drift
+/// tracker).
+fn orphan_object(key: &ObjectKey, resource_version: String) -> Value {
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("name".into(), Value::String(key.name.clone()));
+    if !key.namespace.is_empty() {
+        metadata.insert("namespace".into(), Value::String(key.namespace.clone()));
+    }
+    if !resource_version.is_empty() {
+        metadata.insert("resourceVersion".into(), Value::String(resource_version));
+    }
+    json!({"apiVersion": key.api_version, "kind": key.kind, "metadata": metadata})
+}
+
 fn resource_version_of(obj: &Value) -> Option<String> {
     obj.pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -266,13 +280,15 @@ impl Context {
 
     /// Evaluates the live objects of a deployment: `fresh` holds the ones the agent has just
     /// written (as the apply returned them); the others are read. The objects of the set no
-    /// longer desired come from `listed` (the set's live objects), else they are listed.
+    /// longer desired (orphans) come from the drift watches' index of the set, else (a kind
+    /// not followed yet) from listing the set; `pruned` are objects this reconcile has just
+    /// removed from the set, whose removal the watches may not have delivered yet.
     async fn observe(
         &self,
         bd: &BundleDeployment,
         desired: &[Value],
         mut fresh: BTreeMap<ObjectKey, Value>,
-        listed: Option<Vec<Value>>,
+        pruned: &BTreeSet<ObjectKey>,
     ) -> Result<Observed, ReconcileError> {
         let desired_keys: BTreeSet<ObjectKey> = desired.iter().map(plan::key_of).collect();
         let kinds: BTreeSet<KindKey> = desired_keys
@@ -289,20 +305,31 @@ impl Context {
         live.append(&mut fresh);
 
         let set_id = self.deployer.set_id(bd);
-        let listed = match listed {
-            Some(listed) => listed,
-            None => self.deployer.list_set(&set_id, &kinds).await?,
+        let members = match self.drift.set_members(&set_id, &kinds) {
+            Some(members) => members,
+            None => self
+                .deployer
+                .list_set(&set_id, &kinds)
+                .await?
+                .iter()
+                .filter(|obj| {
+                    obj.pointer("/metadata/annotations")
+                        .and_then(|a| a.get(consts::objectset::ID_ANNOTATION))
+                        .and_then(Value::as_str)
+                        == Some(set_id.as_str())
+                })
+                .map(|obj| {
+                    (
+                        plan::key_of(obj),
+                        resource_version_of(obj).unwrap_or_default(),
+                    )
+                })
+                .collect(),
         };
-        let orphans: Vec<Value> = listed
+        let orphans: Vec<Value> = members
             .into_iter()
-            .filter(|obj| {
-                let ours = obj
-                    .pointer("/metadata/annotations")
-                    .and_then(|a| a.get(consts::objectset::ID_ANNOTATION))
-                    .and_then(Value::as_str)
-                    == Some(set_id.as_str());
-                ours && !desired_keys.contains(&plan::key_of(obj))
-            })
+            .filter(|(key, _)| !desired_keys.contains(key) && !pruned.contains(key))
+            .map(|(key, resource_version)| orphan_object(&key, resource_version))
             .collect();
         let resource_versions = live
             .values()
@@ -431,7 +458,7 @@ impl Context {
         }
         let needs_deploy = spec_needs_deploy || current.is_none();
         let mut fresh = BTreeMap::new();
-        let mut listed = None;
+        let mut pruned = BTreeSet::new();
         let mut requeue = None;
         if needs_deploy && !bd.spec.deployment_id.is_empty() {
             if let Some(wait) = self.backoff_remaining(&key, &bd.spec.deployment_id) {
@@ -441,7 +468,7 @@ impl Context {
                     Ok(outcome) => {
                         let deployed = outcome.deployed;
                         fresh = outcome.applied;
-                        listed = outcome.listed;
+                        pruned = outcome.pruned;
                         tracing::info!(release = %deployed.release.id(), deployment_id = %bd.spec.deployment_id, "deployed bundle");
                         self.clear_failure(&key);
                         st.release = deployed.release.id();
@@ -489,7 +516,7 @@ impl Context {
 
         let mut ready = true;
         if let Some(deployed) = &current {
-            match self.observe(&bd, &deployed.objects, fresh, listed).await {
+            match self.observe(&bd, &deployed.objects, fresh, &pruned).await {
                 Ok(observed) => {
                     ready = observed.result.ready;
                     status::apply_monitor(st, &observed.result, &now);
@@ -571,7 +598,7 @@ impl Context {
         };
         let now = status::now();
         let mut observed = self
-            .observe(&bd, &deployed.objects, BTreeMap::new(), None)
+            .observe(&bd, &deployed.objects, BTreeMap::new(), &BTreeSet::new())
             .await?;
         let correct = bd
             .spec
@@ -603,7 +630,11 @@ impl Context {
                     let message = format!("correcting drift of bundle {bundle}: {message}");
                     status::set_condition(&mut st.conditions, cond::DEPLOYED, Err(&message), &now);
                 }
-                None => observed = self.observe(&bd, &deployed.objects, fresh, None).await?,
+                None => {
+                    observed = self
+                        .observe(&bd, &deployed.objects, fresh, &BTreeSet::new())
+                        .await?
+                }
             }
         }
         status::apply_monitor(st, &observed.result, &now);

@@ -86,13 +86,13 @@ pub struct Deployed {
 }
 
 /// A deployment just made: the release, every object as the server-side apply returned it
-/// (the live object right after the write, so it needs no read), and the objects of the
-/// bundle's object set listed after the prune (`None` when the listing failed).
+/// (the live object right after the write, so it needs no read), and the objects pruned
+/// (deleted, or released with `keepResources`) because they left the bundle.
 #[derive(Debug, Clone)]
 pub struct DeployOutcome {
     pub deployed: Arc<Deployed>,
     pub applied: BTreeMap<ObjectKey, Value>,
-    pub listed: Option<Vec<Value>>,
+    pub pruned: BTreeSet<ObjectKey>,
 }
 
 /// What a deployment has to do about its release namespace.
@@ -714,6 +714,7 @@ impl Deployer {
             .await
             .map_err(dstream)?;
 
+        let mut pruned = BTreeSet::new();
         if let Some(prev) = &previous {
             for key in plan::prune_set(&prev.objects, &objects) {
                 if options.keep_resources {
@@ -721,25 +722,17 @@ impl Deployer {
                 } else {
                     self.downstream.delete(&key).await.map_err(dstream)?;
                 }
+                pruned.insert(key);
             }
         }
 
-        // The objects of the set still live (for the monitor's orphans), listed while the
-        // release is recorded.
-        let kinds: BTreeSet<(String, String)> = objects
-            .iter()
-            .map(plan::key_of)
-            .map(|k| (k.api_version, k.kind))
-            .collect();
-        let set_id = self.set_id(bd);
-        let (deployed, listed) = tokio::join!(
-            self.record_release(bd, state, &release_name, &release_namespace, objects, chart),
-            self.list_set(&set_id, &kinds),
-        );
+        let deployed = self
+            .record_release(bd, state, &release_name, &release_namespace, objects, chart)
+            .await?;
         Ok(DeployOutcome {
-            deployed: deployed?,
+            deployed,
             applied,
-            listed: listed.ok(),
+            pruned,
         })
     }
 

@@ -907,8 +907,10 @@ async fn a_content_is_fetched_once_and_deployments_cost_few_requests() {
     assert_eq!(up_update.get("get contents"), Some(&1), "{up_update:?}");
     // What the agent wrote it does not read back: the objects are observed from the applies,
     // the release records and the namespace are known from the install.
+    // Nor does it list the object sets: their members come from the drift watches.
     for read in [
         "get configmaps",
+        "list configmaps",
         "get secrets",
         "list secrets",
         "get namespaces",
@@ -996,6 +998,87 @@ async fn an_object_deleted_behind_the_agents_back_is_reported_and_recreated() {
     .await;
     assert_eq!(after.data.unwrap()["key"], "1");
     wait_ready(&env.up, "corrected", &m1).await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_joining_a_set_it_is_not_desired_in_is_reported_orphaned_until_removed() {
+    let env = start().await;
+    let v1 = vec![resource("a.yaml", &cm_yaml("a", "1"))];
+    let m1 = put_content(&env.up, &v1).await;
+    create_bd(&env.up, "set", &m1, options("orphans"), vec![]).await;
+    wait_ready(&env.up, "set", &m1).await;
+
+    // Someone else labels an object into the bundle's object set: the drift watch sees it and
+    // the agent reports it as extra (orphaned), from the watch's view of the set.
+    let set_id = "default-set";
+    let stray: ConfigMap = serde_json::from_value(json!({
+        "metadata": {
+            "name": "stray",
+            "namespace": "orphans",
+            "labels": {"objectset.rio.cattle.io/hash": fleet_bundle::render::set_hash(set_id)},
+            "annotations": {"objectset.rio.cattle.io/id": set_id},
+        },
+        "data": {"key": "x"},
+    }))
+    .unwrap();
+    let cms = Api::<ConfigMap>::namespaced(env.down.clone(), "orphans");
+    cms.create(&PostParams::default(), &stray).await.unwrap();
+    let bd = eventually("orphan reported", || async {
+        let bd = get_bd(&env.up, "set").await?;
+        let st = bd.status.as_ref()?;
+        (st.resource_counts.orphaned == 1
+            && st
+                .modified_status
+                .iter()
+                .any(|m| m.name == "stray" && m.delete))
+        .then_some(bd)
+    })
+    .await;
+    assert!(!bd.status.unwrap().non_modified);
+
+    // Removed again: the status is clean.
+    cms.delete("stray", &DeleteParams::default()).await.unwrap();
+    eventually("orphan gone from the status", || async {
+        let bd = get_bd(&env.up, "set").await?;
+        let st = bd.status.as_ref()?;
+        (st.resource_counts.orphaned == 0 && st.non_modified).then_some(())
+    })
+    .await;
+
+    // An object of a set the agent does not deploy is nobody's orphan here.
+    let mut other = stray.clone();
+    other.metadata.name = Some("other".into());
+    other.metadata.labels = Some(
+        [(
+            "objectset.rio.cattle.io/hash".to_string(),
+            fleet_bundle::render::set_hash("default-elsewhere"),
+        )]
+        .into(),
+    );
+    other.metadata.annotations = Some(
+        [(
+            "objectset.rio.cattle.io/id".to_string(),
+            "default-elsewhere".to_string(),
+        )]
+        .into(),
+    );
+    cms.create(&PostParams::default(), &other).await.unwrap();
+    bd_api(&env.up)
+        .patch(
+            "set",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"options": {"forceSyncGeneration": 1}}})),
+        )
+        .await
+        .unwrap();
+    eventually("redeployed without orphans", || async {
+        let bd = get_bd(&env.up, "set").await?;
+        let st = bd.status.as_ref()?;
+        (st.sync_generation == Some(1) && st.non_modified && st.resource_counts.orphaned == 0)
+            .then_some(())
+    })
+    .await;
     env.stop().await;
 }
 

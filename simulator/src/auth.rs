@@ -272,6 +272,19 @@ impl TokenIssuer {
         claims: &Value,
         token: &str,
     ) -> Option<UserInfo> {
+        self.validate(st, claims, token).map(|v| v.user)
+    }
+
+    /// Checks verified claims against the store, and says which stored objects (at which
+    /// resourceVersion) the answer rests on, so that it can be cached until one of them is
+    /// written.
+    pub(crate) fn validate(
+        &self,
+        st: &StoreState,
+        claims: &Value,
+        token: &str,
+    ) -> Option<ValidatedToken> {
+        let mut depends_on = Vec::new();
         let s = |p: &str| claims.pointer(p).and_then(Value::as_str);
         if claims.get("iss").and_then(Value::as_str) == Some(LEGACY_ISSUER) {
             let ns = claims
@@ -286,7 +299,7 @@ impl TokenIssuer {
             let uid = claims
                 .get("kubernetes.io/serviceaccount/service-account.uid")?
                 .as_str()?;
-            let secret_obj = live(st, "secrets", ns, secret)?;
+            let secret_obj = live_tracked(st, "secrets", ns, secret, &mut depends_on)?;
             if secret_obj.pointer("/metadata/uid")
                 != claims.get("kubernetes.io/serviceaccount/secret.uid")
             {
@@ -299,11 +312,15 @@ impl TokenIssuer {
             if stored != token.as_bytes() {
                 return None;
             }
-            let sa_obj = live(st, "serviceaccounts", ns, sa)?;
+            let sa_obj = live_tracked(st, "serviceaccounts", ns, sa, &mut depends_on)?;
             if sa_obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
                 return None;
             }
-            return Some(UserInfo::service_account(ns, sa, uid));
+            return Some(ValidatedToken {
+                user: UserInfo::service_account(ns, sa, uid),
+                depends_on,
+                window: None,
+            });
         }
         let now = now_secs();
         let exp = claims.get("exp").and_then(Value::as_i64)?;
@@ -321,20 +338,24 @@ impl TokenIssuer {
         let ns = s("/kubernetes.io/namespace")?;
         let sa = s("/kubernetes.io/serviceaccount/name")?;
         let uid = s("/kubernetes.io/serviceaccount/uid")?;
-        let sa_obj = live(st, "serviceaccounts", ns, sa)?;
+        let sa_obj = live_tracked(st, "serviceaccounts", ns, sa, &mut depends_on)?;
         if sa_obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
             return None;
         }
         for (kind, resource) in [("secret", "secrets"), ("pod", "pods")] {
             if let Some(b) = claims.pointer(&format!("/kubernetes.io/{kind}")) {
                 let name = b.get("name").and_then(Value::as_str)?;
-                let obj = live(st, resource, ns, name)?;
+                let obj = live_tracked(st, resource, ns, name, &mut depends_on)?;
                 if obj.pointer("/metadata/uid") != b.get("uid") {
                     return None;
                 }
             }
         }
-        Some(UserInfo::service_account(ns, sa, uid))
+        Some(ValidatedToken {
+            user: UserInfo::service_account(ns, sa, uid),
+            depends_on,
+            window: Some((nbf, exp)),
+        })
     }
 
     /// Serves `POST /api/v1/namespaces/<ns>/serviceaccounts/<sa>/token`: the `TokenRequest` with
@@ -460,6 +481,114 @@ fn live(st: &StoreState, resource: &str, namespace: &str, name: &str) -> Option<
         name: name.to_string(),
     })?;
     (obj.pointer("/metadata/deletionTimestamp").is_none()).then_some(obj)
+}
+
+/// [`live`], noting the object's key and resourceVersion in `depends_on`.
+fn live_tracked(
+    st: &StoreState,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    depends_on: &mut Vec<(ObjKey, u64)>,
+) -> Option<Obj> {
+    let key = ObjKey {
+        group_resource: resource.into(),
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    };
+    let version = st.version_of(&key)?;
+    let obj = st.get(&key)?;
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return None;
+    }
+    depends_on.push((key, version));
+    Some(obj)
+}
+
+/// A ServiceAccount token found valid, and what that rests on.
+#[derive(Debug, Clone)]
+pub(crate) struct ValidatedToken {
+    pub(crate) user: UserInfo,
+    /// The objects read (ServiceAccount, token Secret, bound object) at their resourceVersions:
+    /// a write to any of them (an update, a deletion) sends the token back to validation.
+    depends_on: Vec<(ObjKey, u64)>,
+    /// `(nbf, exp)` of a bound token.
+    window: Option<(i64, i64)>,
+}
+
+impl ValidatedToken {
+    /// Whether the answer still holds: every object it rests on unchanged, inside the token's
+    /// validity window. Needs no decoding and no signature check.
+    fn holds(&self, st: &StoreState, now: i64) -> bool {
+        self.window.is_none_or(|(nbf, exp)| now >= nbf && now < exp)
+            && self
+                .depends_on
+                .iter()
+                .all(|(key, version)| st.version_of(key) == Some(*version))
+    }
+}
+
+/// Tokens this cluster has validated (kube-apiserver's token authentication cache): a token
+/// seen again costs a map lookup and a resourceVersion comparison per object it rests on,
+/// instead of a signature check, the claims' JSON and decoding the ServiceAccount and Secret.
+/// Unlike kube-apiserver's TTL cache, an entry goes the moment an object it rests on is
+/// written, so revocation (deleting the token Secret or the ServiceAccount) takes effect at
+/// once, as the simulator's tests expect. Failures are not cached.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    entries: RwLock<std::collections::HashMap<String, Arc<CachedToken>>>,
+}
+
+/// A token's cached answer.
+#[derive(Debug)]
+pub(crate) struct CachedToken {
+    validated: ValidatedToken,
+    user: Arc<UserInfo>,
+}
+
+impl CachedToken {
+    /// The identity, when the answer still holds against the store.
+    pub(crate) fn user_if_holds(&self, st: &StoreState) -> Option<Arc<UserInfo>> {
+        self.validated
+            .holds(st, now_secs())
+            .then(|| self.user.clone())
+    }
+}
+
+/// Tokens kept at most; beyond it the cache starts over (tokens are few per cluster: one per
+/// agent, controller or user).
+const TOKEN_CACHE_ENTRIES: usize = 4096;
+
+impl TokenCache {
+    /// The cached answer for a token, if any (checked with [`CachedToken::user_if_holds`]
+    /// under the store lock, which is not needed for this lookup).
+    pub(crate) fn get(&self, token: &str) -> Option<Arc<CachedToken>> {
+        let entries = match self.entries.read() {
+            Ok(e) => e,
+            Err(p) => p.into_inner(),
+        };
+        entries.get(token).cloned()
+    }
+
+    /// Remembers a token just validated; returns its identity.
+    pub(crate) fn put(&self, token: &str, validated: ValidatedToken) -> Arc<UserInfo> {
+        let user = Arc::new(validated.user.clone());
+        let mut entries = match self.entries.write() {
+            Ok(e) => e,
+            Err(p) => p.into_inner(),
+        };
+        if entries.len() >= TOKEN_CACHE_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(
+            token.to_string(),
+            Arc::new(CachedToken {
+                validated,
+                user: user.clone(),
+            }),
+        );
+        user
+    }
 }
 
 /// What the token controller writes into a token Secret, if anything: the Secret with

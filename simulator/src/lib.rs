@@ -358,6 +358,8 @@ pub(crate) struct ClusterInner {
     /// Static bearer tokens → identity (the admin token included); ServiceAccount tokens are
     /// checked by the cluster's [`auth::TokenIssuer`] instead.
     tokens: RwLock<BTreeMap<String, Arc<UserInfo>>>,
+    /// ServiceAccount tokens validated, until an object their validity rests on is written.
+    token_cache: auth::TokenCache,
     certs: Arc<OnceLock<Arc<ServingCerts>>>,
     started: Instant,
     behaviour: Mutex<Option<ClusterBehaviour>>,
@@ -704,6 +706,7 @@ impl SimCluster {
                 token.clone(),
                 Arc::new(UserInfo::admin()),
             )])),
+            token_cache: auth::TokenCache::default(),
             certs,
             token,
             started: Instant::now(),
@@ -1042,14 +1045,20 @@ impl ClusterInner {
         if token.bytes().filter(|b| *b == b'.').count() != 2 {
             return None;
         }
+        if let Some(cached) = self.token_cache.get(token) {
+            let st = self.state.lock();
+            if let Some(user) = cached.user_if_holds(&st) {
+                return Some(user);
+            }
+        }
         // The signature is checked before the store lock is taken; only the lookups of the
         // ServiceAccount (and bound Secret or Pod) need it.
         let claims = self.state.tokens.verified_claims(token)?;
-        let st = self.state.lock();
-        self.state
-            .tokens
-            .authenticate_verified(&st, &claims, token)
-            .map(Arc::new)
+        let validated = {
+            let st = self.state.lock();
+            self.state.tokens.validate(&st, &claims, token)?
+        };
+        Some(self.token_cache.put(token, validated))
     }
 }
 

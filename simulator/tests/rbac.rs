@@ -250,6 +250,58 @@ async fn token_secrets_are_filled_and_revoked_with_their_secret_or_service_accou
 }
 
 #[tokio::test]
+async fn a_token_seen_before_is_checked_again_once_its_secret_changes() {
+    let sim = bare();
+    let c = sim.add_cluster("a").unwrap();
+    namespace(&c, "team").await;
+    let token = service_account_token(&c, "team", "robot").await;
+    let robot = c.client_with_token(&token);
+    let cms: Api<ConfigMap> = Api::namespaced(robot.clone(), "team");
+    // Authenticated (and remembered) by a first request: 403, not 401.
+    assert_eq!(status_of(cms.list(&ListParams::default()).await).0, 403);
+    assert!(c.identity_for_token(&token).is_some());
+
+    // The token controller's Secret now holds another token: the one seen before is refused.
+    let secrets: Api<Secret> = Api::namespaced(c.client(), "team");
+    let replaced = |t: &str| json!({"data": {"token": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, t)}});
+    secrets
+        .patch(
+            "robot-token",
+            &PatchParams::default(),
+            &Patch::Merge(replaced("another")),
+        )
+        .await
+        .unwrap();
+    assert!(c.identity_for_token(&token).is_none());
+    assert_eq!(status_of(cms.list(&ListParams::default()).await).0, 401);
+
+    // Put back, it authenticates again.
+    secrets
+        .patch(
+            "robot-token",
+            &PatchParams::default(),
+            &Patch::Merge(replaced(&token)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status_of(cms.list(&ListParams::default()).await).0, 403);
+
+    // Marking the ServiceAccount for deletion (a finalizer holds it) revokes the token too.
+    let sa: Api<ServiceAccount> = Api::namespaced(c.client(), "team");
+    sa.patch(
+        "robot",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold"]}})),
+    )
+    .await
+    .unwrap();
+    assert!(c.identity_for_token(&token).is_some());
+    sa.delete("robot", &DeleteParams::default()).await.unwrap();
+    assert!(c.identity_for_token(&token).is_none());
+    assert_eq!(status_of(cms.list(&ListParams::default()).await).0, 401);
+}
+
+#[tokio::test]
 async fn a_token_secret_written_before_its_service_account_is_filled_when_it_appears() {
     let sim = bare();
     let c = sim.add_cluster("a").unwrap();
