@@ -15,6 +15,7 @@ pub mod agentmanagement;
 pub mod bundle;
 pub mod cluster;
 pub mod clustergroup;
+pub mod clusters;
 pub mod config;
 pub mod controllerdeployment;
 pub mod deployments;
@@ -40,7 +41,9 @@ pub struct Context {
     pub metrics: Metrics,
     /// The shared BundleDeployment cache, started by the first reconciler that needs it.
     deployments: std::sync::OnceLock<Arc<deployments::DeploymentIndex>>,
-    /// Stops the cache's watch when the context goes away.
+    /// The shared Cluster cache, started by the first reconciler that needs it.
+    clusters: std::sync::OnceLock<Arc<clusters::ClusterIndex>>,
+    /// Stops the caches' watches when the context goes away.
     stop_caches: CancellationToken,
 }
 
@@ -51,6 +54,7 @@ impl Context {
             config,
             metrics,
             deployments: std::sync::OnceLock::new(),
+            clusters: std::sync::OnceLock::new(),
             stop_caches: CancellationToken::new(),
         }
     }
@@ -62,6 +66,22 @@ impl Context {
         self.deployments
             .get_or_init(|| {
                 let index = deployments::DeploymentIndex::new();
+                let api = kube::Api::all(self.client.clone());
+                let stop = self.stop_caches.clone();
+                let runner = index.clone();
+                tokio::spawn(async move { runner.run(api, stop).await });
+                index
+            })
+            .clone()
+    }
+
+    /// The controller's one watch on Clusters, indexed by clientID (see [`clusters`]). The
+    /// first call starts its watch on the current tokio runtime; it runs for as long as this
+    /// context lives, across leader terms.
+    pub fn cluster_index(&self) -> Arc<clusters::ClusterIndex> {
+        self.clusters
+            .get_or_init(|| {
+                let index = clusters::ClusterIndex::new();
                 let api = kube::Api::all(self.client.clone());
                 let stop = self.stop_caches.clone();
                 let runner = index.clone();

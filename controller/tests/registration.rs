@@ -664,6 +664,100 @@ async fn re_registration_of_a_known_client_id_reuses_the_cluster() {
     .await;
 }
 
+/// The registration reconciler reads Clusters from the controller's cache, which may not have
+/// seen a Cluster yet: one created just before its registration (under another name) must be
+/// found, not duplicated; a Cluster the reconciler created itself is retried into a 409. Both
+/// with a fleet small enough to be listed and one large enough to wait for the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_racing_their_clusters_make_one_cluster_per_client() {
+    let env = start().await;
+    create_token(&env.admin, "import", None).await;
+    let values = token_values(&env.admin, "import").await;
+    let import = env.upstream.client_with_token(&values.token);
+    let clusters = Api::<Cluster>::namespaced(env.admin.clone(), NS);
+    let create_cluster = |name: String, client_id: String| {
+        let clusters = clusters.clone();
+        async move {
+            let cluster = Cluster::new(
+                &name,
+                ClusterSpec {
+                    client_id,
+                    ..Default::default()
+                },
+            );
+            clusters
+                .create(&PostParams::default(), &cluster)
+                .await
+                .unwrap();
+        }
+    };
+    let mut requests = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            // More Clusters than the reconciler lists at once when its cache is behind.
+            futures::future::join_all(
+                (0..110).map(|i| create_cluster(format!("filler-{i}"), format!("filler-id-{i}"))),
+            )
+            .await;
+        }
+        // Each pre-created Cluster is followed at once by its registration; each new client
+        // sends two registrations at once.
+        let registered = futures::future::join_all((0..10).map(|i| {
+            let import = import.clone();
+            let create_cluster = &create_cluster;
+            async move {
+                let pre_id = format!("pre-id-{round}-{i}");
+                create_cluster(format!("pre-{round}-{i}"), pre_id.clone()).await;
+                let new_id = format!("new-id-{round}-{i}");
+                let (pre, new_a, new_b) = tokio::join!(
+                    request_registration(&import, &pre_id, "r", &[]),
+                    request_registration(&import, &new_id, "a", &[]),
+                    request_registration(&import, &new_id, "b", &[]),
+                );
+                vec![
+                    (pre.unwrap(), format!("pre-{round}-{i}")),
+                    (new_a.unwrap(), cluster_name_for(&new_id)),
+                    (new_b.unwrap(), cluster_name_for(&new_id)),
+                ]
+            }
+        }))
+        .await;
+        requests.extend(registered.into_iter().flatten());
+    }
+    let registrations = Api::<ClusterRegistration>::namespaced(env.admin.clone(), NS);
+    for (request, cluster) in &requests {
+        let name = request.metadata.name.as_deref().unwrap();
+        // Of a new client's two requests, the younger (by creation second) may replace the
+        // older once granted.
+        let granted = eventually(&format!("ClusterRegistration {name} granted"), || async {
+            match registrations.get_opt(name).await.unwrap() {
+                None if request.spec.client_id.starts_with("new-") => Some(None),
+                None => panic!("ClusterRegistration {name} was deleted"),
+                Some(r) => r.status.filter(|s| s.granted).map(|s| Some(s.cluster_name)),
+            }
+        })
+        .await;
+        if let Some(granted) = granted {
+            assert_eq!(&granted, cluster, "clientID {}", request.spec.client_id);
+        }
+    }
+    let mut per_client: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for cluster in clusters.list(&ListParams::default()).await.unwrap().items {
+        per_client
+            .entry(cluster.spec.client_id.clone())
+            .or_default()
+            .push(cluster.metadata.name.unwrap());
+    }
+    for (client_id, names) in &per_client {
+        assert_eq!(
+            names.len(),
+            1,
+            "clientID {client_id} has Clusters {names:?}"
+        );
+    }
+    assert_eq!(per_client.len(), 110 + 2 * 10 * 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_for_a_missing_namespace_is_reported_and_other_clusters_register() {
     let env = start().await;

@@ -14,7 +14,7 @@
 //!    requests of the same clientID are deleted with their service accounts; `status.granted`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use fleet_api::consts::{
@@ -22,7 +22,7 @@ use fleet_api::consts::{
     condition,
 };
 use fleet_api::{Cluster, ClusterRegistration, ClusterRegistrationStatus, ClusterSpec};
-use futures::StreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{
@@ -31,8 +31,8 @@ use k8s_openapi::api::rbac::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource as _, ResourceExt as _};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -43,11 +43,20 @@ use super::{
     key_hash, managed_labels, registration_secret_name, safe_concat_name,
 };
 use crate::Context;
+use crate::clusters::{ClusterIndex, SecondaryIndex, version_of};
 use crate::summary::set_condition;
 
 /// How often a request waiting for its Cluster namespace or token is looked at again (the
 /// watches usually come first).
 const WAIT: Duration = Duration::from_secs(2);
+/// How long a reconcile waits for the Cluster cache's first list.
+const CACHE_SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// Up to this many cached Clusters, a request that would create a Cluster while the cache is
+/// behind it lists the namespace's Clusters at once instead of waiting for the cache.
+const SMALL_FLEET: usize = 100;
+/// How long a request that would create a Cluster waits for the cache to catch up with it
+/// before listing the Clusters from the API server.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 
 /// What the request reconciler needs from the controller's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,13 +87,15 @@ pub fn token_secret_name(service_account: &str) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Observed<'a> {
     pub request: &'a ClusterRegistration,
-    /// Clusters in the request's namespace.
-    pub clusters: &'a [Cluster],
+    /// The Clusters the request may belong to ([`candidate_clusters`]): those of its namespace
+    /// with its clientID and the one named after the clientID. Others are ignored.
+    pub clusters: &'a [Arc<Cluster>],
     pub service_account_exists: bool,
     /// The filled-in token of the request ServiceAccount.
     pub service_account_token: Option<&'a str>,
-    /// Registrations in the request's namespace (for cleaning up older ones).
-    pub registrations: &'a [ClusterRegistration],
+    /// Registrations of the request's clientID in its namespace (for cleaning up older ones;
+    /// others are ignored).
+    pub registrations: &'a [Arc<ClusterRegistration>],
 }
 
 /// The next step for a request.
@@ -120,7 +131,7 @@ pub enum Plan {
 
 /// The Cluster a request belongs to: the one with its clientID, else the one named after it.
 pub fn find_cluster<'a>(
-    clusters: &'a [Cluster],
+    clusters: &'a [Arc<Cluster>],
     request: &ClusterRegistration,
 ) -> Option<&'a Cluster> {
     let namespace = request.namespace().unwrap_or_default();
@@ -129,7 +140,8 @@ pub fn find_cluster<'a>(
     let in_namespace = || {
         clusters
             .iter()
-            .filter(move |c| c.metadata.namespace.as_deref() == Some(namespace))
+            .map(AsRef::as_ref)
+            .filter(move |c: &&Cluster| c.metadata.namespace.as_deref() == Some(namespace))
     };
     let mut by_id: Vec<&Cluster> = in_namespace()
         .filter(|c| !client_id.is_empty() && &c.spec.client_id == client_id)
@@ -140,6 +152,33 @@ pub fn find_cluster<'a>(
     }
     let name = cluster_name_for(client_id);
     in_namespace().find(|c| c.name_any() == name)
+}
+
+/// Whether `cluster` is one [`find_cluster`] may pick for `request`.
+pub fn is_candidate(cluster: &Cluster, request: &ClusterRegistration) -> bool {
+    let client_id = &request.spec.client_id;
+    cluster.metadata.namespace == request.metadata.namespace
+        && ((!client_id.is_empty() && &cluster.spec.client_id == client_id)
+            || cluster.metadata.name.as_deref() == Some(cluster_name_for(client_id).as_str()))
+}
+
+/// The Clusters `request` may belong to, from the Cluster cache by its indexes: by clientID and
+/// by the name derived from it (Fleet's `clusterByClientID` index and its fallback).
+pub fn candidate_clusters(
+    index: &ClusterIndex,
+    request: &ClusterRegistration,
+) -> Vec<Arc<Cluster>> {
+    let namespace = request.namespace().unwrap_or_default();
+    let mut candidates = index.with_client_id(&namespace, &request.spec.client_id);
+    let name = cluster_name_for(&request.spec.client_id);
+    if !candidates
+        .iter()
+        .any(|c| c.metadata.name.as_deref() == Some(name.as_str()))
+        && let Some(named) = index.get(&namespace, &name)
+    {
+        candidates.push(named);
+    }
+    candidates
 }
 
 /// The Cluster created for a request of a new clientID.
@@ -431,6 +470,8 @@ pub enum ReconcileError {
         #[source]
         source: kube::Error,
     },
+    #[error("ClusterRegistration {request}: the Cluster cache is not filled yet")]
+    NotSynced { request: String },
     #[error("ClusterRegistration {request}: {source}")]
     Write {
         request: String,
@@ -442,6 +483,93 @@ pub enum ReconcileError {
 struct RequestContext {
     ctx: Arc<Context>,
     settings: RequestSettings,
+    /// The controller's Cluster cache.
+    clusters: Arc<ClusterIndex>,
+    /// The reconciler's ClusterRegistration cache and its index by clientID.
+    requests: Store<ClusterRegistration>,
+    requests_by_client_id: Arc<RwLock<SecondaryIndex<ClusterRegistration>>>,
+}
+
+/// The clientID a ClusterRegistration is found by.
+fn request_client_id(request: &ClusterRegistration) -> Option<String> {
+    Some(request.spec.client_id.clone()).filter(|id| !id.is_empty())
+}
+
+/// What of a Cluster a waiting request reads: which Cluster it is, its clientID, its
+/// namespace; a Cluster's other status changes (check-ins, summaries) do not wake requests.
+fn registration_relevance(cluster: &Cluster) -> u64 {
+    crate::bundle::hash_json(&(
+        &cluster.metadata.uid,
+        &cluster.spec.client_id,
+        cluster.status.as_ref().map(|s| &s.namespace),
+        cluster.metadata.deletion_timestamp.is_some(),
+    ))
+}
+
+impl RequestContext {
+    /// The cached registrations of `client_id` in `namespace`.
+    fn registrations_of(&self, namespace: &str, client_id: &str) -> Vec<Arc<ClusterRegistration>> {
+        let names = match self.requests_by_client_id.read() {
+            Ok(index) => index.names(namespace, client_id),
+            Err(poisoned) => poisoned.into_inner().names(namespace, client_id),
+        };
+        names
+            .iter()
+            .filter_map(|name| self.requests.get(&ObjectRef::new(name).within(namespace)))
+            .collect()
+    }
+
+    /// The requests a change of `cluster` may move on: those of its clientID not granted yet.
+    fn waiting_requests_of(&self, cluster: &Cluster) -> Vec<ObjectRef<ClusterRegistration>> {
+        let namespace = cluster.namespace().unwrap_or_default();
+        if cluster.spec.client_id.is_empty() {
+            return Vec::new();
+        }
+        self.registrations_of(&namespace, &cluster.spec.client_id)
+            .iter()
+            .filter(|r| !r.status.as_ref().is_some_and(|s| s.granted))
+            .map(|r| ObjectRef::from_obj(r.as_ref()))
+            .collect()
+    }
+}
+
+/// The Clusters `request` may belong to, read so that every Cluster written before the request
+/// is among them: from the cache once it has caught up with the request's resourceVersion,
+/// else from the API server. A Cluster registered beforehand under another name (an imported
+/// or pre-created one with this clientID) is then found, and no second Cluster is made for
+/// the client. Clusters this reconciler created itself are named after the clientID, so a
+/// cache that has not seen one yet only makes the create fail with 409.
+async fn fresh_candidate_clusters(
+    rctx: &RequestContext,
+    request: &ClusterRegistration,
+    key: &str,
+) -> Result<Vec<Arc<Cluster>>, ReconcileError> {
+    let index = &rctx.clusters;
+    if let Some(version) = version_of(request) {
+        // A small fleet is listed at once (cheap); a large one writes Cluster statuses all
+        // the time, so its cache passes the request's version in moments.
+        let caught_up = index.has_seen(version)
+            || (index.len() > SMALL_FLEET && index.wait_seen(version, CATCH_UP_WAIT).await);
+        if caught_up {
+            return Ok(candidate_clusters(index, request));
+        }
+    }
+    let namespace = request.namespace().unwrap_or_default();
+    tracing::debug!(request = %key, "the Cluster cache is behind the request: listing Clusters");
+    let listed = Api::<Cluster>::namespaced(rctx.ctx.client.clone(), &namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| ReconcileError::Kube {
+            request: key.to_string(),
+            action: format!("listing Clusters in {namespace}"),
+            source,
+        })?;
+    Ok(listed
+        .items
+        .into_iter()
+        .filter(|c| is_candidate(c, request))
+        .map(Arc::new)
+        .collect())
 }
 
 fn key_of(request: &ClusterRegistration) -> String {
@@ -597,11 +725,17 @@ async fn reconcile_inner(
             source,
         }
     };
-    let clusters = Api::<Cluster>::namespaced(client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_err(format!("listing Clusters in {namespace}")))?
-        .items;
+    if !rctx.clusters.wait_synced(CACHE_SYNC_TIMEOUT).await {
+        return Err(ReconcileError::NotSynced {
+            request: key.to_string(),
+        });
+    }
+    let mut clusters = candidate_clusters(&rctx.clusters, request);
+    if find_cluster(&clusters, request).is_none() {
+        // About to create a Cluster: only when no Cluster of this clientID was written before
+        // the request (the cache may not have seen one yet).
+        clusters = fresh_candidate_clusters(rctx, request, key).await?;
+    }
     let cluster = find_cluster(&clusters, request);
     let cluster_namespace = cluster
         .and_then(|c| c.status.as_ref())
@@ -630,13 +764,7 @@ async fn reconcile_inner(
         }
         None => (false, None),
     };
-    let registrations = Api::<ClusterRegistration>::namespaced(client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_err(format!(
-            "listing ClusterRegistrations in {namespace}"
-        )))?
-        .items;
+    let registrations = rctx.registrations_of(&namespace, &request.spec.client_id);
     let plan = decide(
         Observed {
             request,
@@ -754,7 +882,10 @@ async fn reconcile_inner(
                 set_owner(client, request, c).await?;
             }
             for name in &delete_registrations {
-                let Some(old) = registrations.iter().find(|r| &r.name_any() == name) else {
+                let Some(old) = registrations
+                    .iter()
+                    .find(|r| r.metadata.name.as_ref() == Some(name))
+                else {
                     continue;
                 };
                 tracing::info!(request = %key, old = %format!("{namespace}/{name}"), "deleting older registration of the same client");
@@ -804,31 +935,35 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         system_registration_namespace: ctx.config.system_registration_namespace.clone(),
     };
     let client = ctx.client.clone();
-    let controller = Controller::new(
-        Api::<ClusterRegistration>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let requests = controller.store();
-    let rctx = Arc::new(RequestContext { ctx, settings });
-    controller
-        .watches(
-            Api::<Cluster>::all(client.clone()),
+    let clusters = ctx.cluster_index();
+    let cluster_changes = clusters.relevant_changes(registration_relevance);
+    let (requests, writer) = reflector::store();
+    let requests_by_client_id = Arc::new(RwLock::new(SecondaryIndex::new(request_client_id)));
+    let indexer = requests_by_client_id.clone();
+    let request_events = reflector(
+        writer,
+        watcher(
+            Api::<ClusterRegistration>::all(client.clone()),
             watcher::Config::default(),
-            move |cluster: Cluster| {
-                let namespace = cluster.namespace().unwrap_or_default();
-                requests
-                    .state()
-                    .iter()
-                    .filter(|r| {
-                        r.namespace().unwrap_or_default() == namespace
-                            && !r.spec.client_id.is_empty()
-                            && r.spec.client_id == cluster.spec.client_id
-                            && !r.status.as_ref().is_some_and(|s| s.granted)
-                    })
-                    .map(|r| ObjectRef::from_obj(r.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        ),
+    )
+    .inspect_ok(move |event| match indexer.write() {
+        Ok(mut index) => index.apply(event),
+        Err(poisoned) => poisoned.into_inner().apply(event),
+    })
+    .applied_objects();
+    let rctx = Arc::new(RequestContext {
+        ctx,
+        settings,
+        clusters,
+        requests: requests.clone(),
+        requests_by_client_id,
+    });
+    let mapper = rctx.clone();
+    Controller::for_stream(request_events, requests)
+        .reconcile_on(cluster_changes.flat_map(move |change| {
+            futures::stream::iter(mapper.waiting_requests_of(change.cluster()))
+        }))
         .watches(
             Api::<Secret>::all(client),
             watcher::Config::default().labels(fleet_api::consts::MANAGED_LABEL),
@@ -902,10 +1037,10 @@ mod tests {
 
     fn observed<'a>(
         request: &'a ClusterRegistration,
-        clusters: &'a [Cluster],
+        clusters: &'a [Arc<Cluster>],
         sa: bool,
         token: Option<&'a str>,
-        registrations: &'a [ClusterRegistration],
+        registrations: &'a [Arc<ClusterRegistration>],
     ) -> Observed<'a> {
         Observed {
             request,
@@ -934,8 +1069,8 @@ mod tests {
     fn known_client_id_reuses_its_cluster() {
         let r = request("request-a", "client-1", "r1", 0);
         let clusters = [
-            cluster("other", "client-2", Some("ns-other")),
-            cluster("sim-1", "client-1", None),
+            Arc::new(cluster("other", "client-2", Some("ns-other"))),
+            Arc::new(cluster("sim-1", "client-1", None)),
         ];
         assert_eq!(
             decide(observed(&r, &clusters, false, None, &[]), &settings()),
@@ -948,11 +1083,11 @@ mod tests {
     #[test]
     fn hash_named_cluster_of_another_client_is_a_conflict() {
         let r = request("request-a", "client-1", "r1", 0);
-        let clusters = [cluster(
+        let clusters = [Arc::new(cluster(
             &cluster_name_for("client-1"),
             "someone-else",
             Some("ns"),
-        )];
+        ))];
         assert!(matches!(
             decide(observed(&r, &clusters, false, None, &[]), &settings()),
             Plan::ClientIdConflict { .. }
@@ -962,7 +1097,7 @@ mod tests {
     #[test]
     fn service_account_then_token_then_grant() {
         let r = request("request-a", "client-1", "r1", 10);
-        let clusters = [cluster("sim-1", "client-1", Some("cluster-ns-1"))];
+        let clusters = [Arc::new(cluster("sim-1", "client-1", Some("cluster-ns-1")))];
         let Plan::CreateServiceAccount { objects, .. } =
             decide(observed(&r, &clusters, false, None, &[]), &settings())
         else {
@@ -987,7 +1122,7 @@ mod tests {
         let older = request("request-old", "client-1", "r0", 0);
         let newer = request("request-new", "client-1", "r2", 20);
         let other_client = request("request-x", "client-2", "r9", 0);
-        let all = [older, newer, other_client, r.clone()];
+        let all = [older, newer, other_client, r.clone()].map(Arc::new);
         let Plan::Grant {
             cluster,
             objects,
@@ -1062,6 +1197,181 @@ mod tests {
             decide(observed(&r, &[], false, None, &[]), &settings()),
             Plan::AlreadyGranted
         );
+    }
+
+    #[test]
+    fn a_cluster_the_cache_has_not_seen_yet_is_only_created_again_under_its_name() {
+        // The Cluster this reconciler created is not cached yet: the plan is the same create,
+        // of the same name, which the API server refuses with 409 — never a second Cluster.
+        let r = request("request-a", "client-1", "r1", 0);
+        let first = decide(observed(&r, &[], false, None, &[]), &settings());
+        let again = decide(observed(&r, &[], false, None, &[]), &settings());
+        assert_eq!(first, again);
+        let Plan::CreateCluster(created) = first else {
+            panic!("expected CreateCluster");
+        };
+        assert_eq!(created.name_any(), cluster_name_for("client-1"));
+        // Once the cache has it, the request waits for its namespace and is granted from it.
+        let mut seen = *created;
+        seen.metadata.uid = Some("uid-created".into());
+        let clusters = [Arc::new(seen.clone())];
+        assert_eq!(
+            decide(observed(&r, &clusters, false, None, &[]), &settings()),
+            Plan::WaitForClusterNamespace {
+                cluster: cluster_name_for("client-1")
+            }
+        );
+        seen.status = Some(ClusterStatus {
+            namespace: "cluster-ns".into(),
+            ..Default::default()
+        });
+        let clusters = [Arc::new(seen)];
+        assert!(matches!(
+            decide(observed(&r, &clusters, true, Some("tok"), &[]), &settings()),
+            Plan::Grant { .. }
+        ));
+    }
+
+    #[test]
+    fn only_candidates_of_the_request_are_considered() {
+        let r = request("request-a", "client-1", "r1", 0);
+        let hash_named = cluster(&cluster_name_for("client-1"), "", Some("ns-h"));
+        let by_id = cluster("sim-1", "client-1", Some("ns-1"));
+        let mut elsewhere = cluster("sim-0", "client-1", Some("ns-0"));
+        elsewhere.metadata.namespace = Some("other".into());
+        let other_client = cluster("sim-2", "client-2", Some("ns-2"));
+        assert!(is_candidate(&hash_named, &r));
+        assert!(is_candidate(&by_id, &r));
+        assert!(!is_candidate(&elsewhere, &r));
+        assert!(!is_candidate(&other_client, &r));
+        // A Cluster known by the clientID wins over the one named after it (Fleet's index
+        // first); of several, the first by name.
+        let clusters = [hash_named, elsewhere, other_client, by_id].map(Arc::new);
+        assert_eq!(
+            find_cluster(&clusters, &r).map(|c| c.name_any()),
+            Some("sim-1".to_string())
+        );
+    }
+
+    #[test]
+    fn cached_candidates_come_from_the_client_id_index_and_the_derived_name() {
+        let index = ClusterIndex::new();
+        let events = [
+            watcher::Event::Init,
+            watcher::Event::InitApply(cluster("sim-1", "client-1", None)),
+            watcher::Event::InitApply(cluster(&cluster_name_for("client-3"), "", None)),
+            watcher::Event::InitApply(cluster("sim-2", "client-2", None)),
+            watcher::Event::InitDone,
+        ];
+        index.feed_for_test(&events);
+        let names = |r: &ClusterRegistration| -> Vec<String> {
+            candidate_clusters(&index, r)
+                .iter()
+                .map(|c| c.name_any())
+                .collect()
+        };
+        assert_eq!(names(&request("a", "client-1", "r", 0)), ["sim-1"]);
+        // Named after the clientID but without it: found, then refused as a conflict.
+        let r3 = request("c", "client-3", "r", 0);
+        assert_eq!(names(&r3), [cluster_name_for("client-3")]);
+        let clusters = candidate_clusters(&index, &r3);
+        assert!(matches!(
+            decide(observed(&r3, &clusters, false, None, &[]), &settings()),
+            Plan::ClientIdConflict { .. }
+        ));
+        assert!(names(&request("d", "client-4", "r", 0)).is_empty());
+    }
+
+    #[test]
+    fn a_grant_deletes_only_older_registrations_it_was_given() {
+        let r = request("request-b", "client-1", "r2", 10);
+        let clusters = [Arc::new(cluster("sim-1", "client-1", Some("ns-1")))];
+        let registrations = [
+            request("request-a", "client-1", "r1", 0),
+            request("request-b", "client-1", "r2", 10),
+            request("request-c", "client-1", "r3", 20),
+        ]
+        .map(Arc::new);
+        let Plan::Grant {
+            delete_registrations,
+            ..
+        } = decide(
+            observed(&r, &clusters, true, Some("tok"), &registrations),
+            &settings(),
+        )
+        else {
+            panic!("expected Grant");
+        };
+        assert_eq!(delete_registrations, ["request-a"]);
+    }
+
+    /// A Cluster written just before its request but not yet in the cache (another name than
+    /// the clientID's hash, so a create would not collide with it) is read from the API server;
+    /// a cache past the request's resourceVersion answers by itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cluster_the_cache_has_not_seen_is_read_from_the_api_server() {
+        let sim = fleet_simulator::Simulator::new(fleet_simulator::SimConfig {
+            profile: None,
+            ..Default::default()
+        });
+        let upstream = sim.add_cluster("upstream").unwrap();
+        upstream.install_crds(&fleet_api::crds::all()).unwrap();
+        let client = upstream.client();
+        let namespace: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(json!({"metadata": {"name": "fleet-default"}})).unwrap();
+        Api::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+        let mut pre = cluster("pre-1", "client-1", None);
+        pre.metadata.uid = None;
+        Api::<Cluster>::namespaced(client.clone(), "fleet-default")
+            .create(&PostParams::default(), &pre)
+            .await
+            .unwrap();
+        let mut r = request("request-a", "client-1", "r1", 0);
+        (r.metadata.uid, r.metadata.creation_timestamp) = (None, None);
+        let r = Api::<ClusterRegistration>::namespaced(client.clone(), "fleet-default")
+            .create(&PostParams::default(), &r)
+            .await
+            .unwrap();
+        let mut registry = prometheus_client::registry::Registry::default();
+        let rctx = RequestContext {
+            ctx: Arc::new(Context::new(
+                client,
+                crate::ControllerConfig::default(),
+                crate::Metrics::new(&mut registry),
+            )),
+            settings: settings(),
+            clusters: ClusterIndex::new(),
+            requests: reflector::store().0,
+            requests_by_client_id: Arc::new(RwLock::new(SecondaryIndex::new(request_client_id))),
+        };
+        let names = |clusters: Vec<Arc<Cluster>>| -> Vec<String> {
+            clusters.iter().map(|c| c.name_any()).collect()
+        };
+        // An empty cache that has seen nothing of it: a small fleet is listed at once.
+        rctx.clusters
+            .feed_for_test(&[watcher::Event::Init, watcher::Event::InitDone]);
+        let found = fresh_candidate_clusters(&rctx, &r, "test").await.unwrap();
+        assert_eq!(names(found), ["pre-1"]);
+        // A large fleet's cache is waited for, then listed when it does not catch up.
+        let mut fillers = vec![watcher::Event::Init];
+        fillers.extend(
+            (0..=SMALL_FLEET)
+                .map(|i| watcher::Event::InitApply(cluster(&format!("f-{i}"), "", None))),
+        );
+        fillers.push(watcher::Event::InitDone);
+        rctx.clusters.feed_for_test(&fillers);
+        let found = fresh_candidate_clusters(&rctx, &r, "test").await.unwrap();
+        assert_eq!(names(found), ["pre-1"]);
+        // Once the cache is past the request's version, it is trusted (here it lacks `pre-1`,
+        // which shows the answer came from it).
+        let mut later = cluster("f-0", "", None);
+        later.metadata.resource_version = Some((version_of(&r).unwrap() + 1).to_string());
+        rctx.clusters.feed_for_test(&[watcher::Event::Apply(later)]);
+        let found = fresh_candidate_clusters(&rctx, &r, "test").await.unwrap();
+        assert!(found.is_empty());
     }
 
     #[test]
