@@ -30,6 +30,7 @@ pub mod process;
 pub mod register;
 pub mod release;
 pub mod status;
+pub mod watched;
 
 pub use config::AgentConfig;
 
@@ -93,19 +94,17 @@ impl Agent {
         let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<drift::DriftRequest>();
         let drift = drift::DriftTracker::new(downstream, config.drift_delay, drift_tx);
 
-        let api: Api<BundleDeployment> =
+        let api: Api<watched::WatchedBundleDeployment> =
             Api::namespaced(self.upstream.clone(), &config.deployments_namespace);
         // The store sees every change (dependsOn reads siblings' status from it); reconciles
         // are triggered only by what Fleet's agent reacts to, not by status writes.
         let (store, writer) = reflector::store();
         let written_status = Arc::new(controller::WrittenStatuses::default());
         let seen = written_status.clone();
-        // managedFields are never read by the agent: not kept for every BundleDeployment.
+        // managedFields are never read by the agent: not even decoded.
         let triggers = reflector(
             writer,
-            watcher(api, watcher::Config::default()).modify(|bd| {
-                bd.metadata.managed_fields = None;
-            }),
+            watcher(api, watcher::Config::default()).map_ok(watched::unwrap_event),
         )
         .default_backoff()
         .applied_objects()

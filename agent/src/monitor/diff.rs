@@ -197,10 +197,7 @@ fn strip_unmanaged(object: &mut Value) {
     }
     for marks in ["labels", "annotations"] {
         if let Some(map) = metadata.get_mut(marks).and_then(Value::as_object_mut) {
-            map.retain(|k, _| {
-                !APPLY_MARK_PREFIXES.iter().any(|p| k.starts_with(p))
-                    && !APPLY_MARK_ANNOTATIONS.contains(&k.as_str())
-            });
+            map.retain(|k, _| !is_apply_mark(k));
         }
     }
 }
@@ -248,6 +245,108 @@ fn normalize_secret(fields: &mut Map<String, Value>) {
 /// Compares a desired object with its live copy after normalization; returns the merge patch
 /// that would bring the live object back to the desired state, or `None` when it matches.
 pub fn modified_patch(
+    desired: &Value,
+    live: &Value,
+    options: &BundleDeploymentOptions,
+) -> Option<Value> {
+    match modified_patch_in_place(desired, live, options) {
+        Ok(patch) => patch,
+        Err(NeedsCopies) => modified_patch_on_copies(desired, live, options),
+    }
+}
+
+/// The comparison needs normalized copies of both objects (compare patches, Secrets,
+/// aggregated roles, an unusual shape).
+struct NeedsCopies;
+
+/// [`modified_patch`] without copying the objects, for what needs no normalization but
+/// leaving fields out: `status`, the metadata the API server owns, the namespace (the live
+/// one is the truth) and the apply marks among labels and annotations are skipped while
+/// comparing. Every monitor pass compares every deployed object, so copying each whole live
+/// object (data, spec, everything) only to drop a few fields was most of its cost.
+fn modified_patch_in_place(
+    desired: &Value,
+    live: &Value,
+    options: &BundleDeploymentOptions,
+) -> Result<Option<Value>, NeedsCopies> {
+    if compare_patches(options).next().is_some() {
+        return Err(NeedsCopies);
+    }
+    let (Value::Object(desired_fields), Value::Object(live_fields)) = (desired, live) else {
+        return Err(NeedsCopies);
+    };
+    for fields in [desired_fields, live_fields] {
+        let api_version = fields.get("apiVersion").and_then(Value::as_str);
+        let kind = fields.get("kind").and_then(Value::as_str);
+        match (
+            group_of(api_version.unwrap_or_default()),
+            kind.unwrap_or_default(),
+        ) {
+            ("", "Secret") | ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+                return Err(NeedsCopies);
+            }
+            _ => {}
+        }
+    }
+    let mut patch = Map::new();
+    for (key, value) in desired_fields {
+        match key.as_str() {
+            "status" => {}
+            "metadata" => {
+                let (Value::Object(desired_meta), Some(Value::Object(live_meta))) =
+                    (value, live_fields.get("metadata"))
+                else {
+                    return Err(NeedsCopies);
+                };
+                let mut meta_patch = Map::new();
+                for (field, d) in desired_meta {
+                    let field = field.as_str();
+                    if field == "namespace" || SERVER_METADATA.contains(&field) {
+                        continue;
+                    }
+                    let diff = if field == "labels" || field == "annotations" {
+                        let unmarked = |v: Option<&Value>| match v {
+                            Some(Value::Object(map)) => Some(Value::Object(
+                                map.iter()
+                                    .filter(|(k, _)| !is_apply_mark(k))
+                                    .map(|(k, v)| (k.clone(), v.clone()))
+                                    .collect(),
+                            )),
+                            other => other.cloned(),
+                        };
+                        let (Some(d), l) = (unmarked(Some(d)), unmarked(live_meta.get(field)))
+                        else {
+                            continue;
+                        };
+                        diff_value(&d, l.as_ref(), field, "metadata")
+                    } else {
+                        diff_value(d, live_meta.get(field), field, "metadata")
+                    };
+                    if let Some(diff) = diff {
+                        meta_patch.insert(field.to_string(), diff);
+                    }
+                }
+                if !meta_patch.is_empty() {
+                    patch.insert(key.clone(), Value::Object(meta_patch));
+                }
+            }
+            _ => {
+                if let Some(diff) = diff_value(value, live_fields.get(key), key, "") {
+                    patch.insert(key.clone(), diff);
+                }
+            }
+        }
+    }
+    Ok((!patch.is_empty()).then_some(Value::Object(patch)))
+}
+
+/// A label or annotation that apply adds (Fleet's, Helm's, kubectl's).
+fn is_apply_mark(key: &str) -> bool {
+    APPLY_MARK_PREFIXES.iter().any(|p| key.starts_with(p)) || APPLY_MARK_ANNOTATIONS.contains(&key)
+}
+
+/// [`modified_patch`] on normalized copies of both objects.
+fn modified_patch_on_copies(
     desired: &Value,
     live: &Value,
     options: &BundleDeploymentOptions,
@@ -680,6 +779,77 @@ mod tests {
         let mut live = desired.clone();
         live["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
         assert_eq!(modified_patch(&desired, &live, &Default::default()), None);
+    }
+
+    #[test]
+    fn comparing_in_place_gives_what_comparing_normalized_copies_gives() {
+        let with = |mut object: Value, pointer: &str, value: Value| {
+            if let Some(slot) = object.pointer_mut(pointer) {
+                *slot = value;
+            }
+            object
+        };
+        let mut labelled_only_by_marks = deployment(1);
+        labelled_only_by_marks["metadata"]["labels"] = json!({"objectset.rio.cattle.io/hash": "x"});
+        let mut unlabelled_live = live_deployment(1);
+        unlabelled_live["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("labels");
+        let mut empty_label_value = deployment(1);
+        empty_label_value["metadata"]["labels"] = json!({"gone": ""});
+        let mut cluster_scoped_live = live_deployment(1);
+        cluster_scoped_live["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("namespace");
+        let pairs = [
+            (deployment(1), live_deployment(1)),
+            (deployment(1), live_deployment(2)),
+            (
+                deployment(1),
+                with(live_deployment(1), "/metadata/labels/app", json!("db")),
+            ),
+            (
+                deployment(1),
+                with(live_deployment(1), "/metadata/namespace", json!("other")),
+            ),
+            (deployment(1), cluster_scoped_live),
+            (deployment(1), unlabelled_live.clone()),
+            (labelled_only_by_marks, unlabelled_live.clone()),
+            (empty_label_value.clone(), unlabelled_live),
+            (empty_label_value, live_deployment(1)),
+            (
+                with(
+                    deployment(1),
+                    "/metadata/annotations",
+                    json!({"note": "x", "meta.helm.sh/release-name": "y"}),
+                ),
+                live_deployment(1),
+            ),
+            (
+                with(deployment(1), "/status", json!({"x": 1})),
+                live_deployment(1),
+            ),
+            (
+                with(
+                    deployment(1),
+                    "/spec/template/spec/containers/0/image",
+                    json!("nginx:2"),
+                ),
+                live_deployment(1),
+            ),
+        ];
+        for (desired, live) in pairs {
+            let Ok(in_place) = modified_patch_in_place(&desired, &live, &Default::default()) else {
+                panic!("compared on copies: {desired}");
+            };
+            assert_eq!(
+                in_place,
+                modified_patch_on_copies(&desired, &live, &Default::default()),
+                "{desired} against {live}"
+            );
+        }
     }
 
     #[test]
