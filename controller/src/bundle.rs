@@ -327,6 +327,9 @@ pub(crate) fn hash_json<T: serde::Serialize>(value: &T) -> u64 {
     hasher.finish()
 }
 
+/// How many related changes that are ready at once trigger one pass over every object.
+pub(crate) const COALESCED_CHANGES: usize = 1024;
+
 /// Watches `api` into a store and yields `()` whenever an object appears, disappears, or
 /// changes in what `relevant` extracts (and once when the initial list is complete).
 pub(crate) fn watch_relevant<K, F>(
@@ -792,8 +795,11 @@ pub(crate) fn is_not_found(error: &kube::Error) -> bool {
 /// change targeting.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), BundleError> {
     let client = ctx.client.clone();
-    let (clusters, cluster_changes) =
-        watch_relevant(Api::<Cluster>::all(client.clone()), cluster_relevance);
+    let cluster_index = ctx.cluster_index();
+    let clusters = cluster_index.store();
+    let cluster_changes = cluster_index
+        .relevant_changes(cluster_relevance)
+        .map(|_| ());
     let (groups, group_changes) = watch_relevant(
         Api::<ClusterGroup>::all(client.clone()),
         |g: &ClusterGroup| hash_json(&(&g.metadata.labels, &g.spec)),
@@ -832,7 +838,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
     ])
     .inspect(move |()| {
         epoch_ctx.targeting_epoch.fetch_add(1, Ordering::Relaxed);
-    });
+    })
+    // Changes that arrive together (a registration wave, a relist) re-plan every bundle once.
+    .ready_chunks(COALESCED_CHANGES)
+    .map(|_| ());
     let controller = Controller::new(
         Api::<Bundle>::all(client.clone()),
         watcher::Config::default(),

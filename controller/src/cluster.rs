@@ -20,13 +20,13 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
+use kube::runtime::controller::{Action, Config as RuntimeConfig};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::clusters::ClusterIndex;
 use crate::deployments::DeploymentIndex;
 use crate::summary::{
     display_state, is_empty_patch, merge_patch_diff, ready_ratio, set_condition,
@@ -161,6 +161,8 @@ struct ClusterContext {
     throttle: StatusWriteThrottle,
     /// The controller's BundleDeployment cache.
     deployments: Arc<DeploymentIndex>,
+    /// The controller's Cluster cache.
+    clusters: Arc<ClusterIndex>,
 }
 
 fn now_rfc3339() -> String {
@@ -285,25 +287,25 @@ fn cluster_of(bd: &BundleDeployment) -> Option<ObjectRef<Cluster>> {
 /// `shutdown`. A cluster is reconciled when it changes and when a BundleDeployment in its
 /// namespace changes.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), ClusterError> {
-    let client = ctx.client.clone();
     let deployments = ctx.deployment_index();
     let deployment_changes = deployments.subscribe();
+    let clusters = ctx.cluster_index();
     let cctx = Arc::new(ClusterContext {
         ctx: ctx.clone(),
         namespaces: Mutex::new(HashSet::new()),
         throttle: StatusWriteThrottle::new(ctx.config.status_write_interval),
         deployments,
+        clusters: clusters.clone(),
     });
     let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
-    let controller = Controller::new(
-        Api::<Cluster>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(RuntimeConfig::default().concurrency(workers))
-    .reconcile_on(deployment_changes.filter_map(|bd| futures::future::ready(cluster_of(&bd))))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-    .run(reconcile, error_policy, cctx.clone())
-    .for_each(|_| futures::future::ready(()));
+    let controller = clusters
+        .controller()
+        .with_config(RuntimeConfig::default().concurrency(workers))
+        .reconcile_on(clusters.changed_refs())
+        .reconcile_on(deployment_changes.filter_map(|bd| futures::future::ready(cluster_of(&bd))))
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(reconcile, error_policy, cctx.clone())
+        .for_each(|_| futures::future::ready(()));
     let sweep = async {
         let mut interval = tokio::time::interval(ctx.config.content_gc_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -356,10 +358,14 @@ async fn delete_orphaned_namespaces(cctx: &ClusterContext) -> Result<(), kube::E
     if namespaces.is_empty() {
         return Ok(());
     }
-    let clusters: HashSet<String> = Api::<Cluster>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
+    // Deleting a namespace of a live Cluster would delete its deployments: only a complete
+    // cache may say which Clusters are gone.
+    if !cctx.clusters.wait_synced(Duration::from_secs(60)).await {
+        return Ok(());
+    }
+    let clusters: HashSet<String> = cctx
+        .clusters
+        .all()
         .iter()
         .map(|c| format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()))
         .collect();

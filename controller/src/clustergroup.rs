@@ -17,7 +17,7 @@ use kube::runtime::watcher;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
-use crate::bundle::{hash_json, watch_relevant};
+use crate::bundle::{COALESCED_CHANGES, hash_json};
 use crate::summary::{
     display_state, is_empty_patch, merge_patch_diff, ready_ratio, set_ready_condition,
 };
@@ -174,16 +174,20 @@ fn error_policy(group: Arc<ClusterGroup>, error: &ReconcileError, _: Arc<GroupCo
 /// until `shutdown`; every group is re-evaluated when a cluster's labels or status change.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), ClusterGroupError> {
     let client = ctx.client.clone();
-    let (clusters, cluster_changes) =
-        watch_relevant(Api::<Cluster>::all(client.clone()), |c: &Cluster| {
+    let index = ctx.cluster_index();
+    // Changes that arrive together re-evaluate the groups once.
+    let cluster_changes = index
+        .relevant_changes(|c: &Cluster| {
             hash_json(&(
                 &c.metadata.labels,
                 c.status.as_ref().map(|s| (&s.summary, &s.resource_counts)),
             ))
-        });
+        })
+        .ready_chunks(COALESCED_CHANGES)
+        .map(|_| ());
     let gctx = Arc::new(GroupContext {
         ctx: ctx.clone(),
-        clusters,
+        clusters: index.store(),
     });
     let workers = ctx.config.clustergroup_workers.clamp(1, u16::MAX as usize) as u16;
     Controller::new(Api::<ClusterGroup>::all(client), watcher::Config::default())

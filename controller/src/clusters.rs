@@ -319,6 +319,22 @@ impl ClusterIndex {
             .map(|change| ObjectRef::from_obj(change.cluster().as_ref()))
     }
 
+    /// References to every changed Cluster, to trigger a Cluster reconciler that runs on every
+    /// change (`Controller::reconcile_on`).
+    pub fn changed_refs(&self) -> impl Stream<Item = ObjectRef<Cluster>> + Send + 'static {
+        self.subscribe()
+            .map(|change| ObjectRef::from_obj(change.cluster().as_ref()))
+    }
+
+    /// A Cluster reconciler over this cache: reconciles run once the first list is complete,
+    /// for the Clusters its triggers (`reconcile_on`, `owns`, ...) name, read from the cache.
+    pub fn controller(&self) -> kube::runtime::Controller<Cluster> {
+        kube::runtime::Controller::for_stream(
+            futures::stream::pending::<Result<Cluster, watcher::Error>>(),
+            self.store(),
+        )
+    }
+
     fn publish(&self, changes: Vec<ClusterChange>) {
         if changes.is_empty() {
             return;

@@ -19,8 +19,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::{Action, Config as RuntimeConfig};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
@@ -485,16 +485,23 @@ pub async fn run(
     ctx: Arc<Context>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentManagementError> {
-    let client = ctx.client.clone();
     let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
-    Controller::new(
-        Api::<Cluster>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(RuntimeConfig::default().concurrency(workers))
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-    .run(reconcile, error_policy, Arc::new(ImportContext { ctx }))
-    .for_each(|_| futures::future::ready(()))
-    .await;
+    let clusters = ctx.cluster_index();
+    // Only Clusters with a kubeconfig are imported; the others are never looked at.
+    let imported = clusters.subscribe().filter_map(|change| {
+        let cluster = change.cluster();
+        futures::future::ready(
+            (!cluster.spec.kube_config_secret.is_empty())
+                .then(|| ObjectRef::from_obj(cluster.as_ref())),
+        )
+    });
+    clusters
+        .controller()
+        .reconcile_on(imported)
+        .with_config(RuntimeConfig::default().concurrency(workers))
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(reconcile, error_policy, Arc::new(ImportContext { ctx }))
+        .for_each(|_| futures::future::ready(()))
+        .await;
     Ok(())
 }

@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
 };
 use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
-use kube::runtime::{PredicateConfig, WatchStreamExt as _, reflector, watcher};
+use kube::runtime::controller::{Action, Config as RuntimeConfig};
+use kube::runtime::watcher;
 use kube::{Resource as _, ResourceExt as _};
 use serde::Serialize;
 use sha2::Digest as _;
@@ -29,6 +29,7 @@ use super::manifest::{ManifestOptions, agent_manifest, agent_namespace_for, to_y
 use super::validate::{describe, validate_agent_settings};
 use super::{AgentManagementError, now_rfc3339, patch_cluster_status};
 use crate::Context;
+use crate::clusters::ClusterIndex;
 use crate::summary::set_condition;
 
 /// Prefix of the per-cluster agent bundle (Fleet's `AgentBundleName`).
@@ -379,18 +380,19 @@ pub fn orphaned_agent_bundles(
         .collect()
 }
 
-async fn delete_orphaned_bundles(client: &kube::Client) -> Result<(), kube::Error> {
-    let clusters = Api::<Cluster>::all(client.clone())
-        .list(&ListParams::default())
-        .await?;
-    let uids: Vec<String> = clusters
-        .items
-        .iter()
-        .filter_map(|c| c.metadata.uid.clone())
-        .collect();
+async fn delete_orphaned_bundles(
+    client: &kube::Client,
+    clusters: &ClusterIndex,
+) -> Result<(), kube::Error> {
+    // Bundles first: a Cluster created after this list cannot own one of them yet.
     let bundles = Api::<Bundle>::all(client.clone())
         .list(&ListParams::default())
         .await?;
+    let uids: Vec<String> = clusters
+        .all()
+        .iter()
+        .filter_map(|c| c.metadata.uid.clone())
+        .collect();
     for (ns, name) in orphaned_agent_bundles(&bundles.items, &uids) {
         match Api::<Bundle>::namespaced(client.clone(), &ns)
             .delete(&name, &Default::default())
@@ -417,18 +419,10 @@ pub async fn run(
     // Only what the plan reads (and the status fields it writes) triggers a reconcile: a
     // Cluster's status changes with every BundleDeployment of it, and each reconcile renders
     // the agent manifest.
-    let (store, writer) = reflector::store();
-    let clusters = reflector(
-        writer,
-        watcher(
-            Api::<Cluster>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff(),
-    )
-    .applied_objects()
-    .predicate_filter(manage_agent_inputs, PredicateConfig::default());
-    let controller = Controller::for_stream(clusters, store)
+    let clusters = ctx.cluster_index();
+    let controller = clusters
+        .controller()
+        .reconcile_on(clusters.relevant_refs(|c| manage_agent_inputs(c).unwrap_or_default()))
         .owns(
             Api::<Bundle>::all(client.clone()),
             watcher::Config::default(),
@@ -445,7 +439,11 @@ pub async fn run(
                 _ = shutdown.cancelled() => break,
                 _ = interval.tick() => {}
             }
-            if let Err(error) = delete_orphaned_bundles(&client).await {
+            // Only a complete cache may say which Clusters are gone.
+            if !clusters.wait_synced(Duration::from_secs(60)).await {
+                continue;
+            }
+            if let Err(error) = delete_orphaned_bundles(&client, &clusters).await {
                 tracing::warn!(%error, "cleaning up agent bundles of deleted clusters failed");
             }
         }
