@@ -95,6 +95,13 @@ pub struct DeployOutcome {
     pub pruned: BTreeSet<ObjectKey>,
 }
 
+/// A release record read against the resourceVersion this agent knows.
+enum RecordRead {
+    Missing,
+    Unchanged,
+    Changed(Box<Secret>),
+}
+
 /// What a deployment has to do about its release namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NamespaceCheck {
@@ -460,6 +467,53 @@ impl Deployer {
             })
     }
 
+    /// The release record `secret_name` in `namespace`, decoded only when its
+    /// resourceVersion is not `known` (the response's metadata is read first: a record this
+    /// agent wrote is usually unchanged, and decoding its payload and managedFields is most
+    /// of the cost of the read).
+    async fn read_record_unless_unchanged(
+        &self,
+        bundle: &str,
+        namespace: &str,
+        secret_name: &str,
+        known: &str,
+    ) -> Result<RecordRead, DeployError> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            metadata: HeadMetadata,
+        }
+        #[derive(serde::Deserialize)]
+        struct HeadMetadata {
+            #[serde(default, rename = "resourceVersion")]
+            resource_version: Option<String>,
+        }
+        let error = |source| {
+            Self::record_error(
+                bundle,
+                "reading release record",
+                format!("{namespace}/{secret_name}"),
+                source,
+            )
+        };
+        let url = <Secret as kube::Resource>::url_path(&(), Some(namespace));
+        let request = kube::core::Request::new(url)
+            .get(secret_name, &kube::api::GetParams::default())
+            .map_err(|e| error(kube::Error::BuildRequest(e)))?;
+        let text = match self.downstream.client.request_text(request).await {
+            Ok(text) => text,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(RecordRead::Missing),
+            Err(e) => return Err(error(e)),
+        };
+        let head: Head =
+            serde_json::from_str(&text).map_err(|e| error(kube::Error::SerdeError(e)))?;
+        if !known.is_empty() && head.metadata.resource_version.as_deref() == Some(known) {
+            return Ok(RecordRead::Unchanged);
+        }
+        let secret: Secret =
+            serde_json::from_str(&text).map_err(|e| error(kube::Error::SerdeError(e)))?;
+        Ok(RecordRead::Changed(Box::new(secret)))
+    }
+
     fn record_error(
         bundle: &str,
         action: &'static str,
@@ -591,15 +645,23 @@ impl Deployer {
             return Ok(self.read_release(bundle, name, namespace).await?.current);
         };
         let secret_name = release::secret_name(name, current.release.version);
-        let secret = self.read_record(bundle, namespace, &secret_name).await?;
-        let Some(secret) = secret else {
-            tracing::debug!(release = %format!("{namespace}/{name}"), "release record removed by someone else; reading the release again");
-            return Ok(self.read_release(bundle, name, namespace).await?.current);
+        let secret = match self
+            .read_record_unless_unchanged(
+                bundle,
+                namespace,
+                &secret_name,
+                &known.current_resource_version,
+            )
+            .await?
+        {
+            RecordRead::Unchanged => return Ok(Some(current)),
+            RecordRead::Missing => {
+                tracing::debug!(release = %format!("{namespace}/{name}"), "release record removed by someone else; reading the release again");
+                return Ok(self.read_release(bundle, name, namespace).await?.current);
+            }
+            RecordRead::Changed(secret) => secret,
         };
         let resource_version = secret.metadata.resource_version.clone().unwrap_or_default();
-        if resource_version == known.current_resource_version {
-            return Ok(Some(current));
-        }
         let status = secret
             .metadata
             .labels
