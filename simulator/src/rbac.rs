@@ -518,8 +518,39 @@ fn authenticated_rules() -> &'static [PolicyRule] {
     })
 }
 
+/// The bootstrap ClusterRoles this simulator knows, by name.
+const BOOTSTRAP_CLUSTER_ROLES: &[&str] = &[
+    "cluster-admin",
+    "system:discovery",
+    "system:basic-user",
+    "system:public-info-viewer",
+    "view",
+    "edit",
+    "admin",
+];
+
+/// kube-apiserver's bootstrap ClusterRoles that bindings commonly name, built once (the
+/// authorizer consults them on every request).
+fn bootstrap_cluster_role_rules(name: &str) -> Option<&'static [PolicyRule]> {
+    static ROLES: std::sync::OnceLock<BTreeMap<&'static str, Vec<PolicyRule>>> =
+        std::sync::OnceLock::new();
+    ROLES
+        .get_or_init(|| {
+            BOOTSTRAP_CLUSTER_ROLES
+                .iter()
+                .filter_map(|name| build_bootstrap_cluster_role(name).map(|rules| (*name, rules)))
+                .collect()
+        })
+        .get(name)
+        .map(Vec::as_slice)
+}
+
 /// kube-apiserver's bootstrap ClusterRoles that bindings commonly name.
 fn bootstrap_cluster_role(name: &str) -> Option<Vec<PolicyRule>> {
+    bootstrap_cluster_role_rules(name).map(<[PolicyRule]>::to_vec)
+}
+
+fn build_bootstrap_cluster_role(name: &str) -> Option<Vec<PolicyRule>> {
     let read = ["get", "list", "watch"];
     let write = ["create", "delete", "deletecollection", "patch", "update"];
     let all_write: Vec<&str> = read.iter().chain(write.iter()).copied().collect();
@@ -707,7 +738,7 @@ impl RbacIndex {
                 "system:basic-user",
                 "system:public-info-viewer",
             ] {
-                if bootstrap_cluster_role(role)
+                if bootstrap_cluster_role_rules(role)
                     .unwrap_or_default()
                     .iter()
                     .any(|r| r.allows(attrs))

@@ -95,6 +95,17 @@ pub fn collect<'v>(
     shape: Shape<'v>,
     scope: Scope,
 ) -> BTreeMap<FieldPath, Option<&'v Value>> {
+    collect_where(obj, shape, scope, &|_, _| true)
+}
+
+/// [`collect`] of the top-level fields (and, within `metadata`, the metadata fields) for
+/// which `include(field, metadata field)` holds.
+fn collect_where<'v>(
+    obj: &'v Value,
+    shape: Shape<'v>,
+    scope: Scope,
+    include: &dyn Fn(&str, Option<&str>) -> bool,
+) -> BTreeMap<FieldPath, Option<&'v Value>> {
     let mut out = BTreeMap::new();
     let Value::Object(map) = obj else { return out };
     for (k, v) in map {
@@ -103,14 +114,14 @@ pub fn collect<'v>(
             "status" => scope != Scope::WithoutStatus,
             _ => scope != Scope::StatusOnly,
         };
-        if !keep {
+        if !keep || (k != "metadata" && !include(k, None)) {
             continue;
         }
         let child = shape.field(k, true);
         if k == "metadata" {
             if let Value::Object(meta) = v {
                 for (mk, mv) in meta {
-                    if IGNORED_METADATA.contains(&mk.as_str()) {
+                    if IGNORED_METADATA.contains(&mk.as_str()) || !include(k, Some(mk)) {
                         continue;
                     }
                     let path = vec![
@@ -350,8 +361,24 @@ pub fn record_update(
     new: &Value,
     shape: Shape<'_>,
 ) {
-    let new_fields = collect(new, shape, w.scope);
-    let old_fields = old.map(|o| collect(o, shape, w.scope)).unwrap_or_default();
+    // Fields equal in both versions change no ownership: only the top-level fields (and
+    // metadata fields) that differ are walked. A status write leaves the spec alone, and
+    // walking it twice was most of the cost of recording the write.
+    let differs = |field: &str, meta_field: Option<&str>| {
+        let Some(old) = old else {
+            return true;
+        };
+        match meta_field {
+            None => old.get(field) != new.get(field),
+            Some(m) => {
+                old.get(field).and_then(|o| o.get(m)) != new.get(field).and_then(|n| n.get(m))
+            }
+        }
+    };
+    let new_fields = collect_where(new, shape, w.scope, &differs);
+    let old_fields = old
+        .map(|o| collect_where(o, shape, w.scope, &differs))
+        .unwrap_or_default();
     let changed: FieldSet = new_fields
         .iter()
         .filter(|(p, v)| old_fields.get(*p) != Some(*v))
@@ -677,5 +704,55 @@ mod tests {
         )
         .unwrap();
         assert_eq!(obj["data"], json!({"a": "1", "c": "3"}));
+    }
+
+    #[test]
+    fn an_update_owns_what_it_changed_whether_or_not_the_rest_is_equal() {
+        let base = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "labels": {"a": "1"}, "resourceVersion": "1"},
+            "data": {"a": "1", "b": "2"}});
+        let mut status_only = base.clone();
+        status_only["status"] = json!({"x": 1});
+        let mut label_and_data = base.clone();
+        label_and_data["metadata"]["labels"]["b"] = json!("2");
+        label_and_data["data"].as_object_mut().unwrap().remove("b");
+        let mut annotations_added = base.clone();
+        annotations_added["metadata"]["annotations"] = json!({"n": "v"});
+        for new in [base.clone(), status_only, label_and_data, annotations_added] {
+            // What the whole objects' fields say changed and was removed.
+            let old_fields = collect(&base, shape(), Scope::All);
+            let new_fields = collect(&new, shape(), Scope::All);
+            let mut expected: FieldSet = new_fields
+                .iter()
+                .filter(|(p, v)| old_fields.get(*p) != Some(*v))
+                .map(|(p, _)| p.clone())
+                .collect();
+            let mut entries = vec![ManagedEntry {
+                manager: "other".into(),
+                operation: "Update".into(),
+                api_version: "v1".into(),
+                time: "t".into(),
+                subresource: String::new(),
+                fields: old_fields.keys().cloned().collect(),
+            }];
+            record_update(&mut entries, &w("editor"), Some(&base), &new, shape());
+            let mine: FieldSet = entries
+                .iter()
+                .find(|e| e.manager == "editor")
+                .map(|e| e.fields.clone())
+                .unwrap_or_default();
+            assert_eq!(mine, expected, "{new}");
+            let others: FieldSet = entries
+                .iter()
+                .find(|e| e.manager == "other")
+                .map(|e| e.fields.clone())
+                .unwrap_or_default();
+            expected = old_fields
+                .keys()
+                .filter(|p| new_fields.get(*p) == old_fields.get(*p))
+                .cloned()
+                .collect();
+            assert_eq!(others, expected, "{new}");
+        }
     }
 }
