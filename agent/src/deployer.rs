@@ -95,6 +95,19 @@ pub struct DeployOutcome {
     pub pruned: BTreeSet<ObjectKey>,
 }
 
+/// The metadata of a response the agent reads only for its resourceVersion (a release record
+/// it wrote: decoding the payload and managedFields back would cost more than the write).
+#[derive(serde::Deserialize)]
+struct Head {
+    metadata: HeadMetadata,
+}
+
+#[derive(serde::Deserialize)]
+struct HeadMetadata {
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: Option<String>,
+}
+
 /// A release record read against the resourceVersion this agent knows.
 enum RecordRead {
     Missing,
@@ -478,15 +491,6 @@ impl Deployer {
         secret_name: &str,
         known: &str,
     ) -> Result<RecordRead, DeployError> {
-        #[derive(serde::Deserialize)]
-        struct Head {
-            metadata: HeadMetadata,
-        }
-        #[derive(serde::Deserialize)]
-        struct HeadMetadata {
-            #[serde(default, rename = "resourceVersion")]
-            resource_version: Option<String>,
-        }
         let error = |source| {
             Self::record_error(
                 bundle,
@@ -943,18 +947,27 @@ impl Deployer {
     async fn create_record(&self, bundle: &str, rel: &Release) -> Result<String, DeployError> {
         let name = release::secret_name(&rel.name, rel.version);
         let secret = release::record_secret(rel);
-        let created = self
-            .secrets(&rel.namespace)
-            .create(&PostParams::default(), &secret)
+        let error = |source| {
+            Self::record_error(
+                bundle,
+                "creating release record",
+                format!("{}/{name}", rel.namespace),
+                source,
+            )
+        };
+        let url = <Secret as kube::Resource>::url_path(&(), Some(&rel.namespace));
+        let body = serde_json::to_vec(&secret).map_err(|e| error(kube::Error::SerdeError(e)))?;
+        let request = kube::core::Request::new(url)
+            .create(&PostParams::default(), body)
+            .map_err(|e| error(kube::Error::BuildRequest(e)))?;
+        let text = self
+            .downstream
+            .client
+            .request_text(request)
             .await
-            .map_err(|source| {
-                Self::record_error(
-                    bundle,
-                    "creating release record",
-                    format!("{}/{name}", rel.namespace),
-                    source,
-                )
-            })?;
+            .map_err(error)?;
+        let created: Head =
+            serde_json::from_str(&text).map_err(|e| error(kube::Error::SerdeError(e)))?;
         Ok(created.metadata.resource_version.unwrap_or_default())
     }
 
@@ -996,19 +1009,23 @@ impl Deployer {
             "metadata": {"labels": release::secret_labels(&old)},
             "data": {"release": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, payload)},
         });
-        match self
-            .secrets(namespace)
-            .patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-            Err(source) => Err(Self::record_error(
+        let error = |source| {
+            Self::record_error(
                 bundle,
                 "superseding release record",
                 format!("{namespace}/{secret_name}"),
                 source,
-            )),
+            )
+        };
+        // The response (the whole record) is not read.
+        let url = <Secret as kube::Resource>::url_path(&(), Some(namespace));
+        let request = kube::core::Request::new(url)
+            .patch(&secret_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .map_err(|e| error(kube::Error::BuildRequest(e)))?;
+        match self.downstream.client.request_text(request).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(source) => Err(error(source)),
         }
     }
 

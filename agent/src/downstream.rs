@@ -216,18 +216,22 @@ impl Downstream {
             Err(DownstreamError::UnknownKind { .. }) => return Ok(()),
             Err(e) => return Err(e),
         };
-        match self
-            .api(&kind, &key.namespace)
+        let object_error = |source| DownstreamError::Object {
+            action: "deleting",
+            object: describe(key),
+            source,
+        };
+        // The response (the object as deleted) is not read.
+        let namespace =
+            (kind.namespaced && !key.namespace.is_empty()).then_some(key.namespace.as_str());
+        let url = <DynamicObject as kube::Resource>::url_path(&kind.resource, namespace);
+        let request = kube::core::Request::new(url)
             .delete(&key.name, &DeleteParams::background())
-            .await
-        {
+            .map_err(|e| object_error(kube::Error::BuildRequest(e)))?;
+        match self.client.request_text(request).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(source) => Err(DownstreamError::Object {
-                action: "deleting",
-                object: describe(key),
-                source,
-            }),
+            Err(source) => Err(object_error(source)),
         }
     }
 
