@@ -724,6 +724,39 @@ fn cluster_relevance(c: &Cluster) -> u64 {
     ))
 }
 
+/// The bundles whose targets may change when the Clusters named `changed` change: every
+/// bundle but those whose every target names another cluster.
+fn bundles_retargeted_by(
+    bundles: &[Arc<Bundle>],
+    changed: &HashSet<&str>,
+) -> Vec<ObjectRef<Bundle>> {
+    bundles
+        .iter()
+        .filter(|b| {
+            crate::target::named_clusters(b)
+                .is_none_or(|named| named.iter().any(|n| changed.contains(n)))
+        })
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
+/// The bundles in a namespace with BundleNamespaceMappings: those whose targets a Namespace
+/// change may change.
+fn bundles_in_mapped_namespaces(
+    bundles: &[Arc<Bundle>],
+    mappings: &[Arc<BundleNamespaceMapping>],
+) -> Vec<ObjectRef<Bundle>> {
+    let mapped: HashSet<&str> = mappings
+        .iter()
+        .filter_map(|m| m.metadata.namespace.as_deref())
+        .collect();
+    bundles
+        .iter()
+        .filter(|b| mapped.contains(b.metadata.namespace.as_deref().unwrap_or_default()))
+        .map(|b| ObjectRef::from_obj(b.as_ref()))
+        .collect()
+}
+
 /// Deletes Contents that no deployment and no bundle refers to any more.
 async fn collect_contents(bctx: &BundleContext) -> Result<(), kube::Error> {
     let deployments = bctx.deployments.all();
@@ -797,9 +830,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
     let client = ctx.client.clone();
     let cluster_index = ctx.cluster_index();
     let clusters = cluster_index.store();
-    let cluster_changes = cluster_index
-        .relevant_changes(cluster_relevance)
-        .map(|_| ());
     let (groups, group_changes) = watch_relevant(
         Api::<ClusterGroup>::all(client.clone()),
         |g: &ClusterGroup| hash_json(&(&g.metadata.labels, &g.spec)),
@@ -812,6 +842,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         watch_relevant(Api::<Namespace>::all(client.clone()), |n: &Namespace| {
             hash_json(&n.metadata.labels)
         });
+    let mapping_store = mappings.clone();
     let deployments = ctx.deployment_index();
     let deployment_changes = deployments.subscribe();
     let bctx = Arc::new(BundleContext {
@@ -829,39 +860,69 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         targeting: Mutex::new(HashMap::new()),
     });
 
-    let epoch_ctx = bctx.clone();
-    let related = futures::stream::select_all([
-        cluster_changes.boxed(),
-        group_changes.boxed(),
-        mapping_changes.boxed(),
-        namespace_changes.boxed(),
-    ])
-    .inspect(move |()| {
-        epoch_ctx.targeting_epoch.fetch_add(1, Ordering::Relaxed);
-    })
-    // Changes that arrive together (a registration wave, a relist) re-plan every bundle once.
-    .ready_chunks(COALESCED_CHANGES)
-    .map(|_| ());
     let controller = Controller::new(
         Api::<Bundle>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .with_config(
-        RuntimeConfig::default()
-            .concurrency(ctx.config.bundle_workers.min(u16::MAX as usize) as u16),
-    )
-    .reconcile_on(deployment_changes.filter_map(|bd| {
-        let labels = bd.labels();
-        let owner = labels
-            .get(BUNDLE_LABEL)
-            .zip(labels.get(BUNDLE_NAMESPACE_LABEL))
-            .map(|(name, ns)| ObjectRef::<Bundle>::new(name).within(ns));
-        futures::future::ready(owner)
-    }))
-    .reconcile_all_on(related)
-    .graceful_shutdown_on(shutdown.clone().cancelled_owned())
-    .run(reconcile, error_policy, bctx.clone())
-    .for_each(|_| futures::future::ready(()));
+    );
+    let bundles = controller.store();
+    let namespace_bundles = bundles.clone();
+    let epoch_ctx = bctx.clone();
+    // A Cluster change re-plans the bundles that can target it: not the agent bundles of
+    // other clusters (every registration would re-plan every agent bundle).
+    let retargeted = cluster_index
+        .relevant_changes(cluster_relevance)
+        .inspect(move |_| {
+            epoch_ctx.targeting_epoch.fetch_add(1, Ordering::Relaxed);
+        })
+        .ready_chunks(COALESCED_CHANGES)
+        .flat_map(move |changes| {
+            let names: HashSet<&str> = changes
+                .iter()
+                .filter_map(|c| c.cluster().metadata.name.as_deref())
+                .collect();
+            futures::stream::iter(bundles_retargeted_by(&bundles.state(), &names))
+        });
+    let epoch_ctx = bctx.clone();
+    // A Namespace change re-plans the bundles whose namespace has BundleNamespaceMappings (the
+    // only ones namespaces can target): not every bundle whenever a cluster namespace appears.
+    let mapped_namespaces_retargeted = namespace_changes
+        .inspect(move |()| {
+            epoch_ctx.targeting_epoch.fetch_add(1, Ordering::Relaxed);
+        })
+        .ready_chunks(COALESCED_CHANGES)
+        .flat_map(move |_| {
+            futures::stream::iter(bundles_in_mapped_namespaces(
+                &namespace_bundles.state(),
+                &mapping_store.state(),
+            ))
+        });
+    let epoch_ctx = bctx.clone();
+    let related = futures::stream::select_all([group_changes.boxed(), mapping_changes.boxed()])
+        .inspect(move |()| {
+            epoch_ctx.targeting_epoch.fetch_add(1, Ordering::Relaxed);
+        })
+        // Changes that arrive together (a relist) re-plan every bundle once.
+        .ready_chunks(COALESCED_CHANGES)
+        .map(|_| ());
+    let controller = controller
+        .with_config(
+            RuntimeConfig::default()
+                .concurrency(ctx.config.bundle_workers.min(u16::MAX as usize) as u16),
+        )
+        .reconcile_on(deployment_changes.filter_map(|bd| {
+            let labels = bd.labels();
+            let owner = labels
+                .get(BUNDLE_LABEL)
+                .zip(labels.get(BUNDLE_NAMESPACE_LABEL))
+                .map(|(name, ns)| ObjectRef::<Bundle>::new(name).within(ns));
+            futures::future::ready(owner)
+        }))
+        .reconcile_on(retargeted)
+        .reconcile_on(mapped_namespaces_retargeted)
+        .reconcile_all_on(related)
+        .graceful_shutdown_on(shutdown.clone().cancelled_owned())
+        .run(reconcile, error_policy, bctx.clone())
+        .for_each(|_| futures::future::ready(()));
 
     let gc = async {
         let mut interval = tokio::time::interval(ctx.config.content_gc_interval);
@@ -909,6 +970,71 @@ mod tests {
             ..Default::default()
         });
         c
+    }
+
+    #[test]
+    fn a_cluster_change_re_plans_only_bundles_that_can_target_it() {
+        let named = |bundle: &str, clusters: &[&str]| {
+            let mut b = bundle_named(bundle);
+            b.spec.targets = clusters
+                .iter()
+                .map(|c| BundleTarget {
+                    name: c.to_string(),
+                    cluster_name: c.to_string(),
+                    ..Default::default()
+                })
+                .collect();
+            Arc::new(b)
+        };
+        let mut by_selector = bundle(json!({}));
+        by_selector.metadata.name = Some("by-selector".into());
+        let mut untargeted = by_selector.clone();
+        untargeted.metadata.name = Some("untargeted".into());
+        untargeted.spec.targets.clear();
+        let bundles = [
+            named("fleet-agent-c1", &["c1"]),
+            named("fleet-agent-c2", &["c2"]),
+            named("pair", &["c2", "c3"]),
+            Arc::new(by_selector),
+            Arc::new(untargeted),
+        ];
+        let names = |changed: &[&str]| -> Vec<String> {
+            bundles_retargeted_by(&bundles, &changed.iter().copied().collect())
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(
+            names(&["c2"]),
+            ["fleet-agent-c2", "pair", "by-selector", "untargeted"]
+        );
+        assert_eq!(names(&["c9"]), ["by-selector", "untargeted"]);
+        assert_eq!(
+            names(&["c1", "c3"]),
+            ["fleet-agent-c1", "pair", "by-selector", "untargeted"]
+        );
+    }
+
+    #[test]
+    fn a_namespace_change_re_plans_only_bundles_of_namespaces_with_mappings() {
+        let mut elsewhere = bundle_named("elsewhere");
+        elsewhere.metadata.namespace = Some("other".into());
+        let bundles = [Arc::new(bundle_named("app")), Arc::new(elsewhere)];
+        assert!(bundles_in_mapped_namespaces(&bundles, &[]).is_empty());
+        let mut mapping: BundleNamespaceMapping = serde_json::from_value(json!({
+            "metadata": {"name": "m", "namespace": "fleet-default"}
+        }))
+        .unwrap();
+        mapping.metadata.namespace = Some("fleet-default".into());
+        let refs = bundles_in_mapped_namespaces(&bundles, &[Arc::new(mapping)]);
+        let names: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["app"]);
+    }
+
+    fn bundle_named(name: &str) -> Bundle {
+        let mut b = Bundle::new(name, BundleSpec::default());
+        b.metadata.namespace = Some("fleet-default".into());
+        b
     }
 
     fn bundle(values: serde_json::Value) -> Bundle {

@@ -301,6 +301,20 @@ pub fn compute_targets<'a, 'd>(
     )
 }
 
+/// The clusters a bundle can target when every one of its targets names its cluster (each
+/// cluster's agent bundle); `None` when any target selects clusters otherwise.
+pub fn named_clusters(bundle: &Bundle) -> Option<HashSet<&str>> {
+    if bundle.spec.targets.is_empty() {
+        return None;
+    }
+    bundle
+        .spec
+        .targets
+        .iter()
+        .map(|t| (!t.cluster_name.is_empty()).then_some(t.cluster_name.as_str()))
+        .collect()
+}
+
 /// [`compute_targets`] without the deployments.
 pub fn resolve_targets<'a>(
     bundle: &Bundle,
@@ -322,16 +336,7 @@ pub fn resolve_targets<'a>(
     // A target naming its cluster matches no other one. When every target does (each
     // cluster's agent bundle), only those clusters are looked at: every cluster registering
     // re-targets every agent bundle, which was O(clusters²) per registration wave.
-    let named_clusters: Option<HashSet<&str>> = if bundle.spec.targets.is_empty() {
-        None
-    } else {
-        bundle
-            .spec
-            .targets
-            .iter()
-            .map(|t| (!t.cluster_name.is_empty()).then_some(t.cluster_name.as_str()))
-            .collect()
-    };
+    let named_clusters = named_clusters(bundle);
     let mut result = ResolvedTargets::default();
     for cluster in clusters {
         let cluster_ns = cluster.metadata.namespace.as_deref().unwrap_or("");

@@ -392,6 +392,77 @@ async fn bundle_deploys_to_matching_clusters_and_follows_label_changes() {
     .await;
 }
 
+/// A BundleNamespaceMapping lets a bundle target clusters of other namespaces by their labels:
+/// labelling such a namespace later re-plans the bundle (a Namespace change re-plans the
+/// bundles of namespaces with mappings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_labelled_for_a_mapping_brings_its_clusters_in() {
+    let env = start().await;
+    let c = &env.client;
+    let team_b: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "team-b"}})).unwrap();
+    Api::<Namespace>::all(c.clone())
+        .create(&PostParams::default(), &team_b)
+        .await
+        .unwrap();
+    let mut remote = Cluster::new("cb", ClusterSpec::default());
+    remote.metadata.labels = Some(labels(&[("env", "prod")]));
+    Api::<Cluster>::namespaced(c.clone(), "team-b")
+        .create(&PostParams::default(), &remote)
+        .await
+        .unwrap();
+    create_cluster(c, "local", &[("env", "prod")]).await;
+    let mapping: fleet_api::BundleNamespaceMapping = serde_json::from_value(json!({
+        "metadata": {"name": "to-team-b", "namespace": NS},
+        "bundleSelector": {"matchLabels": {"team": "a"}},
+        "namespaceSelector": {"matchLabels": {"team": "b"}},
+    }))
+    .unwrap();
+    Api::<fleet_api::BundleNamespaceMapping>::namespaced(c.clone(), NS)
+        .create(&PostParams::default(), &mapping)
+        .await
+        .unwrap();
+    Api::<Bundle>::namespaced(c.clone(), NS)
+        .create(
+            &PostParams::default(),
+            &bundle(
+                "mapped",
+                vec![target("prod", &[("env", "prod")])],
+                json!({}),
+            ),
+        )
+        .await
+        .unwrap();
+    let remote_ns = cluster_namespace_name("team-b", "cb");
+    eventually("the local cluster's deployment", || async {
+        let namespaces = bd_namespaces(c, "mapped").await;
+        (namespaces == cluster_namespaces(&["local"])).then_some(())
+    })
+    .await;
+    // Past the bundle's own follow-up reconciles (status spacing), so only the Namespace
+    // change can bring the remote cluster in.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        bd_namespaces(c, "mapped").await,
+        cluster_namespaces(&["local"])
+    );
+    Api::<Namespace>::all(c.clone())
+        .patch(
+            "team-b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "b"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("the mapped namespace's cluster deployment", || async {
+        bd_namespaces(c, "mapped")
+            .await
+            .contains(&remote_ns)
+            .then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_cluster_label_is_a_targeting_error_naming_the_cluster() {
     let env = start().await;
