@@ -573,7 +573,7 @@ async fn drive(
     // and Cluster summaries), nothing changes, so nothing but Leases and Events should be
     // written.
     progress.phase("letting the status settle, then watching the idle fleet", 0);
-    let settled = settle(sim, config.idle).await;
+    let settled = settle(sim, system.upstream_client(), expected, config.idle).await;
     let idle_start = Instant::now();
     tokio::time::sleep(config.idle).await;
     let after_idle = ApiCounts::take(sim, crate::system::UPSTREAM);
@@ -1114,17 +1114,26 @@ pub async fn run_sweep(
     Ok(report)
 }
 
-/// Waits until the upstream store has seen no writes but Leases and Events for three seconds
-/// (the statuses spaced by the controller have caught up; a reconcile that costs much, such as
-/// a GitRepo over thousands of deployments, is spaced by ten times its cost), at least
-/// `minimum` and at most a minute; returns the counts then.
-async fn settle(sim: &Simulator, minimum: Duration) -> ApiCounts {
+/// Waits until the GitRepos' status counts every BundleDeployment Ready and the upstream store
+/// has then seen no writes but Leases and Events for three seconds, at least `minimum` and at
+/// most two minutes; returns the counts then. Statuses are spaced by the controller, a costly
+/// one (a GitRepo over thousands of deployments) by ten times its cost, so a quiet spell alone
+/// can end before the last, still pending, status write: that write is a change being caught
+/// up, not a write while nothing changes.
+async fn settle(
+    sim: &Simulator,
+    client: kube::Client,
+    expected_ready: usize,
+    minimum: Duration,
+) -> ApiCounts {
     const QUIET: Duration = Duration::from_secs(3);
-    const LONGEST: Duration = Duration::from_secs(60);
+    const LONGEST: Duration = Duration::from_secs(120);
     const STEP: Duration = Duration::from_millis(250);
+    let gitrepos: Api<GitRepo> = Api::namespaced(client, BENCH_NAMESPACE);
     let start = Instant::now();
     let mut last = ApiCounts::take(sim, crate::system::UPSTREAM);
     let mut quiet_since = start;
+    let mut caught_up = false;
     loop {
         tokio::time::sleep(STEP).await;
         let now = ApiCounts::take(sim, crate::system::UPSTREAM);
@@ -1132,11 +1141,30 @@ async fn settle(sim: &Simulator, minimum: Duration) -> ApiCounts {
             quiet_since = Instant::now();
         }
         last = now;
+        if !caught_up {
+            caught_up = gitrepos_ready(&gitrepos).await == Some(expected_ready);
+            if caught_up {
+                quiet_since = Instant::now();
+            }
+        }
         let waited = start.elapsed();
-        if (waited >= minimum && quiet_since.elapsed() >= QUIET) || waited >= LONGEST {
+        if (caught_up && waited >= minimum && quiet_since.elapsed() >= QUIET) || waited >= LONGEST {
             return last;
         }
     }
+}
+
+/// The BundleDeployments the benchmark's GitRepos report Ready in their status, summed (None
+/// when they cannot be listed).
+async fn gitrepos_ready(gitrepos: &Api<GitRepo>) -> Option<usize> {
+    let listed = gitrepos.list(&Default::default()).await.ok()?;
+    let ready: i64 = listed
+        .items
+        .iter()
+        .filter_map(|g| g.status.as_ref())
+        .map(|s| s.base.summary.ready)
+        .sum();
+    usize::try_from(ready).ok()
 }
 
 #[cfg(test)]
