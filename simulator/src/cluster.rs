@@ -994,17 +994,14 @@ impl ClusterState {
         self.check_body(t, &mut body)?;
         self.check_namespace(&self.lock(), t)?;
         let m = meta_mut(&mut body);
-        let mut name = m
+        let name = m
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        if name.is_empty() {
+        let generate_prefix = if name.is_empty() {
             match m.get("generateName").and_then(Value::as_str) {
-                Some(prefix) if !prefix.is_empty() => {
-                    name = format!("{prefix}{}", self.random_suffix());
-                    m.insert("name".to_string(), json!(name));
-                }
+                Some(prefix) if !prefix.is_empty() => Some(prefix.to_string()),
                 _ => {
                     return Err(ApiError::invalid(
                         &t.info.group,
@@ -1017,26 +1014,57 @@ impl ClusterState {
                     ));
                 }
             }
-        }
-        let key = t.key(&name);
-        let exists = || ApiError::already_exists(&t.info.group, &t.info.plural, &name);
+        } else {
+            None
+        };
+        // kube-apiserver draws a generated name again when it is taken (RetryGenerateName, on
+        // by default since 1.31): with 27^5 suffixes, 10,000 agents registering at once collide
+        // a few times, and clients such as Fleet's agent do not expect AlreadyExists from a
+        // generateName create.
         let mut body = Some(body);
-        let obj = self.read_modify_write(
-            &key,
-            |old| {
-                // A create computed again found the object created meanwhile (or created and
-                // deleted again while its body was being prepared: a create raced it all the same).
-                let (None, Some(body)) = (old, body.take()) else {
-                    return Err(exists());
-                };
-                self.prepare_write(t, &key, None, body, Ownership::Record, opts)
-            },
-            |st, _, prepared| {
-                self.check_namespace(st, t)?;
-                self.commit_prepared(st, t, &key, None, prepared)
-            },
-        )?;
-        Ok(obj)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let name = match &generate_prefix {
+                Some(prefix) => {
+                    let generated = format!("{prefix}{}", self.random_suffix());
+                    if let Some(b) = body.as_mut() {
+                        meta_mut(b).insert("name".to_string(), json!(generated));
+                    }
+                    generated
+                }
+                None => name.clone(),
+            };
+            let key = t.key(&name);
+            let exists = || ApiError::already_exists(&t.info.group, &t.info.plural, &name);
+            let created = self.read_modify_write(
+                &key,
+                |old| {
+                    // A create computed again found the object created meanwhile (or created
+                    // and deleted again while its body was being prepared: a create raced it
+                    // all the same). The body is kept then, for a generated name drawn again.
+                    if old.is_some() {
+                        return Err(exists());
+                    }
+                    let Some(body) = body.take() else {
+                        return Err(exists());
+                    };
+                    self.prepare_write(t, &key, None, body, Ownership::Record, opts)
+                },
+                |st, _, prepared| {
+                    self.check_namespace(st, t)?;
+                    self.commit_prepared(st, t, &key, None, prepared)
+                },
+            );
+            match created {
+                Err(e)
+                    if e.reason == "AlreadyExists"
+                        && generate_prefix.is_some()
+                        && body.is_some()
+                        && attempt < GENERATE_NAME_ATTEMPTS => {}
+                other => return other,
+            }
+        }
     }
 
     pub fn update(&self, t: &Target, body: Value, opts: &WriteOptions) -> ApiResult<Value> {
@@ -1917,6 +1945,8 @@ enum Prepared {
     Write(Value),
 }
 
+/// How often a taken generated name is drawn again (kube-apiserver: 8 tries in all).
+const GENERATE_NAME_ATTEMPTS: u32 = 8;
 /// Times a write is computed without the store lock before it is computed under it.
 const OPTIMISTIC_WRITE_ATTEMPTS: u32 = 4;
 
@@ -2054,6 +2084,43 @@ mod tests {
             name: Some(name.to_string()),
             subresource: None,
         }
+    }
+
+    /// kube-apiserver draws a taken generated name again instead of answering AlreadyExists
+    /// (RetryGenerateName): the same random draws that made a name in one cluster meet that
+    /// name already taken in another.
+    #[test]
+    fn a_generated_name_that_is_taken_is_drawn_again() {
+        let draws = || ChaCha8Rng::seed_from_u64(99);
+        let body = || json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "request-", "namespace": "default"}});
+        let unnamed = |cluster: &ClusterState| Target {
+            name: None,
+            ..configmap_target(cluster, "")
+        };
+        let first = ClusterState::new("first", 1, 1024);
+        *first.rng.lock().unwrap() = draws();
+        let created = first
+            .create(&unnamed(&first), body(), &WriteOptions::default())
+            .unwrap();
+        let taken = created["metadata"]["name"].as_str().unwrap().to_string();
+
+        let second = ClusterState::new("second", 1, 1024);
+        second
+            .create_object(
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": taken, "namespace": "default"}}),
+                "test",
+            )
+            .unwrap();
+        *second.rng.lock().unwrap() = draws();
+        let created = second
+            .create(&unnamed(&second), body(), &WriteOptions::default())
+            .unwrap();
+        let name = created["metadata"]["name"].as_str().unwrap();
+        assert_ne!(name, taken);
+        assert!(
+            name.starts_with("request-") && name.len() == taken.len(),
+            "{name}"
+        );
     }
 
     /// The size check may skip counting: its bound is never below the exact length.
