@@ -336,16 +336,7 @@ impl ClusterIndex {
     }
 
     fn publish(&self, changes: Vec<ClusterChange>) {
-        if changes.is_empty() {
-            return;
-        }
-        if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.retain(|tx| {
-                changes
-                    .iter()
-                    .all(|change| tx.unbounded_send(change.clone()).is_ok())
-            });
-        }
+        crate::deployments::publish_to(&self.subscribers, &changes);
     }
 
     /// Applies one watch event to the store and the index; returns the changes to publish.

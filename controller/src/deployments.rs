@@ -38,6 +38,24 @@ fn key_of(bd: &BundleDeployment) -> DeploymentKey {
     )
 }
 
+/// Sends every item to every subscriber of a shared cache, dropping the subscribers that went
+/// away.
+pub(crate) fn publish_to<T: Clone>(
+    subscribers: &Mutex<Vec<mpsc::UnboundedSender<T>>>,
+    items: &[T],
+) {
+    if items.is_empty() {
+        return;
+    }
+    if let Ok(mut subscribers) = subscribers.lock() {
+        subscribers.retain(|tx| {
+            items
+                .iter()
+                .all(|item| tx.unbounded_send(item.clone()).is_ok())
+        });
+    }
+}
+
 fn label_keys(bd: &BundleDeployment) -> Vec<LabelKey> {
     let Some(labels) = bd.metadata.labels.as_ref() else {
         return Vec::new();
@@ -252,16 +270,7 @@ impl DeploymentIndex {
     }
 
     fn publish(&self, changed: &[Arc<BundleDeployment>]) {
-        if changed.is_empty() {
-            return;
-        }
-        if let Ok(mut subscribers) = self.subscribers.lock() {
-            subscribers.retain(|tx| {
-                changed
-                    .iter()
-                    .all(|bd| tx.unbounded_send(bd.clone()).is_ok())
-            });
-        }
+        publish_to(&self.subscribers, changed);
     }
 
     /// Waits until the first list is complete; `false` after `timeout`.
