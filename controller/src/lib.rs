@@ -63,32 +63,44 @@ impl Context {
     /// first call starts its watch on the current tokio runtime; it runs, like an informer,
     /// for as long as this context lives, across leader terms.
     pub fn deployment_index(&self) -> Arc<deployments::DeploymentIndex> {
-        self.deployments
-            .get_or_init(|| {
-                let index = deployments::DeploymentIndex::new();
-                let api = kube::Api::all(self.client.clone());
-                let stop = self.stop_caches.clone();
-                let runner = index.clone();
-                tokio::spawn(async move { runner.run(api, stop).await });
-                index
-            })
-            .clone()
+        self.started_cache(
+            &self.deployments,
+            deployments::DeploymentIndex::new,
+            |index, client, stop| async move { index.run(kube::Api::all(client), stop).await },
+        )
     }
 
     /// The controller's one watch on Clusters, indexed by clientID (see [`clusters`]). The
     /// first call starts its watch on the current tokio runtime; it runs for as long as this
     /// context lives, across leader terms.
     pub fn cluster_index(&self) -> Arc<clusters::ClusterIndex> {
-        self.clusters
-            .get_or_init(|| {
-                let index = clusters::ClusterIndex::new();
-                let api = kube::Api::all(self.client.clone());
-                let stop = self.stop_caches.clone();
-                let runner = index.clone();
-                tokio::spawn(async move { runner.run(api, stop).await });
-                index
-            })
-            .clone()
+        self.started_cache(
+            &self.clusters,
+            clusters::ClusterIndex::new,
+            |index, client, stop| async move { index.run(kube::Api::all(client), stop).await },
+        )
+    }
+
+    /// The shared cache in `cell`, made and its watch spawned by the first caller.
+    fn started_cache<I, W>(
+        &self,
+        cell: &std::sync::OnceLock<Arc<I>>,
+        new: impl FnOnce() -> Arc<I>,
+        watch: impl FnOnce(Arc<I>, kube::Client, CancellationToken) -> W,
+    ) -> Arc<I>
+    where
+        W: std::future::Future<Output = ()> + Send + 'static,
+    {
+        cell.get_or_init(|| {
+            let index = new();
+            tokio::spawn(watch(
+                index.clone(),
+                self.client.clone(),
+                self.stop_caches.clone(),
+            ));
+            index
+        })
+        .clone()
     }
 }
 
