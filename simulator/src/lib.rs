@@ -43,7 +43,7 @@
 //!   `restart()` (API-server restart: watch history lost), `install_crds(..)`, and `state()` for
 //!   direct, transport-free access ([`cluster::ClusterState`]: `create_object`, `get`, `list`, ...).
 //! - Semantics live in: [`store`] (objects, resourceVersion, watch history; what changed
-//!   more than 5 s ago is kept as its JSON encoding and decoded by readers, managedFields as JSON
+//!   more than 2 s ago is kept as its JSON encoding and decoded by readers, managedFields as JSON
 //!   text, so that a simulated cluster costs little memory), [`cluster`] (verbs,
 //!   generation, finalizers, garbage collection), [`ssa`] (managedFields, server-side apply),
 //!   [`patch`] (JSON/merge/strategic merge patch), [`api`] (URLs, content negotiation, watch),
@@ -177,6 +177,8 @@ pub struct Simulator {
 #[derive(Debug)]
 pub(crate) struct SimInner {
     config: SimConfig,
+    /// `config.profile`, shared by every cluster added (one copy, not one per cluster).
+    profile: Option<Arc<Profile>>,
     clusters: RwLock<BTreeMap<String, SimCluster>>,
     /// The PKI of the HTTPS listener, made on first use and shared by every cluster's kubeconfig.
     pub(crate) certs: Arc<OnceLock<Arc<ServingCerts>>>,
@@ -213,6 +215,7 @@ impl Simulator {
     pub fn new(config: SimConfig) -> Self {
         Simulator {
             inner: Arc::new(SimInner {
+                profile: config.profile.clone().map(Arc::new),
                 config,
                 clusters: RwLock::new(BTreeMap::new()),
                 certs: Arc::new(OnceLock::new()),
@@ -242,7 +245,13 @@ impl Simulator {
             return Err(SimError::ClusterExists(name.to_string()));
         }
         let seed = seed_for(self.inner.config.seed, name);
-        let cluster = SimCluster::new(name, seed, &self.inner.config, self.inner.certs.clone());
+        let cluster = SimCluster::new(
+            name,
+            seed,
+            &self.inner.config,
+            self.inner.profile.clone(),
+            self.inner.certs.clone(),
+        );
         clusters.insert(name.to_string(), cluster.clone());
         Ok(cluster)
     }
@@ -696,6 +705,7 @@ impl SimCluster {
         name: &str,
         seed: u64,
         config: &SimConfig,
+        profile: Option<Arc<Profile>>,
         certs: Arc<OnceLock<Arc<ServingCerts>>>,
     ) -> SimCluster {
         let state = ClusterState::new(name, seed, config.watch_history);
@@ -724,8 +734,8 @@ impl SimCluster {
             cluster: Arc::downgrade(&inner),
         }));
         let cluster = SimCluster { inner };
-        if let Some(profile) = &config.profile {
-            cluster.set_profile(Some(profile.clone()));
+        if profile.is_some() {
+            cluster.set_shared_profile(profile);
         }
         cluster
     }
@@ -888,12 +898,17 @@ impl SimCluster {
     /// Sets (or with `None` removes) the simulated controllers. New node objects of the profile
     /// are created; pending actions of the previous profile are dropped.
     pub fn set_profile(&self, profile: Option<Profile>) {
+        self.set_shared_profile(profile.map(Arc::new));
+    }
+
+    /// [`SimCluster::set_profile`] with a profile other clusters run too.
+    pub fn set_shared_profile(&self, profile: Option<Arc<Profile>>) {
         lock(&self.inner.queue).0.clear();
         let Some(profile) = profile else {
             *lock(&self.inner.behaviour) = None;
             return;
         };
-        let b = ClusterBehaviour::new(profile, self.inner.seed);
+        let b = ClusterBehaviour::shared(profile, self.inner.seed);
         let initial = b.initial_objects();
         *lock(&self.inner.behaviour) = Some(b);
         for obj in initial {
@@ -1067,4 +1082,33 @@ fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn profile_of(cluster: &SimCluster) -> Option<Arc<Profile>> {
+        lock(&cluster.inner.behaviour)
+            .as_ref()
+            .map(|b| b.shared_profile().clone())
+    }
+
+    #[tokio::test]
+    async fn the_clusters_of_a_simulator_share_one_copy_of_its_profile() {
+        let sim = Simulator::new(SimConfig::default());
+        let a = sim.add_cluster("a").unwrap();
+        let b = sim.add_cluster("b").unwrap();
+        let (pa, pb) = (profile_of(&a).unwrap(), profile_of(&b).unwrap());
+        assert!(Arc::ptr_eq(&pa, &pb));
+        // Each still runs it on its own: the default profile's node is in both.
+        for c in [&a, &b] {
+            assert_eq!(c.state().lock().count("nodes"), pa.node_names().len());
+        }
+        // A profile set on one cluster is that cluster's alone.
+        a.set_profile(Some(Profile::realistic()));
+        assert!(!Arc::ptr_eq(&profile_of(&a).unwrap(), &pb));
+        assert!(Arc::ptr_eq(&profile_of(&b).unwrap(), &pb));
+    }
 }

@@ -70,6 +70,7 @@ mod workloads;
 mod tests;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -187,7 +188,9 @@ pub fn binding_target(object: &Value) -> Option<(Option<String>, String, String)
 /// The simulated controllers of one cluster: scheduler, kubelet, and the workload controllers.
 #[derive(Debug)]
 pub struct ClusterBehaviour {
-    profile: Profile,
+    /// Shared by every cluster that runs the same profile: its compiled patterns (and their
+    /// match caches) are made once, not once per cluster.
+    profile: Arc<Profile>,
     seed: u64,
     clock: WallClock,
     /// Sequential randomness (generated names); per-object randomness is derived from `seed` and
@@ -200,12 +203,21 @@ pub struct ClusterBehaviour {
 
 impl ClusterBehaviour {
     pub fn new(profile: Profile, seed: u64) -> Self {
-        Self::with_clock(profile, seed, WallClock::starting_now())
+        Self::shared(Arc::new(profile), seed)
+    }
+
+    /// [`ClusterBehaviour::new`] with a profile other clusters run too.
+    pub fn shared(profile: Arc<Profile>, seed: u64) -> Self {
+        Self::with_shared_clock(profile, seed, WallClock::starting_now())
     }
 
     /// Like [`ClusterBehaviour::new`], with the wall-clock time of cluster start given, so the
     /// timestamps written into status are reproducible too.
     pub fn with_clock(profile: Profile, seed: u64, clock: WallClock) -> Self {
+        Self::with_shared_clock(Arc::new(profile), seed, clock)
+    }
+
+    fn with_shared_clock(profile: Arc<Profile>, seed: u64, clock: WallClock) -> Self {
         let node_index = profile
             .node_names()
             .into_iter()
@@ -224,6 +236,11 @@ impl ClusterBehaviour {
     }
 
     pub fn profile(&self) -> &Profile {
+        &self.profile
+    }
+
+    /// The profile, as shared with other clusters.
+    pub fn shared_profile(&self) -> &Arc<Profile> {
         &self.profile
     }
 
