@@ -205,8 +205,15 @@ impl ReleaseState {
 /// BundleDeployment).
 struct StoredState {
     records: Vec<(i64, String)>,
-    current: Option<(crate::release::Release, Box<str>)>,
+    current: Option<StoredRelease>,
     current_resource_version: String,
+}
+
+/// The deployed revision as the cache keeps it.
+struct StoredRelease {
+    release: crate::release::Release,
+    objects: Box<str>,
+    record_tail: Option<Arc<crate::release::RecordTail>>,
 }
 
 /// Release states by `(namespace, name)`; one entry per release this agent deployed.
@@ -222,15 +229,23 @@ impl ReleaseCache {
             let stored = releases.get(&(namespace.to_string(), name.to_string()))?;
             (
                 stored.records.clone(),
-                stored.current.clone(),
+                stored.current.as_ref().map(|c| StoredRelease {
+                    release: c.release.clone(),
+                    objects: c.objects.clone(),
+                    record_tail: c.record_tail.clone(),
+                }),
                 stored.current_resource_version.clone(),
             )
         };
         let current = match current {
-            Some((release, objects)) => {
+            Some(stored) => {
                 // Written by `put` from valid JSON; anything else is treated as unknown.
-                let objects: Vec<serde_json::Value> = serde_json::from_str(&objects).ok()?;
-                Some(Arc::new(Deployed { release, objects }))
+                let objects: Vec<serde_json::Value> = serde_json::from_str(&stored.objects).ok()?;
+                Some(Arc::new(Deployed {
+                    release: stored.release,
+                    objects,
+                    record_tail: stored.record_tail,
+                }))
             }
             None => None,
         };
@@ -244,7 +259,11 @@ impl ReleaseCache {
     pub fn put(&self, namespace: &str, name: &str, state: ReleaseState) {
         let current = match &state.current {
             Some(d) => match serde_json::to_string(&d.objects) {
-                Ok(json) => Some((d.release.clone(), json.into_boxed_str())),
+                Ok(json) => Some(StoredRelease {
+                    release: d.release.clone(),
+                    objects: json.into_boxed_str(),
+                    record_tail: d.record_tail.clone(),
+                }),
                 Err(_) => {
                     self.forget(namespace, name);
                     return;
@@ -258,6 +277,11 @@ impl ReleaseCache {
             current_resource_version: state.current_resource_version,
         };
         lock(&self.releases).insert((namespace.to_string(), name.to_string()), stored);
+    }
+
+    /// Whether the records of a release are known (without decoding its objects).
+    pub fn contains(&self, namespace: &str, name: &str) -> bool {
+        lock(&self.releases).contains_key(&(namespace.to_string(), name.to_string()))
     }
 
     /// Forgets a release: the next use reads its records from the cluster.
@@ -405,6 +429,7 @@ mod tests {
             },
             objects: vec![serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": "a", "namespace": "ns"}, "data": {"n": 1.5}})],
+            record_tail: None,
         });
         let before = ReleaseState {
             records: vec![(1, "superseded".into())],

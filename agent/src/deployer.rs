@@ -83,6 +83,9 @@ pub enum DeployError {
 pub struct Deployed {
     pub release: Release,
     pub objects: Vec<Value>,
+    /// The compressed tail of the record's payload, when this agent wrote the record: marking
+    /// it superseded then compresses only the head again.
+    pub record_tail: Option<Arc<release::RecordTail>>,
 }
 
 /// A deployment just made: the release, every object as the server-side apply returned it
@@ -122,7 +125,11 @@ enum NamespaceCheck {
     Remembered,
     /// It exists.
     Exists,
-    /// It is to be applied (missing, or labels/annotations requested).
+    /// This deployment has just created it (it did not exist).
+    Created,
+    /// It does not exist: to be applied.
+    Missing,
+    /// It is to be applied (labels/annotations requested).
     Apply,
 }
 
@@ -452,7 +459,14 @@ impl Deployer {
             objects.push(obj);
         }
         plan::install_order(&mut objects);
-        let chart = chart_metadata(&resources, bd, &self.config);
+        // A Content is named by the hash of its resources: that name is the manifest ID (the
+        // resources of a HelmOp bundle come from its chart and are hashed).
+        let manifest_id = if bd.spec.helm_chart_options.is_some() {
+            fleet_bundle::manifest::manifest_id(&resources)
+        } else {
+            manifest_id(&bd.spec.deployment_id).to_string()
+        };
+        let chart = chart_metadata(&resources, bd, &self.config, &manifest_id);
         Ok((objects, chart))
     }
 
@@ -551,6 +565,7 @@ impl Deployer {
         Ok(Deployed {
             release: rel,
             objects,
+            record_tail: None,
         })
     }
 
@@ -717,24 +732,63 @@ impl Deployer {
     pub async fn deploy(&self, bd: &BundleDeployment) -> Result<DeployOutcome, DeployError> {
         let bundle = bd_name(bd);
         let (release_name, release_namespace) = self.release_name_and_namespace(bd);
-        // Independent reads together: the manifest (and its rendering) and the release records.
-        let (rendered, state) = tokio::join!(
-            self.desired_objects(bd, &release_name, &release_namespace),
-            self.release_state(&bundle, &release_name, &release_namespace),
-        );
-        let (objects, chart) = rendered?;
-        let state = state?;
         let options = &bd.spec.options;
         let take_ownership = options.helm.as_ref().is_some_and(|h| h.take_ownership);
         let dstream = |source| DeployError::Downstream {
             bundle: bundle.clone(),
             source,
         };
+        // A release this agent does not know, into a namespace it has not ensured (the first
+        // deployment of a bundle): the namespace is looked at first. When it did not exist,
+        // neither can the release's records nor any object in it, so none of them is read.
+        let probe_namespace = options.namespace_labels.is_empty()
+            && options.namespace_annotations.is_empty()
+            && !release_namespace.is_empty()
+            && !self.namespaces.is_ensured(&release_namespace, "")
+            && !self.releases.contains(&release_namespace, &release_name);
+        let (objects, chart, state, namespace) = if probe_namespace {
+            let (objects, chart) = self
+                .desired_objects(bd, &release_name, &release_namespace)
+                .await?;
+            let all_inside = objects
+                .iter()
+                .all(|o| plan::key_of(o).namespace == release_namespace);
+            // With every object inside it, no ownership check can fail after the namespace
+            // is made: it is created at once (Helm's --create-namespace, which may find it
+            // there). Otherwise it is only looked at, and created after the checks.
+            let namespace = if all_inside {
+                self.create_namespace(&release_namespace).await
+            } else {
+                self.check_namespace(bd, &release_namespace).await
+            }
+            .map_err(dstream)?;
+            let state = match namespace {
+                NamespaceCheck::Created | NamespaceCheck::Missing => ReleaseState::default(),
+                _ => {
+                    self.release_state(&bundle, &release_name, &release_namespace)
+                        .await?
+                }
+            };
+            (objects, chart, state, Some(namespace))
+        } else {
+            // Independent reads together: the manifest (and its rendering) and the records.
+            let (rendered, state) = tokio::join!(
+                self.desired_objects(bd, &release_name, &release_namespace),
+                self.release_state(&bundle, &release_name, &release_namespace),
+            );
+            let (objects, chart) = rendered?;
+            (objects, chart, state?, None)
+        };
         let previous = state.current.clone();
+        let absent_namespace = matches!(
+            namespace,
+            Some(NamespaceCheck::Created | NamespaceCheck::Missing)
+        );
 
         // Helm refuses to adopt objects owned by others unless told to; like Helm's upgrade,
-        // only the objects the deployed release does not hold yet are checked. The release
-        // namespace is looked at meanwhile, and created only once the check passed.
+        // only the objects the deployed release does not hold yet are checked (those in a
+        // namespace that did not exist are known to be absent). The release namespace is
+        // looked at meanwhile, and created only once the check passed.
         let new_keys: Vec<ObjectKey> = if take_ownership {
             Vec::new()
         } else {
@@ -746,14 +800,20 @@ impl Deployer {
                 .iter()
                 .map(plan::key_of)
                 .filter(|k| !held.contains(k))
+                .filter(|k| !(absent_namespace && k.namespace == release_namespace))
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect()
         };
-        let (live, namespace) = tokio::join!(
-            self.read_objects(new_keys),
-            self.check_namespace(bd, &release_namespace),
-        );
+        let (live, namespace) = match namespace {
+            Some(known) => (self.read_objects(new_keys).await, Ok(known)),
+            None => {
+                tokio::join!(
+                    self.read_objects(new_keys),
+                    self.check_namespace(bd, &release_namespace),
+                )
+            }
+        };
         for (key, live) in &live.map_err(dstream)? {
             match plan::ownership(live, &release_name, &release_namespace) {
                 Ownership::Ours => {}
@@ -852,7 +912,7 @@ impl Deployer {
         let manifest = release::manifest_of(&chart_name, &objects);
         let now = now_rfc3339();
         let mut attempt = 0;
-        let (rel, resource_version) = loop {
+        let (rel, resource_version, record_tail) = loop {
             attempt += 1;
             let revision = release::next_revision(&state.records);
             let first_deployed = state
@@ -882,8 +942,9 @@ impl Deployer {
                 config: config.clone(),
                 manifest: manifest.clone(),
             };
-            match self.create_record(&bundle, &rel).await {
-                Ok(rv) => break (rel, rv),
+            let tail = release::RecordTail::of(&rel).map(Arc::new);
+            match self.create_record(&bundle, &rel, tail.as_deref()).await {
+                Ok(rv) => break (rel, rv, tail),
                 Err(DeployError::Downstream { source, .. })
                     if attempt == 1 && api_code(&source) == Some(409) =>
                 {
@@ -929,6 +990,7 @@ impl Deployer {
         let deployed = Arc::new(Deployed {
             release: rel,
             objects,
+            record_tail,
         });
         if stale {
             // Records this agent knew were gone: read them again next time.
@@ -944,9 +1006,17 @@ impl Deployer {
     }
 
     /// Creates the record of a new revision; returns its resourceVersion.
-    async fn create_record(&self, bundle: &str, rel: &Release) -> Result<String, DeployError> {
+    async fn create_record(
+        &self,
+        bundle: &str,
+        rel: &Release,
+        tail: Option<&release::RecordTail>,
+    ) -> Result<String, DeployError> {
         let name = release::secret_name(&rel.name, rel.version);
-        let secret = release::record_secret(rel);
+        let secret = match tail {
+            Some(tail) => release::record_secret_with(rel, release::encode_with_tail(rel, tail)),
+            None => release::record_secret(rel),
+        };
         let error = |source| {
             Self::record_error(
                 bundle,
@@ -986,9 +1056,9 @@ impl Deployer {
             .current
             .as_ref()
             .filter(|c| c.release.version == rev)
-            .map(|c| c.release.clone());
-        let old = match known {
-            Some(r) => r,
+            .map(|c| (c.release.clone(), c.record_tail.clone()));
+        let (old, tail) = match known {
+            Some(known) => known,
             None => {
                 let secret = self.read_record(bundle, namespace, &secret_name).await?;
                 let Some(secret) = secret else {
@@ -996,7 +1066,7 @@ impl Deployer {
                 };
                 let data = Self::record_data(&secret);
                 match release::decode(&secret_name, data) {
-                    Ok(r) => r,
+                    Ok(r) => (r, None),
                     // Not ours to repair: leave a record we cannot read as it is.
                     Err(_) => return Ok(true),
                 }
@@ -1004,7 +1074,11 @@ impl Deployer {
         };
         let mut old = old;
         old.info.status = release::status::SUPERSEDED.into();
-        let payload = String::from_utf8(release::encode(&old)).unwrap_or_default();
+        let payload = match &tail {
+            Some(tail) => release::encode_with_tail(&old, tail),
+            None => release::encode(&old),
+        };
+        let payload = String::from_utf8(payload).unwrap_or_default();
         let patch = json!({
             "metadata": {"labels": release::secret_labels(&old)},
             "data": {"release": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, payload)},
@@ -1040,14 +1114,17 @@ impl Deployer {
         check: NamespaceCheck,
         objects: &[Value],
     ) -> Result<BTreeMap<ObjectKey, Value>, DownstreamError> {
-        if check == NamespaceCheck::Apply {
+        if matches!(check, NamespaceCheck::Apply | NamespaceCheck::Missing) {
             self.apply_namespace(bd, namespace).await?;
         }
         match self.apply_in_batches(objects).await {
             Err(e) if check == NamespaceCheck::Remembered => {
                 tracing::debug!(%namespace, error = %e, "apply failed in a namespace ensured earlier; ensuring it again");
                 self.namespaces.forget(namespace);
-                if self.check_namespace(bd, namespace).await? == NamespaceCheck::Apply {
+                if matches!(
+                    self.check_namespace(bd, namespace).await?,
+                    NamespaceCheck::Apply | NamespaceCheck::Missing
+                ) {
                     self.apply_namespace(bd, namespace).await?;
                 }
                 self.apply_in_batches(objects).await
@@ -1153,7 +1230,31 @@ impl Deployer {
             self.namespaces.ensured(namespace, "");
             return Ok(NamespaceCheck::Exists);
         }
-        Ok(NamespaceCheck::Apply)
+        Ok(NamespaceCheck::Missing)
+    }
+
+    /// Creates the release namespace as Helm's `--create-namespace` does (a create that may
+    /// find it exists): `Created`, or `Exists`. The response is not read.
+    async fn create_namespace(&self, namespace: &str) -> Result<NamespaceCheck, DownstreamError> {
+        let key = namespace_key(namespace);
+        let error = |source| DownstreamError::Object {
+            action: "creating",
+            object: describe(&key),
+            source,
+        };
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        let body = serde_json::to_vec(&ns).map_err(|e| error(kube::Error::SerdeError(e)))?;
+        let url = <k8s_openapi::api::core::v1::Namespace as kube::Resource>::url_path(&(), None);
+        let request = kube::core::Request::new(url)
+            .create(&PostParams::default(), body)
+            .map_err(|e| error(kube::Error::BuildRequest(e)))?;
+        let check = match self.downstream.client.request_text(request).await {
+            Ok(_) => NamespaceCheck::Created,
+            Err(kube::Error::Api(s)) if s.code == 409 => NamespaceCheck::Exists,
+            Err(source) => return Err(error(source)),
+        };
+        self.namespaces.ensured(namespace, "");
+        Ok(check)
     }
 
     /// Applies the release namespace with the requested labels and annotations.
@@ -1280,6 +1381,7 @@ fn chart_metadata(
     resources: &[BundleResource],
     bd: &BundleDeployment,
     config: &AgentConfig,
+    manifest_id: &str,
 ) -> Value {
     let bundle = bd_name(bd);
     let style =
@@ -1296,7 +1398,7 @@ fn chart_metadata(
             json!({
                 "apiVersion": "v2",
                 "name": bundle,
-                "version": format!("v0.0.0+{}", fleet_bundle::manifest::manifest_id(resources)),
+                "version": format!("v0.0.0+{manifest_id}"),
             })
         });
     let commit = bd

@@ -157,26 +157,162 @@ pub fn encode(release: &Release) -> Vec<u8> {
         .into_bytes()
 }
 
+/// The part of a release's payload that its status does not touch, compressed once: the
+/// JSON after `info` (chart, config, manifest, version, namespace), which is most of it.
+/// A revision is recorded as `deployed` and later marked `superseded`; both payloads are
+/// its head (name and info, a few hundred bytes) compressed anew, followed by this tail.
+#[derive(Debug)]
+pub struct RecordTail {
+    /// Raw deflate stream of the tail JSON, final block included.
+    deflated: Box<[u8]>,
+    /// CRC-32 (and length) of the tail JSON.
+    crc: flate2::Crc,
+    /// What the tail was made from, so that it is used only for the same release.
+    revision: i64,
+    name: String,
+    namespace: String,
+}
+
+impl RecordTail {
+    /// Compresses the tail of `release`; `None` when the compressor fails (callers then
+    /// encode the whole payload).
+    pub fn of(release: &Release) -> Option<RecordTail> {
+        let (_, tail) = json_parts(release)?;
+        let mut deflated = Vec::with_capacity(tail.len() / 3 + 64);
+        let done = with_deflate(|compress| {
+            deflate_into(
+                compress,
+                &tail,
+                &mut deflated,
+                flate2::FlushCompress::Finish,
+            )
+        })?;
+        if !done {
+            return None;
+        }
+        let mut crc = flate2::Crc::new();
+        crc.update(&tail);
+        Some(RecordTail {
+            deflated: deflated.into_boxed_slice(),
+            crc,
+            revision: release.version,
+            name: release.name.clone(),
+            namespace: release.namespace.clone(),
+        })
+    }
+
+    /// Whether this tail was made from a release with the same identity (its content is
+    /// fixed by it: a revision's chart, values and manifest never change).
+    fn fits(&self, release: &Release) -> bool {
+        self.revision == release.version
+            && self.name == release.name
+            && self.namespace == release.namespace
+    }
+
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.deflated.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.deflated.is_empty()
+    }
+}
+
+/// [`encode`], with the tail already compressed: only the head (name and info, where the
+/// status is) is compressed; the result decodes to the same release. Falls back to
+/// [`encode`] when the tail is not this release's.
+pub fn encode_with_tail(release: &Release, tail: &RecordTail) -> Vec<u8> {
+    let Some(gz) = gzip_with_tail(release, tail) else {
+        return encode(release);
+    };
+    base64::engine::general_purpose::STANDARD
+        .encode(gz)
+        .into_bytes()
+}
+
+fn gzip_with_tail(release: &Release, tail: &RecordTail) -> Option<Vec<u8>> {
+    if !tail.fits(release) {
+        return None;
+    }
+    let head = head_json(release)?;
+    let mut out = Vec::with_capacity(head.len() + tail.deflated.len() + 64);
+    out.extend_from_slice(&GZIP_HEADER);
+    // A sync flush ends the head's blocks on a byte boundary without a final block, so the
+    // tail's blocks (compressed on their own, referring only to themselves) follow as is.
+    let done = with_deflate(|compress| {
+        deflate_into(compress, &head, &mut out, flate2::FlushCompress::Sync)
+    })?;
+    if !done {
+        return None;
+    }
+    out.extend_from_slice(&tail.deflated);
+    let mut crc = flate2::Crc::new();
+    crc.update(&head);
+    crc.combine(&tail.crc);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&crc.amount().to_le_bytes());
+    Some(out)
+}
+
+/// The JSON of `release` (as `serde_json::to_vec` writes it) up to and including `info`.
+fn head_json(release: &Release) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"{\"name\":");
+    serde_json::to_writer(&mut head, &release.name).ok()?;
+    head.extend_from_slice(b",\"info\":");
+    serde_json::to_writer(&mut head, &release.info).ok()?;
+    Some(head)
+}
+
+/// The JSON of `release` split after `info`: head and tail together are what
+/// `serde_json::to_vec(release)` writes (same fields, same order).
+fn json_parts(release: &Release) -> Option<(Vec<u8>, Vec<u8>)> {
+    let head = head_json(release)?;
+    let mut tail = Vec::with_capacity(release.manifest.len() + 256);
+    tail.extend_from_slice(b",\"chart\":");
+    serde_json::to_writer(&mut tail, &release.chart).ok()?;
+    tail.extend_from_slice(b",\"config\":");
+    serde_json::to_writer(&mut tail, &release.config).ok()?;
+    tail.extend_from_slice(b",\"manifest\":");
+    serde_json::to_writer(&mut tail, &release.manifest).ok()?;
+    tail.extend_from_slice(b",\"version\":");
+    serde_json::to_writer(&mut tail, &release.version).ok()?;
+    tail.extend_from_slice(b",\"namespace\":");
+    serde_json::to_writer(&mut tail, &release.namespace).ok()?;
+    tail.push(b'}');
+    Some((head, tail))
+}
+
 thread_local! {
     /// One deflate state per thread, reset for every record: making one allocates and clears
     /// a few hundred KiB of tables, which cost more than compressing a small release.
     static DEFLATE: std::cell::RefCell<Option<flate2::Compress>> = const { std::cell::RefCell::new(None) };
 }
 
+/// The gzip header `GzEncoder` writes: no name, no time, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+
+/// Runs `f` with this thread's deflate state, reset; `None` when it is in use (re-entered).
+fn with_deflate<T>(f: impl FnOnce(&mut flate2::Compress) -> T) -> Option<T> {
+    DEFLATE.with(|cell| {
+        let mut slot = cell.try_borrow_mut().ok()?;
+        let compress = slot
+            .get_or_insert_with(|| flate2::Compress::new(flate2::Compression::default(), false));
+        compress.reset();
+        Some(f(compress))
+    })
+}
+
 /// The gzip member of `data` (what `GzEncoder` at the default level writes: header without
 /// name or time, raw deflate, CRC-32 and length), compressed with this thread's deflate state.
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / 4 + 64);
-    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
-    let deflated = DEFLATE.with(|cell| {
-        let Ok(mut slot) = cell.try_borrow_mut() else {
-            return false;
-        };
-        let compress = slot
-            .get_or_insert_with(|| flate2::Compress::new(flate2::Compression::default(), false));
-        compress.reset();
-        deflate_into(compress, data, &mut out)
-    });
+    out.extend_from_slice(&GZIP_HEADER);
+    let deflated = with_deflate(|compress| {
+        deflate_into(compress, data, &mut out, flate2::FlushCompress::Finish)
+    })
+    .unwrap_or(false);
     if !deflated {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         // Writing into a Vec cannot fail.
@@ -190,19 +326,28 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Deflates all of `input` into `out` and finishes the stream; `false` if the compressor
-/// stopped making progress (it does not, with room in `out`).
-fn deflate_into(compress: &mut flate2::Compress, mut input: &[u8], out: &mut Vec<u8>) -> bool {
+/// Deflates all of `input` into `out` and flushes (`Finish`: the final block; `Sync`: up to
+/// a byte boundary, stream left open); `false` if the compressor stopped making progress (it
+/// does not, with room in `out`).
+fn deflate_into(
+    compress: &mut flate2::Compress,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+    flush: flate2::FlushCompress,
+) -> bool {
+    let finish = flush == flate2::FlushCompress::Finish;
     loop {
         if out.capacity() - out.len() < 4096 {
             out.reserve(out.capacity().max(4096));
         }
         let (read, written) = (compress.total_in(), out.len());
-        let status = compress.compress_vec(input, out, flate2::FlushCompress::Finish);
+        let status = compress.compress_vec(input, out, flush);
         let consumed = usize::try_from(compress.total_in() - read).unwrap_or(usize::MAX);
         input = input.get(consumed..).unwrap_or_default();
         match status {
             Ok(flate2::Status::StreamEnd) => return true,
+            // zlib's rule: a flush is complete once all input is taken and output room is left.
+            Ok(_) if !finish && input.is_empty() && out.len() < out.capacity() => return true,
             Ok(_) if consumed > 0 || out.len() > written => {}
             _ => return false,
         }
@@ -254,6 +399,15 @@ pub fn secret_labels(release: &Release) -> serde_json::Map<String, Value> {
 /// The Secret recording `release`, built directly (no JSON round trip, which would encode
 /// and decode the payload's base64 once more).
 pub fn record_secret(release: &Release) -> k8s_openapi::api::core::v1::Secret {
+    record_secret_with(release, encode(release))
+}
+
+/// The Secret recording `release` with its payload already encoded (by [`encode`] or
+/// [`encode_with_tail`]).
+pub fn record_secret_with(
+    release: &Release,
+    payload: Vec<u8>,
+) -> k8s_openapi::api::core::v1::Secret {
     let labels = secret_labels(release)
         .into_iter()
         .filter_map(|(k, v)| match v {
@@ -273,7 +427,7 @@ pub fn record_secret(release: &Release) -> k8s_openapi::api::core::v1::Secret {
         // them once more.
         data: Some(std::collections::BTreeMap::from([(
             "release".to_string(),
-            k8s_openapi::ByteString(encode(release)),
+            k8s_openapi::ByteString(payload),
         )])),
         ..Default::default()
     }
@@ -414,6 +568,35 @@ mod tests {
                 ],
             ),
         }
+    }
+
+    #[test]
+    fn a_record_made_from_a_compressed_tail_reads_back_as_the_release() {
+        let mut rel = release(4);
+        rel.info.description = "quotes \" and \\ and ,\"chart\": inside".into();
+        rel.manifest
+            .push_str(&"---\nkind: ConfigMap\ndata: {a: b}\n".repeat(50));
+        let (head, tail) = json_parts(&rel).unwrap();
+        assert_eq!([head, tail].concat(), serde_json::to_vec(&rel).unwrap());
+
+        let compressed = RecordTail::of(&rel).unwrap();
+        assert!(!compressed.is_empty());
+        let deployed = encode_with_tail(&rel, &compressed);
+        assert_eq!(decode("s", &deployed).unwrap(), rel);
+        // The same tail serves the superseded record of the revision.
+        let mut superseded = rel.clone();
+        superseded.info.status = status::SUPERSEDED.into();
+        let payload = encode_with_tail(&superseded, &compressed);
+        assert_eq!(decode("s", &payload).unwrap(), superseded);
+        // A tail of another revision is not used.
+        let other = release(5);
+        assert_eq!(
+            decode("s", &encode_with_tail(&other, &compressed)).unwrap(),
+            other
+        );
+        // The record is smaller than the JSON, and a second one is made the same way.
+        assert!(payload.len() < serde_json::to_vec(&superseded).unwrap().len());
+        assert_eq!(encode_with_tail(&superseded, &compressed), payload);
     }
 
     #[test]

@@ -635,6 +635,64 @@ async fn objects_of_another_release_are_not_taken_without_take_ownership() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_release_namespace_is_created_only_after_objects_outside_it_passed_the_ownership_check()
+ {
+    let env = start().await;
+    // A ConfigMap of another release in an existing namespace, and a bundle with one object
+    // in its (missing) release namespace and that one outside it.
+    create_ns(&env.down, "elsewhere").await;
+    let foreign: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "taken", "namespace": "elsewhere", "annotations": {
+            "meta.helm.sh/release-name": "someone-else", "meta.helm.sh/release-namespace": "elsewhere"}},
+        "data": {"key": "theirs"}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(env.down.clone(), "elsewhere")
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let outside = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: taken\n  namespace: elsewhere\ndata:\n  key: ours\n";
+    let res = vec![
+        resource("inside.yaml", &cm_yaml("inside", "1")),
+        resource("outside.yaml", outside),
+    ];
+    let m = put_content(&env.up, &res).await;
+    create_bd(&env.up, "spread", &m, options("fresh-ns"), vec![]).await;
+    let bd = eventually("not owned by us", || async {
+        let bd = get_bd(&env.up, "spread").await?;
+        condition(&bd, "Deployed").filter(|c| c.is_false())?;
+        Some(bd)
+    })
+    .await;
+    let message = condition(&bd, "Deployed").unwrap().message;
+    assert!(message.contains("not owned by us"), "{message}");
+    // As Helm's install: the conflict is found before the namespace is created.
+    assert!(
+        Api::<Namespace>::all(env.down.clone())
+            .get_opt("fresh-ns")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(configmap(&env.down, "fresh-ns", "inside").await.is_none());
+
+    // Without the conflicting object the bundle installs into the namespace it creates.
+    let res = vec![resource("inside.yaml", &cm_yaml("inside", "2"))];
+    let m2 = put_content(&env.up, &res).await;
+    set_deployment(&env.up, "spread", &m2, &options("fresh-ns")).await;
+    wait_ready(&env.up, "spread", &m2).await;
+    assert_eq!(
+        configmap(&env.down, "fresh-ns", "inside")
+            .await
+            .unwrap()
+            .data
+            .unwrap()["key"],
+        "2"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_sets_last_seen_on_the_cluster() {
     let env = start().await;
     let cluster = eventually("agent.lastSeen set", || async {
@@ -880,6 +938,23 @@ async fn a_content_is_fetched_once_and_deployments_cost_few_requests() {
         up_install.get("get contents"),
         Some(&1),
         "one Content read for both: {up_install:?}"
+    );
+    // A first install into a namespace that did not exist creates it (as Helm's
+    // --create-namespace) and reads nothing in it: no ownership reads of its objects, no
+    // listing of release records that cannot be there.
+    for read in [
+        "get configmaps",
+        "get secrets",
+        "list secrets",
+        "get namespaces",
+        "patch namespaces",
+    ] {
+        assert_eq!(down_install.get(read), None, "{read}: {down_install:?}");
+    }
+    assert_eq!(
+        down_install.get("create namespaces"),
+        Some(&2),
+        "{down_install:?}"
     );
 
     let up_before = request_counts(&env.sim, "upstream");

@@ -369,7 +369,11 @@ pub fn render(
         .chart_path
         .clone()
         .unwrap_or_else(|| "Chart.yaml".into());
-    if !style.is_helm() {
+    // Helm templates (charts, and `templates/` folders of raw-YAML bundles).
+    let has_templates = chart_files.iter().any(|(n, _)| n.starts_with("templates/"));
+    // The generated chart's metadata matters only to templates (`.Chart`); plain manifests
+    // need neither it nor the manifest hash in its version.
+    if !style.is_helm() && has_templates {
         let chart_name = ro
             .bundle_id
             .rsplit('/')
@@ -383,8 +387,6 @@ pub fn render(
     let (release_name, namespace) =
         release_name_and_namespace(&ro.bundle_id, options, &ro.default_namespace);
 
-    // Helm templates (charts, and `templates/` folders of raw-YAML bundles).
-    let has_templates = chart_files.iter().any(|(n, _)| n.starts_with("templates/"));
     let helm_output = if has_templates || style.is_helm() {
         render_helm(
             &chart_label,
