@@ -22,12 +22,21 @@ check "--clusters 0 is refused before any work" \
   bash -c "! '$FLEET' sim bench --clusters 0 --quiet >'$WORK/zero' 2>&1 && grep -q -- '--clusters must be at least 1' '$WORK/zero'"
 check "absurd sizes are refused with the memory they need" \
   bash -c "! '$FLEET' sim bench --clusters 900000 --bundles 90000 --quiet >'$WORK/big' 2>&1 && grep -q 'GiB of memory' '$WORK/big'"
+# The store measurement alone outlasts a one-second limit, so this run always stops before
+# its first cluster registers: the report must still be written, and say where it stopped.
+check "a run stopped by --time-limit writes a partial report naming the stage" bash -c "
+  ! '$FLEET' sim bench --clusters 20 --bundles 2 --quiet --time-limit 1 --report '$WORK/partial.json' \
+      >'$WORK/partial.out' 2>'$WORK/partial.err' &&
+  grep -q 'stage registration stopped' '$WORK/partial.err' &&
+  grep -q 'INCOMPLETE: stage registration' '$WORK/partial.out' &&
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); i=r[\"incomplete\"]; assert i[\"stage\"]==\"registration\" and i[\"expected\"]==20 and \"--time-limit\" in i[\"reason\"], i; assert r[\"stages\"]==[], r[\"stages\"]' '$WORK/partial.json'"
 check "50 clusters × 5 bundles run to the end" \
   "$FLEET" sim bench --clusters 50 --bundles 5 --quiet --idle-seconds 1 \
     --report "$WORK/report.json" --html "$WORK/report.html"
 check "the JSON report has every section and all 250 BundleDeployments Ready" python3 - "$WORK/report.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
+assert "incomplete" not in r, r.get("incomplete")
 for key in ["config", "machine", "store_writes_per_second", "stages", "rollout_writes", "bundle_deployments", "api",
             "storage", "cpu_seconds", "peak_rss_bytes", "workers", "targets", "bottleneck"]:
     assert key in r, f"missing {key}"

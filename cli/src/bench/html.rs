@@ -44,6 +44,13 @@ pub fn render(report: &BenchReport) -> String {
         report.store_writes_per_second
     );
 
+    if let Some(stopped) = &report.incomplete {
+        let _ = write!(
+            out,
+            "<p class=\"missed\">Incomplete: {}. What follows was measured until then.</p>",
+            escape(&stopped.to_string())
+        );
+    }
     out.push_str("<h2>Stages</h2><table><tr><th>stage</th><th>objects</th><th>p50 ms</th><th>p95 ms</th><th>max ms</th><th>total s</th><th>objects/s</th><th>writes vs store</th></tr>");
     for s in &report.stages {
         let _ = write!(

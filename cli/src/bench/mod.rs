@@ -47,8 +47,13 @@ pub struct BenchConfig {
     pub idle: Duration,
     /// How long the raw store write rate is measured.
     pub store_measure: Duration,
-    /// Give up on a stage after this long.
+    /// Give up on a stage after this long (the report then holds what was measured).
     pub stage_timeout: Duration,
+    /// Stop the whole run after this long, counted from its start, with a partial report.
+    pub time_limit: Option<Duration>,
+    /// Cancelled to stop the run early (the command cancels it on SIGINT and SIGTERM); the
+    /// report then holds what was measured.
+    pub interrupt: CancellationToken,
     /// Worker threads of the controller's and of the agents' runtimes.
     pub controller_threads: usize,
     pub agent_threads: usize,
@@ -66,6 +71,8 @@ impl Default for BenchConfig {
             idle: Duration::from_secs(3),
             store_measure: Duration::from_secs(2),
             stage_timeout: Duration::from_secs(1800),
+            time_limit: None,
+            interrupt: CancellationToken::new(),
             controller_threads: 2,
             agent_threads: 2,
         }
@@ -77,6 +84,8 @@ impl Default for BenchConfig {
 const MAX_CLUSTERS: usize = 1_000_000;
 const MAX_BUNDLES: usize = 100_000;
 const MAX_RESOURCES_PER_BUNDLE: usize = 10_000;
+/// How long the fleet gets to stop once the report is made.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// Clusters handed to `SimSystem::add_clusters` at once (the progress bar moves per chunk).
 const REGISTRATION_CHUNK: usize = 500;
 
@@ -113,16 +122,6 @@ pub enum BenchError {
         action: String,
         #[source]
         source: kube::Error,
-    },
-    #[error(
-        "stage {stage} did not finish within {seconds}s: {done} of {expected} {what} (the report so far is in the error log)"
-    )]
-    Timeout {
-        stage: &'static str,
-        seconds: u64,
-        done: usize,
-        expected: usize,
-        what: &'static str,
     },
     #[error("simulator: {0}")]
     Simulator(#[from] fleet_simulator::SimError),
@@ -458,6 +457,7 @@ fn is_write(verb: &str) -> bool {
 /// Runs one benchmark and returns its report.
 pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchReport, BenchError> {
     config.validate()?;
+    let run_started = Instant::now();
     let profile = profile_named(&config.profile)?;
 
     progress.phase("measuring the store's raw write rate", 0);
@@ -489,7 +489,13 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
         agent_runtime: Some(agent_runtime.handle().clone()),
         ..SystemOptions::default()
     };
-    let result = run_on_system(config, options, store_rate, progress).await;
+    let limits = RunLimits {
+        stage_timeout: config.stage_timeout,
+        time_limit: config.time_limit.map(|limit| (run_started + limit, limit)),
+        interrupt: &config.interrupt,
+        run_started,
+    };
+    let result = run_on_system(config, options, store_rate, progress, &limits).await;
     // The runtimes' threads are stopped without waiting for the tasks left on them.
     controller_runtime.shutdown_background();
     agent_runtime.shutdown_background();
@@ -516,12 +522,74 @@ async fn run_on_system(
     options: SystemOptions,
     store_rate: f64,
     progress: &dyn Progress,
+    limits: &RunLimits<'_>,
 ) -> Result<BenchReport, BenchError> {
     let repo = BenchRepo::create(config.bundles, config.resources_per_bundle, config.seed)?;
     let system = SimSystem::start(options).await?;
-    let outcome = drive(config, &system, &repo, store_rate, progress).await;
-    system.shutdown().await;
+    let outcome = drive(config, &system, &repo, store_rate, progress, limits).await;
+    // The report is made: a controller or agent slow to stop (one stopped in the middle of
+    // starting, when a run ends early) must not hold it back.
+    if tokio::time::timeout(SHUTDOWN_GRACE, system.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            seconds = SHUTDOWN_GRACE.as_secs(),
+            "the simulated fleet did not stop in time; leaving it to the runtime's shutdown"
+        );
+    }
     outcome
+}
+
+/// What ends a run before its last stage: a stage's timeout, the run's time limit, or an
+/// interrupt (SIGINT, SIGTERM). The report then holds what was measured up to that point.
+struct RunLimits<'a> {
+    stage_timeout: Duration,
+    time_limit: Option<(Instant, Duration)>,
+    interrupt: &'a CancellationToken,
+    run_started: Instant,
+}
+
+impl RunLimits<'_> {
+    /// Why the stage that began at `stage_started` has to stop now, if it does.
+    fn reason_to_stop(&self, stage_started: Instant) -> Option<String> {
+        if self.interrupt.is_cancelled() {
+            return Some("interrupted (SIGINT or SIGTERM)".into());
+        }
+        if let Some((deadline, limit)) = self.time_limit
+            && Instant::now() >= deadline
+        {
+            return Some(format!(
+                "the run's --time-limit of {}s was reached",
+                limit.as_secs()
+            ));
+        }
+        if stage_started.elapsed() >= self.stage_timeout {
+            return Some(format!(
+                "the stage did not finish within --stage-timeout {}s",
+                self.stage_timeout.as_secs()
+            ));
+        }
+        None
+    }
+
+    fn incomplete(
+        &self,
+        stage: &str,
+        reason: String,
+        done: usize,
+        expected: usize,
+        what: &str,
+    ) -> report::Incomplete {
+        report::Incomplete {
+            stage: stage.to_string(),
+            reason,
+            done,
+            expected,
+            what: what.to_string(),
+            after_seconds: self.run_started.elapsed().as_secs_f64(),
+        }
+    }
 }
 
 async fn drive(
@@ -530,6 +598,7 @@ async fn drive(
     repo: &BenchRepo,
     store_rate: f64,
     progress: &dyn Progress,
+    limits: &RunLimits<'_>,
 ) -> Result<BenchReport, BenchError> {
     let specs: Vec<ClusterSpec> = (1..=config.clusters)
         .map(|i| ClusterSpec::new(&format!("sim-{i}")).label("bench", "true"))
@@ -538,15 +607,50 @@ async fn drive(
         "adding clusters and starting their agents",
         specs.len() as u64,
     );
+    let sim = system.simulator();
     // Large chunks, so that the registration window of `add_clusters` stays full.
     let registration_started = Instant::now();
-    for (i, chunk) in specs.chunks(REGISTRATION_CHUNK).enumerate() {
-        system.add_clusters(chunk).await?;
-        progress.set(((i + 1) * REGISTRATION_CHUNK).min(specs.len()) as u64);
+    let mut registered = 0;
+    let stopped_registering = |reason: String, registered: usize| {
+        let incomplete = limits.incomplete(
+            "registration",
+            reason,
+            registered,
+            specs.len(),
+            "clusters registered",
+        );
+        let measured = Measured {
+            registration_seconds: registration_started.elapsed().as_secs_f64(),
+            before: ApiCounts::default(),
+            after: ApiCounts::take(sim, crate::system::UPSTREAM),
+            ..Measured::default()
+        };
+        assemble(config, system, store_rate, measured, Some(incomplete))
+    };
+    for chunk in specs.chunks(REGISTRATION_CHUNK) {
+        if let Some(reason) = limits.reason_to_stop(registration_started) {
+            return Ok(stopped_registering(reason, registered));
+        }
+        let add = system.add_clusters(chunk);
+        tokio::pin!(add);
+        loop {
+            tokio::select! {
+                added = &mut add => {
+                    added?;
+                    break;
+                }
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if let Some(reason) = limits.reason_to_stop(registration_started) {
+                        return Ok(stopped_registering(reason, registered));
+                    }
+                }
+            }
+        }
+        registered += chunk.len();
+        progress.set(registered as u64);
     }
     let registration_seconds = registration_started.elapsed().as_secs_f64();
 
-    let sim = system.simulator();
     let start = Instant::now();
     let recorder = Recorder::new(start);
     let stop = CancellationToken::new();
@@ -558,27 +662,29 @@ async fn drive(
     create_gitrepos(config, system, repo).await?;
     let expected = config.bundle_deployments();
     progress.phase("rolling out (BundleDeployments Ready)", expected as u64);
-    wait_for(
-        config,
+    let mut incomplete = wait_for(
+        limits,
         progress,
         "bundledeployment_to_ready",
         "Ready BundleDeployments",
         expected,
         || recorder.progress().2,
     )
-    .await?;
+    .await;
     let after_rollout = ApiCounts::take(sim, crate::system::UPSTREAM);
 
     // Idle: once the status has caught up with the last BundleDeployment (Bundle, GitRepo
     // and Cluster summaries), nothing changes, so nothing but Leases and Events should be
     // written.
-    progress.phase("letting the status settle, then watching the idle fleet", 0);
-    let settled = settle(sim, system.upstream_client(), expected, config.idle).await;
-    let idle_start = Instant::now();
-    tokio::time::sleep(config.idle).await;
-    let after_idle = ApiCounts::take(sim, crate::system::UPSTREAM);
-    let idle_writes = after_idle.upstream_writes_since(&settled, &["leases", "events"]);
-    let idle_seconds = idle_start.elapsed().as_secs_f64();
+    let mut idle = None;
+    if incomplete.is_none() {
+        progress.phase("letting the status settle, then watching the idle fleet", 0);
+        let settled = settle(sim, system.upstream_client(), expected, config.idle).await;
+        let idle_start = Instant::now();
+        tokio::time::sleep(config.idle).await;
+        let after_idle = ApiCounts::take(sim, crate::system::UPSTREAM);
+        idle = Some((settled, after_idle, idle_start.elapsed().as_secs_f64()));
+    }
 
     // Stage 4: one change rolled to every cluster.
     let initial_ids: HashMap<String, String> = recorder.snapshot(|o| {
@@ -587,28 +693,32 @@ async fn drive(
             .map(|(k, bd)| (k.clone(), bd.deployment_id.clone()))
             .collect()
     });
-    repo.write_bundles(config.bundles, config.resources_per_bundle, 1)?;
-    let update_started = start.elapsed();
-    repo.commit("benchmark update")?;
-    progress.phase("rolling out an update", expected as u64);
-    let updated = |o: &recorder::Observations| {
-        o.bundle_deployments
-            .iter()
-            .filter(|(k, bd)| {
-                initial_ids.get(*k) != Some(&bd.deployment_id)
-                    && bd.ready.contains_key(&bd.deployment_id)
-            })
-            .count()
-    };
-    wait_for(
-        config,
-        progress,
-        "update_to_ready",
-        "BundleDeployments Ready after the update",
-        expected,
-        || recorder.snapshot(updated),
-    )
-    .await?;
+    let mut update_started = None;
+    if incomplete.is_none() {
+        repo.write_bundles(config.bundles, config.resources_per_bundle, 1)?;
+        let started = start.elapsed();
+        update_started = Some(started);
+        repo.commit("benchmark update")?;
+        progress.phase("rolling out an update", expected as u64);
+        let updated = |o: &recorder::Observations| {
+            o.bundle_deployments
+                .iter()
+                .filter(|(k, bd)| {
+                    initial_ids.get(*k) != Some(&bd.deployment_id)
+                        && bd.ready.contains_key(&bd.deployment_id)
+                })
+                .count()
+        };
+        incomplete = wait_for(
+            limits,
+            progress,
+            "update_to_ready",
+            "BundleDeployments Ready after the update",
+            expected,
+            || recorder.snapshot(updated),
+        )
+        .await;
+    }
     let after_update = ApiCounts::take(sim, crate::system::UPSTREAM);
     stop.cancel();
     progress.finish();
@@ -632,7 +742,8 @@ async fn drive(
                 if let Some(first) = initial_ids.get(key).and_then(|id| bd.ready.get(id)) {
                     to_ready.push(first.saturating_sub(created));
                 }
-                if initial_ids.get(key) != Some(&bd.deployment_id)
+                if let Some(update_started) = update_started
+                    && initial_ids.get(key) != Some(&bd.deployment_id)
                     && let Some(t) = bd.ready.get(&bd.deployment_id)
                 {
                     to_update.push(t.saturating_sub(update_started));
@@ -674,7 +785,6 @@ async fn drive(
         (bundles_done, bds_first, bds_done, ready_done)
     });
     let rollout_writes = after_rollout.upstream_writes_since(&before, &["leases", "events"]);
-    let update_writes = after_update.upstream_writes_since(&after_idle, &["leases", "events"]);
     let bd_writes = |later: &ApiCounts, earlier: &ApiCounts| -> u64 {
         later
             .upstream
@@ -683,8 +793,90 @@ async fn drive(
             .map(|(k, n)| n - earlier.upstream.get(k).copied().unwrap_or(0))
             .sum()
     };
-    let update_total = recorder_end(&to_update).unwrap_or_default();
-    // The update split where its time goes: git poll + build, targeting + rollout, agents.
+    let mut stages = vec![
+        report::stage(
+            "gitrepo_to_bundle",
+            "from GitRepo creation until each Bundle exists",
+            &mut to_bundle,
+            bundles_done.saturating_sub(gitrepos_created),
+            rollout_writes,
+            store_rate,
+        ),
+        report::stage(
+            "bundle_to_bundledeployment",
+            "from each Bundle until each of its BundleDeployments exists (targeting + rollout)",
+            &mut to_bd,
+            bds_done.saturating_sub(gitrepos_created),
+            bd_writes(&after_rollout, &before),
+            store_rate,
+        ),
+        report::stage(
+            "bundledeployment_to_ready",
+            "from each BundleDeployment until the agent reports it Ready",
+            &mut to_ready,
+            ready_done.saturating_sub(gitrepos_created),
+            rollout_writes,
+            store_rate,
+        ),
+    ];
+    let mut update_writes = 0;
+    let mut idle_writes = 0;
+    let mut idle_seconds = 0.0;
+    let mut idle_by_resource = BTreeMap::new();
+    let mut update_by_resource = BTreeMap::new();
+    if let (Some(update_started), Some((settled, after_idle, idle_secs))) = (update_started, &idle)
+    {
+        idle_writes = after_idle.upstream_writes_since(settled, &["leases", "events"]);
+        idle_seconds = *idle_secs;
+        idle_by_resource = after_idle.upstream_writes_by_resource(settled);
+        update_by_resource = after_update.upstream_writes_by_resource(after_idle);
+        // Writes per change are only meaningful once every BundleDeployment has changed.
+        if incomplete.is_none() {
+            update_writes = after_update.upstream_writes_since(after_idle, &["leases", "events"]);
+        }
+        stages.extend(update_stages(
+            &recorder,
+            &initial_ids,
+            update_started,
+            &mut to_update,
+            update_writes,
+            store_rate,
+        ));
+    }
+    let measured = Measured {
+        registration_seconds,
+        stages,
+        rollout_writes: report::RolloutWrites::new(
+            bd_writes(&after_rollout, &before),
+            after_rollout.all_writes_since(&before),
+            ready_done.saturating_sub(bds_first),
+            store_rate,
+        ),
+        created,
+        ready,
+        ready_after_update,
+        before,
+        after: after_update,
+        update_writes,
+        idle_writes,
+        idle_seconds,
+        idle_by_resource,
+        update_by_resource,
+    };
+    Ok(assemble(config, system, store_rate, measured, incomplete))
+}
+
+/// The update's stages: from the commit until every BundleDeployment is Ready at it, and that
+/// split into git poll + build, targeting + rollout, and the agents.
+fn update_stages(
+    recorder: &Recorder,
+    initial_ids: &HashMap<String, String>,
+    update_started: Duration,
+    to_update: &mut [Duration],
+    update_writes: u64,
+    store_rate: f64,
+) -> Vec<report::Stage> {
+    let update_total = recorder_end(to_update).unwrap_or_default();
     let (mut upd_bundle, mut upd_bd, mut upd_ready) = recorder.snapshot(|o| {
         let mut updated_at: HashMap<&str, Duration> = HashMap::new();
         for (bundle, generations) in &o.bundle_generations {
@@ -717,35 +909,11 @@ async fn drive(
     let upd_bundle_total = recorder_end(&upd_bundle).unwrap_or_default();
     let upd_bd_total = recorder_end(&upd_bd).unwrap_or_default();
     let upd_ready_total = recorder_end(&upd_ready).unwrap_or_default();
-    let stages = vec![
-        report::stage(
-            "gitrepo_to_bundle",
-            "from GitRepo creation until each Bundle exists",
-            &mut to_bundle,
-            bundles_done.saturating_sub(gitrepos_created),
-            rollout_writes,
-            store_rate,
-        ),
-        report::stage(
-            "bundle_to_bundledeployment",
-            "from each Bundle until each of its BundleDeployments exists (targeting + rollout)",
-            &mut to_bd,
-            bds_done.saturating_sub(gitrepos_created),
-            bd_writes(&after_rollout, &before),
-            store_rate,
-        ),
-        report::stage(
-            "bundledeployment_to_ready",
-            "from each BundleDeployment until the agent reports it Ready",
-            &mut to_ready,
-            ready_done.saturating_sub(gitrepos_created),
-            rollout_writes,
-            store_rate,
-        ),
+    vec![
         report::stage(
             "update_to_ready",
             "from the commit of one change until every BundleDeployment is Ready at it",
-            &mut to_update,
+            to_update,
             update_total,
             update_writes,
             store_rate,
@@ -774,20 +942,49 @@ async fn drive(
             0,
             store_rate,
         ),
-    ];
+    ]
+}
 
-    let api = api_load(
-        &before,
-        &after_update,
-        update_writes,
+/// What one run measured, up to where it got.
+#[derive(Default)]
+struct Measured {
+    registration_seconds: f64,
+    stages: Vec<report::Stage>,
+    rollout_writes: report::RolloutWrites,
+    created: usize,
+    ready: usize,
+    ready_after_update: usize,
+    /// Request counts when the stages began and when the run ended.
+    before: ApiCounts,
+    after: ApiCounts,
+    update_writes: u64,
+    idle_writes: u64,
+    idle_seconds: f64,
+    idle_by_resource: BTreeMap<String, u64>,
+    update_by_resource: BTreeMap<String, u64>,
+}
+
+/// The report of a run, complete or not: what was measured, with the fleet's storage, CPU,
+/// memory and workers as they are now.
+fn assemble(
+    config: &BenchConfig,
+    system: &SimSystem,
+    store_rate: f64,
+    m: Measured,
+    incomplete: Option<report::Incomplete>,
+) -> BenchReport {
+    let expected = config.bundle_deployments();
+    let mut api = api_load(
+        &m.before,
+        &m.after,
+        m.update_writes,
         expected,
-        idle_writes,
-        idle_seconds,
+        m.idle_writes,
+        m.idle_seconds,
     );
-    let mut api = api;
-    api.idle_writes_by_resource = after_idle.upstream_writes_by_resource(&settled);
-    api.update_writes_by_resource = after_update.upstream_writes_by_resource(&after_idle);
-    let storage = storage(sim);
+    api.idle_writes_by_resource = m.idle_by_resource;
+    api.update_writes_by_resource = m.update_by_resource;
+    let storage = storage(system.simulator());
     let mut warnings = Vec::new();
     if let Some(l) = &storage.largest_object {
         if l.bytes > report::ETCD_OBJECT_LIMIT {
@@ -818,19 +1015,15 @@ async fn drive(
             memory_available_bytes: process::available_memory_bytes(),
         },
         store_writes_per_second: store_rate,
-        registration_seconds,
-        stages,
-        rollout_writes: report::RolloutWrites::new(
-            bd_writes(&after_rollout, &before),
-            after_rollout.all_writes_since(&before),
-            ready_done.saturating_sub(bds_first),
-            store_rate,
-        ),
+        registration_seconds: m.registration_seconds,
+        incomplete,
+        stages: m.stages,
+        rollout_writes: m.rollout_writes,
         bundle_deployments: report::BdCounts {
             expected,
-            created,
-            ready,
-            ready_after_update,
+            created: m.created,
+            ready: m.ready,
+            ready_after_update: m.ready_after_update,
         },
         api,
         storage,
@@ -845,7 +1038,7 @@ async fn drive(
     };
     report.targets = report::check_targets(&report);
     report.bottleneck = report::bottleneck(&report);
-    Ok(report)
+    report
 }
 
 fn recorder_end(v: &[Duration]) -> Option<Duration> {
@@ -885,29 +1078,24 @@ async fn create_gitrepos(
     Ok(())
 }
 
+/// Waits until `done` reaches `expected`; what stopped the stage otherwise.
 async fn wait_for(
-    config: &BenchConfig,
+    limits: &RunLimits<'_>,
     progress: &dyn Progress,
     stage: &'static str,
     what: &'static str,
     expected: usize,
     mut done: impl FnMut() -> usize,
-) -> Result<(), BenchError> {
-    let deadline = Instant::now() + config.stage_timeout;
+) -> Option<report::Incomplete> {
+    let started = Instant::now();
     loop {
         let n = done();
         progress.set(n as u64);
         if n >= expected {
-            return Ok(());
+            return None;
         }
-        if Instant::now() >= deadline {
-            return Err(BenchError::Timeout {
-                stage,
-                seconds: config.stage_timeout.as_secs(),
-                done: n,
-                expected,
-                what,
-            });
+        if let Some(reason) = limits.reason_to_stop(started) {
+            return Some(limits.incomplete(stage, reason, n, expected, what));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -1072,12 +1260,23 @@ pub async fn run_sweep(
     }
     let mut points = Vec::new();
     let mut last = None;
+    let sweep_started = Instant::now();
     for size in sorted {
+        // The time limit is the whole sweep's: each run gets what is left of it.
+        let time_limit = config
+            .time_limit
+            .map(|limit| limit.saturating_sub(sweep_started.elapsed()));
         let run_config = BenchConfig {
             clusters: size,
+            time_limit,
             ..config.clone()
         };
         let report = run(&run_config, progress).await?;
+        if report.incomplete.is_some() {
+            // The points so far are the curve; a run that did not finish is not a point.
+            last = Some(report);
+            break;
+        }
         let total = report
             .stages
             .iter()

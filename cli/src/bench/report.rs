@@ -23,6 +23,10 @@ pub struct BenchReport {
     /// Adding the simulated clusters: Cluster objects, agent installs, registration and the
     /// agents' first check-in (before the stages).
     pub registration_seconds: f64,
+    /// Set when the run stopped before its last stage (a stage timeout, the time limit, an
+    /// interrupt): every other field holds what was measured until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<Incomplete>,
     pub stages: Vec<Stage>,
     /// BundleDeployment writes while the fleet rolls out.
     pub rollout_writes: RolloutWrites,
@@ -106,6 +110,30 @@ impl RolloutWrites {
                 0.0
             },
         }
+    }
+}
+
+/// Where and why a run stopped early.
+#[derive(Debug, Clone, Serialize)]
+pub struct Incomplete {
+    /// `registration`, `bundledeployment_to_ready` or `update_to_ready`.
+    pub stage: String,
+    pub reason: String,
+    /// How far the stage got: `done` of `expected` `what`.
+    pub done: usize,
+    pub expected: usize,
+    pub what: String,
+    /// Seconds from the start of the run (the store measurement included).
+    pub after_seconds: f64,
+}
+
+impl std::fmt::Display for Incomplete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stage {} stopped after {:.0}s of the run, at {} of {} {}: {}",
+            self.stage, self.after_seconds, self.done, self.expected, self.what, self.reason
+        )
     }
 }
 
@@ -308,6 +336,11 @@ pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
             .then_some(all_ready && end_to_end <= 300.0 && peak_gib.is_some_and(|g| g <= 16.0)),
     });
     let rollout = &report.rollout_writes;
+    // What a run that stopped early did not get to measure is not judged.
+    let stopped_in = report.incomplete.as_ref().map(|i| i.stage.as_str());
+    let reached_rollout = stopped_in != Some("registration");
+    let reached_idle = reached_rollout && stopped_in != Some("bundledeployment_to_ready");
+    let finished = stopped_in.is_none();
     checks.push(TargetCheck {
         name: "BundleDeployment write rate during rollout".into(),
         target: "≥ 50 % of the store's raw write rate".into(),
@@ -319,7 +352,7 @@ pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
             rollout.all_fraction_of_store * 100.0,
             rollout.bundledeployment_share_of_writes * 100.0
         ),
-        met: Some(rollout.fraction_of_store >= 0.5),
+        met: reached_rollout.then_some(rollout.fraction_of_store >= 0.5),
     });
     if let Some(exp) = report.growth_exponent {
         let ratio = sweep_ratio(&report.sweep);
@@ -338,8 +371,12 @@ pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
     checks.push(TargetCheck {
         name: "API writes per BundleDeployment per change".into(),
         target: "≤ 3".into(),
-        measured: format!("{:.2}", report.api.writes_per_bundledeployment_per_change),
-        met: Some(report.api.writes_per_bundledeployment_per_change <= 3.0),
+        measured: if finished {
+            format!("{:.2}", report.api.writes_per_bundledeployment_per_change)
+        } else {
+            "not measured: the update did not finish".into()
+        },
+        met: finished.then_some(report.api.writes_per_bundledeployment_per_change <= 3.0),
     });
     checks.push(TargetCheck {
         name: "status writes while nothing changes".into(),
@@ -348,7 +385,7 @@ pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
             "{} in {:.0} s",
             report.api.idle_status_writes, report.api.idle_seconds
         ),
-        met: Some(report.api.idle_status_writes == 0),
+        met: reached_idle.then_some(report.api.idle_status_writes == 0),
     });
     checks
 }
@@ -363,6 +400,26 @@ fn sweep_ratio(sweep: &[SweepPoint]) -> Option<f64> {
 /// The stage that took longest and the upstream resource written most, for the report's
 /// bottleneck line.
 pub fn bottleneck(report: &BenchReport) -> Option<String> {
+    let busiest = report
+        .api
+        .upstream_by_resource
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .map(|(r, n)| format!("; most requested upstream resource: {r} ({n} requests)"))
+        .unwrap_or_default();
+    let cpu = report
+        .cpu_seconds
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(c, s)| format!("; most CPU: {c} ({s:.1} s)"))
+        .unwrap_or_default();
+    // A run that stopped early is held up by the stage it stopped in.
+    if let Some(stopped) = &report.incomplete {
+        return Some(format!(
+            "stopped in stage {} ({} of {} {} after {:.0} s){busiest}{cpu}",
+            stopped.stage, stopped.done, stopped.expected, stopped.what, stopped.after_seconds
+        ));
+    }
     let slowest = report
         .stages
         .iter()
@@ -380,19 +437,6 @@ pub fn bottleneck(report: &BenchReport) -> Option<String> {
     } else {
         String::new()
     };
-    let busiest = report
-        .api
-        .upstream_by_resource
-        .iter()
-        .max_by_key(|(_, n)| **n)
-        .map(|(r, n)| format!("; most requested upstream resource: {r} ({n} requests)"))
-        .unwrap_or_default();
-    let cpu = report
-        .cpu_seconds
-        .iter()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(c, s)| format!("; most CPU: {c} ({s:.1} s)"))
-        .unwrap_or_default();
     Some(format!(
         "slowest stage: {} ({:.1} s, p95 {:.0} ms{part}){busiest}{cpu}",
         slowest.name, slowest.total_seconds, slowest.p95_ms
@@ -409,6 +453,12 @@ pub fn summary_text(report: &BenchReport) -> String {
         "fleet sim bench: {} clusters × {} bundles ({} resources each, {} GitRepos, profile {}, seed {})",
         c.clusters, c.bundles, c.resources_per_bundle, c.gitrepos, c.profile, c.seed
     );
+    if let Some(stopped) = &report.incomplete {
+        let _ = writeln!(
+            out,
+            "INCOMPLETE: {stopped}; what follows was measured until then"
+        );
+    }
     let _ = writeln!(
         out,
         "store raw write rate: {:.0} writes/s",
@@ -501,6 +551,126 @@ mod tests {
         assert_eq!(percentile(&v, 0.95), Some(&Duration::from_millis(95)));
         assert_eq!(percentile(&v[..1], 0.95), Some(&Duration::from_millis(1)));
         assert_eq!(percentile(&[], 0.5), None);
+    }
+
+    fn report_of(clusters: usize, bundles: usize, incomplete: Option<Incomplete>) -> BenchReport {
+        let expected = clusters * bundles;
+        BenchReport {
+            fleet_version: "test".into(),
+            config: ReportConfig {
+                clusters,
+                bundles,
+                resources_per_bundle: 3,
+                gitrepos: 1,
+                seed: 0,
+                profile: "fast".into(),
+            },
+            machine: Machine {
+                cpus: 2,
+                memory_available_bytes: None,
+            },
+            store_writes_per_second: 1000.0,
+            registration_seconds: 1.0,
+            incomplete,
+            stages: vec![stage(
+                "bundledeployment_to_ready",
+                "",
+                &mut [Duration::from_millis(10)],
+                Duration::from_secs(1),
+                10,
+                1000.0,
+            )],
+            rollout_writes: RolloutWrites::default(),
+            bundle_deployments: BdCounts {
+                expected,
+                created: expected,
+                ready: expected / 2,
+                ready_after_update: 0,
+            },
+            api: ApiLoad {
+                upstream_by_resource: [("bundledeployments".to_string(), 42)].into(),
+                ..ApiLoad::default()
+            },
+            storage: Storage::default(),
+            cpu_seconds: [("agents".to_string(), 3.0), ("controller".to_string(), 5.0)].into(),
+            peak_rss_bytes: None,
+            workers: BTreeMap::new(),
+            targets: Vec::new(),
+            bottleneck: None,
+            warnings: Vec::new(),
+            sweep: Vec::new(),
+            growth_exponent: None,
+        }
+    }
+
+    fn stopped_in(stage: &str) -> Incomplete {
+        Incomplete {
+            stage: stage.into(),
+            reason: "the run's --time-limit of 60s was reached".into(),
+            done: 120,
+            expected: 250,
+            what: "Ready BundleDeployments".into(),
+            after_seconds: 61.0,
+        }
+    }
+
+    fn verdict(report: &BenchReport, name: &str) -> Option<bool> {
+        check_targets(report)
+            .into_iter()
+            .find(|t| t.name.starts_with(name))
+            .unwrap_or_else(|| panic!("no target {name}"))
+            .met
+    }
+
+    #[test]
+    fn a_run_stopped_in_the_rollout_judges_only_what_it_measured() {
+        let report = report_of(500, 50, Some(stopped_in("bundledeployment_to_ready")));
+        assert_eq!(verdict(&report, "500 clusters"), Some(false));
+        assert_eq!(verdict(&report, "API writes per BundleDeployment"), None);
+        assert_eq!(
+            verdict(&report, "status writes while nothing changes"),
+            None
+        );
+        assert!(verdict(&report, "BundleDeployment write rate").is_some());
+        let measured = check_targets(&report)
+            .into_iter()
+            .find(|t| t.name.starts_with("API writes"))
+            .map(|t| t.measured);
+        assert_eq!(
+            measured.as_deref(),
+            Some("not measured: the update did not finish")
+        );
+
+        let registration = report_of(500, 50, Some(stopped_in("registration")));
+        assert_eq!(verdict(&registration, "BundleDeployment write rate"), None);
+
+        let complete = report_of(500, 50, None);
+        assert!(verdict(&complete, "API writes per BundleDeployment").is_some());
+        assert!(verdict(&complete, "status writes while nothing changes").is_some());
+    }
+
+    #[test]
+    fn a_stopped_run_names_its_stage_as_the_bottleneck_and_in_the_summary() {
+        let mut report = report_of(50, 5, Some(stopped_in("update_to_ready")));
+        report.bottleneck = bottleneck(&report);
+        let b = report.bottleneck.clone().unwrap_or_default();
+        assert!(
+            b.starts_with("stopped in stage update_to_ready (120 of 250 Ready BundleDeployments"),
+            "{b}"
+        );
+        assert!(b.contains("most CPU: controller (5.0 s)"), "{b}");
+        assert!(b.contains("bundledeployments (42 requests)"), "{b}");
+        let text = summary_text(&report);
+        assert!(
+            text.contains(
+                "INCOMPLETE: stage update_to_ready stopped after 61s of the run, at 120 of 250 Ready BundleDeployments: the run's --time-limit of 60s was reached"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap_or_default();
+        assert_eq!(json["incomplete"]["stage"], "update_to_ready");
+        let complete = serde_json::to_value(report_of(50, 5, None)).unwrap_or_default();
+        assert!(complete.get("incomplete").is_none());
     }
 
     #[test]

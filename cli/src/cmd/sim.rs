@@ -1,5 +1,6 @@
 //! `fleet sim`: simulated clusters (`sim up`; `sim bench` joins later).
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -62,9 +63,13 @@ struct BenchArgs {
     /// No progress bar (CI)
     #[arg(long)]
     quiet: bool,
-    /// Give up on a stage after this many seconds
+    /// Give up on a stage after this many seconds (the report then holds what was measured)
     #[arg(long, default_value_t = 1800)]
     stage_timeout: u64,
+    /// Stop the whole run (or sweep) after this many seconds and write what was measured;
+    /// SIGINT and SIGTERM do the same at any time
+    #[arg(long)]
+    time_limit: Option<u64>,
     /// Seconds to watch the idle fleet for needless status writes
     #[arg(long, default_value_t = 3)]
     idle_seconds: u64,
@@ -152,6 +157,106 @@ impl bench::Progress for BarProgress {
     }
 }
 
+/// SIGINT and SIGTERM, as many times as they come.
+struct StopSignals {
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn new() -> Self {
+        StopSignals {
+            #[cfg(unix)]
+            terminate: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .ok(),
+        }
+    }
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        let terminate = async {
+            match &mut self.terminate {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+    }
+}
+
+/// Progress as plain lines on stderr, for runs without a terminal.
+struct LineProgress {
+    started: std::time::Instant,
+    state: std::sync::Mutex<LineState>,
+}
+
+struct LineState {
+    phase: String,
+    total: u64,
+    last_line: std::time::Instant,
+}
+
+impl LineProgress {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn new() -> Self {
+        let now = std::time::Instant::now();
+        LineProgress {
+            started: now,
+            state: std::sync::Mutex::new(LineState {
+                phase: String::new(),
+                total: 0,
+                last_line: now,
+            }),
+        }
+    }
+
+    fn line(&self, phase: &str, done: Option<u64>, total: u64) {
+        let elapsed = self.started.elapsed().as_secs();
+        let count = match done {
+            Some(done) if total > 0 => format!(" {done}/{total}"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "[{:02}:{:02}:{:02}] {phase}{count}",
+            elapsed / 3600,
+            elapsed / 60 % 60,
+            elapsed % 60
+        );
+    }
+}
+
+impl bench::Progress for LineProgress {
+    fn phase(&self, name: &str, total: u64) {
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        state.phase = name.to_string();
+        state.total = total;
+        state.last_line = std::time::Instant::now();
+        self.line(name, None, total);
+    }
+    fn set(&self, done: u64) {
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        if state.last_line.elapsed() >= Self::EVERY {
+            state.last_line = std::time::Instant::now();
+            self.line(&state.phase, Some(done), state.total);
+        }
+    }
+    fn finish(&self) {}
+}
+
 fn fleet_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     let config = bench::BenchConfig {
         clusters: args.clusters,
@@ -162,6 +267,9 @@ fn fleet_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         profile: args.profile.clone(),
         idle: std::time::Duration::from_secs(args.idle_seconds),
         stage_timeout: std::time::Duration::from_secs(args.stage_timeout.max(1)),
+        time_limit: args
+            .time_limit
+            .map(|s| std::time::Duration::from_secs(s.max(1))),
         controller_threads: args.controller_threads,
         agent_threads: args.agent_threads,
         ..bench::BenchConfig::default()
@@ -181,6 +289,10 @@ fn fleet_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let progress: Box<dyn bench::Progress> = if args.quiet {
         Box::new(bench::NoProgress)
+    } else if !std::io::stderr().is_terminal() {
+        // indicatif draws nothing without a terminal: long runs under nohup or a CI log get
+        // a line per phase and one every ten seconds instead.
+        Box::new(LineProgress::new())
     } else {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -197,6 +309,26 @@ fn fleet_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         .thread_name("fleet-bench")
         .build()
         .context("starting the async runtime")?;
+    // SIGINT and SIGTERM stop the run where it is; the report says so and keeps what was
+    // measured (a run capped by `timeout` still leaves its numbers).
+    let interrupt = config.interrupt.clone();
+    runtime.spawn(async move {
+        let mut signals = StopSignals::new();
+        signals.next().await;
+        interrupt.cancel();
+        // The run writes its report and ends; a second signal, or a run still going a minute
+        // later, ends the process as the signal would have.
+        tokio::select! {
+            () = signals.next() => {}
+            () = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+        }
+        eprintln!("fleet sim bench: stopping without a report");
+        #[allow(
+            clippy::exit,
+            reason = "a signal must end the process even when a run is stuck"
+        )]
+        std::process::exit(130);
+    });
     let report = runtime.block_on(async {
         if args.sweep.is_empty() {
             bench::run(&config, progress.as_ref()).await
@@ -214,6 +346,22 @@ fn fleet_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.html {
         std::fs::write(path, bench::html::render(&report))
             .with_context(|| format!("writing the HTML report to {}", path.display()))?;
+    }
+    if let Some(stopped) = &report.incomplete {
+        let written: Vec<String> = [&args.report, &args.html]
+            .into_iter()
+            .flatten()
+            .map(|p| p.display().to_string())
+            .collect();
+        eprintln!(
+            "fleet sim bench: {stopped}{}",
+            if written.is_empty() {
+                String::new()
+            } else {
+                format!("; the partial report is in {}", written.join(" and "))
+            }
+        );
+        return Ok(ExitCode::FAILURE);
     }
     let all_ready = report.bundle_deployments.ready == report.bundle_deployments.expected
         && report.bundle_deployments.ready_after_update == report.bundle_deployments.expected;
