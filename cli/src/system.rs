@@ -736,8 +736,10 @@ impl SimSystem {
 
 /// Cluster installs [`SimSystem::add_clusters`] runs at once.
 pub const REGISTRATION_INSTALLS: usize = 16;
-/// Clusters [`SimSystem::add_clusters`] lets wait for their agent's first check-in at once.
-pub const REGISTRATION_WINDOW: usize = 64;
+/// Clusters [`SimSystem::add_clusters`] lets wait for their agent's first check-in at once. An
+/// agent looks for its credentials every 2 s (Fleet's interval), so this window, not the
+/// controller, sets how many clusters register per second.
+pub const REGISTRATION_WINDOW: usize = 256;
 
 /// What joining one cluster needs, shared by the concurrent joins of
 /// [`SimSystem::add_clusters`].
