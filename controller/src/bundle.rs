@@ -5,7 +5,7 @@
 //!
 //! [`plan_bundle`] is the pure decision; [`run`] is the kube-runtime controller around it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash as _, Hasher as _};
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,13 +29,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Context;
 use crate::deployments::DeploymentIndex;
-use crate::rollout::plan_rollout;
+use crate::rollout::plan_rollout_changes;
 use crate::summary::{display_state, ready_ratio, set_condition, set_ready_condition};
 use crate::target::{ResolvedTargets, namespaces_for_bundle, resolve_targets};
-use crate::throttle::{ReconcileThrottle, StatusWriteThrottle};
+use crate::throttle::{ReconcileThrottle, ScheduledReconciles, StatusWriteThrottle};
 
 /// Field manager of the controller's server-side applies.
 pub const FIELD_MANAGER: &str = "fleet-controller";
+
+/// How many BundleDeployment writes of one plan are in flight at once.
+const CONCURRENT_DEPLOYMENT_WRITES: usize = 8;
 
 /// Why the bundle controller stopped.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +128,15 @@ pub struct BundleTargeting {
 /// Builds the [`BundleTargeting`] of `bundle` from the observed clusters, groups, mappings
 /// and namespaces (its deployments are not looked at).
 pub fn resolve_bundle(bundle: &Bundle, observed: &BundleObservation<'_>) -> BundleTargeting {
-    let content = content_for(bundle);
+    resolve_bundle_with_content(bundle, content_for(bundle), observed)
+}
+
+/// [`resolve_bundle`] with the bundle's Content made already ([`content_for`]).
+pub fn resolve_bundle_with_content(
+    bundle: &Bundle,
+    content: Content,
+    observed: &BundleObservation<'_>,
+) -> BundleTargeting {
     let manifest_id = content.metadata.name.clone().unwrap_or_default();
     let namespaces = namespaces_for_bundle(
         bundle,
@@ -147,14 +158,21 @@ pub fn resolve_bundle(bundle: &Bundle, observed: &BundleObservation<'_>) -> Bund
 /// delete, and the bundle status (Ready condition, summary, display, partitions...).
 /// `now` (RFC 3339) stamps changed conditions.
 pub fn plan_bundle(bundle: &Bundle, observed: &BundleObservation<'_>, now: &str) -> BundlePlan {
-    plan_resolved_bundle(bundle, &resolve_bundle(bundle, observed), observed, now)
+    plan_resolved_bundle(
+        bundle,
+        &resolve_bundle(bundle, observed),
+        &observed.deployments,
+        now,
+    )
 }
 
-/// [`plan_bundle`] with the bundle's targeting resolved already (it is cached across plans).
+/// [`plan_bundle`] with the bundle's targeting resolved already (it is cached across plans),
+/// given the bundle's existing `deployments`. Its cost is linear in the targets, but only
+/// the deployments that change are built: a plan runs after every few deployment changes.
 pub fn plan_resolved_bundle(
     bundle: &Bundle,
     resolved: &BundleTargeting,
-    observed: &BundleObservation<'_>,
+    deployments: &[&BundleDeployment],
     now: &str,
 ) -> BundlePlan {
     let content = &resolved.content;
@@ -163,7 +181,7 @@ pub fn plan_resolved_bundle(
 
     let mut errors: Vec<String> = Vec::new();
     let targeting = match &resolved.resolved {
-        Ok(targets) => targets.with_deployments(&observed.deployments),
+        Ok(targets) => targets.with_deployments(deployments),
         Err(e) => {
             errors.push(e.clone());
             Default::default()
@@ -178,13 +196,8 @@ pub fn plan_resolved_bundle(
         ..Default::default()
     };
     let mut apply = Vec::new();
-    let mut keep_namespaces: BTreeSet<String> = BTreeSet::new();
-    let existing_by_namespace: HashMap<&str, &BundleDeployment> = observed
-        .deployments
-        .iter()
-        .filter_map(|bd| bd.metadata.namespace.as_deref().map(|ns| (ns, *bd)))
-        .collect();
-    match plan_rollout(bundle, &targeting.targets) {
+    let mut keep_namespaces: HashSet<&str> = HashSet::new();
+    match plan_rollout_changes(bundle, &targeting.targets) {
         Ok(rollout) => {
             let conditions = std::mem::take(&mut status.conditions);
             status = BundleStatus {
@@ -193,57 +206,27 @@ pub fn plan_resolved_bundle(
                 oci_reference: status.oci_reference,
                 ..rollout.status
             };
-            for desired in rollout.deployments {
-                let ns = desired.metadata.namespace.clone().unwrap_or_default();
-                keep_namespaces.insert(ns.clone());
-                let existing = existing_by_namespace.get(ns.as_str());
-                let unchanged = existing.is_some_and(|bd| {
-                    bd.spec == desired.spec && bd.metadata.labels == desired.metadata.labels
-                });
-                if !unchanged {
-                    apply.push(desired);
-                }
-            }
+            keep_namespaces = rollout.kept_namespaces;
+            apply = rollout.deployments;
         }
         Err(e) => {
             errors.push(format!("rollout strategy: {e}"));
             // Keep every existing deployment as it is.
             keep_namespaces.extend(
-                observed
-                    .deployments
+                deployments
                     .iter()
-                    .filter_map(|bd| bd.metadata.namespace.clone()),
+                    .filter_map(|bd| bd.metadata.namespace.as_deref()),
             );
         }
     }
     // Clusters whose targeting failed keep their deployment: a template error must not
     // undeploy what runs there.
-    if !targeting.errors.is_empty() {
-        let clusters_by_key: HashMap<(&str, &str), &Cluster> = observed
-            .clusters
-            .iter()
-            .map(|c| {
-                (
-                    (
-                        c.metadata.namespace.as_deref().unwrap_or(""),
-                        c.metadata.name.as_deref().unwrap_or(""),
-                    ),
-                    *c,
-                )
-            })
-            .collect();
-        for error in &targeting.errors {
-            if let Some(cluster) = clusters_by_key.get(&(
-                error.cluster_namespace.as_str(),
-                error.cluster_name.as_str(),
-            )) && let Some(ns) = cluster.status.as_ref().map(|s| s.namespace.clone())
-            {
-                keep_namespaces.insert(ns);
-            }
+    for error in &targeting.errors {
+        if !error.deployment_namespace.is_empty() {
+            keep_namespaces.insert(error.deployment_namespace.as_str());
         }
     }
-    let delete = observed
-        .deployments
+    let delete = deployments
         .iter()
         .filter(|bd| {
             bd.metadata.deletion_timestamp.is_none()
@@ -374,6 +357,15 @@ where
     (store, stream)
 }
 
+/// A bundle's targeting as cached between plans.
+struct CachedTargeting {
+    /// Hash of the bundle's uid, generation and labels and the targeting epoch.
+    inputs: u64,
+    /// Hash of the bundle's uid and generation: what its Content depends on.
+    content_key: u64,
+    targeting: Arc<BundleTargeting>,
+}
+
 /// The bundle reconciler's state: caches of the related kinds.
 struct BundleContext {
     ctx: Arc<Context>,
@@ -389,13 +381,19 @@ struct BundleContext {
     status_throttle: StatusWriteThrottle,
     /// The controller's BundleDeployment cache.
     deployments: Arc<DeploymentIndex>,
-    /// Counts changes of the related kinds that can change targeting.
+    /// Counts changes of the related kinds that can change the targeting of any bundle
+    /// (groups, mappings).
     targeting_epoch: AtomicU64,
+    /// Counts, per bundle, the Cluster and Namespace changes that can change its targeting.
+    bundle_epochs: Mutex<HashMap<String, u64>>,
     /// Spaces re-plans that only follow BundleDeployment status changes.
     plan_throttle: ReconcileThrottle,
     /// Each bundle's targeting with the hash of what it was resolved from (bundle uid,
     /// generation, labels and the targeting epoch).
-    targeting: Mutex<HashMap<String, (u64, Arc<BundleTargeting>)>>,
+    targeting: Mutex<HashMap<String, CachedTargeting>>,
+    /// Bundles whose re-plan waits for the interval: their deployments' changes meanwhile
+    /// need no reconcile of their own.
+    scheduled: ScheduledReconciles,
 }
 
 impl BundleContext {
@@ -412,26 +410,93 @@ impl BundleContext {
             .unwrap_or(false)
     }
 
-    /// The targeting of bundle `key` for `inputs` (see [`BundleContext::targeting`]), resolved
-    /// now when the cached one is for other inputs.
-    fn targeting_of(
-        &self,
-        key: &str,
-        inputs: u64,
-        bundle: &Bundle,
-        observed: &BundleObservation<'_>,
-    ) -> Arc<BundleTargeting> {
-        if let Ok(cache) = self.targeting.lock()
-            && let Some((cached_inputs, targeting)) = cache.get(key)
-            && *cached_inputs == inputs
-        {
-            return targeting.clone();
+    /// How many Cluster changes that can change its targeting bundle `key` has seen.
+    fn bundle_epoch(&self, key: &str) -> u64 {
+        self.bundle_epochs
+            .lock()
+            .ok()
+            .and_then(|epochs| epochs.get(key).copied())
+            .unwrap_or_default()
+    }
+
+    /// Counts a Cluster change that can change the targeting of the bundles `keys`.
+    fn retarget(&self, keys: impl Iterator<Item = String>) {
+        if let Ok(mut epochs) = self.bundle_epochs.lock() {
+            for key in keys {
+                *epochs.entry(key).or_default() += 1;
+            }
         }
-        let targeting = Arc::new(resolve_bundle(bundle, observed));
+    }
+
+    /// The targeting of bundle `key` for `inputs` (see [`BundleContext::targeting`]), resolved
+    /// now from the caches when the cached one is for other inputs.
+    fn targeting_of(&self, key: &str, inputs: u64, bundle: &Bundle) -> Arc<BundleTargeting> {
+        // The Content (the gzipped manifest) changes only with the bundle's spec: a cluster
+        // registering re-targets bundles, it does not change what they hold.
+        let content_key = hash_json(&(&bundle.metadata.uid, bundle.metadata.generation));
+        let mut content = None;
+        if let Ok(cache) = self.targeting.lock()
+            && let Some(cached) = cache.get(key)
+        {
+            if cached.inputs == inputs {
+                return cached.targeting.clone();
+            }
+            if cached.content_key == content_key {
+                content = Some(cached.targeting.content.clone());
+            }
+        }
+        let content = content.unwrap_or_else(|| content_for(bundle));
+        let targeting = Arc::new(self.resolve(bundle, content));
         if let Ok(mut cache) = self.targeting.lock() {
-            cache.insert(key.to_string(), (inputs, targeting.clone()));
+            cache.insert(
+                key.to_string(),
+                CachedTargeting {
+                    inputs,
+                    content_key,
+                    targeting: targeting.clone(),
+                },
+            );
         }
         targeting
+    }
+
+    /// [`resolve_bundle`] over the cached clusters, groups, mappings and namespaces.
+    fn resolve(&self, bundle: &Bundle, content: Content) -> BundleTargeting {
+        let groups = self.groups.state();
+        let mappings = self.mappings.state();
+        let namespaces = self.namespaces.state();
+        let clusters = match crate::target::named_clusters(bundle) {
+            // A bundle whose every target names its cluster (each cluster's agent bundle) can
+            // only go to those: look them up instead of copying and scanning the whole fleet,
+            // which made each wave of registrations O(clusters²) at 10,000 clusters.
+            Some(names) => {
+                let namespace_refs: Vec<&Namespace> =
+                    namespaces.iter().map(AsRef::as_ref).collect();
+                let bundle_namespaces = crate::target::namespaces_for_bundle(
+                    bundle,
+                    mappings.iter().map(AsRef::as_ref),
+                    &namespace_refs,
+                );
+                bundle_namespaces
+                    .iter()
+                    .flat_map(|cluster_ns| {
+                        names.iter().filter_map(move |cluster_name| {
+                            self.clusters
+                                .get(&ObjectRef::new(cluster_name).within(cluster_ns))
+                        })
+                    })
+                    .collect()
+            }
+            None => self.clusters.state(),
+        };
+        let observed = BundleObservation {
+            clusters: clusters.iter().map(AsRef::as_ref).collect(),
+            groups: groups.iter().map(AsRef::as_ref).collect(),
+            mappings: mappings.iter().map(AsRef::as_ref).collect(),
+            namespaces: namespaces.iter().map(AsRef::as_ref).collect(),
+            deployments: Vec::new(),
+        };
+        resolve_bundle_with_content(bundle, content, &observed)
     }
 
     /// The BundleDeployments of a bundle from the cache. A reconcile triggered by a
@@ -450,57 +515,29 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
     let ns = bundle.namespace().unwrap_or_default();
     let name = bundle.name_any();
     let key = format!("{ns}/{name}");
-    // The epoch is read before the stores: the stores are then at least as new as it, so a
-    // targeting cached under it is never older than what it stands for.
+    // The epoch is read before the stores (read only when the targeting is resolved again):
+    // the stores are then at least as new as it, so a targeting cached under it is never
+    // older than what it stands for.
     let epoch = bctx.targeting_epoch.load(Ordering::Relaxed);
-    let groups = bctx.groups.state();
-    let mappings = bctx.mappings.state();
-    let namespaces = bctx.namespaces.state();
-    let clusters = match crate::target::named_clusters(&bundle) {
-        // A bundle whose every target names its cluster (each cluster's agent bundle) can
-        // only go to those: look them up instead of copying and scanning the whole fleet,
-        // which made each wave of registrations O(clusters²) at 10,000 clusters.
-        Some(names) => {
-            let namespace_refs: Vec<&Namespace> = namespaces.iter().map(AsRef::as_ref).collect();
-            let bundle_namespaces = crate::target::namespaces_for_bundle(
-                &bundle,
-                mappings.iter().map(AsRef::as_ref),
-                &namespace_refs,
-            );
-            bundle_namespaces
-                .iter()
-                .flat_map(|cluster_ns| {
-                    names.iter().filter_map(move |cluster_name| {
-                        bctx.clusters
-                            .get(&ObjectRef::new(cluster_name).within(cluster_ns))
-                    })
-                })
-                .collect()
-        }
-        None => bctx.clusters.state(),
-    };
     // Only deployment statuses changed since a recent plan that left nothing undone: plan
-    // again once the interval is over, with every change since.
+    // again once the interval is over, with every change since. Nothing that grows with the
+    // fleet is looked at before this: it runs on every deployment change of the bundle.
     let inputs = hash_json(&(
         &bundle.metadata.uid,
         bundle.metadata.generation,
         &bundle.metadata.labels,
         epoch,
+        bctx.bundle_epoch(&key),
     ));
     let started = std::time::Instant::now();
     if let Some(wait) = bctx.plan_throttle.wait(&key, inputs, started) {
+        bctx.scheduled.schedule(&key, started + wait);
         return Ok(Action::requeue(wait));
     }
     let deployments = bctx.deployments_of(&ns, &name);
-    let observed = BundleObservation {
-        clusters: clusters.iter().map(AsRef::as_ref).collect(),
-        groups: groups.iter().map(AsRef::as_ref).collect(),
-        mappings: mappings.iter().map(AsRef::as_ref).collect(),
-        namespaces: namespaces.iter().map(AsRef::as_ref).collect(),
-        deployments: deployments.iter().map(AsRef::as_ref).collect(),
-    };
-    let resolved = bctx.targeting_of(&key, inputs, &bundle, &observed);
-    let plan = plan_resolved_bundle(&bundle, &resolved, &observed, &now_rfc3339());
+    let deployment_refs: Vec<&BundleDeployment> = deployments.iter().map(AsRef::as_ref).collect();
+    let resolved = bctx.targeting_of(&key, inputs, &bundle);
+    let plan = plan_resolved_bundle(&bundle, &resolved, &deployment_refs, &now_rfc3339());
     if let Ok(mut manifests) = bctx.manifests.lock() {
         manifests.insert(key.clone(), plan.manifest_id.clone());
     }
@@ -520,25 +557,43 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
             .map_err(kube_err(format!("writing Content {}", plan.manifest_id)))?;
     }
 
-    let mut failures = 0;
-    for bd in &plan.apply {
-        let bd_ns = bd.metadata.namespace.clone().unwrap_or_default();
-        let api: Api<BundleDeployment> = Api::namespaced(client.clone(), &bd_ns);
-        let result = api
-            .patch(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(bd),
-            )
-            .await;
-        match result {
-            Ok(written) => bctx.deployments.observe_written(written),
-            Err(error) => {
-                failures += 1;
-                tracing::warn!(bundle = %key, namespace = %bd_ns, %error, "writing BundleDeployment failed");
+    // Independent writes (one per cluster namespace), a few at a time: a plan writes up to
+    // `maxNew` new deployments, and one after the other they were a chain of round trips.
+    let writes: Vec<_> = plan
+        .apply
+        .iter()
+        .map(|bd| {
+            let bd_ns = bd.metadata.namespace.clone().unwrap_or_default();
+            let api: Api<BundleDeployment> = Api::namespaced(client.clone(), &bd_ns);
+            let name = name.clone();
+            async move {
+                let result = api
+                    .patch(
+                        &name,
+                        &PatchParams::apply(FIELD_MANAGER).force(),
+                        &Patch::Apply(bd),
+                    )
+                    .await;
+                (bd_ns, result)
             }
-        }
-    }
+        })
+        .collect();
+    let mut failures = futures::stream::iter(writes)
+        .buffer_unordered(CONCURRENT_DEPLOYMENT_WRITES)
+        .fold(0usize, |failures, (bd_ns, result)| {
+            let failed = match result {
+                Ok(written) => {
+                    bctx.deployments.observe_written(written);
+                    false
+                }
+                Err(error) => {
+                    tracing::warn!(bundle = %key, namespace = %bd_ns, %error, "writing BundleDeployment failed");
+                    true
+                }
+            };
+            futures::future::ready(failures + usize::from(failed))
+        })
+        .await;
     for (bd_ns, bd_name) in &plan.delete {
         let api: Api<BundleDeployment> = Api::namespaced(client.clone(), bd_ns);
         match api.delete(bd_name, &DeleteParams::default()).await {
@@ -663,6 +718,9 @@ async fn reconcile(
     bctx: Arc<BundleContext>,
 ) -> Result<Action, ReconcileError> {
     let key = key_of(bundle.meta());
+    // Before the caches are read: a trigger dropped while this reconcile was scheduled is
+    // then seen by this read.
+    bctx.scheduled.start(&key);
     let started = std::time::Instant::now();
     let span = tracing::debug_span!("reconcile_bundle", bundle = %key);
     let result = async {
@@ -680,6 +738,9 @@ async fn reconcile(
             bctx.plan_throttle.forget(&key);
             if let Ok(mut cache) = bctx.targeting.lock() {
                 cache.remove(&key);
+            }
+            if let Ok(mut epochs) = bctx.bundle_epochs.lock() {
+                epochs.remove(&key);
             }
             if !has_finalizer {
                 return Ok(Action::await_change());
@@ -884,8 +945,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         manifests: Mutex::new(HashMap::new()),
         deployments,
         targeting_epoch: AtomicU64::new(0),
+        bundle_epochs: Mutex::new(HashMap::new()),
         plan_throttle: ReconcileThrottle::new(ctx.config.status_write_interval),
         targeting: Mutex::new(HashMap::new()),
+        scheduled: ScheduledReconciles::new(),
     });
 
     let controller = Controller::new(
@@ -899,31 +962,42 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
     // other clusters (every registration would re-plan every agent bundle).
     let retargeted = cluster_index
         .relevant_changes(cluster_relevance)
-        .inspect(move |_| {
-            epoch_ctx.targeting_epoch.fetch_add(1, Ordering::Relaxed);
-        })
         .ready_chunks(COALESCED_CHANGES)
         .flat_map(move |changes| {
             let names: HashSet<&str> = changes
                 .iter()
                 .filter_map(|c| c.cluster().metadata.name.as_deref())
                 .collect();
-            futures::stream::iter(bundles_retargeted_by(&bundles.state(), &names))
+            let retargeted = bundles_retargeted_by(&bundles.state(), &names);
+            // Only these bundles' targeting is stale: a cluster registering does not make
+            // every other cluster's agent bundle resolve its targets again.
+            epoch_ctx.retarget(
+                retargeted
+                    .iter()
+                    .map(|b| format!("{}/{}", b.namespace.as_deref().unwrap_or_default(), b.name)),
+            );
+            futures::stream::iter(retargeted)
         });
     let epoch_ctx = bctx.clone();
     // A Namespace change re-plans the bundles whose namespace has BundleNamespaceMappings (the
     // only ones namespaces can target): not every bundle whenever a cluster namespace appears.
-    let mapped_namespaces_retargeted = namespace_changes
-        .inspect(move |()| {
-            epoch_ctx.targeting_epoch.fetch_add(1, Ordering::Relaxed);
-        })
-        .ready_chunks(COALESCED_CHANGES)
-        .flat_map(move |_| {
-            futures::stream::iter(bundles_in_mapped_namespaces(
-                &namespace_bundles.state(),
-                &mapping_store.state(),
-            ))
-        });
+    // Only their targeting is stale: a cluster namespace appearing does not make every
+    // bundle resolve its targets again.
+    let mapped_namespaces_retargeted =
+        namespace_changes
+            .ready_chunks(COALESCED_CHANGES)
+            .flat_map(move |_| {
+                let retargeted = bundles_in_mapped_namespaces(
+                    &namespace_bundles.state(),
+                    &mapping_store.state(),
+                );
+                epoch_ctx.retarget(
+                    retargeted.iter().map(|b| {
+                        format!("{}/{}", b.namespace.as_deref().unwrap_or_default(), b.name)
+                    }),
+                );
+                futures::stream::iter(retargeted)
+            });
     let epoch_ctx = bctx.clone();
     let related = futures::stream::select_all([group_changes.boxed(), mapping_changes.boxed()])
         .inspect(move |()| {
@@ -932,16 +1006,23 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         // Changes that arrive together (a relist) re-plan every bundle once.
         .ready_chunks(COALESCED_CHANGES)
         .map(|_| ());
+    let trigger_ctx = bctx.clone();
     let controller = controller
         .with_config(
             RuntimeConfig::default()
                 .concurrency(ctx.config.bundle_workers.min(u16::MAX as usize) as u16),
         )
-        .reconcile_on(deployment_changes.filter_map(|bd| {
+        .reconcile_on(deployment_changes.filter_map(move |bd| {
             let labels = bd.labels();
+            // A bundle whose re-plan is scheduled already takes this change in then.
             let owner = labels
                 .get(BUNDLE_LABEL)
                 .zip(labels.get(BUNDLE_NAMESPACE_LABEL))
+                .filter(|(name, ns)| {
+                    !trigger_ctx
+                        .scheduled
+                        .covers(&format!("{ns}/{name}"), std::time::Instant::now())
+                })
                 .map(|(name, ns)| ObjectRef::<Bundle>::new(name).within(ns));
             futures::future::ready(owner)
         }))

@@ -7,7 +7,7 @@
 //! The agent writes `status.agent` (its heartbeat); this reconciler sends only a merge patch
 //! of the fields it owns, and nothing when nothing changed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,14 +26,14 @@ use kube::{Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
-use crate::clusters::ClusterIndex;
+use crate::clusters::{ClusterChange, ClusterIndex};
 use crate::deployments::DeploymentIndex;
 use crate::summary::{
     display_state, is_empty_patch, merge_patch_diff, ready_ratio, set_condition,
     set_ready_condition, summarize,
 };
 use crate::target::cluster_namespace_name;
-use crate::throttle::StatusWriteThrottle;
+use crate::throttle::{ScheduledReconciles, StatusWriteThrottle};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -148,6 +148,14 @@ pub fn desired_cluster_status(
 /// The merge patch for the status subresource that turns the observed status into `desired`
 /// (empty object when nothing changes).
 pub fn status_patch(cluster: &Cluster, desired: &ClusterStatus) -> serde_json::Value {
+    let unchanged = match &cluster.status {
+        Some(status) => status == desired,
+        None => *desired == ClusterStatus::default(),
+    };
+    if unchanged {
+        // Most reconciles change nothing: no need to encode both statuses to find out.
+        return serde_json::json!({});
+    }
     let old = serde_json::to_value(cluster.status.clone().unwrap_or_default()).unwrap_or_default();
     let new = serde_json::to_value(desired).unwrap_or_default();
     merge_patch_diff(&old, &new)
@@ -163,6 +171,42 @@ struct ClusterContext {
     deployments: Arc<DeploymentIndex>,
     /// The controller's Cluster cache.
     clusters: Arc<ClusterIndex>,
+    /// Clusters whose reconcile waits for the status interval: their deployments' changes
+    /// meanwhile need no reconcile of their own.
+    scheduled: ScheduledReconciles,
+    /// [`status_relevance`] of the status each Cluster was last patched to: the watch event of
+    /// the reconciler's own write does not trigger it again.
+    written: Mutex<HashMap<String, u64>>,
+}
+
+/// What of a Cluster its reconcile reads or owns: which Cluster it is, whether its agent
+/// checked in, its namespace, and the status fields the reconciler writes (conditions
+/// included: another writer's merge patch replaces the whole list). Agent heartbeats and the
+/// agent-management fields do not trigger a reconcile.
+pub fn status_relevance(meta: &ObjectMeta, status: Option<&ClusterStatus>) -> u64 {
+    crate::bundle::hash_json(&(
+        &meta.uid,
+        meta.deletion_timestamp.is_some(),
+        status.map(|s| {
+            (
+                &s.namespace,
+                s.agent.last_seen.is_some(),
+                &s.summary,
+                &s.resource_counts,
+                s.ready_git_repos,
+                s.desired_ready_git_repos,
+                &s.display,
+                &s.conditions,
+            )
+        }),
+    ))
+}
+
+/// Whether a change of the Cluster `key` whose [`status_relevance`] is `relevance` needs a
+/// reconcile, given the relevance `seen` last of it and the one of the reconciler's own last
+/// write (`written`).
+pub fn needs_reconcile(relevance: u64, seen: Option<u64>, written: Option<u64>) -> bool {
+    seen != Some(relevance) && written != Some(relevance)
 }
 
 fn now_rfc3339() -> String {
@@ -182,18 +226,18 @@ async fn ensure_namespace(
     {
         return Ok(());
     }
+    // Created without reading it first (one round trip per new cluster instead of two): one
+    // that exists already answers 409.
     let api: Api<Namespace> = Api::all(cctx.ctx.client.clone());
-    if api.get_opt(name).await?.is_none() {
-        let ns = cluster_namespace_object(
-            cluster.metadata.namespace.as_deref().unwrap_or(""),
-            cluster.metadata.name.as_deref().unwrap_or(""),
-            name,
-        );
-        match api.create(&PostParams::default(), &ns).await {
-            Ok(_) => tracing::info!(namespace = %name, "created cluster namespace"),
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => return Err(e),
-        }
+    let ns = cluster_namespace_object(
+        cluster.metadata.namespace.as_deref().unwrap_or(""),
+        cluster.metadata.name.as_deref().unwrap_or(""),
+        name,
+    );
+    match api.create(&PostParams::default(), &ns).await {
+        Ok(_) => tracing::info!(namespace = %name, "created cluster namespace"),
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e),
     }
     if let Ok(mut known) = cctx.namespaces.lock() {
         known.insert(name.to_string());
@@ -210,6 +254,9 @@ async fn reconcile(
     let key = format!("{ns}/{name}");
     let started = std::time::Instant::now();
     let span = tracing::debug_span!("reconcile_cluster", cluster = %key);
+    // Before the caches are read: a trigger dropped while this reconcile was scheduled is
+    // then seen by this read.
+    cctx.scheduled.start(&key);
     let result = async {
         if cluster.meta().deletion_timestamp.is_some() {
             cctx.throttle.forget(&key);
@@ -221,7 +268,9 @@ async fn reconcile(
             .status
             .as_ref()
             .is_some_and(|s| !s.namespace.is_empty());
-        if assigned && let Some(wait) = cctx.throttle.wait(&key, std::time::Instant::now()) {
+        let now = std::time::Instant::now();
+        if assigned && let Some(wait) = cctx.throttle.wait(&key, now) {
+            cctx.scheduled.schedule(&key, now + wait);
             return Ok(Action::requeue(wait));
         }
         let cluster_ns_name = cluster
@@ -247,6 +296,13 @@ async fn reconcile(
         let desired = desired_cluster_status(&cluster, &bd_refs, &now_rfc3339());
         let patch = status_patch(&cluster, &desired);
         if !is_empty_patch(&patch) {
+            // Before the write: its watch event may come before the response.
+            if let Ok(mut written) = cctx.written.lock() {
+                written.insert(
+                    key.clone(),
+                    status_relevance(cluster.meta(), Some(&desired)),
+                );
+            }
             Api::<Cluster>::namespaced(cctx.ctx.client.clone(), &ns)
                 .patch_status(
                     &name,
@@ -296,13 +352,62 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), C
         throttle: StatusWriteThrottle::new(ctx.config.status_write_interval),
         deployments,
         clusters: clusters.clone(),
+        scheduled: ScheduledReconciles::new(),
+        written: Mutex::new(HashMap::new()),
+    });
+    let trigger_ctx = cctx.clone();
+    let written_ctx = cctx.clone();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let cluster_triggers = clusters.subscribe().filter_map(move |change| {
+        let cluster = change.cluster();
+        let key = format!(
+            "{}/{}",
+            cluster.namespace().unwrap_or_default(),
+            cluster.name_any()
+        );
+        let trigger = match &change {
+            ClusterChange::Applied(cluster) => {
+                let relevance = status_relevance(cluster.meta(), cluster.status.as_ref());
+                let written = written_ctx
+                    .written
+                    .lock()
+                    .ok()
+                    .and_then(|written| written.get(&key).copied());
+                let trigger = needs_reconcile(relevance, seen.get(&key).copied(), written);
+                seen.insert(key, relevance);
+                trigger
+            }
+            ClusterChange::Deleted(_) => {
+                seen.remove(&key);
+                if let Ok(mut written) = written_ctx.written.lock() {
+                    written.remove(&key);
+                }
+                true
+            }
+        };
+        futures::future::ready(trigger.then(|| ObjectRef::from_obj(change.cluster().as_ref())))
+    });
+    // A deployment change of a cluster whose reconcile is scheduled already is taken in by
+    // that reconcile.
+    let deployment_triggers = deployment_changes.filter_map(move |bd| {
+        let cluster = cluster_of(&bd).filter(|cluster| {
+            let key = format!(
+                "{}/{}",
+                cluster.namespace.as_deref().unwrap_or_default(),
+                cluster.name
+            );
+            !trigger_ctx
+                .scheduled
+                .covers(&key, std::time::Instant::now())
+        });
+        futures::future::ready(cluster)
     });
     let workers = ctx.config.cluster_workers.clamp(1, u16::MAX as usize) as u16;
     let controller = clusters
         .controller()
         .with_config(RuntimeConfig::default().concurrency(workers))
-        .reconcile_on(clusters.changed_refs())
-        .reconcile_on(deployment_changes.filter_map(|bd| futures::future::ready(cluster_of(&bd))))
+        .reconcile_on(cluster_triggers)
+        .reconcile_on(deployment_triggers)
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, cctx.clone())
         .for_each(|_| futures::future::ready(()));
@@ -502,6 +607,56 @@ mod tests {
         c2.status = Some(status.clone());
         let again = desired_cluster_status(&c2, &[&d, &a, &b], "later");
         assert!(is_empty_patch(&status_patch(&c2, &again)));
+    }
+
+    #[test]
+    fn only_what_the_reconciler_reads_or_owns_is_relevant() {
+        let mut c = cluster();
+        c.status = Some(desired_cluster_status(&c, &[], "t"));
+        let relevance = |c: &Cluster| status_relevance(&c.metadata, c.status.as_ref());
+        let before = relevance(&c);
+        let mut heartbeat = c.clone();
+        let status = heartbeat.status.as_mut().unwrap();
+        status.agent.last_seen = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+        ));
+        let checked_in = relevance(&heartbeat);
+        assert_ne!(
+            before, checked_in,
+            "the first check-in changes the display state"
+        );
+        let mut later = heartbeat.clone();
+        later.status.as_mut().unwrap().agent.last_seen = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_060).unwrap(),
+        ));
+        later.status.as_mut().unwrap().agent_env_vars_hash = "abc".into();
+        later.metadata.resource_version = Some("99".into());
+        assert_eq!(
+            relevance(&later),
+            checked_in,
+            "heartbeats and agent settings are not"
+        );
+        let mut summed = heartbeat.clone();
+        summed.status.as_mut().unwrap().summary.ready = 3;
+        assert_ne!(
+            relevance(&summed),
+            checked_in,
+            "an owned field overwritten is"
+        );
+    }
+
+    #[test]
+    fn the_reconcilers_own_write_does_not_trigger_it_again() {
+        assert!(needs_reconcile(1, None, None), "a new cluster");
+        assert!(
+            !needs_reconcile(1, Some(1), None),
+            "nothing relevant changed"
+        );
+        assert!(!needs_reconcile(2, Some(1), Some(2)), "the status it wrote");
+        assert!(
+            needs_reconcile(3, Some(2), Some(2)),
+            "someone else's change after it"
+        );
     }
 
     #[test]

@@ -19,12 +19,14 @@ use std::time::Duration;
 
 use fleet_api::Cluster;
 use futures::channel::mpsc;
-use futures::{Stream, StreamExt as _};
+use futures::{Stream, StreamExt as _, TryStreamExt as _};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio_util::sync::CancellationToken;
+
+use crate::unmanaged::Unmanaged;
 
 /// `(namespace, name)` of an object.
 pub type ObjectKey = (String, String);
@@ -430,14 +432,16 @@ impl ClusterIndex {
     }
 
     /// Watches every Cluster through `api` until `shutdown`, relisting after a watch error like
-    /// any informer. Runs once: a second call returns at once.
-    pub async fn run(&self, api: Api<Cluster>, shutdown: CancellationToken) {
+    /// any informer; the Clusters are decoded and kept without their managedFields. Runs once:
+    /// a second call returns at once.
+    pub async fn run(&self, api: Api<Unmanaged<Cluster>>, shutdown: CancellationToken) {
         let writer = self.writer.lock().ok().and_then(|mut w| w.take());
         let Some(mut writer) = writer else {
             return;
         };
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .map_ok(crate::unmanaged::unwrap_event)
             .boxed();
         loop {
             let event = tokio::select! {

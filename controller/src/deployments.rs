@@ -16,11 +16,13 @@ use std::time::Duration;
 
 use fleet_api::BundleDeployment;
 use fleet_api::consts::{BUNDLE_LABEL, BUNDLE_NAMESPACE_LABEL, HELM_APP_LABEL, REPO_LABEL};
-use futures::StreamExt as _;
 use futures::channel::mpsc;
+use futures::{StreamExt as _, TryStreamExt as _};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio_util::sync::CancellationToken;
+
+use crate::unmanaged::Unmanaged;
 
 /// `(namespace, name)` of a BundleDeployment.
 pub type DeploymentKey = (String, String);
@@ -284,6 +286,8 @@ impl DeploymentIndex {
     /// Records what the API server returned for a write of this controller, so that the next
     /// reconcile sees it even before the watch delivers it (and does not write it again).
     pub fn observe_written(&self, bd: BundleDeployment) {
+        // As the watch delivers it, so that the same version is not taken for a change.
+        let bd = crate::unmanaged::without_managed_fields(bd);
         self.write(|state| state.apply(Arc::new(bd)));
     }
 
@@ -308,10 +312,11 @@ impl DeploymentIndex {
     }
 
     /// Watches every BundleDeployment through `api` until `shutdown`, relisting after a watch
-    /// error like any informer.
-    pub async fn run(&self, api: Api<BundleDeployment>, shutdown: CancellationToken) {
+    /// error like any informer. The objects are decoded and kept without their managedFields.
+    pub async fn run(&self, api: Api<Unmanaged<BundleDeployment>>, shutdown: CancellationToken) {
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
+            .map_ok(crate::unmanaged::unwrap_event)
             .boxed();
         let mut relisted: Vec<Arc<BundleDeployment>> = Vec::new();
         loop {

@@ -8,7 +8,10 @@
 //! partitions are not touched at all. A deployment is unavailable while the agent has not
 //! applied its current deployment ID or it is not ready.
 
-use fleet_api::consts::{MAX_NEW, rollout_defaults};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
+
+use fleet_api::consts::{CLUSTER_LABEL, CLUSTER_NAMESPACE_LABEL, MAX_NEW, rollout_defaults};
 use fleet_api::{
     Bundle, BundleDeployment, BundleDeploymentSpec, BundleDeploymentStatus, BundleStatus,
     BundleSummary, PartitionStatus, RolloutStrategy,
@@ -85,11 +88,13 @@ fn unavailable(spec: &BundleDeploymentSpec, status: Option<&BundleDeploymentStat
     }
 }
 
-/// A target's deployment as the plan leaves it: the spec to write, next to what the agent
-/// last reported for the existing one.
+/// A target's deployment as the plan leaves it: the spec to write (borrowed from the existing
+/// deployment until the plan changes it: most plans change few of the bundle's deployments,
+/// and copying every spec with its Helm values made planning O(deployments) in allocations),
+/// next to what the agent last reported for the existing one.
 struct Planned<'a> {
     existing: Option<&'a BundleDeployment>,
-    spec: BundleDeploymentSpec,
+    spec: Cow<'a, BundleDeploymentSpec>,
 }
 
 impl Planned<'_> {
@@ -126,10 +131,17 @@ pub fn targets_summary<'a, 'd: 'a>(
 ) -> BundleSummary {
     let mut summary = BundleSummary::default();
     for target in targets {
-        let name = target.cluster.key();
         match target.deployment {
-            Some(bd) => crate::summary::add_deployment(&mut summary, &name, bd),
+            Some(bd) => {
+                crate::summary::add_deployment_named(&mut summary, bd, || target.cluster.key())
+            }
             None => {
+                // Named only while the summary still lists non-ready entries.
+                let name = if crate::summary::lists_more_non_ready(&summary) {
+                    target.cluster.key()
+                } else {
+                    String::new()
+                };
                 summary.increment_state(&name, fleet_api::BundleState::Pending, "", &[], &[]);
                 summary.desired_ready += 1;
             }
@@ -284,6 +296,150 @@ pub struct RolloutPlan {
 /// deployments within the limits, and computes the rollout status. `targets` carry the
 /// existing deployments (as observed); the returned deployments are the desired ones.
 pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPlan, RolloutError> {
+    let (desired, status) = rollout(bundle, targets)?;
+    let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
+    let deployments = targets
+        .iter()
+        .zip(desired)
+        .filter_map(|(target, planned)| {
+            let planned = planned?;
+            // A cluster without namespace waits for the cluster reconciler to assign it.
+            (!target.cluster.deployment_namespace.is_empty())
+                .then(|| desired_deployment(bundle, &bundle_name, target, planned))
+        })
+        .collect();
+    Ok(RolloutPlan {
+        deployments,
+        status,
+    })
+}
+
+/// What the rollout changes for one bundle: [`plan_rollout`] without the deployments that
+/// would be written as they are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RolloutChanges<'t> {
+    /// The BundleDeployments to write (spec and labels as desired) because they are new or
+    /// differ from the existing one in spec or labels, in target order.
+    pub deployments: Vec<BundleDeployment>,
+    /// The namespaces of every deployment the targets have after the plan, written or not:
+    /// deployments elsewhere belong to clusters no longer targeted.
+    pub kept_namespaces: HashSet<&'t str>,
+    /// As [`RolloutPlan::status`].
+    pub status: BundleStatus,
+}
+
+/// [`plan_rollout`] returning only the deployments to write. The unchanged ones (most of them,
+/// on every plan after the first) are recognised without being built.
+pub fn plan_rollout_changes<'t>(
+    bundle: &Bundle,
+    targets: &'t [Target<'_>],
+) -> Result<RolloutChanges<'t>, RolloutError> {
+    let (desired, status) = rollout(bundle, targets)?;
+    let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
+    // The labels every deployment of the bundle has, with its cluster's two filled in below.
+    let common_labels = bundle_deployment_labels(bundle, "", "");
+    let mut changes = RolloutChanges {
+        status,
+        ..Default::default()
+    };
+    for (target, planned) in targets.iter().zip(desired) {
+        let Some(planned) = planned else { continue };
+        let namespace = target.cluster.deployment_namespace.as_str();
+        if namespace.is_empty() {
+            // Waits for the cluster reconciler to assign the cluster namespace.
+            continue;
+        }
+        changes.kept_namespaces.insert(namespace);
+        if let (Cow::Borrowed(_), Some(existing)) = (&planned.spec, planned.existing)
+            && owned_fields_match(bundle, target, existing)
+            && existing.metadata.labels.as_ref().is_some_and(|labels| {
+                labels_match(
+                    labels,
+                    &common_labels,
+                    &target.cluster.namespace,
+                    &target.cluster.name,
+                )
+            })
+        {
+            continue;
+        }
+        let existing = planned.existing;
+        let bd = desired_deployment(bundle, &bundle_name, target, planned);
+        let unchanged =
+            existing.is_some_and(|e| e.spec == bd.spec && e.metadata.labels == bd.metadata.labels);
+        if !unchanged {
+            changes.deployments.push(bd);
+        }
+    }
+    Ok(changes)
+}
+
+/// Whether the spec fields a plan sets from the bundle and target (beside the staged and
+/// current options) are what `existing` has.
+fn owned_fields_match(bundle: &Bundle, target: &Target<'_>, existing: &BundleDeployment) -> bool {
+    existing.spec.depends_on == bundle.spec.depends_on
+        && existing.spec.correct_drift == target.options.correct_drift
+        && existing.spec.paused == (bundle.spec.paused || target.cluster.paused)
+        && existing.spec.helm_chart_options == bundle.spec.helm_app_options
+}
+
+/// Whether `labels` are [`bundle_deployment_labels`] for the cluster `cluster_namespace/
+/// cluster_name`, given `common` (those labels for an empty cluster namespace and name).
+pub fn labels_match(
+    labels: &BTreeMap<String, String>,
+    common: &BTreeMap<String, String>,
+    cluster_namespace: &str,
+    cluster_name: &str,
+) -> bool {
+    labels.len() == common.len()
+        && labels.iter().all(|(key, value)| match key.as_str() {
+            CLUSTER_NAMESPACE_LABEL => value == cluster_namespace,
+            CLUSTER_LABEL => value == cluster_name,
+            _ => common.get(key) == Some(value),
+        })
+}
+
+/// The deployment `planned` for `target`, with only what the controller owns: server-side
+/// apply takes the fields it is sent.
+fn desired_deployment(
+    bundle: &Bundle,
+    bundle_name: &str,
+    target: &Target<'_>,
+    planned: Planned<'_>,
+) -> BundleDeployment {
+    let mut bd = BundleDeployment {
+        metadata: ObjectMeta {
+            name: Some(
+                planned
+                    .existing
+                    .and_then(|e| e.metadata.name.clone())
+                    .unwrap_or_else(|| bundle_name.to_string()),
+            ),
+            namespace: Some(target.cluster.deployment_namespace.clone()),
+            labels: Some(bundle_deployment_labels(
+                bundle,
+                &target.cluster.namespace,
+                &target.cluster.name,
+            )),
+            ..Default::default()
+        },
+        spec: planned.spec.into_owned(),
+        status: None,
+    };
+    bd.spec.depends_on = bundle.spec.depends_on.clone();
+    bd.spec.correct_drift = target.options.correct_drift.clone();
+    bd.spec.paused = bundle.spec.paused || target.cluster.paused;
+    bd.spec.helm_chart_options = bundle.spec.helm_app_options.clone();
+    bd
+}
+
+/// The rollout decision: each target's deployment after this reconcile (`None`: none yet),
+/// and the rollout status.
+#[allow(clippy::type_complexity)]
+fn rollout<'a>(
+    bundle: &Bundle,
+    targets: &'a [Target<'a>],
+) -> Result<(Vec<Option<Planned<'a>>>, BundleStatus), RolloutError> {
     let default_rollout = RolloutStrategy::default();
     let rollout = bundle
         .spec
@@ -317,11 +473,10 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPl
         .map(|t| {
             t.deployment.map(|bd| Planned {
                 existing: Some(bd),
-                spec: bd.spec.clone(),
+                spec: Cow::Borrowed(&bd.spec),
             })
         })
         .collect();
-    let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
     for part in &mut parts {
         for &i in &part.members {
             let target = &targets[i];
@@ -329,12 +484,16 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPl
                 status.newly_created += 1;
                 desired[i] = Some(Planned {
                     existing: None,
-                    spec: BundleDeploymentSpec::default(),
+                    spec: Cow::Owned(BundleDeploymentSpec::default()),
                 });
             }
-            if let Some(bd) = desired[i].as_mut() {
-                bd.spec.staged_options = (*target.options).clone();
-                bd.spec.staged_deployment_id = target.deployment_id.clone();
+            if let Some(bd) = desired[i].as_mut()
+                && (bd.spec.staged_deployment_id != target.deployment_id
+                    || bd.spec.staged_options != *target.options)
+            {
+                let spec = bd.spec.to_mut();
+                spec.staged_options = (*target.options).clone();
+                spec.staged_deployment_id = target.deployment_id.clone();
             }
         }
         for &i in &part.members {
@@ -354,8 +513,9 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPl
                     status.unavailable += 1;
                     part.status.unavailable += 1;
                 }
-                bd.spec.deployment_id = bd.spec.staged_deployment_id.clone();
-                bd.spec.options = bd.spec.staged_options.clone();
+                let spec = bd.spec.to_mut();
+                spec.deployment_id = spec.staged_deployment_id.clone();
+                spec.options = spec.staged_options.clone();
             }
         }
         // A partition is unavailable when more of its targets than allowed are not up to date
@@ -376,44 +536,7 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPl
         }
     }
     status.partition_status = parts.into_iter().map(|p| p.status).collect();
-
-    let mut deployments = Vec::new();
-    for (target, planned) in targets.iter().zip(desired) {
-        let Some(planned) = planned else { continue };
-        if target.cluster.deployment_namespace.is_empty() {
-            // Waits for the cluster reconciler to assign the cluster namespace.
-            continue;
-        }
-        // Only what the controller owns: server-side apply takes the fields it is sent.
-        let mut bd = BundleDeployment {
-            metadata: ObjectMeta {
-                name: Some(
-                    planned
-                        .existing
-                        .and_then(|e| e.metadata.name.clone())
-                        .unwrap_or_else(|| bundle_name.clone()),
-                ),
-                namespace: Some(target.cluster.deployment_namespace.clone()),
-                labels: Some(bundle_deployment_labels(
-                    bundle,
-                    &target.cluster.namespace,
-                    &target.cluster.name,
-                )),
-                ..Default::default()
-            },
-            spec: planned.spec,
-            status: None,
-        };
-        bd.spec.depends_on = bundle.spec.depends_on.clone();
-        bd.spec.correct_drift = target.options.correct_drift.clone();
-        bd.spec.paused = bundle.spec.paused || target.cluster.paused;
-        bd.spec.helm_chart_options = bundle.spec.helm_app_options.clone();
-        deployments.push(bd);
-    }
-    Ok(RolloutPlan {
-        deployments,
-        status,
-    })
+    Ok((desired, status))
 }
 
 #[cfg(test)]
@@ -671,5 +794,102 @@ mod tests {
         let plan = plan_rollout(&bundle(None), &[t]).unwrap();
         assert!(plan.deployments.is_empty());
         assert_eq!(plan.status.summary.desired_ready, 1);
+    }
+
+    /// Each target with the deployment `plan_rollout` wants for it, as the agent would
+    /// report it applied and ready at `applied`.
+    fn deployed_as_planned(
+        bundle: &Bundle,
+        targets: &[Target<'static>],
+        applied: &str,
+    ) -> Vec<Target<'static>> {
+        let plan = plan_rollout(bundle, targets).unwrap();
+        targets
+            .iter()
+            .map(|t| {
+                let mut bd = plan
+                    .deployments
+                    .iter()
+                    .find(|bd| {
+                        bd.metadata.namespace.as_deref() == Some(&t.cluster.deployment_namespace)
+                    })
+                    .cloned()
+                    .unwrap();
+                bd.status = Some(BundleDeploymentStatus {
+                    applied_deployment_id: applied.into(),
+                    ready: true,
+                    non_modified: true,
+                    ..Default::default()
+                });
+                Target {
+                    deployment: Some(&*Box::leak(Box::new(bd))),
+                    ..t.clone()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn only_deployments_that_change_are_returned_and_every_target_keeps_its_namespace() {
+        let b = bundle(None);
+        let fresh = vec![target("a", "m:1", None), target("b", "m:1", None)];
+        let changes = plan_rollout_changes(&b, &fresh).unwrap();
+        assert_eq!(
+            changes.deployments,
+            plan_rollout(&b, &fresh).unwrap().deployments
+        );
+        assert_eq!(
+            changes.kept_namespaces,
+            HashSet::from(["cluster-a", "cluster-b"])
+        );
+
+        // Deployed as planned: nothing to write, same status as the full plan.
+        let deployed = deployed_as_planned(&b, &fresh, "m:1");
+        let changes = plan_rollout_changes(&b, &deployed).unwrap();
+        assert!(changes.deployments.is_empty());
+        assert_eq!(changes.kept_namespaces.len(), 2);
+        assert_eq!(changes.status, plan_rollout(&b, &deployed).unwrap().status);
+
+        // A new deployment ID for one cluster: only that one is written.
+        let mut moved = deployed.clone();
+        moved[1].deployment_id = "m:2".into();
+        let changes = plan_rollout_changes(&b, &moved).unwrap();
+        assert_eq!(changes.deployments.len(), 1);
+        assert_eq!(changes.deployments[0].spec.staged_deployment_id, "m:2");
+        assert_eq!(changes.deployments[0].spec.deployment_id, "m:2");
+        let full = plan_rollout(&b, &moved).unwrap();
+        assert_eq!(full.deployments[1], changes.deployments[0]);
+
+        // A relabelled bundle relabels every deployment.
+        let mut relabelled = b.clone();
+        relabelled.metadata.labels = Some(BTreeMap::from([("team".to_string(), "x".to_string())]));
+        let changes = plan_rollout_changes(&relabelled, &deployed).unwrap();
+        assert_eq!(changes.deployments.len(), 2);
+        assert_eq!(
+            changes.deployments[0].metadata.labels.as_ref().unwrap()["team"],
+            "x"
+        );
+        // So does a paused bundle (spec.paused of each deployment).
+        let mut paused = b.clone();
+        paused.spec.paused = true;
+        let changes = plan_rollout_changes(&paused, &deployed).unwrap();
+        assert_eq!(changes.deployments.len(), 2);
+        assert!(changes.deployments.iter().all(|bd| bd.spec.paused));
+    }
+
+    #[test]
+    fn labels_match_only_the_labels_of_that_cluster() {
+        let b = bundle(None);
+        let common = bundle_deployment_labels(&b, "", "");
+        let labels = bundle_deployment_labels(&b, "fleet-default", "a");
+        assert!(labels_match(&labels, &common, "fleet-default", "a"));
+        assert!(!labels_match(&labels, &common, "fleet-default", "b"));
+        assert!(!labels_match(&labels, &common, "other", "a"));
+        let mut extra = labels.clone();
+        extra.insert("x".into(), "y".into());
+        assert!(!labels_match(&extra, &common, "fleet-default", "a"));
+        let mut missing = labels.clone();
+        missing.remove(fleet_api::consts::MANAGED_LABEL);
+        assert!(!labels_match(&missing, &common, "fleet-default", "a"));
     }
 }

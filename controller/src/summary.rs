@@ -2,7 +2,7 @@
 //! message (`internal/cmd/controller/summary`). Pure functions shared by the bundle, cluster,
 //! clustergroup and GitRepo status writers.
 
-use fleet_api::consts::condition;
+use fleet_api::consts::{MAX_NON_READY_RESOURCES, condition};
 use fleet_api::{BundleDeployment, BundleState, BundleSummary, GenericCondition, find_condition};
 
 /// The states reported in a Ready message, i.e. every state but Ready.
@@ -32,6 +32,29 @@ pub fn summarize<'a>(bds: impl IntoIterator<Item = &'a BundleDeployment>) -> Bun
 
 /// Counts one deployment, named `name` in `nonReadyResources`, into `summary`.
 pub fn add_deployment(summary: &mut BundleSummary, name: &str, bd: &BundleDeployment) {
+    add_deployment_named(summary, bd, || name.to_string());
+}
+
+/// Whether a non-ready deployment counted into `summary` now would still be listed in its
+/// `nonReadyResources` (which holds at most [`MAX_NON_READY_RESOURCES`]).
+pub fn lists_more_non_ready(summary: &BundleSummary) -> bool {
+    summary.non_ready_resources.len() < MAX_NON_READY_RESOURCES
+}
+
+/// [`add_deployment`] with the name made only when the deployment is listed in
+/// `nonReadyResources`: a bundle summary names deployments by their cluster, a string made
+/// for each of thousands of targets on every plan otherwise.
+pub fn add_deployment_named(
+    summary: &mut BundleSummary,
+    bd: &BundleDeployment,
+    name: impl FnOnce() -> String,
+) {
+    let state = bd.state();
+    let name = if state != BundleState::Ready && lists_more_non_ready(summary) {
+        name()
+    } else {
+        String::new()
+    };
     let (modified, non_ready) = match &bd.status {
         Some(status) => (
             status.modified_status.as_slice(),
@@ -39,13 +62,7 @@ pub fn add_deployment(summary: &mut BundleSummary, name: &str, bd: &BundleDeploy
         ),
         None => (&[][..], &[][..]),
     };
-    summary.increment_state(
-        name,
-        bd.state(),
-        bd.condition_message(),
-        modified,
-        non_ready,
-    );
+    summary.increment_state(&name, state, bd.condition_message(), modified, non_ready);
     summary.desired_ready += 1;
 }
 

@@ -232,6 +232,9 @@ impl ResolvedTargets {
 pub struct ClusterTargetingError {
     pub cluster_namespace: String,
     pub cluster_name: String,
+    /// The cluster's `status.namespace` (where its deployment of the bundle lives, kept while
+    /// its targeting fails); empty until assigned.
+    pub deployment_namespace: String,
     /// What failed, e.g. the template error naming the missing key.
     pub message: String,
 }
@@ -366,6 +369,7 @@ pub fn resolve_targets<'a>(
             result.errors.push(ClusterTargetingError {
                 cluster_namespace: target_cluster.namespace.clone(),
                 cluster_name: target_cluster.name.clone(),
+                deployment_namespace: target_cluster.deployment_namespace.clone(),
                 message: error.message,
             });
             continue;

@@ -125,6 +125,57 @@ impl ReconcileThrottle {
     }
 }
 
+/// Reconciles already scheduled for the end of a throttle's wait. A throttled reconcile
+/// returns `requeue(wait)`, but a trigger arriving meanwhile (a deployment change of the
+/// Cluster, Bundle or GitRepo) would run it again at once, only to be told to wait again:
+/// every BundleDeployment change then cost a reconcile of each of its parents. A trigger for
+/// an object whose reconcile is scheduled is dropped instead, as that reconcile reads every
+/// change since from the caches.
+///
+/// The reconcile forgets its schedule when it starts (before it reads the caches), so a
+/// trigger dropped while the schedule stands is always followed by a read that sees its
+/// change. A schedule overdue by [`SCHEDULE_GRACE`] (a reconcile that never came, e.g. of a
+/// deleted object) no longer drops triggers.
+#[derive(Debug, Default)]
+pub struct ScheduledReconciles {
+    due: Mutex<HashMap<String, Instant>>,
+}
+
+/// How long after its due time a schedule stops covering triggers.
+pub const SCHEDULE_GRACE: Duration = Duration::from_secs(30);
+
+impl ScheduledReconciles {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that the reconcile of `key` is requeued to run at `due`.
+    pub fn schedule(&self, key: &str, due: Instant) {
+        if let Ok(mut scheduled) = self.due.lock() {
+            scheduled.insert(key.to_string(), due);
+        }
+    }
+
+    /// The reconcile of `key` runs now: triggers from now on are needed again.
+    pub fn start(&self, key: &str) {
+        if let Ok(mut scheduled) = self.due.lock()
+            && !scheduled.is_empty()
+        {
+            scheduled.remove(key);
+        }
+    }
+
+    /// Whether a trigger of `key` at `now` may be dropped: its reconcile is scheduled and has
+    /// not started.
+    pub fn covers(&self, key: &str, now: Instant) -> bool {
+        self.due
+            .lock()
+            .ok()
+            .and_then(|scheduled| scheduled.get(key).copied())
+            .is_some_and(|due| now < due + SCHEDULE_GRACE)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +246,29 @@ mod tests {
         assert_eq!(throttle.wait("ns/a", t0 + Duration::from_secs(1)), None);
         throttle.forget("ns/a");
         assert_eq!(throttle.wait("ns/a", t0), None);
+    }
+
+    #[test]
+    fn a_scheduled_reconcile_covers_triggers_until_it_starts() {
+        let scheduled = ScheduledReconciles::new();
+        let t0 = Instant::now();
+        assert!(!scheduled.covers("ns/a", t0), "nothing scheduled");
+        scheduled.schedule("ns/a", t0 + Duration::from_millis(700));
+        assert!(scheduled.covers("ns/a", t0));
+        assert!(
+            scheduled.covers("ns/a", t0 + Duration::from_secs(1)),
+            "a late reconcile still comes"
+        );
+        assert!(!scheduled.covers("ns/b", t0), "objects are independent");
+        assert!(
+            !scheduled.covers("ns/a", t0 + Duration::from_millis(700) + SCHEDULE_GRACE),
+            "a reconcile that never came no longer drops triggers"
+        );
+        scheduled.start("ns/a");
+        assert!(
+            !scheduled.covers("ns/a", t0),
+            "started: triggers count again"
+        );
     }
 
     #[test]

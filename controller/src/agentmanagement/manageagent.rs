@@ -19,7 +19,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 };
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Config as RuntimeConfig};
-use kube::runtime::watcher;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource as _, ResourceExt as _};
 use serde::Serialize;
 use sha2::Digest as _;
@@ -27,10 +28,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::manifest::{ManifestOptions, agent_manifest, agent_namespace_for, to_yaml};
 use super::validate::{describe, validate_agent_settings};
-use super::{AgentManagementError, now_rfc3339, patch_cluster_status};
+use super::{AgentManagementError, now_rfc3339, patch_cluster_status_fresh};
 use crate::Context;
 use crate::clusters::ClusterIndex;
 use crate::summary::set_condition;
+use crate::unmanaged::Unmanaged;
 
 /// Prefix of the per-cluster agent bundle (Fleet's `AgentBundleName`).
 pub const AGENT_BUNDLE_NAME: &str = "fleet-agent";
@@ -187,6 +189,30 @@ pub fn plan(
     config: &crate::ControllerConfig,
     now: &str,
 ) -> ManageAgentPlan {
+    let status = planned_status(cluster, config, now);
+    if !validate_agent_settings(&cluster.spec).is_empty() {
+        return ManageAgentPlan {
+            bundle: None,
+            status,
+        };
+    }
+    let bundle = config.manage_agent.then(|| agent_bundle(cluster, config));
+    let bundle = bundle.filter(|desired| {
+        existing.is_none_or(|e| {
+            e.spec != desired.spec
+                || e.metadata.owner_references != desired.metadata.owner_references
+        })
+    });
+    ManageAgentPlan { bundle, status }
+}
+
+/// The Cluster status part of [`plan`]: the `Reconciled` condition, and for valid settings
+/// their hashes and the agent's deployed generation.
+pub fn planned_status(
+    cluster: &Cluster,
+    config: &crate::ControllerConfig,
+    now: &str,
+) -> ClusterStatus {
     let mut status = cluster.status.clone().unwrap_or_default();
     let problems = validate_agent_settings(&cluster.spec);
     if !problems.is_empty() {
@@ -204,10 +230,7 @@ pub fn plan(
             &message,
             now,
         );
-        return ManageAgentPlan {
-            bundle: None,
-            status,
-        };
+        return status;
     }
     set_condition(
         &mut status.conditions,
@@ -217,15 +240,6 @@ pub fn plan(
         "",
         now,
     );
-
-    let bundle = config.manage_agent.then(|| agent_bundle(cluster, config));
-    let bundle = bundle.filter(|desired| {
-        existing.is_none_or(|e| {
-            e.spec != desired.spec
-                || e.metadata.owner_references != desired.metadata.owner_references
-        })
-    });
-
     let desired = AgentSettingsRecord::of(&cluster.spec);
     let changed = AgentSettingsRecord::recorded(&status) != desired;
     desired.write(&mut status);
@@ -239,7 +253,7 @@ pub fn plan(
         status.agent_config_changed = false;
         status.agent_deployed_generation = Some(cluster.spec.redeploy_agent_generation);
     }
-    ManageAgentPlan { bundle, status }
+    status
 }
 
 struct ManageContext {
@@ -304,7 +318,14 @@ async fn reconcile(
                 }
             }
         }
-        patch_cluster_status(&client, &cluster, &plan.status, &key).await?;
+        // The bundle is written; a conflict on the status (another writer of the new Cluster)
+        // is resolved on a fresh read, not by running the whole reconcile again.
+        let now = now_rfc3339();
+        let config = &mctx.ctx.config;
+        patch_cluster_status_fresh(&client, &cluster, &key, |current| {
+            planned_status(current, config, &now)
+        })
+        .await?;
         Ok(Action::requeue(Duration::from_secs(600)))
     };
     let result = tracing::Instrument::instrument(result, span).await;
@@ -408,6 +429,77 @@ async fn delete_orphaned_bundles(
     Ok(())
 }
 
+/// What of an agent bundle the reconcile of its Cluster reads: its spec and owners.
+pub fn agent_bundle_relevance(bundle: &Bundle) -> u64 {
+    crate::bundle::hash_json(&(
+        &bundle.metadata.uid,
+        &bundle.spec,
+        &bundle.metadata.owner_references,
+    ))
+}
+
+/// The Cluster owning an agent bundle (by name and owner reference).
+fn owning_cluster(bundle: &Bundle) -> Option<ObjectRef<Cluster>> {
+    if !bundle
+        .metadata
+        .name
+        .as_deref()
+        .is_some_and(|n| n.starts_with(AGENT_BUNDLE_NAME))
+    {
+        return None;
+    }
+    let namespace = bundle.metadata.namespace.as_deref()?;
+    bundle
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.kind == "Cluster")
+        .map(|o| ObjectRef::new(&o.name).within(namespace))
+}
+
+/// The Clusters whose agent bundle appeared, went, or changed in what the reconcile reads:
+/// not its status, which changes with every state of its deployment (a reconcile renders the
+/// agent manifest and reads the bundle).
+fn agent_bundle_changes(
+    client: kube::Client,
+) -> impl futures::Stream<Item = ObjectRef<Cluster>> + Send + 'static {
+    let mut seen: std::collections::HashMap<(String, String), u64> =
+        std::collections::HashMap::new();
+    watcher(
+        Api::<Unmanaged<Bundle>>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .filter_map(move |event| {
+        let key = |b: &Bundle| {
+            (
+                b.metadata.namespace.clone().unwrap_or_default(),
+                b.metadata.name.clone().unwrap_or_default(),
+            )
+        };
+        let owner = match event {
+            Ok(watcher::Event::Apply(Unmanaged(bundle)))
+            | Ok(watcher::Event::InitApply(Unmanaged(bundle))) => {
+                owning_cluster(&bundle).filter(|_| {
+                    let relevance = agent_bundle_relevance(&bundle);
+                    seen.insert(key(&bundle), relevance) != Some(relevance)
+                })
+            }
+            Ok(watcher::Event::Delete(Unmanaged(bundle))) => {
+                seen.remove(&key(&bundle));
+                owning_cluster(&bundle)
+            }
+            Ok(_) => None,
+            Err(error) => {
+                tracing::warn!(%error, "watching agent bundles failed, retrying");
+                None
+            }
+        };
+        futures::future::ready(owner)
+    })
+}
+
 /// Runs the manageagent reconciler until `shutdown`: Clusters and their agent bundles.
 pub async fn run(
     ctx: Arc<Context>,
@@ -423,10 +515,7 @@ pub async fn run(
     let controller = clusters
         .controller()
         .reconcile_on(clusters.relevant_refs(|c| manage_agent_inputs(c).unwrap_or_default()))
-        .owns(
-            Api::<Bundle>::all(client.clone()),
-            watcher::Config::default(),
-        )
+        .reconcile_on(agent_bundle_changes(client.clone()))
         .with_config(RuntimeConfig::default().concurrency(workers))
         .graceful_shutdown_on(shutdown.clone().cancelled_owned())
         .run(reconcile, error_policy, mctx)
@@ -450,4 +539,55 @@ pub async fn run(
     };
     tokio::join!(controller, sweep);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_api::BundleStatus;
+
+    fn cluster() -> Cluster {
+        let mut c = Cluster::new("c1", ClusterSpec::default());
+        c.metadata.namespace = Some("fleet-default".into());
+        c.metadata.uid = Some("uid-c1".into());
+        c
+    }
+
+    #[test]
+    fn an_agent_bundle_triggers_its_cluster_only_when_spec_or_owner_change() {
+        let config = crate::ControllerConfig::default();
+        let bundle = agent_bundle(&cluster(), &config);
+        assert_eq!(
+            owning_cluster(&bundle),
+            Some(ObjectRef::new("c1").within("fleet-default"))
+        );
+        let before = agent_bundle_relevance(&bundle);
+        let mut deployed = bundle.clone();
+        deployed.status = Some(BundleStatus {
+            observed_generation: 4,
+            ..Default::default()
+        });
+        deployed.metadata.finalizers = Some(vec!["fleet.cattle.io/bundle-finalizer".into()]);
+        deployed.metadata.resource_version = Some("12".into());
+        assert_eq!(agent_bundle_relevance(&deployed), before);
+        let mut changed = bundle.clone();
+        changed.spec.resources[0].content.push_str("# changed\n");
+        assert_ne!(agent_bundle_relevance(&changed), before);
+
+        let mut other = bundle.clone();
+        other.metadata.name = Some("app".into());
+        assert_eq!(owning_cluster(&other), None, "not an agent bundle");
+        let mut orphan = bundle;
+        orphan.metadata.owner_references = None;
+        assert_eq!(owning_cluster(&orphan), None);
+    }
+
+    #[test]
+    fn the_status_part_of_the_plan_is_the_plans_status() {
+        let config = crate::ControllerConfig::default();
+        let c = cluster();
+        let plan = plan(&c, None, &config, "t");
+        assert!(plan.bundle.is_some());
+        assert_eq!(planned_status(&c, &config, "t"), plan.status);
+    }
 }

@@ -112,6 +112,52 @@ pub(crate) async fn patch_cluster_status(
     Ok(())
 }
 
+/// How often [`patch_cluster_status_fresh`] reads the Cluster again after a conflict.
+const CONFLICT_RETRIES: usize = 3;
+
+/// [`patch_cluster_status`] of the status `desired` computes from a Cluster, read again from the
+/// API server after a conflict (another writer changed the Cluster since the cache saw it: at
+/// registration the cluster reconciler, the agent's check-in and this one write the new
+/// Cluster's status within moments) and patched again, as long as only its status changed:
+/// a changed spec means the caller decided on an old one, and the conflict is returned.
+pub(crate) async fn patch_cluster_status_fresh(
+    client: &kube::Client,
+    cluster: &Cluster,
+    key: &str,
+    desired: impl Fn(&Cluster) -> ClusterStatus,
+) -> Result<(), AgentManagementError> {
+    let api = Api::<Cluster>::namespaced(client.clone(), &cluster.namespace().unwrap_or_default());
+    let mut current = std::borrow::Cow::Borrowed(cluster);
+    for attempt in 0..=CONFLICT_RETRIES {
+        let result = patch_cluster_status(client, &current, &desired(&current), key).await;
+        match result {
+            Err(error) if error.is_conflict() && attempt < CONFLICT_RETRIES => {
+                let fresh = api
+                    .get_opt(&cluster.name_any())
+                    .await
+                    .map_err(AgentManagementError::kube("reading the Cluster again", key))?;
+                match fresh {
+                    Some(fresh) if same_decision_inputs(cluster, &fresh) => {
+                        current = std::borrow::Cow::Owned(fresh);
+                    }
+                    // Gone, or changed beyond its status: the next reconcile decides again.
+                    _ => return Err(error),
+                }
+            }
+            other => return other,
+        }
+    }
+    Ok(())
+}
+
+/// Whether `fresh` is `decided` with only its status (and resourceVersion) changed.
+fn same_decision_inputs(decided: &Cluster, fresh: &Cluster) -> bool {
+    decided.metadata.uid == fresh.metadata.uid
+        && decided.metadata.generation == fresh.metadata.generation
+        && decided.metadata.deletion_timestamp == fresh.metadata.deletion_timestamp
+        && decided.spec == fresh.spec
+}
+
 /// Runs the agent-management reconcilers (manageagent, import, local bootstrap) until
 /// `shutdown`.
 pub async fn run(

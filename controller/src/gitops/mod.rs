@@ -39,7 +39,7 @@ use tracing::Instrument;
 use crate::Context;
 use crate::config::GitJobMode;
 use crate::deployments::DeploymentIndex;
-use crate::throttle::ReconcileThrottle;
+use crate::throttle::{ReconcileThrottle, ScheduledReconciles};
 use fetch::{BasicAuth, FetchRequest};
 use poll::{Jitter, Observed};
 use status::Learned;
@@ -113,6 +113,9 @@ pub struct Gitops {
     /// Spaces the reconciles that only follow status changes of the GitRepo's bundles and
     /// deployments (each aggregates all of its deployments).
     throttle: ReconcileThrottle,
+    /// GitRepos whose reconcile waits for that spacing: their bundles' and deployments'
+    /// changes meanwhile need no reconcile of their own.
+    scheduled: ScheduledReconciles,
 }
 
 impl Gitops {
@@ -129,6 +132,7 @@ impl Gitops {
             build_slots: Semaphore::new(builds),
             deployments,
             throttle,
+            scheduled: ScheduledReconciles::new(),
         }
     }
 
@@ -180,6 +184,7 @@ async fn run_controller(
     let store = controller.store();
     let ca_store = store.clone();
     let ctx = gitops.ctx.clone();
+    let trigger_gitops = gitops.clone();
     let controller = controller
         .watches(
             Api::<Bundle>::all(client.clone()),
@@ -196,10 +201,16 @@ async fn run_controller(
                     .map(|(repo, ns)| ObjectRef::<GitRepo>::new(&repo).within(&ns))
             },
         )
-        .reconcile_on(gitops.deployments.subscribe().filter_map(|bd| {
+        .reconcile_on(gitops.deployments.subscribe().filter_map(move |bd| {
             let labels = bd.metadata.labels.as_ref();
+            // A GitRepo whose reconcile is scheduled already takes this change in then.
             let owner = labels
                 .and_then(|l| l.get(REPO_LABEL).zip(l.get(BUNDLE_NAMESPACE_LABEL)))
+                .filter(|(repo, ns)| {
+                    !trigger_gitops
+                        .scheduled
+                        .covers(&format!("{ns}/{repo}"), Instant::now())
+                })
                 .map(|(repo, ns)| ObjectRef::<GitRepo>::new(repo).within(ns));
             futures::future::ready(owner)
         }))
@@ -266,6 +277,9 @@ async fn reconcile(gitrepo: Arc<GitRepo>, gitops: Arc<Gitops>) -> Result<Action,
     let namespace = gitrepo.metadata.namespace.clone().unwrap_or_default();
     let name = gitrepo.metadata.name.clone().unwrap_or_default();
     let key = format!("{namespace}/{name}");
+    // Before the caches are read: a trigger dropped while this reconcile was scheduled is
+    // then seen by this read.
+    gitops.scheduled.start(&key);
     let started = Instant::now();
     // Everything but the statuses of its bundles and deployments (and its own status).
     let inputs = crate::bundle::hash_json(&(
@@ -276,6 +290,7 @@ async fn reconcile(gitrepo: Arc<GitRepo>, gitops: Arc<Gitops>) -> Result<Action,
         gitrepo.metadata.deletion_timestamp.is_some(),
     ));
     if let Some(wait) = gitops.throttle.wait(&key, inputs, started) {
+        gitops.scheduled.schedule(&key, started + wait);
         return Ok(Action::requeue(wait));
     }
     let span = tracing::info_span!("gitrepo", gitrepo = %key);

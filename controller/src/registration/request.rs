@@ -32,7 +32,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::api::{Api, ApiResource, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::runtime::watcher;
 use kube::{Resource as _, ResourceExt as _};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -495,6 +495,18 @@ fn request_client_id(request: &ClusterRegistration) -> Option<String> {
     Some(request.spec.client_id.clone()).filter(|id| !id.is_empty())
 }
 
+/// What of a request its reconcile acts on: which request it is, what it asks for, whether it
+/// is being deleted or granted already. Its other status fields and its owner are written by
+/// the reconcile itself.
+pub fn request_relevance(request: &ClusterRegistration) -> u64 {
+    crate::bundle::hash_json(&(
+        &request.metadata.uid,
+        &request.spec,
+        request.metadata.deletion_timestamp.is_some(),
+        request.status.as_ref().is_some_and(|s| s.granted),
+    ))
+}
+
 /// What of a Cluster a waiting request reads: which Cluster it is, its clientID, its
 /// namespace; a Cluster's other status changes (check-ins, summaries) do not wake requests.
 fn registration_relevance(cluster: &Cluster) -> u64 {
@@ -687,6 +699,51 @@ async fn apply_all(
     Ok(())
 }
 
+/// The writes of a grant, as [`grant_steps`] orders them.
+async fn apply_grant(
+    client: &kube::Client,
+    request: &ClusterRegistration,
+    objects: &[Desired],
+) -> Result<(), ReconcileError> {
+    let steps = grant_steps(objects);
+    futures::future::try_join_all(steps.rights.iter().map(|object| async move {
+        apply(client, object)
+            .await
+            .map_err(|source| ReconcileError::Write {
+                request: key_of(request),
+                source,
+            })
+    }))
+    .await?;
+    apply_all(client, request, steps.last).await
+}
+
+/// How a grant's objects ([`decide`]'s order: ServiceAccount, its token Secret, the rights,
+/// the credentials) are written: the ServiceAccount and its token were just observed (a
+/// grant needs the token) and are not written again; the rights go at once, as they do not
+/// depend on each other; the credentials come last, once the rights they stand for exist.
+#[derive(Debug, PartialEq)]
+pub struct GrantSteps<'a> {
+    pub rights: Vec<&'a Desired>,
+    pub last: &'a [Desired],
+}
+
+pub fn grant_steps(objects: &[Desired]) -> GrantSteps<'_> {
+    let (last, rest) = match objects.split_last() {
+        Some((last, rest)) => (std::slice::from_ref(last), rest),
+        None => (&[][..], &[][..]),
+    };
+    let observed = |object: &Desired| {
+        object.kind() == "ServiceAccount"
+            || (object.kind() == "Secret"
+                && object.object["type"].as_str() == Some(SERVICE_ACCOUNT_TOKEN_TYPE))
+    };
+    GrantSteps {
+        rights: rest.iter().filter(|object| !observed(object)).collect(),
+        last,
+    }
+}
+
 async fn reconcile(
     request: Arc<ClusterRegistration>,
     rctx: Arc<RequestContext>,
@@ -744,22 +801,26 @@ async fn reconcile_inner(
     let sa_name = request_service_account_name(request);
     let (sa_exists, sa_token) = match &cluster_namespace {
         Some(ns) => {
-            let sa = Api::<ServiceAccount>::namespaced(client.clone(), ns)
-                .get_opt(&sa_name)
-                .await
-                .map_err(kube_err(format!("reading ServiceAccount {ns}/{sa_name}")))?;
-            let token = Api::<Secret>::namespaced(client.clone(), ns)
-                .get_opt(&token_secret_name(&sa_name))
-                .await
-                .map_err(kube_err(format!(
-                    "reading secret {ns}/{}",
-                    token_secret_name(&sa_name)
-                )))?
-                .and_then(|s| s.data)
-                .and_then(|d| {
-                    d.get("token")
-                        .map(|t| String::from_utf8_lossy(&t.0).into_owned())
-                });
+            let secret_name = token_secret_name(&sa_name);
+            // Both reads at once: registering is a chain of round trips per cluster.
+            let (sa, secret) = futures::try_join!(
+                async {
+                    Api::<ServiceAccount>::namespaced(client.clone(), ns)
+                        .get_opt(&sa_name)
+                        .await
+                        .map_err(kube_err(format!("reading ServiceAccount {ns}/{sa_name}")))
+                },
+                async {
+                    Api::<Secret>::namespaced(client.clone(), ns)
+                        .get_opt(&secret_name)
+                        .await
+                        .map_err(kube_err(format!("reading secret {ns}/{secret_name}")))
+                },
+            )?;
+            let token = secret.and_then(|s| s.data).and_then(|d| {
+                d.get("token")
+                    .map(|t| String::from_utf8_lossy(&t.0).into_owned())
+            });
             (sa.is_some(), token)
         }
         None => (false, None),
@@ -839,21 +900,32 @@ async fn reconcile_inner(
             Ok(Action::requeue(WAIT))
         }
         Plan::CreateServiceAccount { cluster, objects } => {
-            if let Some(c) = clusters.iter().find(|c| c.name_any() == cluster) {
-                set_owner(client, request, c).await?;
-            }
-            apply_all(client, request, &objects).await?;
-            write_status(
-                client,
-                request,
-                &cluster,
-                false,
-                Some((
-                    "WaitingForServiceAccountToken",
-                    format!("waiting for the token of ServiceAccount {sa_name}"),
-                )),
-            )
-            .await?;
+            // The owner, the ServiceAccount with its token Secret (in that order) and the
+            // status are independent writes: at once.
+            let owner = clusters.iter().find(|c| c.name_any() == cluster);
+            futures::try_join!(
+                async {
+                    match owner {
+                        Some(c) => set_owner(client, request, c).await,
+                        None => Ok(()),
+                    }
+                },
+                apply_all(client, request, &objects),
+                write_status(
+                    client,
+                    request,
+                    &cluster,
+                    false,
+                    Some((
+                        "WaitingForServiceAccountToken",
+                        // As the wait for the token says it: one status write, not two.
+                        format!(
+                            "waiting for the token of ServiceAccount {}/{sa_name}",
+                            cluster_namespace.as_deref().unwrap_or_default()
+                        ),
+                    )),
+                ),
+            )?;
             Ok(Action::requeue(WAIT))
         }
         Plan::WaitForToken {
@@ -909,7 +981,7 @@ async fn reconcile_inner(
                     }
                 }
             }
-            apply_all(client, request, &objects).await?;
+            apply_grant(client, request, &objects).await?;
             write_status(client, request, &cluster, true, None).await?;
             tracing::info!(request = %key, cluster = %format!("{namespace}/{cluster}"), "cluster registration granted");
             Ok(Action::await_change())
@@ -940,6 +1012,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let (requests, writer) = reflector::store();
     let requests_by_client_id = Arc::new(RwLock::new(SecondaryIndex::new(request_client_id)));
     let indexer = requests_by_client_id.clone();
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let request_events = reflector(
         writer,
         watcher(
@@ -951,7 +1024,21 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         Ok(mut index) => index.apply(event),
         Err(poisoned) => poisoned.into_inner().apply(event),
     })
-    .applied_objects();
+    .try_filter_map(move |event| {
+        // The reconciler's own writes (status, owner) do not trigger it again.
+        let changed = match event {
+            watcher::Event::Apply(request) | watcher::Event::InitApply(request) => {
+                let relevance = request_relevance(&request);
+                (seen.insert(key_of(&request), relevance) != Some(relevance)).then_some(request)
+            }
+            watcher::Event::Delete(request) => {
+                seen.remove(&key_of(&request));
+                None
+            }
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        futures::future::ready(Ok(changed))
+    });
     let rctx = Arc::new(RequestContext {
         ctx,
         settings,
@@ -1230,6 +1317,69 @@ mod tests {
             decide(observed(&r, &clusters, true, Some("tok"), &[]), &settings()),
             Plan::Grant { .. }
         ));
+    }
+
+    #[test]
+    fn a_grant_writes_the_rights_at_once_and_the_credentials_last() {
+        let r = request("request-a", "client-1", "r1", 0);
+        let clusters = [Arc::new(cluster("sim-1", "client-1", Some("cluster-ns-1")))];
+        let Plan::Grant { objects, .. } =
+            decide(observed(&r, &clusters, true, Some("tok"), &[]), &settings())
+        else {
+            panic!("expected Grant");
+        };
+        let steps = grant_steps(&objects);
+        let rights: Vec<String> = steps.rights.iter().map(|o| o.describe()).collect();
+        assert_eq!(
+            rights,
+            [
+                "Role fleet-default/request-a",
+                "RoleBinding fleet-default/request-a",
+                "RoleBinding cluster-ns-1/request-a",
+                "ClusterRoleBinding request-a-content",
+            ],
+            "the ServiceAccount and its token were observed, not written again"
+        );
+        assert_eq!(steps.last.len(), 1);
+        assert_eq!(
+            steps.last[0].describe(),
+            format!(
+                "Secret cattle-fleet-clusters-system/{}",
+                registration_secret_name("client-1", "r1")
+            )
+        );
+        assert_eq!(
+            grant_steps(&[]),
+            GrantSteps {
+                rights: Vec::new(),
+                last: &[]
+            }
+        );
+    }
+
+    #[test]
+    fn a_requests_own_status_and_owner_do_not_trigger_it() {
+        let r = request("request-a", "client-1", "r1", 0);
+        let before = request_relevance(&r);
+        let mut written = r.clone();
+        written.status = Some(ClusterRegistrationStatus {
+            cluster_name: "sim-1".into(),
+            granted: false,
+            conditions: Vec::new(),
+        });
+        written.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "Cluster".into(),
+            name: "sim-1".into(),
+            ..Default::default()
+        }]);
+        written.metadata.resource_version = Some("9".into());
+        assert_eq!(request_relevance(&written), before);
+        let mut granted = written.clone();
+        granted.status.as_mut().unwrap().granted = true;
+        assert_ne!(request_relevance(&granted), before);
+        let mut other = r.clone();
+        other.spec.client_random = "r2".into();
+        assert_ne!(request_relevance(&other), before);
     }
 
     #[test]
