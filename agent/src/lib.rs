@@ -30,7 +30,6 @@ pub mod process;
 pub mod register;
 pub mod release;
 pub mod status;
-pub mod watched;
 
 pub use config::AgentConfig;
 
@@ -94,7 +93,7 @@ impl Agent {
         let (drift_tx, mut drift_rx) = mpsc::unbounded_channel::<drift::DriftRequest>();
         let drift = drift::DriftTracker::new(downstream, config.drift_delay, drift_tx);
 
-        let api: Api<watched::WatchedBundleDeployment> =
+        let api: Api<fleet_api::unmanaged::Unmanaged<BundleDeployment>> =
             Api::namespaced(self.upstream.clone(), &config.deployments_namespace);
         // The store sees every change (dependsOn reads siblings' status from it); reconciles
         // are triggered only by what Fleet's agent reacts to, not by status writes.
@@ -104,7 +103,7 @@ impl Agent {
         // managedFields are never read by the agent: not even decoded.
         let triggers = reflector(
             writer,
-            watcher(api, watcher::Config::default()).map_ok(watched::unwrap_event),
+            watcher(api, watcher::Config::default()).map_ok(fleet_api::unmanaged::unwrap_event),
         )
         .default_backoff()
         .applied_objects()

@@ -30,6 +30,7 @@ pub mod state;
 pub mod status;
 pub mod summary;
 mod toplevel;
+pub mod unmanaged;
 
 pub use bundle::{
     Bundle, BundleDisplay, BundleHelmOptions, BundleRef, BundleResource, BundleSpec, BundleStatus,

@@ -1,5 +1,5 @@
-//! Objects as the controller's shared caches decode them: everything but
-//! `metadata.managedFields`, which no reconciler reads. The API server sends them with every
+//! Objects as the controller's shared caches and the agent's watch decode them: everything
+//! but `metadata.managedFields`, which neither reads. The API server sends them with every
 //! watch event, and a Cluster or BundleDeployment written by the controller, the agent and
 //! registration carries one field set per writer: decoding those lists into typed entries cost
 //! about as much as the rest of the object, on every status change of the fleet.
@@ -150,7 +150,7 @@ pub fn without_managed_fields<K: kube::Resource>(mut object: K) -> K {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fleet_api::{BundleDeployment, Cluster};
+    use crate::{BundleDeployment, Cluster};
 
     #[test]
     fn an_unmanaged_bundle_deployment_is_the_object_without_its_managed_fields() {

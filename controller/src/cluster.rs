@@ -344,7 +344,7 @@ fn cluster_of(bd: &BundleDeployment) -> Option<ObjectRef<Cluster>> {
 /// namespace changes.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), ClusterError> {
     let deployments = ctx.deployment_index();
-    let deployment_changes = deployments.subscribe();
+    let deployment_changes = deployments.subscribe_with_own_writes();
     let clusters = ctx.cluster_index();
     let cctx = Arc::new(ClusterContext {
         ctx: ctx.clone(),

@@ -26,7 +26,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio_util::sync::CancellationToken;
 
-use crate::unmanaged::Unmanaged;
+use fleet_api::unmanaged::Unmanaged;
 
 /// `(namespace, name)` of an object.
 pub type ObjectKey = (String, String);
@@ -441,7 +441,7 @@ impl ClusterIndex {
         };
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
-            .map_ok(crate::unmanaged::unwrap_event)
+            .map_ok(fleet_api::unmanaged::unwrap_event)
             .boxed();
         loop {
             let event = tokio::select! {

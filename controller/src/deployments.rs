@@ -22,7 +22,7 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio_util::sync::CancellationToken;
 
-use crate::unmanaged::Unmanaged;
+use fleet_api::unmanaged::Unmanaged;
 
 /// `(namespace, name)` of a BundleDeployment.
 pub type DeploymentKey = (String, String);
@@ -231,6 +231,10 @@ pub struct DeploymentIndex {
     state: RwLock<IndexState>,
     synced: tokio::sync::watch::Sender<bool>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<BundleDeployment>>>>,
+    /// Subscribers that also hear of this controller's own writes ([`observe_written`]).
+    ///
+    /// [`observe_written`]: DeploymentIndex::observe_written
+    write_subscribers: Mutex<Vec<mpsc::UnboundedSender<Arc<BundleDeployment>>>>,
 }
 
 impl Default for DeploymentIndex {
@@ -239,6 +243,7 @@ impl Default for DeploymentIndex {
             state: RwLock::new(IndexState::default()),
             synced: tokio::sync::watch::Sender::new(false),
             subscribers: Mutex::new(Vec::new()),
+            write_subscribers: Mutex::new(Vec::new()),
         }
     }
 }
@@ -262,7 +267,11 @@ impl DeploymentIndex {
         }
     }
 
-    /// Every change seen from now on (the deleted object for a deletion), in watch order.
+    /// Every change the watch delivers from now on (the deleted object for a deletion), in
+    /// watch order. A deployment this controller wrote ([`observe_written`]) is not heard of
+    /// until someone else changes it: its writer knows it already.
+    ///
+    /// [`observe_written`]: DeploymentIndex::observe_written
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<Arc<BundleDeployment>> {
         let (tx, rx) = mpsc::unbounded();
         if let Ok(mut subscribers) = self.subscribers.lock() {
@@ -271,8 +280,22 @@ impl DeploymentIndex {
         rx
     }
 
+    /// [`subscribe`] and this controller's own writes as well, when they change the cache: a
+    /// reconciler aggregating deployments (a Cluster's or GitRepo's status) must count a new
+    /// one, whose watch event finds the cache holding it already and so publishes nothing.
+    ///
+    /// [`subscribe`]: DeploymentIndex::subscribe
+    pub fn subscribe_with_own_writes(&self) -> mpsc::UnboundedReceiver<Arc<BundleDeployment>> {
+        let (tx, rx) = mpsc::unbounded();
+        if let Ok(mut subscribers) = self.write_subscribers.lock() {
+            subscribers.push(tx);
+        }
+        rx
+    }
+
     fn publish(&self, changed: &[Arc<BundleDeployment>]) {
         publish_to(&self.subscribers, changed);
+        publish_to(&self.write_subscribers, changed);
     }
 
     /// Waits until the first list is complete; `false` after `timeout`.
@@ -287,8 +310,10 @@ impl DeploymentIndex {
     /// reconcile sees it even before the watch delivers it (and does not write it again).
     pub fn observe_written(&self, bd: BundleDeployment) {
         // As the watch delivers it, so that the same version is not taken for a change.
-        let bd = crate::unmanaged::without_managed_fields(bd);
-        self.write(|state| state.apply(Arc::new(bd)));
+        let bd = Arc::new(fleet_api::unmanaged::without_managed_fields(bd));
+        if self.write(|state| state.apply(bd.clone())) {
+            publish_to(&self.write_subscribers, &[bd]);
+        }
     }
 
     /// See [`IndexState::labelled`].
@@ -316,7 +341,7 @@ impl DeploymentIndex {
     pub async fn run(&self, api: Api<Unmanaged<BundleDeployment>>, shutdown: CancellationToken) {
         let mut stream = watcher(api, watcher::Config::default())
             .default_backoff()
-            .map_ok(crate::unmanaged::unwrap_event)
+            .map_ok(fleet_api::unmanaged::unwrap_event)
             .boxed();
         let mut relisted: Vec<Arc<BundleDeployment>> = Vec::new();
         loop {
@@ -462,6 +487,28 @@ mod tests {
         assert_eq!(changed, ["cluster-b/app", "cluster-c/app"]);
         assert_eq!(state.len(), 2);
         assert!(state.in_namespace("cluster-c").is_empty());
+    }
+
+    #[tokio::test]
+    async fn own_writes_reach_only_the_subscribers_that_count_them() {
+        let index = DeploymentIndex::new();
+        let mut aggregator = index.subscribe_with_own_writes();
+        let mut writer = index.subscribe();
+        let written = bd("cluster-a", "app", "repo", "4");
+        index.observe_written((*written).clone());
+        let got = aggregator.next().await.expect("the new deployment");
+        assert_eq!(got.metadata.resource_version.as_deref(), Some("4"));
+        // The same write again (its watch event comes back the same) changes nothing.
+        index.observe_written((*written).clone());
+        index.publish(&[bd("cluster-a", "app", "repo", "5")]);
+        let got = aggregator.next().await.expect("someone else's change");
+        assert_eq!(got.metadata.resource_version.as_deref(), Some("5"));
+        let got = writer.next().await.expect("someone else's change");
+        assert_eq!(
+            got.metadata.resource_version.as_deref(),
+            Some("5"),
+            "the writer does not hear of its own write"
+        );
     }
 
     #[tokio::test]

@@ -29,7 +29,6 @@ pub mod rollout;
 pub mod summary;
 pub mod target;
 pub mod throttle;
-pub mod unmanaged;
 
 pub use config::ControllerConfig;
 pub use metrics::Metrics;

@@ -32,7 +32,7 @@ use super::{AgentManagementError, now_rfc3339, patch_cluster_status_fresh};
 use crate::Context;
 use crate::clusters::ClusterIndex;
 use crate::summary::set_condition;
-use crate::unmanaged::Unmanaged;
+use fleet_api::unmanaged::Unmanaged;
 
 /// Prefix of the per-cluster agent bundle (Fleet's `AgentBundleName`).
 pub const AGENT_BUNDLE_NAME: &str = "fleet-agent";

@@ -201,19 +201,24 @@ async fn run_controller(
                     .map(|(repo, ns)| ObjectRef::<GitRepo>::new(&repo).within(&ns))
             },
         )
-        .reconcile_on(gitops.deployments.subscribe().filter_map(move |bd| {
-            let labels = bd.metadata.labels.as_ref();
-            // A GitRepo whose reconcile is scheduled already takes this change in then.
-            let owner = labels
-                .and_then(|l| l.get(REPO_LABEL).zip(l.get(BUNDLE_NAMESPACE_LABEL)))
-                .filter(|(repo, ns)| {
-                    !trigger_gitops
-                        .scheduled
-                        .covers(&format!("{ns}/{repo}"), Instant::now())
-                })
-                .map(|(repo, ns)| ObjectRef::<GitRepo>::new(repo).within(ns));
-            futures::future::ready(owner)
-        }))
+        .reconcile_on(
+            gitops
+                .deployments
+                .subscribe_with_own_writes()
+                .filter_map(move |bd| {
+                    let labels = bd.metadata.labels.as_ref();
+                    // A GitRepo whose reconcile is scheduled already takes this change in then.
+                    let owner = labels
+                        .and_then(|l| l.get(REPO_LABEL).zip(l.get(BUNDLE_NAMESPACE_LABEL)))
+                        .filter(|(repo, ns)| {
+                            !trigger_gitops
+                                .scheduled
+                                .covers(&format!("{ns}/{repo}"), Instant::now())
+                        })
+                        .map(|(repo, ns)| ObjectRef::<GitRepo>::new(repo).within(ns));
+                    futures::future::ready(owner)
+                }),
+        )
         .watches(
             Api::<GitRepoRestriction>::all(client.clone()),
             watcher::Config::default(),
