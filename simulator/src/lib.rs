@@ -77,6 +77,7 @@ pub mod api;
 pub mod auth;
 pub mod behaviour;
 pub mod cluster;
+mod delta;
 pub mod discovery;
 pub mod error;
 pub mod faults;
