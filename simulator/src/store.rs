@@ -713,7 +713,12 @@ impl StoreState {
         self.resource_version
     }
 
-    fn record(&mut self, event: StoredEvent) {
+    fn record(&mut self, mut event: StoredEvent) {
+        // The history's name of the resource, not one allocation per event (writers build a key
+        // per request).
+        if let Some((group_resource, _)) = self.histories.get_key_value(&event.key.group_resource) {
+            event.key.group_resource = group_resource.clone();
+        }
         let event = Arc::new(event);
         self.pending.push(event.clone());
         let restart_floor = self.restart_floor;
@@ -1255,5 +1260,23 @@ mod tests {
             read.map(|r| r.encoded())
         );
         assert_eq!(chain_lengths(&st), vec![0, 0]);
+    }
+
+    #[test]
+    fn events_share_their_resource_name() {
+        let mut st = StoreState::new(100 * 1024);
+        st.put(
+            key("a", "x"),
+            serde_json::json!({"metadata": {"name": "x"}}),
+        );
+        st.put(
+            key("a", "y"),
+            serde_json::json!({"metadata": {"name": "y"}}),
+        );
+        let events = st.take_pending();
+        assert!(Arc::ptr_eq(
+            &events[0].key.group_resource,
+            &events[1].key.group_resource
+        ));
     }
 }
