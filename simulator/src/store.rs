@@ -287,11 +287,31 @@ enum PreviousSlot {
     },
 }
 
+/// Where the object of an event lives (see [`ObjKey`]). Its strings are shared with the
+/// history's namespace and the object's previous event: a history holds many events of few
+/// objects (a Lease renewed 100 times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey {
+    pub group_resource: Arc<str>,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl EventKey {
+    pub fn to_obj_key(&self) -> ObjKey {
+        ObjKey {
+            group_resource: self.group_resource.clone(),
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+        }
+    }
+}
+
 /// One committed change, as watchers see it.
 #[derive(Debug)]
 pub struct StoredEvent {
     pub resource_version: u64,
-    pub key: ObjKey,
+    pub key: EventKey,
     pub event_type: EventType,
     /// When it was committed: the watch history drops events older than
     /// [`EVENT_FRESH_DURATION`] once it holds more than [`HISTORY_MIN_EVENTS`].
@@ -312,7 +332,11 @@ impl StoredEvent {
     ) -> Self {
         StoredEvent {
             resource_version,
-            key,
+            key: EventKey {
+                group_resource: key.group_resource,
+                namespace: key.namespace.into(),
+                name: key.name.into(),
+            },
             event_type,
             committed: Instant::now(),
             object: Mutex::new(ObjectSlot::Kept(Version::Object(object))),
@@ -477,7 +501,7 @@ struct ResourceHistory {
     compacted_to: u64,
     /// The same events by namespace (a subset of `events`, evicted with them). Entries are
     /// kept when empty: their floor says which events of the namespace were dropped.
-    namespaces: HashMap<String, NamespaceHistory>,
+    namespaces: HashMap<Arc<str>, NamespaceHistory>,
 }
 
 #[derive(Debug, Default)]
@@ -714,10 +738,27 @@ impl StoreState {
     }
 
     fn record(&mut self, mut event: StoredEvent) {
-        // The history's name of the resource, not one allocation per event (writers build a key
-        // per request).
-        if let Some((group_resource, _)) = self.histories.get_key_value(&event.key.group_resource) {
+        // The history's names of the resource and the namespace, and the name of the object's
+        // previous event, not allocations of their own (writers build a key per request).
+        if let Some((group_resource, history)) =
+            self.histories.get_key_value(&event.key.group_resource)
+        {
             event.key.group_resource = group_resource.clone();
+            if let Some((namespace, _)) = history.namespaces.get_key_value(&*event.key.namespace) {
+                event.key.namespace = namespace.clone();
+            }
+            let earlier = event.previous_resource_version().and_then(|rv| {
+                let at = history
+                    .events
+                    .binary_search_by_key(&rv, |e| e.resource_version)
+                    .ok()?;
+                history.events.get(at)
+            });
+            if let Some(earlier) = earlier
+                && earlier.key == event.key
+            {
+                event.key.name = earlier.key.name.clone();
+            }
         }
         let event = Arc::new(event);
         self.pending.push(event.clone());
@@ -770,7 +811,7 @@ impl StoreState {
                 // The object did not change since: its current version too.
                 if let Some(current) = objects
                     .as_mut()
-                    .and_then(|m| m.get_mut(&(e.key.namespace.clone(), e.key.name.clone())))
+                    .and_then(|m| m.get_mut(&(e.key.namespace.to_string(), e.key.name.to_string())))
                     && current.resource_version == e.resource_version
                 {
                     current.version.compact();
@@ -841,7 +882,7 @@ impl StoreState {
                 break;
             };
             history.floor = old.resource_version;
-            if let Some(ns) = history.namespaces.get_mut(&old.key.namespace)
+            if let Some(ns) = history.namespaces.get_mut(&*old.key.namespace)
                 && ns
                     .events
                     .front()
@@ -1263,7 +1304,7 @@ mod tests {
     }
 
     #[test]
-    fn events_share_their_resource_name() {
+    fn events_share_their_key_strings() {
         let mut st = StoreState::new(100 * 1024);
         st.put(
             key("a", "x"),
@@ -1273,10 +1314,23 @@ mod tests {
             key("a", "y"),
             serde_json::json!({"metadata": {"name": "y"}}),
         );
+        st.put(
+            key("a", "x"),
+            serde_json::json!({"metadata": {"name": "x"}, "data": {}}),
+        );
+        st.remove(&key("a", "x"));
         let events = st.take_pending();
-        assert!(Arc::ptr_eq(
+        let shared = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b);
+        assert!(shared(
             &events[0].key.group_resource,
             &events[1].key.group_resource
         ));
+        assert!(shared(&events[0].key.namespace, &events[1].key.namespace));
+        // The same object's events share its name; another object's is its own.
+        assert!(shared(&events[0].key.name, &events[2].key.name));
+        assert!(shared(&events[0].key.name, &events[3].key.name));
+        assert!(!shared(&events[0].key.name, &events[1].key.name));
+        assert_eq!(events[3].key.to_obj_key(), key("a", "x"));
+        assert_eq!(&*events[1].key.name, "y");
     }
 }
