@@ -607,7 +607,7 @@ impl ClusterState {
         let mut woken: HashSet<WatchKey> = HashSet::new();
         for e in events {
             let all = (e.key.group_resource.clone(), String::new());
-            let own = (e.key.group_resource.clone(), e.key.namespace.clone());
+            let own = (e.key.group_resource.clone(), e.key.namespace.to_string());
             for key in [all, own] {
                 if woken.contains(&key) {
                     continue;
@@ -678,7 +678,7 @@ impl ClusterState {
         for e in &events {
             match (&*e.key.group_resource, e.event_type) {
                 ("secrets", EventType::Added | EventType::Modified) => {
-                    fill.insert(e.key.clone());
+                    fill.insert(e.key.to_obj_key());
                 }
                 ("serviceaccounts", EventType::Added) => {
                     for ((ns, name), obj) in st.range("secrets", Some(&e.key.namespace), None) {
@@ -705,7 +705,7 @@ impl ClusterState {
                         if obj.pointer("/type").and_then(Value::as_str)
                             == Some(crate::auth::SERVICE_ACCOUNT_TOKEN_TYPE)
                             && ann(crate::auth::SERVICE_ACCOUNT_NAME_ANNOTATION)
-                                == Some(e.key.name.as_str())
+                                == Some(&*e.key.name)
                             && ann(crate::auth::SERVICE_ACCOUNT_UID_ANNOTATION)
                                 .is_none_or(|u| u.is_empty() || u == uid)
                         {
@@ -2042,7 +2042,7 @@ pub fn event_for_watcher(
         return None;
     }
     if let Some(ns) = namespace
-        && e.key.namespace != ns
+        && &*e.key.namespace != ns
     {
         return None;
     }

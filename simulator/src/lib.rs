@@ -77,6 +77,7 @@ pub mod api;
 pub mod auth;
 pub mod behaviour;
 pub mod cluster;
+mod delta;
 pub mod discovery;
 pub mod error;
 pub mod faults;
@@ -683,8 +684,8 @@ impl cluster::ChangeObserver for BehaviourObserver {
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string(),
-                namespace: (!e.key.namespace.is_empty()).then(|| e.key.namespace.clone()),
-                name: e.key.name.clone(),
+                namespace: (!e.key.namespace.is_empty()).then(|| e.key.namespace.to_string()),
+                name: e.key.name.to_string(),
                 object: (**obj).clone(),
             };
             actions.extend(b.on_change(now, &change, &view));

@@ -378,7 +378,7 @@ impl IndexState {
         ) {
             return;
         }
-        let key = (e.key.namespace.clone(), e.key.name.clone());
+        let key = (e.key.namespace.to_string(), e.key.name.to_string());
         let deleted = e.event_type == EventType::Deleted;
         match gr {
             ROLES if deleted => {

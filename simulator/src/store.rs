@@ -196,6 +196,15 @@ impl Version {
         }
     }
 
+    /// The encoding, without encoding a decoded version here (the caller does it outside the
+    /// slot's lock).
+    fn encoded_or_object(&self) -> Result<Bytes, Obj> {
+        match self {
+            Version::Object(o) => Err(o.clone()),
+            Version::Encoded(b) => Ok(b.clone()),
+        }
+    }
+
     fn compact(&mut self) {
         if let Version::Object(o) = self {
             *self = Version::Encoded(o.encoded());
@@ -257,19 +266,60 @@ impl EventType {
     }
 }
 
+/// An event's object.
+#[derive(Debug)]
+enum ObjectSlot {
+    Kept(Version),
+    /// The version is the `previous` of `later`, the next event of the same object, which keeps
+    /// it as a diff (see [`StoreState::link`]).
+    PreviousOf(Arc<StoredEvent>),
+}
+
+/// An event's previous object.
+#[derive(Debug)]
+enum PreviousSlot {
+    Kept(Version),
+    /// A diff from the event's object to its previous version ([`crate::delta`]), with how many
+    /// linked versions of the object precede this one (see [`MAX_LINKED_VERSIONS`]).
+    Diff {
+        diff: Box<[u8]>,
+        linked: u8,
+    },
+}
+
+/// Where the object of an event lives (see [`ObjKey`]). Its strings are shared with the
+/// history's namespace and the object's previous event: a history holds many events of few
+/// objects (a Lease renewed 100 times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventKey {
+    pub group_resource: Arc<str>,
+    pub namespace: Arc<str>,
+    pub name: Arc<str>,
+}
+
+impl EventKey {
+    pub fn to_obj_key(&self) -> ObjKey {
+        ObjKey {
+            group_resource: self.group_resource.clone(),
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+        }
+    }
+}
+
 /// One committed change, as watchers see it.
 #[derive(Debug)]
 pub struct StoredEvent {
     pub resource_version: u64,
-    pub key: ObjKey,
+    pub key: EventKey,
     pub event_type: EventType,
     /// When it was committed: the watch history drops events older than
     /// [`EVENT_FRESH_DURATION`] once it holds more than [`HISTORY_MIN_EVENTS`].
     pub committed: Instant,
-    object: Mutex<Version>,
+    object: Mutex<ObjectSlot>,
     /// The object before a modification or deletion (used to turn selector transitions into
     /// ADDED/DELETED).
-    previous: Mutex<Option<Version>>,
+    previous: Mutex<Option<PreviousSlot>>,
 }
 
 impl StoredEvent {
@@ -282,49 +332,141 @@ impl StoredEvent {
     ) -> Self {
         StoredEvent {
             resource_version,
-            key,
+            key: EventKey {
+                group_resource: key.group_resource,
+                namespace: key.namespace.into(),
+                name: key.name.into(),
+            },
             event_type,
             committed: Instant::now(),
-            object: Mutex::new(Version::Object(object)),
-            previous: Mutex::new(previous.map(Version::Object)),
+            object: Mutex::new(ObjectSlot::Kept(Version::Object(object))),
+            previous: Mutex::new(previous.map(|p| PreviousSlot::Kept(Version::Object(p)))),
         }
     }
 
     /// The object the event carries (decoded again if the event was compacted).
     pub fn object(&self) -> Obj {
-        lock(&self.object).object()
+        if let ObjectSlot::Kept(Version::Object(o)) = &*lock(&self.object) {
+            return o.clone();
+        }
+        Arc::new(StoredObject::decode(self.encoded_object()))
     }
 
     /// The object before the change, for modifications and deletions.
     pub fn previous(&self) -> Option<Obj> {
-        lock(&self.previous).as_ref().map(Version::object)
+        if let Some(PreviousSlot::Kept(Version::Object(o))) = &*lock(&self.previous) {
+            return Some(o.clone());
+        }
+        self.encoded_previous()
+            .map(|b| Arc::new(StoredObject::decode(b)))
     }
 
     /// `object` as JSON, encoded once for every watcher (and the write's response).
     pub fn encoded_object(&self) -> Bytes {
-        // Encoded outside the slot's lock: watchers racing on a fresh event wait for nobody.
-        let version = match &*lock(&self.object) {
-            Version::Object(o) => o.clone(),
-            Version::Encoded(b) => return b.clone(),
+        // Read outside the slots' locks: watchers racing on a fresh event wait for nobody.
+        let later = match &*lock(&self.object) {
+            ObjectSlot::Kept(v) => v.encoded_or_object(),
+            ObjectSlot::PreviousOf(later) => return previous_in_chain(later.clone()),
         };
-        version.encoded()
+        later.unwrap_or_else(|o| o.encoded())
+    }
+
+    /// `previous` as JSON.
+    fn encoded_previous(&self) -> Option<Bytes> {
+        let kept = match lock(&self.previous).as_ref()? {
+            PreviousSlot::Kept(v) => Ok(v.encoded_or_object()),
+            PreviousSlot::Diff { diff, .. } => Err(diff.clone()),
+        };
+        Some(match kept {
+            Ok(kept) => kept.unwrap_or_else(|o| o.encoded()),
+            Err(diff) => apply_diffs(self.encoded_object(), &[diff]),
+        })
     }
 
     /// Whether the object was written as `api_version` (seen without decoding it).
     pub fn has_api_version(&self, api_version: &str) -> bool {
         match &*lock(&self.object) {
-            Version::Object(o) => o.get("apiVersion").and_then(Value::as_str) == Some(api_version),
-            Version::Encoded(b) => encoded_has_api_version(b, api_version),
+            ObjectSlot::Kept(Version::Object(o)) => {
+                return o.get("apiVersion").and_then(Value::as_str) == Some(api_version);
+            }
+            ObjectSlot::Kept(Version::Encoded(b)) => {
+                return encoded_has_api_version(b, api_version);
+            }
+            ObjectSlot::PreviousOf(_) => {}
         }
+        encoded_has_api_version(&self.encoded_object(), api_version)
     }
 
     /// Keeps only the encodings of the event's versions.
     fn compact(&self) {
-        lock(&self.object).compact();
-        if let Some(previous) = lock(&self.previous).as_mut() {
-            previous.compact();
+        if let ObjectSlot::Kept(v) = &mut *lock(&self.object) {
+            v.compact();
+        }
+        if let Some(PreviousSlot::Kept(v)) = lock(&self.previous).as_mut() {
+            v.compact();
         }
     }
+
+    /// The resourceVersion of the previous object, while the event keeps it decoded.
+    fn previous_resource_version(&self) -> Option<u64> {
+        match lock(&self.previous).as_ref()? {
+            PreviousSlot::Kept(Version::Object(o)) => rv_of(o),
+            _ => None,
+        }
+    }
+
+    /// The encoding of the object when the event keeps it whole and compacted.
+    fn kept_encoding(&self) -> Option<Bytes> {
+        match &*lock(&self.object) {
+            ObjectSlot::Kept(Version::Encoded(b)) => Some(b.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The `previous` of `later`, following the versions kept as diffs of later ones to the first
+/// one kept whole (a loop, not a recursion: chains are bounded by [`MAX_LINKED_VERSIONS`], but
+/// each link would be a stack frame).
+fn previous_in_chain(mut later: Arc<StoredEvent>) -> Bytes {
+    // The diff of each event on the way, from its object to its previous version.
+    let mut diffs = Vec::new();
+    let base = loop {
+        let kept = match lock(&later.previous).as_ref() {
+            None => return Bytes::new(),
+            Some(PreviousSlot::Kept(v)) => Some(v.encoded_or_object()),
+            Some(PreviousSlot::Diff { diff, .. }) => {
+                diffs.push(diff.clone());
+                None
+            }
+        };
+        if let Some(kept) = kept {
+            break kept.unwrap_or_else(|o| o.encoded());
+        }
+        let next = match &*lock(&later.object) {
+            ObjectSlot::Kept(v) => Err(v.encoded_or_object()),
+            ObjectSlot::PreviousOf(next) => Ok(next.clone()),
+        };
+        match next {
+            Ok(next) => later = next,
+            Err(kept) => break kept.unwrap_or_else(|o| o.encoded()),
+        }
+    };
+    // `base` is the latest version on the way: its diff applies first.
+    diffs.reverse();
+    apply_diffs(base, &diffs)
+}
+
+/// Applies `diffs` in order, starting from `base`.
+fn apply_diffs(base: Bytes, diffs: &[Box<[u8]>]) -> Bytes {
+    diffs.iter().fold(base, |bytes, diff| {
+        // The store made each diff from this very base: `None` would be its bug, not bad input.
+        let built = crate::delta::apply(&bytes, diff);
+        debug_assert!(
+            built.is_some(),
+            "a watch-history diff does not apply to its base"
+        );
+        Bytes::from(built.unwrap_or_default())
+    })
 }
 
 /// kube-apiserver's watch cache keeps events younger than this (`eventFreshDuration`) and
@@ -342,6 +484,10 @@ pub const HISTORY_MIN_EVENTS: usize = 100;
 /// (several times their encoded size), were a large part of the peak memory of a rollout, and
 /// a plain watch or GET sends the encoding without decoding anything.
 pub const DECODED_KEPT_FOR: Duration = Duration::from_secs(2);
+/// How many consecutive versions of one object the watch history keeps as diffs, each against
+/// the next: sending the oldest applies this many diffs. A Lease renewed every 2 s keeps about
+/// 100 versions, so about 3 of them whole.
+const MAX_LINKED_VERSIONS: u8 = 32;
 /// How often the histories of resources nobody writes to are checked for stale events.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -355,7 +501,7 @@ struct ResourceHistory {
     compacted_to: u64,
     /// The same events by namespace (a subset of `events`, evicted with them). Entries are
     /// kept when empty: their floor says which events of the namespace were dropped.
-    namespaces: HashMap<String, NamespaceHistory>,
+    namespaces: HashMap<Arc<str>, NamespaceHistory>,
 }
 
 #[derive(Debug, Default)]
@@ -591,7 +737,29 @@ impl StoreState {
         self.resource_version
     }
 
-    fn record(&mut self, event: StoredEvent) {
+    fn record(&mut self, mut event: StoredEvent) {
+        // The history's names of the resource and the namespace, and the name of the object's
+        // previous event, not allocations of their own (writers build a key per request).
+        if let Some((group_resource, history)) =
+            self.histories.get_key_value(&event.key.group_resource)
+        {
+            event.key.group_resource = group_resource.clone();
+            if let Some((namespace, _)) = history.namespaces.get_key_value(&*event.key.namespace) {
+                event.key.namespace = namespace.clone();
+            }
+            let earlier = event.previous_resource_version().and_then(|rv| {
+                let at = history
+                    .events
+                    .binary_search_by_key(&rv, |e| e.resource_version)
+                    .ok()?;
+                history.events.get(at)
+            });
+            if let Some(earlier) = earlier
+                && earlier.key == event.key
+            {
+                event.key.name = earlier.key.name.clone();
+            }
+        }
         let event = Arc::new(event);
         self.pending.push(event.clone());
         let restart_floor = self.restart_floor;
@@ -635,11 +803,15 @@ impl StoreState {
                 if now.duration_since(e.committed) < DECODED_KEPT_FOR {
                     break;
                 }
+                let previous_rv = e.previous_resource_version();
                 e.compact();
+                if let Some(rv) = previous_rv {
+                    Self::link(&history.events, rv, e);
+                }
                 // The object did not change since: its current version too.
                 if let Some(current) = objects
                     .as_mut()
-                    .and_then(|m| m.get_mut(&(e.key.namespace.clone(), e.key.name.clone())))
+                    .and_then(|m| m.get_mut(&(e.key.namespace.to_string(), e.key.name.to_string())))
                     && current.resource_version == e.resource_version
                 {
                     current.version.compact();
@@ -647,6 +819,48 @@ impl StoreState {
                 history.compacted_to = e.resource_version;
             }
         }
+    }
+
+    /// Keeps the version that `later` replaced as a diff against `later`'s object, when the
+    /// event that wrote that version (at `previous_rv`) is still in `events`: the version is
+    /// both that event's object and `later`'s previous, and consecutive versions of an object
+    /// differ in a few bytes (a Lease's renewTime and resourceVersion). Both events are
+    /// compacted: watchers sent them; only a watch resuming from before them reads them again.
+    fn link(events: &VecDeque<Arc<StoredEvent>>, previous_rv: u64, later: &Arc<StoredEvent>) {
+        let Ok(at) = events.binary_search_by_key(&previous_rv, |e| e.resource_version) else {
+            return;
+        };
+        let earlier = &events[at];
+        if earlier.key != later.key {
+            return;
+        }
+        let (Some(version), Some(base)) = (earlier.kept_encoding(), later.kept_encoding()) else {
+            return;
+        };
+        let linked = match lock(&earlier.previous).as_ref() {
+            Some(PreviousSlot::Diff { linked, .. }) => linked.saturating_add(1),
+            _ => 1,
+        };
+        if linked > MAX_LINKED_VERSIONS {
+            return;
+        }
+        let mut previous = lock(&later.previous);
+        // The writer's previous version is the stored one, unless it was read in another form.
+        if !matches!(previous.as_ref(), Some(PreviousSlot::Kept(Version::Encoded(p))) if *p == version)
+        {
+            return;
+        }
+        let diff = crate::delta::encode(&base, &version);
+        if diff.len() > version.len() / 2 {
+            return;
+        }
+        *previous = Some(PreviousSlot::Diff {
+            diff: diff.into_boxed_slice(),
+            linked,
+        });
+        drop(previous);
+        // Set second: a reader in between still finds the version, kept whole.
+        *lock(&earlier.object) = ObjectSlot::PreviousOf(later.clone());
     }
 
     /// Drops the oldest events of a history beyond `limit`, and those older than
@@ -668,7 +882,7 @@ impl StoreState {
                 break;
             };
             history.floor = old.resource_version;
-            if let Some(ns) = history.namespaces.get_mut(&old.key.namespace)
+            if let Some(ns) = history.namespaces.get_mut(&*old.key.namespace)
                 && ns
                     .events
                     .front()
@@ -932,5 +1146,191 @@ mod tests {
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
         );
+    }
+
+    fn lease(renewal: usize) -> Value {
+        serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "lock", "namespace": "a", "labels": {"app": "agent"},
+                "managedFields": [{"manager": "agent", "operation": "Update", "time": format!("2026-01-01T00:{:02}:{:02}Z", renewal / 60 % 60, renewal % 60)}]},
+            "spec": {"holderIdentity": "agent-0-abcde", "leaseDurationSeconds": 10,
+                "renewTime": format!("2026-01-01T00:00:00.{renewal:06}Z")}})
+    }
+
+    /// An event as a watcher sends it: resourceVersion, type, object and previous as JSON.
+    type Sent = (u64, EventType, Bytes, Option<Bytes>);
+
+    /// Every event after `since`.
+    fn sent(st: &StoreState, namespace: Option<&str>, since: u64) -> Option<Vec<Sent>> {
+        let events = st.events_since("leases.coordination.k8s.io", namespace, since)?;
+        Some(
+            events
+                .iter()
+                .map(|e| {
+                    (
+                        e.resource_version,
+                        e.event_type,
+                        e.encoded_object(),
+                        e.previous().map(|p| p.encoded()),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn lease_key(name: &str) -> ObjKey {
+        ObjKey {
+            group_resource: "leases.coordination.k8s.io".into(),
+            namespace: "a".to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    /// How many diffs sending each event's object applies.
+    fn chain_lengths(st: &StoreState) -> Vec<usize> {
+        let floor = st.history_floor("leases.coordination.k8s.io", None);
+        let events = st
+            .events_since("leases.coordination.k8s.io", None, floor)
+            .unwrap_or_default();
+        events
+            .iter()
+            .map(|e| {
+                let mut length = 0;
+                let mut next = match &*lock(&e.object) {
+                    ObjectSlot::PreviousOf(later) => Some(later.clone()),
+                    ObjectSlot::Kept(_) => None,
+                };
+                while let Some(later) = next {
+                    length += 1;
+                    next = match &*lock(&later.object) {
+                        ObjectSlot::PreviousOf(l) => Some(l.clone()),
+                        ObjectSlot::Kept(_) => None,
+                    };
+                }
+                length
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_watch_resuming_from_versions_kept_as_diffs_receives_the_same_bytes() {
+        let mut st = StoreState::new(100 * 1024);
+        let start = st.resource_version();
+        // A renewed Lease, another object of the resource written in between, a deletion.
+        for renewal in 0..150 {
+            st.put(lease_key("lock"), lease(renewal));
+            if renewal % 10 == 0 {
+                let mut other = lease(renewal);
+                other["metadata"]["name"] = "other".into();
+                st.put(lease_key("other"), other);
+            }
+        }
+        st.remove(&lease_key("other"));
+        st.take_pending();
+        let before = sent(&st, None, start);
+        let before_in_namespace = sent(&st, Some("a"), start);
+        assert_eq!(before.as_ref().map(Vec::len), Some(150 + 15 + 1));
+        st.sweep(Instant::now() + DECODED_KEPT_FOR + Duration::from_secs(1));
+        // Kept as diffs, with whole versions often enough.
+        let lengths = chain_lengths(&st);
+        let linked = lengths.iter().filter(|&&l| l > 0).count();
+        assert!(linked > 150, "{linked} of {} events linked", lengths.len());
+        assert!(
+            lengths
+                .iter()
+                .all(|&l| l <= usize::from(MAX_LINKED_VERSIONS))
+        );
+        // Every resume sends what it sent before, byte for byte, from the oldest version on.
+        assert_eq!(sent(&st, None, start), before);
+        assert_eq!(sent(&st, Some("a"), start), before_in_namespace);
+        for since in [start + 1, start + 57, st.resource_version() - 3] {
+            let expected = before.as_ref().map(|b| {
+                b.iter()
+                    .filter(|e| e.0 > since)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            });
+            assert_eq!(sent(&st, None, since), expected);
+        }
+        // Decoded, too, for watches with selectors or in another version.
+        let events = st
+            .events_since("leases.coordination.k8s.io", None, start)
+            .unwrap_or_default();
+        let first = events.first().map(|e| e.object().value().clone());
+        assert_eq!(
+            first
+                .as_ref()
+                .and_then(|o| o.pointer("/spec/renewTime"))
+                .and_then(Value::as_str),
+            Some("2026-01-01T00:00:00.000000Z")
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.has_api_version("coordination.k8s.io/v1"))
+        );
+        // Stale: only the minimum stays; what stays is sent as before, what went is 410 Gone.
+        st.sweep(Instant::now() + EVENT_FRESH_DURATION + Duration::from_secs(1));
+        assert_eq!(st.stats().history_len, HISTORY_MIN_EVENTS);
+        assert_eq!(sent(&st, None, start), None);
+        let floor = st.history_floor("leases.coordination.k8s.io", None);
+        let expected = before.map(|b| b.into_iter().filter(|e| e.0 > floor).collect::<Vec<_>>());
+        assert_eq!(expected.as_ref().map(Vec::len), Some(HISTORY_MIN_EVENTS));
+        assert_eq!(sent(&st, None, floor), expected);
+        assert_eq!(sent(&st, None, floor - 1), None);
+    }
+
+    #[test]
+    fn a_version_the_writer_read_in_another_form_is_not_kept_as_a_diff() {
+        let mut st = StoreState::new(100 * 1024);
+        let k = lease_key("lock");
+        let first = st.put(k.clone(), lease(1)).encoded();
+        st.sweep(Instant::now() + DECODED_KEPT_FOR + Duration::from_secs(1));
+        // Read as another version: the same resourceVersion, another encoding.
+        let read = st
+            .get(&k)
+            .map(|o| Arc::new(o.with_api_version("coordination.k8s.io/v1beta1")));
+        st.put_over(k.clone(), StoredObject::new(lease(2)), read.as_ref());
+        st.sweep(Instant::now() + DECODED_KEPT_FOR + Duration::from_secs(1));
+        let events = st
+            .events_since("leases.coordination.k8s.io", None, 1)
+            .unwrap_or_default();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].encoded_object(), first);
+        assert_eq!(
+            events[1].previous().map(|p| p.encoded()),
+            read.map(|r| r.encoded())
+        );
+        assert_eq!(chain_lengths(&st), vec![0, 0]);
+    }
+
+    #[test]
+    fn events_share_their_key_strings() {
+        let mut st = StoreState::new(100 * 1024);
+        st.put(
+            key("a", "x"),
+            serde_json::json!({"metadata": {"name": "x"}}),
+        );
+        st.put(
+            key("a", "y"),
+            serde_json::json!({"metadata": {"name": "y"}}),
+        );
+        st.put(
+            key("a", "x"),
+            serde_json::json!({"metadata": {"name": "x"}, "data": {}}),
+        );
+        st.remove(&key("a", "x"));
+        let events = st.take_pending();
+        let shared = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b);
+        assert!(shared(
+            &events[0].key.group_resource,
+            &events[1].key.group_resource
+        ));
+        assert!(shared(&events[0].key.namespace, &events[1].key.namespace));
+        // The same object's events share its name; another object's is its own.
+        assert!(shared(&events[0].key.name, &events[2].key.name));
+        assert!(shared(&events[0].key.name, &events[3].key.name));
+        assert!(!shared(&events[0].key.name, &events[1].key.name));
+        assert_eq!(events[3].key.to_obj_key(), key("a", "x"));
+        assert_eq!(&*events[1].key.name, "y");
     }
 }
