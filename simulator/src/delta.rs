@@ -9,7 +9,9 @@
 //! `len << 1 | kind`; a copy (kind 0) is followed by the varint offset in the base, an insert
 //! (kind 1) by its `len` bytes. Matches are found greedily through a hash of every
 //! [`MIN_MATCH`]-byte window of the base (as VCDIFF encoders do), which costs one pass over
-//! each side.
+//! each side. A general diff such as `similar`'s Myers is O(N·D): on versions that share
+//! little (a release record re-compressed, a replaced ConfigMap) that is quadratic in the
+//! object's size, on the store's write path.
 
 /// The shortest run of the base worth a copy instruction (shorter ones are inserted).
 const MIN_MATCH: usize = 8;
