@@ -368,6 +368,8 @@ struct CachedTargeting {
 
 /// The bundle reconciler's state: caches of the related kinds.
 struct BundleContext {
+    /// This term's stop: the caches fed by this reconciler's watches end with it.
+    shutdown: CancellationToken,
     ctx: Arc<Context>,
     clusters: Store<Cluster>,
     groups: Store<ClusterGroup>,
@@ -398,16 +400,14 @@ struct BundleContext {
 
 impl BundleContext {
     async fn ready(&self) -> bool {
-        let wait = async {
+        let ready = async {
             self.clusters.wait_until_ready().await.is_ok()
                 && self.groups.wait_until_ready().await.is_ok()
                 && self.mappings.wait_until_ready().await.is_ok()
                 && self.namespaces.wait_until_ready().await.is_ok()
                 && self.deployments.wait_synced(Duration::from_secs(60)).await
         };
-        tokio::time::timeout(Duration::from_secs(60), wait)
-            .await
-            .unwrap_or(false)
+        crate::ready_unless_stopped(&self.shutdown, Duration::from_secs(60), ready).await
     }
 
     /// How many Cluster changes that can change its targeting bundle `key` has seen.
@@ -936,6 +936,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
     let deployment_changes = deployments.subscribe();
     let bctx = Arc::new(BundleContext {
         ctx: ctx.clone(),
+        shutdown: shutdown.clone(),
         clusters,
         groups,
         mappings,

@@ -163,6 +163,8 @@ pub fn status_patch(cluster: &Cluster, desired: &ClusterStatus) -> serde_json::V
 
 struct ClusterContext {
     ctx: Arc<Context>,
+    /// This term's stop: waits for the caches end with it.
+    shutdown: CancellationToken,
     /// Cluster namespaces known to exist.
     namespaces: Mutex<HashSet<String>>,
     /// Spaces each Cluster's status writes while its deployments change.
@@ -286,7 +288,8 @@ async fn reconcile(
                 cluster: key.clone(),
                 source,
             })?;
-        if !cctx.deployments.wait_synced(Duration::from_secs(60)).await {
+        let synced = cctx.deployments.wait_synced(Duration::from_secs(60));
+        if !crate::ready_unless_stopped(&cctx.shutdown, Duration::from_secs(60), synced).await {
             return Err(ReconcileError::NotSynced {
                 cluster: key.clone(),
             });
@@ -348,6 +351,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), C
     let clusters = ctx.cluster_index();
     let cctx = Arc::new(ClusterContext {
         ctx: ctx.clone(),
+        shutdown: shutdown.clone(),
         namespaces: Mutex::new(HashSet::new()),
         throttle: StatusWriteThrottle::new(ctx.config.status_write_interval),
         deployments,
@@ -465,7 +469,8 @@ async fn delete_orphaned_namespaces(cctx: &ClusterContext) -> Result<(), kube::E
     }
     // Deleting a namespace of a live Cluster would delete its deployments: only a complete
     // cache may say which Clusters are gone.
-    if !cctx.clusters.wait_synced(Duration::from_secs(60)).await {
+    let synced = cctx.clusters.wait_synced(Duration::from_secs(60));
+    if !crate::ready_unless_stopped(&cctx.shutdown, Duration::from_secs(60), synced).await {
         return Ok(());
     }
     let clusters: HashSet<String> = cctx

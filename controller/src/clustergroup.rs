@@ -111,6 +111,8 @@ pub fn desired_group_status(
 
 struct GroupContext {
     ctx: Arc<Context>,
+    /// This term's stop: the Cluster cache's watch ends with it.
+    shutdown: CancellationToken,
     clusters: Store<Cluster>,
 }
 
@@ -128,9 +130,8 @@ async fn reconcile(
     let started = std::time::Instant::now();
     let span = tracing::debug_span!("reconcile_clustergroup", clustergroup = %key);
     let result = async {
-        let ready =
-            tokio::time::timeout(Duration::from_secs(60), gctx.clusters.wait_until_ready()).await;
-        if !matches!(ready, Ok(Ok(()))) {
+        let ready = async { gctx.clusters.wait_until_ready().await.is_ok() };
+        if !crate::ready_unless_stopped(&gctx.shutdown, Duration::from_secs(60), ready).await {
             return Err(ReconcileError::NotReady { group: key.clone() });
         }
         let all = gctx.clusters.state();
@@ -187,6 +188,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), C
         .map(|_| ());
     let gctx = Arc::new(GroupContext {
         ctx: ctx.clone(),
+        shutdown: shutdown.clone(),
         clusters: index.store(),
     });
     let workers = ctx.config.clustergroup_workers.clamp(1, u16::MAX as usize) as u16;

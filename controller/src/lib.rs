@@ -219,3 +219,50 @@ async fn run_reconcilers(
     shutdown.cancel();
     result.map(|_| ())
 }
+
+/// Waits for `ready` (a cache's first list) at most `timeout`, and no longer than until
+/// `shutdown`. kube-runtime lets a stopping controller finish its running reconciles, and a
+/// reconcile waiting for a cache fed by the controller's own trigger streams (which stop being
+/// polled) would otherwise hold the stop back for the whole timeout.
+pub(crate) async fn ready_unless_stopped(
+    shutdown: &CancellationToken,
+    timeout: std::time::Duration,
+    ready: impl std::future::Future<Output = bool>,
+) -> bool {
+    tokio::select! {
+        biased;
+        ready = tokio::time::timeout(timeout, ready) => ready.unwrap_or(false),
+        () = shutdown.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod ready_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_stop_ends_the_wait_for_a_cache_that_never_fills() {
+        let shutdown = CancellationToken::new();
+        let waiting = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                ready_unless_stopped(
+                    &shutdown,
+                    Duration::from_secs(3600),
+                    std::future::pending::<bool>(),
+                )
+                .await
+            }
+        });
+        shutdown.cancel();
+        assert!(!waiting.await.unwrap(), "not ready: the reconcile gives up");
+    }
+
+    #[tokio::test]
+    async fn a_filled_cache_is_ready_even_while_stopping() {
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        assert!(ready_unless_stopped(&shutdown, Duration::from_secs(1), async { true }).await);
+    }
+}

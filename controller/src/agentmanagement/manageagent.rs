@@ -529,7 +529,8 @@ pub async fn run(
                 _ = interval.tick() => {}
             }
             // Only a complete cache may say which Clusters are gone.
-            if !clusters.wait_synced(Duration::from_secs(60)).await {
+            let synced = clusters.wait_synced(Duration::from_secs(60));
+            if !crate::ready_unless_stopped(&shutdown, Duration::from_secs(60), synced).await {
                 continue;
             }
             if let Err(error) = delete_orphaned_bundles(&client, &clusters).await {

@@ -482,6 +482,8 @@ pub enum ReconcileError {
 
 struct RequestContext {
     ctx: Arc<Context>,
+    /// This term's stop: waits for the caches end with it.
+    shutdown: CancellationToken,
     settings: RequestSettings,
     /// The controller's Cluster cache.
     clusters: Arc<ClusterIndex>,
@@ -782,7 +784,8 @@ async fn reconcile_inner(
             source,
         }
     };
-    if !rctx.clusters.wait_synced(CACHE_SYNC_TIMEOUT).await {
+    let synced = rctx.clusters.wait_synced(CACHE_SYNC_TIMEOUT);
+    if !crate::ready_unless_stopped(&rctx.shutdown, CACHE_SYNC_TIMEOUT, synced).await {
         return Err(ReconcileError::NotSynced {
             request: key.to_string(),
         });
@@ -1041,6 +1044,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     });
     let rctx = Arc::new(RequestContext {
         ctx,
+        shutdown: shutdown.clone(),
         settings,
         clusters,
         requests: requests.clone(),
