@@ -572,20 +572,26 @@ async fn depends_on_waits_for_the_dependency_to_be_ready() {
     env.stop().await;
 }
 
+/// Creates ConfigMap `ns/name` holding `key: theirs`, annotated as an object of Helm release
+/// `release` (in `ns`): what another release deployed there.
+async fn foreign_configmap(client: &kube::Client, ns: &str, name: &str, release: &str) {
+    let foreign: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns, "annotations": {
+            "meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": ns}},
+        "data": {"key": "theirs"}
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_of_another_release_are_not_taken_without_take_ownership() {
     let env = start().await;
     create_ns(&env.down, "owned").await;
-    let foreign: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": "shared", "namespace": "owned", "annotations": {
-            "meta.helm.sh/release-name": "someone-else", "meta.helm.sh/release-namespace": "owned"}},
-        "data": {"key": "theirs"}
-    }))
-    .unwrap();
-    Api::<ConfigMap>::namespaced(env.down.clone(), "owned")
-        .create(&PostParams::default(), &foreign)
-        .await
-        .unwrap();
+    foreign_configmap(&env.down, "owned", "shared", "someone-else").await;
     let res = vec![resource("s.yaml", &cm_yaml("shared", "ours"))];
     let m = put_content(&env.up, &res).await;
     create_bd(&env.up, "taker", &m, options("owned"), vec![]).await;
@@ -641,16 +647,7 @@ async fn a_new_release_namespace_is_created_only_after_objects_outside_it_passed
     // A ConfigMap of another release in an existing namespace, and a bundle with one object
     // in its (missing) release namespace and that one outside it.
     create_ns(&env.down, "elsewhere").await;
-    let foreign: ConfigMap = serde_json::from_value(json!({
-        "metadata": {"name": "taken", "namespace": "elsewhere", "annotations": {
-            "meta.helm.sh/release-name": "someone-else", "meta.helm.sh/release-namespace": "elsewhere"}},
-        "data": {"key": "theirs"}
-    }))
-    .unwrap();
-    Api::<ConfigMap>::namespaced(env.down.clone(), "elsewhere")
-        .create(&PostParams::default(), &foreign)
-        .await
-        .unwrap();
+    foreign_configmap(&env.down, "elsewhere", "taken", "someone-else").await;
     let outside = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: taken\n  namespace: elsewhere\ndata:\n  key: ours\n";
     let res = vec![
         resource("inside.yaml", &cm_yaml("inside", "1")),

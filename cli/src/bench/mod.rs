@@ -477,6 +477,11 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
         std::process::id(),
         config.seed
     ));
+    let lease = (
+        controller.agent_lease_duration,
+        controller.agent_renew_deadline,
+        controller.agent_retry_period,
+    );
     let options = SystemOptions {
         seed: config.seed,
         profile: Some(profile),
@@ -487,6 +492,13 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
         cluster_namespace_timeout: config.stage_timeout,
         controller_runtime: Some(controller_runtime.handle().clone()),
         agent_runtime: Some(agent_runtime.handle().clone()),
+        // Fleet's agent leader election (30 s lease, renewed within 25 s), not the simulator's
+        // quick test settings: hundreds of agents share the bench's cores, and under that
+        // load a renewal can wait longer than 8 s for a thread, which a real agent on its own
+        // cluster never does. Lost leases then restart agents in the middle of the rollout.
+        agent_lease_duration: lease.0,
+        agent_renew_deadline: lease.1,
+        agent_retry_period: lease.2,
         ..SystemOptions::default()
     };
     let limits = RunLimits {
@@ -723,8 +735,99 @@ async fn drive(
     stop.cancel();
     progress.finish();
 
-    // Stages from the timestamps.
-    let (mut to_bundle, mut to_bd, mut to_ready, mut to_update, ready, ready_after_update, created) =
+    let rollout_writes = after_rollout.upstream_writes_since(&before, &["leases", "events"]);
+    let rollout_bd_writes = bundle_deployment_writes(&after_rollout, &before);
+    let RolloutTimes {
+        mut stages,
+        mut to_update,
+        created,
+        ready,
+        ready_after_update,
+        rollout_span,
+    } = rollout_stages(
+        &recorder,
+        &initial_ids,
+        gitrepos_created,
+        update_started,
+        (rollout_writes, rollout_bd_writes),
+        store_rate,
+    );
+    let mut update_writes = 0;
+    let mut idle_writes = 0;
+    let mut idle_seconds = 0.0;
+    let mut idle_by_resource = BTreeMap::new();
+    let mut update_by_resource = BTreeMap::new();
+    if let (Some(update_started), Some((settled, after_idle, idle_secs))) = (update_started, &idle)
+    {
+        idle_writes = after_idle.upstream_writes_since(settled, &["leases", "events"]);
+        idle_seconds = *idle_secs;
+        idle_by_resource = after_idle.upstream_writes_by_resource(settled);
+        update_by_resource = after_update.upstream_writes_by_resource(after_idle);
+        // Writes per change are only meaningful once every BundleDeployment has changed.
+        if incomplete.is_none() {
+            update_writes = after_update.upstream_writes_since(after_idle, &["leases", "events"]);
+        }
+        stages.extend(update_stages(
+            &recorder,
+            &initial_ids,
+            update_started,
+            &mut to_update,
+            update_writes,
+            store_rate,
+        ));
+    }
+    let measured = Measured {
+        registration_seconds,
+        stages,
+        rollout_writes: report::RolloutWrites::new(
+            rollout_bd_writes,
+            after_rollout.all_writes_since(&before),
+            rollout_span,
+            store_rate,
+        ),
+        created,
+        ready,
+        ready_after_update,
+        before,
+        after: after_update,
+        update_writes,
+        idle_writes,
+        idle_seconds,
+        idle_by_resource,
+        update_by_resource,
+    };
+    Ok(assemble(config, system, store_rate, measured, incomplete))
+}
+
+/// What the recorder's timestamps say about the first rollout (and which deployments the
+/// update reached).
+struct RolloutTimes {
+    /// Stages 1-3: GitRepo → Bundle → BundleDeployment → Ready.
+    stages: Vec<report::Stage>,
+    /// Per updated BundleDeployment, from the update's commit until Ready at it.
+    to_update: Vec<Duration>,
+    /// BundleDeployments seen.
+    created: usize,
+    /// BundleDeployments Ready at their first deployment.
+    ready: usize,
+    /// BundleDeployments Ready at the update.
+    ready_after_update: usize,
+    /// From the first BundleDeployment created until the last one Ready.
+    rollout_span: Duration,
+}
+
+/// The first rollout's stages from the recorder's timestamps, relative to the GitRepos'
+/// creation; `writes` are the rollout's upstream writes (all, and of BundleDeployments).
+fn rollout_stages(
+    recorder: &Recorder,
+    initial_ids: &HashMap<String, String>,
+    gitrepos_created: Duration,
+    update_started: Option<Duration>,
+    writes: (u64, u64),
+    store_rate: f64,
+) -> RolloutTimes {
+    let (rollout_writes, rollout_bd_writes) = writes;
+    let (mut to_bundle, mut to_bd, mut to_ready, to_update, ready, ready_after_update, created) =
         recorder.snapshot(|o| {
             let to_bundle: Vec<Duration> = o
                 .bundles
@@ -784,16 +887,7 @@ async fn drive(
             .unwrap_or_default();
         (bundles_done, bds_first, bds_done, ready_done)
     });
-    let rollout_writes = after_rollout.upstream_writes_since(&before, &["leases", "events"]);
-    let bd_writes = |later: &ApiCounts, earlier: &ApiCounts| -> u64 {
-        later
-            .upstream
-            .iter()
-            .filter(|((verb, resource), _)| is_write(verb) && resource == "bundledeployments")
-            .map(|(k, n)| n - earlier.upstream.get(k).copied().unwrap_or(0))
-            .sum()
-    };
-    let mut stages = vec![
+    let stages = vec![
         report::stage(
             "gitrepo_to_bundle",
             "from GitRepo creation until each Bundle exists",
@@ -807,7 +901,7 @@ async fn drive(
             "from each Bundle until each of its BundleDeployments exists (targeting + rollout)",
             &mut to_bd,
             bds_done.saturating_sub(gitrepos_created),
-            bd_writes(&after_rollout, &before),
+            rollout_bd_writes,
             store_rate,
         ),
         report::stage(
@@ -819,51 +913,24 @@ async fn drive(
             store_rate,
         ),
     ];
-    let mut update_writes = 0;
-    let mut idle_writes = 0;
-    let mut idle_seconds = 0.0;
-    let mut idle_by_resource = BTreeMap::new();
-    let mut update_by_resource = BTreeMap::new();
-    if let (Some(update_started), Some((settled, after_idle, idle_secs))) = (update_started, &idle)
-    {
-        idle_writes = after_idle.upstream_writes_since(settled, &["leases", "events"]);
-        idle_seconds = *idle_secs;
-        idle_by_resource = after_idle.upstream_writes_by_resource(settled);
-        update_by_resource = after_update.upstream_writes_by_resource(after_idle);
-        // Writes per change are only meaningful once every BundleDeployment has changed.
-        if incomplete.is_none() {
-            update_writes = after_update.upstream_writes_since(after_idle, &["leases", "events"]);
-        }
-        stages.extend(update_stages(
-            &recorder,
-            &initial_ids,
-            update_started,
-            &mut to_update,
-            update_writes,
-            store_rate,
-        ));
-    }
-    let measured = Measured {
-        registration_seconds,
+    RolloutTimes {
         stages,
-        rollout_writes: report::RolloutWrites::new(
-            bd_writes(&after_rollout, &before),
-            after_rollout.all_writes_since(&before),
-            ready_done.saturating_sub(bds_first),
-            store_rate,
-        ),
+        to_update,
         created,
         ready,
         ready_after_update,
-        before,
-        after: after_update,
-        update_writes,
-        idle_writes,
-        idle_seconds,
-        idle_by_resource,
-        update_by_resource,
-    };
-    Ok(assemble(config, system, store_rate, measured, incomplete))
+        rollout_span: ready_done.saturating_sub(bds_first),
+    }
+}
+
+/// Upstream writes of BundleDeployments between two counts.
+fn bundle_deployment_writes(later: &ApiCounts, earlier: &ApiCounts) -> u64 {
+    later
+        .upstream
+        .iter()
+        .filter(|((verb, resource), _)| is_write(verb) && resource == "bundledeployments")
+        .map(|(k, n)| n - earlier.upstream.get(k).copied().unwrap_or(0))
+        .sum()
 }
 
 /// The update's stages: from the commit until every BundleDeployment is Ready at it, and that
