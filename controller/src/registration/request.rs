@@ -600,6 +600,15 @@ fn now_rfc3339() -> String {
         .to_string()
 }
 
+/// The waiting reason and message of a request whose ServiceAccount (`namespace/name`) has no
+/// token yet.
+fn waiting_for_token(service_account: &str) -> Option<(&'static str, String)> {
+    Some((
+        "WaitingForServiceAccountToken",
+        format!("waiting for the token of ServiceAccount {service_account}"),
+    ))
+}
+
 /// Writes `cluster_name`, `granted` and the Ready condition (when something changed).
 async fn write_status(
     client: &kube::Client,
@@ -914,18 +923,15 @@ async fn reconcile_inner(
                     }
                 },
                 apply_all(client, request, &objects),
+                // As the wait for the token says it: one status write, not two.
                 write_status(
                     client,
                     request,
                     &cluster,
                     false,
-                    Some((
-                        "WaitingForServiceAccountToken",
-                        // As the wait for the token says it: one status write, not two.
-                        format!(
-                            "waiting for the token of ServiceAccount {}/{sa_name}",
-                            cluster_namespace.as_deref().unwrap_or_default()
-                        ),
+                    waiting_for_token(&format!(
+                        "{}/{sa_name}",
+                        cluster_namespace.as_deref().unwrap_or_default()
                     )),
                 ),
             )?;
@@ -940,10 +946,7 @@ async fn reconcile_inner(
                 request,
                 &cluster,
                 false,
-                Some((
-                    "WaitingForServiceAccountToken",
-                    format!("waiting for the token of ServiceAccount {service_account}"),
-                )),
+                waiting_for_token(&service_account),
             )
             .await?;
             Ok(Action::requeue(WAIT))
