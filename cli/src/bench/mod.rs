@@ -501,7 +501,6 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
         agent_lease_duration: lease.0,
         agent_renew_deadline: lease.1,
         agent_retry_period: lease.2,
-        ..SystemOptions::default()
     };
     let limits = RunLimits {
         stage_timeout: config.stage_timeout,
