@@ -1499,6 +1499,7 @@ mod tests {
                 crate::ControllerConfig::default(),
                 crate::Metrics::new(&mut registry),
             )),
+            shutdown: CancellationToken::new(),
             settings: settings(),
             clusters: ClusterIndex::new(),
             requests: reflector::store().0,
