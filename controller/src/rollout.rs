@@ -281,7 +281,10 @@ fn partitions(
     Ok(result)
 }
 
-/// What the rollout decided for one bundle.
+/// What the rollout decided for one bundle: every target's deployment as desired. The
+/// reconciler writes only what changed ([`plan_rollout_changes`]); this whole view is the
+/// reference the tests check the decision and the changes against.
+#[cfg(test)]
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RolloutPlan {
     /// The BundleDeployments to write (spec and labels as desired), in target order. Targets
@@ -295,6 +298,7 @@ pub struct RolloutPlan {
 /// Fleet's `resetStatus` + `UpdatePartitions`: stages every target's options, promotes staged
 /// deployments within the limits, and computes the rollout status. `targets` carry the
 /// existing deployments (as observed); the returned deployments are the desired ones.
+#[cfg(test)]
 pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPlan, RolloutError> {
     let (desired, status) = rollout(bundle, targets)?;
     let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
@@ -314,7 +318,7 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPl
     })
 }
 
-/// What the rollout changes for one bundle: [`plan_rollout`] without the deployments that
+/// What the rollout changes for one bundle: the deployments to write, leaving out those that
 /// would be written as they are.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RolloutChanges<'t> {
@@ -324,12 +328,15 @@ pub struct RolloutChanges<'t> {
     /// The namespaces of every deployment the targets have after the plan, written or not:
     /// deployments elsewhere belong to clusters no longer targeted.
     pub kept_namespaces: HashSet<&'t str>,
-    /// As [`RolloutPlan::status`].
+    /// The rollout part of the bundle status: summary, unavailable counts, limits, partitions,
+    /// newlyCreated, maxNew.
     pub status: BundleStatus,
 }
 
-/// [`plan_rollout`] returning only the deployments to write. The unchanged ones (most of them,
-/// on every plan after the first) are recognised without being built.
+/// Fleet's `resetStatus` + `UpdatePartitions` (stages every target's options, promotes staged
+/// deployments within the limits, computes the rollout status), returning only the
+/// deployments to write. The unchanged ones (most of them, on every plan after the first) are
+/// recognised without being built.
 pub fn plan_rollout_changes<'t>(
     bundle: &Bundle,
     targets: &'t [Target<'_>],
