@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fleet_leader::{LeaderElector, LeaseConfig, TermEnd};
-pub use fleet_leader::{LeaseDecision, decide, released};
+pub use fleet_leader::{LeaseDecision, RenewalRuntime, decide, released};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
@@ -110,12 +110,15 @@ enum MetricsSink<'a> {
 /// `fleet-agent` in the agent namespace, register with the upstream cluster (the `fleet-agent`
 /// secret, or the bootstrap values; failures become Events in the agent namespace and are
 /// retried with backoff) through `connector`, then run the [`Agent`] until `shutdown`.
-/// Metrics go into `registry`. Errors only for an unusable environment.
+/// Metrics go into `registry`. The Lease is renewed on `renewals` when given (agents sharing
+/// threads, as in the simulator), else alongside the agent. Errors only for an unusable
+/// environment.
 pub async fn run_agent_process(
     downstream: kube::Client,
     env: AgentEnv,
     connector: Arc<dyn UpstreamConnector>,
     registry: &mut Registry,
+    renewals: Option<RenewalRuntime>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     run(
@@ -123,6 +126,7 @@ pub async fn run_agent_process(
         env,
         connector,
         MetricsSink::Borrowed(registry),
+        renewals,
         shutdown,
     )
     .await
@@ -135,6 +139,7 @@ pub async fn run_agent_process_shared(
     env: AgentEnv,
     connector: Arc<dyn UpstreamConnector>,
     registry: Arc<std::sync::Mutex<Registry>>,
+    renewals: Option<RenewalRuntime>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     run(
@@ -142,6 +147,7 @@ pub async fn run_agent_process_shared(
         env,
         connector,
         MetricsSink::Shared(registry),
+        renewals,
         shutdown,
     )
     .await
@@ -174,6 +180,7 @@ async fn run(
     env: AgentEnv,
     connector: Arc<dyn UpstreamConnector>,
     sink: MetricsSink<'_>,
+    renewals: Option<RenewalRuntime>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let base_config = AgentConfig::from_env(&env)?;
@@ -182,7 +189,10 @@ async fn run(
     let initial_retry = env_duration(&env, env::REGISTRATION_RETRY, Duration::from_secs(5))?
         .max(Duration::from_millis(10));
     let namespace = base_config.agent_namespace.clone();
-    let elector = LeaderElector::new(downstream.clone(), election.lease_config(&namespace));
+    let mut elector = LeaderElector::new(downstream.clone(), election.lease_config(&namespace));
+    if let Some(renewals) = renewals {
+        elector = elector.with_renewal_runtime(renewals);
+    }
     tracing::info!(namespace = %namespace, identity = %election.identity, "agent process starting");
 
     let mut sink = Some(sink);

@@ -154,6 +154,10 @@ pub struct SystemOptions {
     pub controller_runtime: Option<tokio::runtime::Handle>,
     /// Runtime the agents run on (default: the caller's).
     pub agent_runtime: Option<tokio::runtime::Handle>,
+    /// Runtime the agents renew their Leases on (default: beside their work). Thousands of
+    /// agents on a few threads renew late under load, which real agents, each with a process
+    /// of its own, do not.
+    pub agent_lease_runtime: Option<tokio::runtime::Handle>,
     /// Leader election of the agents (`CATTLE_ELECTION_*` in their Deployment); shorter than
     /// Fleet's so a redeployed agent takes over quickly.
     pub agent_lease_duration: Duration,
@@ -173,6 +177,7 @@ impl Default for SystemOptions {
             cluster_namespace_timeout: Duration::from_secs(120),
             controller_runtime: None,
             agent_runtime: None,
+            agent_lease_runtime: None,
             agent_lease_duration: Duration::from_secs(10),
             agent_renew_deadline: Duration::from_secs(8),
             agent_retry_period: Duration::from_secs(1),
@@ -578,6 +583,7 @@ impl SimSystem {
                 sim_cluster,
                 pods_run,
                 self.options.agent_runtime.clone(),
+                self.options.agent_lease_runtime.clone(),
             ),
         );
     }

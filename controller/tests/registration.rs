@@ -477,6 +477,7 @@ impl AgentProcess {
                     env,
                     connector,
                     &mut registry,
+                    None,
                     shutdown,
                 )
                 .await

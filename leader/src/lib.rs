@@ -165,11 +165,41 @@ pub enum TermEnd {
     LeadershipLost,
 }
 
+/// Where a leader's renewals run when they must not queue behind its work: a runtime of
+/// their own, and a client built on it. Many processes sharing a few threads (the simulated
+/// agents of `fleet sim bench`) would otherwise renew late under load and lose Leases that
+/// separate processes keep.
+#[derive(Clone)]
+pub struct RenewalRuntime {
+    handle: tokio::runtime::Handle,
+    client: kube::Client,
+}
+
+impl RenewalRuntime {
+    /// `client` must have been built on `handle`'s runtime: a kube client's request buffer
+    /// runs where the client was made, so one from the busy runtime would queue renewals
+    /// behind the work again.
+    pub fn new(handle: tokio::runtime::Handle, client: kube::Client) -> Self {
+        RenewalRuntime { handle, client }
+    }
+}
+
 /// Runs work only while holding a Lease.
 pub struct LeaderElector {
     client: kube::Client,
     api: Api<Lease>,
     config: LeaseConfig,
+    /// Renews on a runtime of its own (see [`RenewalRuntime`]); `None`: in the leader's task.
+    renewer: Option<(tokio::runtime::Handle, std::sync::Arc<LeaderElector>)>,
+}
+
+/// Aborts the renewal task when the term ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl LeaderElector {
@@ -179,7 +209,15 @@ impl LeaderElector {
             api: Api::namespaced(client.clone(), &config.namespace),
             client,
             config,
+            renewer: None,
         }
+    }
+
+    /// Renews the Lease on `renewals`' runtime, through its client, while leading.
+    pub fn with_renewal_runtime(mut self, renewals: RenewalRuntime) -> Self {
+        let renewer = LeaderElector::new(renewals.client, self.config.clone());
+        self.renewer = Some((renewals.handle, std::sync::Arc::new(renewer)));
+        self
     }
 
     pub fn config(&self) -> &LeaseConfig {
@@ -337,12 +375,28 @@ impl LeaderElector {
         F: Future,
     {
         tokio::pin!(work);
+        // Spawned before the work is first polled: work that holds its thread from the start
+        // must not delay the renewals either.
+        let mut renewal_task = self.renewer.as_ref().map(|(handle, renewer)| {
+            let renewer = renewer.clone();
+            AbortOnDrop(handle.spawn(async move { renewer.keep_renewing().await }))
+        });
+        let renewing = async {
+            match &mut renewal_task {
+                // A renewal task that ended in any way (its runtime stopped, too) no longer
+                // holds the Lease.
+                Some(task) => {
+                    let _ = (&mut task.0).await;
+                }
+                None => self.keep_renewing().await,
+            }
+        };
         tokio::select! {
             output = &mut work => {
                 self.release().await;
                 (TermEnd::WorkReturned, output)
             }
-            _ = self.keep_renewing() => {
+            _ = renewing => {
                 tracing::warn!(lease = %self.config.key(), identity = %self.config.identity, "lost leadership, stopping the work");
                 term.cancel();
                 (TermEnd::LeadershipLost, work.await)

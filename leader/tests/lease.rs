@@ -1,12 +1,13 @@
 //! The elector against the simulator's API server: the Lease's namespace is created when
 //! missing, a leader whose Lease was taken stops within the renew deadline, and a candidate
-//! waiting for a held Lease stops at once on shutdown.
+//! waiting for a held Lease stops at once on shutdown; renewals on a runtime of their own
+//! keep the Lease while the leader's runtime is busy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should panic
 
 use std::time::Duration;
 
-use fleet_leader::{LeaderElector, LeaseConfig, TermEnd};
+use fleet_leader::{LeaderElector, LeaseConfig, RenewalRuntime, TermEnd};
 use fleet_simulator::{SimConfig, Simulator};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -81,4 +82,62 @@ async fn a_leader_whose_lease_is_taken_stops_and_a_waiting_candidate_stops_on_sh
         .expect("the candidate stops")
         .unwrap();
     assert!(!acquired);
+}
+
+/// With a renewal runtime the Lease is renewed while the leader's own runtime is busy: here
+/// its only thread is blocked for twice the renew deadline, which without it loses the Lease.
+#[test]
+fn renewals_on_their_own_runtime_keep_the_lease_while_the_work_hogs_its_thread() {
+    let sim = Simulator::new(SimConfig::default());
+    let cluster = sim.add_cluster("upstream").unwrap();
+    let leader_runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let renewal_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let leader_client = {
+        let _inside = leader_runtime.enter();
+        cluster.client()
+    };
+    let renewal_client = {
+        let _inside = renewal_runtime.enter();
+        cluster.client()
+    };
+    let renew_deadline = Duration::from_secs(2);
+    let elector = LeaderElector::new(
+        leader_client.clone(),
+        LeaseConfig {
+            renew_deadline,
+            ..config("a")
+        },
+    )
+    .with_renewal_runtime(RenewalRuntime::new(
+        renewal_runtime.handle().clone(),
+        renewal_client,
+    ));
+    let leases: Api<Lease> = Api::namespaced(leader_client, NS);
+    let renewed_at = |lease: Lease| lease.spec.unwrap().renew_time.unwrap().0;
+
+    leader_runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        assert!(elector.acquire(&shutdown).await);
+        let acquired_at = renewed_at(leases.get(NAME).await.unwrap());
+        let term = CancellationToken::new();
+        let (end, renewed_while_blocked) = elector
+            .lead(&term, async {
+                std::thread::sleep(renew_deadline * 2);
+                renewed_at(leases.get(NAME).await.unwrap())
+            })
+            .await;
+        assert_eq!(end, TermEnd::WorkReturned, "the Lease was kept");
+        assert!(!term.is_cancelled());
+        assert!(renewed_while_blocked > acquired_at);
+        // The work returned, so the Lease was released.
+        let released = leases.get(NAME).await.unwrap().spec.unwrap();
+        assert_eq!(released.holder_identity, None);
+    });
 }

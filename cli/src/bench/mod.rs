@@ -467,6 +467,7 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
 
     let controller_runtime = named_runtime(process::CONTROLLER_THREADS, config.controller_threads)?;
     let agent_runtime = named_runtime(process::AGENT_THREADS, config.agent_threads)?;
+    let lease_runtime = named_runtime(process::AGENT_LEASE_THREADS, 1)?;
 
     let mut controller = fleet_controller::ControllerConfig {
         leader_election: false,
@@ -494,6 +495,8 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
         cluster_namespace_timeout: config.stage_timeout,
         controller_runtime: Some(controller_runtime.handle().clone()),
         agent_runtime: Some(agent_runtime.handle().clone()),
+        // Renewals queued behind 10,000 agents' work came later than the renew deadline.
+        agent_lease_runtime: Some(lease_runtime.handle().clone()),
         // Fleet's agent leader election (30 s lease, renewed within 25 s), not the simulator's
         // quick test settings: hundreds of agents share the bench's cores, and under that
         // load a renewal can wait longer than 8 s for a thread, which a real agent on its own
@@ -512,6 +515,7 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
     // The runtimes' threads are stopped without waiting for the tasks left on them.
     controller_runtime.shutdown_background();
     agent_runtime.shutdown_background();
+    lease_runtime.shutdown_background();
     result
 }
 

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 pub const CONTROLLER_THREADS: &str = "fleet-ctrl";
 /// Thread-name prefix of the agents' runtime.
 pub const AGENT_THREADS: &str = "fleet-agent";
+/// Thread-name prefix of the runtime the agents renew their Leases on (counted as agents).
+pub const AGENT_LEASE_THREADS: &str = "fleet-agent-lease";
 
 /// Linux reports thread times in USER_HZ ticks, which is 100 on every architecture Rust targets.
 const TICKS_PER_SECOND: f64 = 100.0;

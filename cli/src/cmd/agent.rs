@@ -166,6 +166,8 @@ async fn run_process(args: &AgentArgs) -> anyhow::Result<ExitCode> {
         agent_env,
         Arc::new(HttpsConnector),
         registry,
+        // A real agent has its process to itself: renewals run beside its work.
+        None,
         shutdown.clone(),
     )
     .await;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fleet_agent::process::{AgentEnv, run_agent_process};
+use fleet_agent::process::{AgentEnv, RenewalRuntime, run_agent_process};
 use fleet_agent::register::{RegisterError, UpstreamConnector};
 use fleet_controller::agentmanagement::connector::kubeconfig_server_and_token;
 use fleet_controller::agentmanagement::manifest::AGENT_NAME;
@@ -285,13 +285,22 @@ impl Kubelet {
     /// Starts watching `cluster`'s agent pods (or, with `pods_run == false`, its agent
     /// workloads).
     /// Agent processes run on `runtime` when given (`fleet sim bench` measures their CPU time
-    /// apart), else on the caller's.
+    /// apart), else on the caller's; they renew their Leases on `lease_runtime` when given.
     pub fn start(
         sim: &Simulator,
         cluster: &SimCluster,
         pods_run: bool,
         runtime: Option<tokio::runtime::Handle>,
+        lease_runtime: Option<tokio::runtime::Handle>,
     ) -> Kubelet {
+        let renewals = lease_runtime.map(|handle| {
+            // The client's request buffer runs on the runtime it is built on.
+            let client = {
+                let _inside = handle.enter();
+                cluster.client()
+            };
+            RenewalRuntime::new(handle, client)
+        });
         let suspended = Arc::new(Mutex::new(false));
         let wake = Arc::new(tokio::sync::Notify::new());
         let running: Arc<Mutex<BTreeMap<String, Process>>> = Arc::new(Mutex::new(BTreeMap::new()));
@@ -344,11 +353,12 @@ impl Kubelet {
                                 tracing::info!(cluster = %name, pod = %format!("{}/{}", pod.namespace, pod.name), "starting the agent of a running pod");
                                 let token = shutdown.child_token();
                                 let task = super::spawn_on(runtime.as_ref(), {
-                                    let (client, connector, token, cluster) = (
+                                    let (client, connector, token, cluster, renewals) = (
                                         client.clone(),
                                         connector.clone(),
                                         token.clone(),
                                         name.clone(),
+                                        renewals.clone(),
                                     );
                                     async move {
                                         // Each process has its own registry, as each pod
@@ -359,6 +369,7 @@ impl Kubelet {
                                             env,
                                             connector,
                                             &mut registry,
+                                            renewals,
                                             token,
                                         )
                                         .await;
