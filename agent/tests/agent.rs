@@ -231,6 +231,22 @@ fn condition(bd: &BundleDeployment, type_: &str) -> Option<fleet_api::GenericCon
         .and_then(|s| fleet_api::find_condition(&s.conditions, type_).cloned())
 }
 
+/// Waits until `name` reports Deployed=False; the deployment and that condition's message.
+async fn wait_deploy_failed(
+    up: &kube::Client,
+    name: &str,
+    what: &str,
+) -> (BundleDeployment, String) {
+    let bd = eventually(what, || async {
+        let bd = get_bd(up, name).await?;
+        condition(&bd, "Deployed").filter(|c| c.is_false())?;
+        Some(bd)
+    })
+    .await;
+    let message = condition(&bd, "Deployed").unwrap().message;
+    (bd, message)
+}
+
 async fn wait_ready(up: &kube::Client, name: &str, deployment: &str) -> BundleDeployment {
     eventually(
         &format!("BundleDeployment {name} Ready at {deployment}"),
@@ -520,14 +536,9 @@ async fn broken_chart_reports_deployed_false_and_keeps_objects() {
     ];
     let m2 = put_content(&env.up, &broken).await;
     set_deployment(&env.up, "chart", &m2, &options("charts")).await;
-    let bd = eventually("Deployed=False for the broken chart", || async {
-        let bd = get_bd(&env.up, "chart").await?;
-        condition(&bd, "Deployed").filter(|c| c.is_false())?;
-        Some(bd)
-    })
-    .await;
-    let deployed = condition(&bd, "Deployed").unwrap();
-    assert!(deployed.message.contains("chart"), "{}", deployed.message);
+    let (bd, message) =
+        wait_deploy_failed(&env.up, "chart", "Deployed=False for the broken chart").await;
+    assert!(message.contains("chart"), "{message}");
     let st = bd.status.unwrap();
     assert!(st.applied_deployment_id.starts_with(&m1));
     assert_eq!(st.display.state, "ErrApplied");
@@ -553,13 +564,7 @@ async fn depends_on_waits_for_the_dependency_to_be_ready() {
         }],
     )
     .await;
-    let bd = eventually("app waits for db", || async {
-        let bd = get_bd(&env.up, "app").await?;
-        condition(&bd, "Deployed").filter(|c| c.is_false())?;
-        Some(bd)
-    })
-    .await;
-    let message = condition(&bd, "Deployed").unwrap().message;
+    let (_, message) = wait_deploy_failed(&env.up, "app", "app waits for db").await;
     assert!(message.contains("db"), "{message}");
     assert!(configmap(&env.down, "deps", "app").await.is_none());
 
@@ -595,13 +600,7 @@ async fn objects_of_another_release_are_not_taken_without_take_ownership() {
     let res = vec![resource("s.yaml", &cm_yaml("shared", "ours"))];
     let m = put_content(&env.up, &res).await;
     create_bd(&env.up, "taker", &m, options("owned"), vec![]).await;
-    let bd = eventually("not owned by us", || async {
-        let bd = get_bd(&env.up, "taker").await?;
-        condition(&bd, "Deployed").filter(|c| c.is_false())?;
-        Some(bd)
-    })
-    .await;
-    let message = condition(&bd, "Deployed").unwrap().message;
+    let (_, message) = wait_deploy_failed(&env.up, "taker", "not owned by us").await;
     assert!(message.contains("not owned by us"), "{message}");
     assert!(message.contains("shared"), "{message}");
     assert_eq!(
@@ -655,13 +654,7 @@ async fn a_new_release_namespace_is_created_only_after_objects_outside_it_passed
     ];
     let m = put_content(&env.up, &res).await;
     create_bd(&env.up, "spread", &m, options("fresh-ns"), vec![]).await;
-    let bd = eventually("not owned by us", || async {
-        let bd = get_bd(&env.up, "spread").await?;
-        condition(&bd, "Deployed").filter(|c| c.is_false())?;
-        Some(bd)
-    })
-    .await;
-    let message = condition(&bd, "Deployed").unwrap().message;
+    let (_, message) = wait_deploy_failed(&env.up, "spread", "not owned by us").await;
     assert!(message.contains("not owned by us"), "{message}");
     // As Helm's install: the conflict is found before the namespace is created.
     assert!(

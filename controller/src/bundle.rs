@@ -405,7 +405,7 @@ impl BundleContext {
                 && self.groups.wait_until_ready().await.is_ok()
                 && self.mappings.wait_until_ready().await.is_ok()
                 && self.namespaces.wait_until_ready().await.is_ok()
-                && self.deployments.wait_synced(Duration::from_secs(60)).await
+                && self.deployments.synced().await
         };
         crate::ready_unless_stopped(&self.shutdown, Duration::from_secs(60), ready).await
     }

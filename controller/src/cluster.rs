@@ -288,7 +288,7 @@ async fn reconcile(
                 cluster: key.clone(),
                 source,
             })?;
-        let synced = cctx.deployments.wait_synced(Duration::from_secs(60));
+        let synced = cctx.deployments.synced();
         if !crate::ready_unless_stopped(&cctx.shutdown, Duration::from_secs(60), synced).await {
             return Err(ReconcileError::NotSynced {
                 cluster: key.clone(),
@@ -469,7 +469,7 @@ async fn delete_orphaned_namespaces(cctx: &ClusterContext) -> Result<(), kube::E
     }
     // Deleting a namespace of a live Cluster would delete its deployments: only a complete
     // cache may say which Clusters are gone.
-    let synced = cctx.clusters.wait_synced(Duration::from_secs(60));
+    let synced = cctx.clusters.synced();
     if !crate::ready_unless_stopped(&cctx.shutdown, Duration::from_secs(60), synced).await {
         return Ok(());
     }

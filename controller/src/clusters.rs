@@ -241,11 +241,16 @@ impl ClusterIndex {
         self.store.clone()
     }
 
-    /// Waits until the first list is complete; `false` after `timeout`.
+    /// Waits until the first list is complete; `false` if the cache's writer is gone.
+    pub async fn synced(&self) -> bool {
+        self.store.wait_until_ready().await.is_ok()
+    }
+
+    /// [`ClusterIndex::synced`], `false` after `timeout`.
     pub async fn wait_synced(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.store.wait_until_ready())
+        tokio::time::timeout(timeout, self.synced())
             .await
-            .is_ok_and(|r| r.is_ok())
+            .unwrap_or(false)
     }
 
     /// The Cluster `namespace/name`.

@@ -298,12 +298,17 @@ impl DeploymentIndex {
         publish_to(&self.write_subscribers, changed);
     }
 
-    /// Waits until the first list is complete; `false` after `timeout`.
-    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+    /// Waits until the first list is complete; `false` if the cache's writer is gone.
+    pub async fn synced(&self) -> bool {
         let mut rx = self.synced.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|synced| *synced))
+        rx.wait_for(|synced| *synced).await.is_ok()
+    }
+
+    /// [`DeploymentIndex::synced`], `false` after `timeout`.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.synced())
             .await
-            .is_ok_and(|r| r.is_ok())
+            .unwrap_or(false)
     }
 
     /// Records what the API server returned for a write of this controller, so that the next

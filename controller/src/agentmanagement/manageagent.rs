@@ -529,7 +529,7 @@ pub async fn run(
                 _ = interval.tick() => {}
             }
             // Only a complete cache may say which Clusters are gone.
-            let synced = clusters.wait_synced(Duration::from_secs(60));
+            let synced = clusters.synced();
             if !crate::ready_unless_stopped(&shutdown, Duration::from_secs(60), synced).await {
                 continue;
             }

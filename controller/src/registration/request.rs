@@ -793,7 +793,7 @@ async fn reconcile_inner(
             source,
         }
     };
-    let synced = rctx.clusters.wait_synced(CACHE_SYNC_TIMEOUT);
+    let synced = rctx.clusters.synced();
     if !crate::ready_unless_stopped(&rctx.shutdown, CACHE_SYNC_TIMEOUT, synced).await {
         return Err(ReconcileError::NotSynced {
             request: key.to_string(),
