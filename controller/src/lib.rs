@@ -236,6 +236,28 @@ pub(crate) async fn ready_unless_stopped(
     }
 }
 
+/// For unit tests: a client of an upstream cluster on the simulator with Fleet's CRDs and the
+/// namespace `namespace`. Keep the returned simulator while the client is in use.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) async fn test_upstream(namespace: &str) -> (fleet_simulator::Simulator, kube::Client) {
+    use kube::api::{Api, PostParams};
+    let sim = fleet_simulator::Simulator::new(fleet_simulator::SimConfig {
+        profile: None,
+        ..Default::default()
+    });
+    let upstream = sim.add_cluster("upstream").unwrap();
+    upstream.install_crds(&fleet_api::crds::all()).unwrap();
+    let client = upstream.client();
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+    Api::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    (sim, client)
+}
+
 #[cfg(test)]
 mod ready_tests {
     use super::*;

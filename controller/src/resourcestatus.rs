@@ -765,20 +765,7 @@ mod tests {
         );
         assert_eq!(status.base.resource_counts.desired_ready, 10_000);
 
-        let sim = fleet_simulator::Simulator::new(fleet_simulator::SimConfig {
-            profile: None,
-            ..Default::default()
-        });
-        let upstream = sim.add_cluster("upstream").unwrap();
-        upstream.install_crds(&fleet_api::crds::all()).unwrap();
-        let client = upstream.client();
-        let namespace: k8s_openapi::api::core::v1::Namespace =
-            serde_json::from_value(serde_json::json!({"metadata": {"name": "fleet-default"}}))
-                .unwrap();
-        Api::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
+        let (_sim, client) = crate::test_upstream("fleet-default").await;
         let api: Api<fleet_api::GitRepo> = Api::namespaced(client, "fleet-default");
         let mut gitrepo: fleet_api::GitRepo = serde_json::from_value(serde_json::json!({
             "apiVersion": "fleet.cattle.io/v1alpha1", "kind": "GitRepo",

@@ -1467,19 +1467,7 @@ mod tests {
     /// a cache past the request's resourceVersion answers by itself.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_cluster_the_cache_has_not_seen_is_read_from_the_api_server() {
-        let sim = fleet_simulator::Simulator::new(fleet_simulator::SimConfig {
-            profile: None,
-            ..Default::default()
-        });
-        let upstream = sim.add_cluster("upstream").unwrap();
-        upstream.install_crds(&fleet_api::crds::all()).unwrap();
-        let client = upstream.client();
-        let namespace: k8s_openapi::api::core::v1::Namespace =
-            serde_json::from_value(json!({"metadata": {"name": "fleet-default"}})).unwrap();
-        Api::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
+        let (_sim, client) = crate::test_upstream("fleet-default").await;
         let mut pre = cluster("pre-1", "client-1", None);
         pre.metadata.uid = None;
         Api::<Cluster>::namespaced(client.clone(), "fleet-default")
