@@ -246,13 +246,6 @@ impl ClusterIndex {
         self.store.wait_until_ready().await.is_ok()
     }
 
-    /// [`ClusterIndex::synced`], `false` after `timeout`.
-    pub async fn wait_synced(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.synced())
-            .await
-            .unwrap_or(false)
-    }
-
     /// The Cluster `namespace/name`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Cluster>> {
         self.store.get(&ObjectRef::new(name).within(namespace))
@@ -536,7 +529,12 @@ mod tests {
         feed(&index, watcher::Event::Init);
         feed(&index, watcher::Event::InitApply(cluster("b", "id-1", 3)));
         feed(&index, watcher::Event::InitApply(cluster("a", "id-1", 7)));
-        assert!(!index.wait_synced(Duration::from_millis(1)).await);
+        let synced_soon = async |index: &ClusterIndex| {
+            tokio::time::timeout(Duration::from_millis(1), index.synced())
+                .await
+                .unwrap_or(false)
+        };
+        assert!(!synced_soon(&index).await);
         assert!(index.with_client_id("fleet-default", "id-1").is_empty());
         assert!(
             !index.has_seen(1),
@@ -544,7 +542,7 @@ mod tests {
         );
         let changes = feed(&index, watcher::Event::InitDone);
         assert_eq!(changes.len(), 2);
-        assert!(index.wait_synced(Duration::from_millis(1)).await);
+        assert!(synced_soon(&index).await);
         assert_eq!(
             names(&index.with_client_id("fleet-default", "id-1")),
             ["a", "b"]
