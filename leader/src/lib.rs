@@ -27,6 +27,8 @@ pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// Fleet's retry period.
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// Reads and writes a release makes when the Lease changes in between.
+const RELEASE_ATTEMPTS: usize = 3;
 /// The shortest retry period accepted (a zero period would spin on the API server).
 pub const MIN_RETRY_PERIOD: Duration = Duration::from_millis(10);
 
@@ -191,10 +193,23 @@ pub struct LeaderElector {
     config: LeaseConfig,
     /// Renews on a runtime of its own (see [`RenewalRuntime`]); `None`: in the leader's task.
     renewer: Option<(tokio::runtime::Handle, std::sync::Arc<LeaderElector>)>,
+    /// The Lease as this elector last wrote it (the API server's answer). A leader renews by
+    /// writing over it without reading the Lease first, as client-go's optimistic renewal
+    /// does: one request per renewal instead of two. Its resourceVersion makes the write fail
+    /// when anyone else wrote in between, and then the next round reads the Lease.
+    last_written: std::sync::Mutex<Option<Lease>>,
 }
 
 /// Aborts the renewal task when the term ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Aborts the task and waits until it has stopped.
+    async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -210,6 +225,7 @@ impl LeaderElector {
             client,
             config,
             renewer: None,
+            last_written: std::sync::Mutex::new(None),
         }
     }
 
@@ -224,9 +240,59 @@ impl LeaderElector {
         &self.config
     }
 
-    /// One round: read the Lease, decide, write. `true` when this process leads afterwards;
-    /// errors (including losing a write race) mean "not leading" for this round.
+    fn written(&self) -> std::sync::MutexGuard<'_, Option<Lease>> {
+        // The slot holds a plain value: a panic elsewhere cannot leave it half-written.
+        self.last_written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Renews over the Lease this elector last wrote, without reading it: `false` when there
+    /// is none (or not ours) or the write failed (someone else wrote: the slot is emptied, so
+    /// the next attempt reads the Lease).
+    async fn renew_over_last_written(&self) -> bool {
+        let Some(mut lease) = self.written().take() else {
+            return false;
+        };
+        let ours = lease
+            .spec
+            .as_ref()
+            .is_some_and(|spec| spec.holder_identity.as_deref() == Some(&self.config.identity));
+        if !ours {
+            return false;
+        }
+        let LeaseDecision::Write { spec, .. } = decide(
+            lease.spec.as_ref(),
+            &self.config.identity,
+            Timestamp::now(),
+            self.config.lease_duration,
+        ) else {
+            return false;
+        };
+        lease.spec = Some(spec);
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(written) => {
+                *self.written() = Some(written);
+                true
+            }
+            Err(error) => {
+                tracing::debug!(lease = %self.config.key(), %error, "renewing over the last written Lease failed; reading it");
+                false
+            }
+        }
+    }
+
+    /// One round: renew over the Lease last written, or read the Lease, decide, write. `true`
+    /// when this process leads afterwards; errors (including losing a write race) mean "not
+    /// leading" for this round.
     pub async fn try_acquire_or_renew(&self) -> bool {
+        if self.renew_over_last_written().await {
+            return true;
+        }
         let lease = self.config.key();
         let current = match self.api.get_opt(&self.config.name).await {
             Ok(current) => current,
@@ -271,7 +337,8 @@ impl LeaderElector {
             }
         };
         match result {
-            Ok(_) => {
+            Ok(written) => {
+                *self.written() = Some(written);
                 if acquired {
                     tracing::info!(%lease, identity = %self.config.identity, "acquired leadership");
                 }
@@ -308,22 +375,33 @@ impl LeaderElector {
     /// successor can always wait for the Lease to expire instead.
     pub async fn release(&self) {
         let lease = self.config.key();
+        self.written().take();
         let attempt = async {
-            let Ok(Some(mut current)) = self.api.get_opt(&self.config.name).await else {
-                return;
-            };
-            let Some(spec) = &current.spec else { return };
-            if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
-                return;
+            // A write of the Lease between this read and the release (a renewal still in
+            // flight) fails the release with 409: it is read again.
+            for _ in 0..RELEASE_ATTEMPTS {
+                let Ok(Some(mut current)) = self.api.get_opt(&self.config.name).await else {
+                    return;
+                };
+                let Some(spec) = &current.spec else { return };
+                if spec.holder_identity.as_deref() != Some(self.config.identity.as_str()) {
+                    return;
+                }
+                current.spec = Some(released(spec, Timestamp::now()));
+                match self
+                    .api
+                    .replace(&self.config.name, &PostParams::default(), &current)
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(kube::Error::Api(status)) if status.code == 409 => {}
+                    Err(error) => {
+                        tracing::warn!(%lease, %error, "releasing the leader Lease failed");
+                        return;
+                    }
+                }
             }
-            current.spec = Some(released(spec, Timestamp::now()));
-            if let Err(error) = self
-                .api
-                .replace(&self.config.name, &PostParams::default(), &current)
-                .await
-            {
-                tracing::warn!(%lease, %error, "releasing the leader Lease failed");
-            }
+            tracing::warn!(%lease, "releasing the leader Lease failed: it kept changing; it expires by itself");
         };
         if tokio::time::timeout(self.config.renew_deadline, attempt)
             .await
@@ -391,12 +469,21 @@ impl LeaderElector {
                 None => self.keep_renewing().await,
             }
         };
-        tokio::select! {
-            output = &mut work => {
+        let returned = tokio::select! {
+            output = &mut work => Some(output),
+            _ = renewing => None,
+        };
+        match returned {
+            Some(output) => {
+                // Renewals stop first: one landing between the release's read and write
+                // would fail the release.
+                if let Some(task) = renewal_task {
+                    let _ = tokio::time::timeout(self.config.renew_deadline, task.stop()).await;
+                }
                 self.release().await;
                 (TermEnd::WorkReturned, output)
             }
-            _ = renewing => {
+            None => {
                 tracing::warn!(lease = %self.config.key(), identity = %self.config.identity, "lost leadership, stopping the work");
                 term.cancel();
                 (TermEnd::LeadershipLost, work.await)

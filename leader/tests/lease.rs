@@ -141,3 +141,72 @@ fn renewals_on_their_own_runtime_keep_the_lease_while_the_work_hogs_its_thread()
         assert_eq!(released.holder_identity, None);
     });
 }
+
+/// Lease requests served so far: (reads, writes).
+fn lease_requests(cluster: &fleet_simulator::SimCluster) -> (u64, u64) {
+    let counts = cluster.request_counts();
+    let count = |verb: &str| {
+        counts
+            .iter()
+            .filter(|((v, resource), _)| v == verb && resource.starts_with("leases"))
+            .map(|(_, n)| *n)
+            .sum::<u64>()
+    };
+    (count("get"), count("update"))
+}
+
+/// A leader renews with one write over the Lease it last wrote, without reading it first
+/// (client-go's optimistic renewal): one request per renewal instead of two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_renews_by_writing_without_reading_the_lease() {
+    let sim = Simulator::new(SimConfig::default());
+    let cluster = sim.add_cluster("upstream").unwrap();
+    let client = cluster.client();
+    let a = LeaderElector::new(client.clone(), config("a"));
+    let shutdown = CancellationToken::new();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), a.acquire(&shutdown))
+            .await
+            .expect("acquired")
+    );
+    let (reads_before, writes_before) = lease_requests(&cluster);
+    let term = CancellationToken::new();
+    let (end, (reads, writes)) = tokio::time::timeout(
+        Duration::from_secs(60),
+        a.lead(&term, async {
+            loop {
+                let (reads, writes) = lease_requests(&cluster);
+                if writes >= writes_before + 5 {
+                    return (reads - reads_before, writes - writes_before);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }),
+    )
+    .await
+    .expect("five renewals");
+    assert_eq!(end, TermEnd::WorkReturned, "the Lease was kept");
+    assert!(writes >= 5);
+    assert_eq!(reads, 0, "renewals wrote without reading the Lease");
+
+    // The work returned, so the Lease was released; a takes it again (and remembers what it
+    // wrote). Then someone else takes the Lease: a's write over what it remembers fails on the
+    // resourceVersion, and a reads the Lease and follows its holder instead of overwriting it.
+    assert!(
+        a.try_acquire_or_renew().await,
+        "the released Lease is taken"
+    );
+    let leases: Api<Lease> = Api::namespaced(client, NS);
+    let mut lease = leases.get(NAME).await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("b".into());
+    spec.lease_duration_seconds = Some(3600);
+    spec.renew_time = Some(MicroTime(Timestamp::now()));
+    leases
+        .replace(NAME, &PostParams::default(), &lease)
+        .await
+        .unwrap();
+    assert!(!a.try_acquire_or_renew().await, "b holds the Lease");
+    let held = leases.get(NAME).await.unwrap().spec.unwrap();
+    assert_eq!(held.holder_identity.as_deref(), Some("b"));
+}
