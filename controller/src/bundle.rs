@@ -196,7 +196,10 @@ pub fn plan_resolved_bundle(
         ..Default::default()
     };
     let mut apply = Vec::new();
-    let mut keep_namespaces: HashSet<&str> = HashSet::new();
+    // The deployments of clusters no longer targeted go, unless the rollout strategy is
+    // invalid (every deployment is kept as it is) or targeting failed for their cluster (a
+    // template error must not undeploy what runs there).
+    let mut delete_unmatched = true;
     match plan_rollout_changes(bundle, &targeting.targets) {
         Ok(rollout) => {
             let conditions = std::mem::take(&mut status.conditions);
@@ -206,31 +209,26 @@ pub fn plan_resolved_bundle(
                 oci_reference: status.oci_reference,
                 ..rollout.status
             };
-            keep_namespaces = rollout.kept_namespaces;
             apply = rollout.deployments;
         }
         Err(e) => {
             errors.push(format!("rollout strategy: {e}"));
-            // Keep every existing deployment as it is.
-            keep_namespaces.extend(
-                deployments
-                    .iter()
-                    .filter_map(|bd| bd.metadata.namespace.as_deref()),
-            );
+            delete_unmatched = false;
         }
     }
-    // Clusters whose targeting failed keep their deployment: a template error must not
-    // undeploy what runs there.
-    for error in &targeting.errors {
-        if !error.deployment_namespace.is_empty() {
-            keep_namespaces.insert(error.deployment_namespace.as_str());
-        }
-    }
-    let delete = deployments
+    let failed_namespaces: HashSet<&str> = targeting
+        .errors
+        .iter()
+        .map(|error| error.deployment_namespace.as_str())
+        .filter(|ns| !ns.is_empty())
+        .collect();
+    let delete = targeting
+        .unmatched
         .iter()
         .filter(|bd| {
-            bd.metadata.deletion_timestamp.is_none()
-                && !keep_namespaces.contains(bd.metadata.namespace.as_deref().unwrap_or(""))
+            delete_unmatched
+                && bd.metadata.deletion_timestamp.is_none()
+                && !failed_namespaces.contains(bd.metadata.namespace.as_deref().unwrap_or(""))
         })
         .map(|bd| {
             (
@@ -1300,6 +1298,68 @@ mod tests {
                 .starts_with("Targeting error: cluster c2 in namespace fleet-default: "),
             "{}",
             ready.message
+        );
+    }
+
+    #[test]
+    fn a_bundle_whose_targets_cannot_be_evaluated_keeps_its_deployments() {
+        let mut b = bundle(json!({}));
+        b.spec.targets = vec![BundleTarget {
+            name: "broken".into(),
+            cluster_selector: Some(LabelSelector {
+                match_expressions: Some(vec![
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement {
+                        key: "env".into(),
+                        operator: "Bogus".into(),
+                        values: None,
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        let c1 = cluster("c1", &[("env", "dev")]);
+        let mut existing = BundleDeployment::new("app", Default::default());
+        existing.metadata.namespace = Some(cluster_namespace_name("fleet-default", "c1"));
+        let observed = BundleObservation {
+            clusters: vec![&c1],
+            deployments: vec![&existing],
+            ..Default::default()
+        };
+        let plan = plan_bundle(&b, &observed, "t");
+        assert!(plan.apply.is_empty());
+        assert!(plan.delete.is_empty(), "what is deployed stays");
+        let ready = &plan.status.conditions[0];
+        assert_eq!(ready.status, "False");
+        assert!(
+            ready.message.contains("invalid label selector"),
+            "{}",
+            ready.message
+        );
+    }
+
+    #[test]
+    fn deployments_of_clusters_no_longer_targeted_are_deleted() {
+        let b = bundle(json!({}));
+        let c1 = cluster("c1", &[("env", "dev")]);
+        let deployment_in = |cluster: &str| {
+            let mut bd = BundleDeployment::new("app", Default::default());
+            bd.metadata.namespace = Some(cluster_namespace_name("fleet-default", cluster));
+            bd
+        };
+        let (kept, gone) = (deployment_in("c1"), deployment_in("c2"));
+        let observed = BundleObservation {
+            clusters: vec![&c1],
+            deployments: vec![&kept, &gone],
+            ..Default::default()
+        };
+        let plan = plan_bundle(&b, &observed, "t");
+        assert_eq!(
+            plan.delete,
+            [(
+                cluster_namespace_name("fleet-default", "c2"),
+                "app".to_string()
+            )]
         );
     }
 

@@ -9,7 +9,7 @@
 //! applied its current deployment ID or it is not ready.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use fleet_api::consts::{CLUSTER_LABEL, CLUSTER_NAMESPACE_LABEL, MAX_NEW, rollout_defaults};
 use fleet_api::{
@@ -321,13 +321,10 @@ pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPl
 /// What the rollout changes for one bundle: the deployments to write, leaving out those that
 /// would be written as they are.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RolloutChanges<'t> {
+pub struct RolloutChanges {
     /// The BundleDeployments to write (spec and labels as desired) because they are new or
     /// differ from the existing one in spec or labels, in target order.
     pub deployments: Vec<BundleDeployment>,
-    /// The namespaces of every deployment the targets have after the plan, written or not:
-    /// deployments elsewhere belong to clusters no longer targeted.
-    pub kept_namespaces: HashSet<&'t str>,
     /// The rollout part of the bundle status: summary, unavailable counts, limits, partitions,
     /// newlyCreated, maxNew.
     pub status: BundleStatus,
@@ -337,10 +334,10 @@ pub struct RolloutChanges<'t> {
 /// deployments within the limits, computes the rollout status), returning only the
 /// deployments to write. The unchanged ones (most of them, on every plan after the first) are
 /// recognised without being built.
-pub fn plan_rollout_changes<'t>(
+pub fn plan_rollout_changes(
     bundle: &Bundle,
-    targets: &'t [Target<'_>],
-) -> Result<RolloutChanges<'t>, RolloutError> {
+    targets: &[Target<'_>],
+) -> Result<RolloutChanges, RolloutError> {
     let (desired, status) = rollout(bundle, targets)?;
     let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
     // The labels every deployment of the bundle has, with its cluster's two filled in below.
@@ -356,7 +353,6 @@ pub fn plan_rollout_changes<'t>(
             // Waits for the cluster reconciler to assign the cluster namespace.
             continue;
         }
-        changes.kept_namespaces.insert(namespace);
         if let (Cow::Borrowed(_), Some(existing)) = (&planned.spec, planned.existing)
             && owned_fields_match(bundle, target, existing)
             && existing.metadata.labels.as_ref().is_some_and(|labels| {
@@ -495,12 +491,12 @@ fn rollout<'a>(
                 });
             }
             if let Some(bd) = desired[i].as_mut()
-                && (bd.spec.staged_deployment_id != target.deployment_id
+                && (bd.spec.staged_deployment_id != *target.deployment_id
                     || bd.spec.staged_options != *target.options)
             {
                 let spec = bd.spec.to_mut();
                 spec.staged_options = (*target.options).clone();
-                spec.staged_deployment_id = target.deployment_id.clone();
+                spec.staged_deployment_id = target.deployment_id.to_string();
             }
         }
         for &i in &part.members {
@@ -837,7 +833,7 @@ mod tests {
     }
 
     #[test]
-    fn only_deployments_that_change_are_returned_and_every_target_keeps_its_namespace() {
+    fn only_deployments_that_change_are_returned() {
         let b = bundle(None);
         let fresh = vec![target("a", "m:1", None), target("b", "m:1", None)];
         let changes = plan_rollout_changes(&b, &fresh).unwrap();
@@ -845,16 +841,11 @@ mod tests {
             changes.deployments,
             plan_rollout(&b, &fresh).unwrap().deployments
         );
-        assert_eq!(
-            changes.kept_namespaces,
-            HashSet::from(["cluster-a", "cluster-b"])
-        );
 
         // Deployed as planned: nothing to write, same status as the full plan.
         let deployed = deployed_as_planned(&b, &fresh, "m:1");
         let changes = plan_rollout_changes(&b, &deployed).unwrap();
         assert!(changes.deployments.is_empty());
-        assert_eq!(changes.kept_namespaces.len(), 2);
         assert_eq!(changes.status, plan_rollout(&b, &deployed).unwrap().status);
 
         // A new deployment ID for one cluster: only that one is written.
