@@ -251,12 +251,17 @@ fn sweep_plot(points: &[SweepPoint], exponent: Option<f64>) -> String {
         path.join(" ")
     );
     for (p, (x, y)) in points.iter().zip(xs.iter().zip(&ys)) {
+        // Labels of points in the right half end at their point, so they stay in the plot.
+        let (label_x, anchor) = if px(*x) > w / 2.0 {
+            (px(*x) - 6.0, "end")
+        } else {
+            (px(*x) + 6.0, "start")
+        };
         let _ = write!(
             svg,
-            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"#4a90d9\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\">{} clusters: {:.3} ms</text>",
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"#4a90d9\"/><text x=\"{label_x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"{anchor}\">{} clusters: {:.3} ms</text>",
             px(*x),
             py(*y),
-            px(*x) + 6.0,
             py(*y) - 6.0,
             p.clusters,
             p.ms_per_bundle_deployment
@@ -291,4 +296,51 @@ fn bounds(values: &[f64]) -> (f64, f64) {
     }
     let margin = (hi - lo) * 0.1;
     (lo - margin, hi + margin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `x` and `text-anchor` of every point label (`N clusters: …`).
+    fn point_labels(svg: &str) -> Vec<(f64, String)> {
+        svg.split("<text ")
+            .skip(1)
+            .filter(|t| t.contains(" clusters: "))
+            .map(|t| {
+                let attr = |name: &str| {
+                    let start = t.find(&format!("{name}=\"")).map(|i| i + name.len() + 2);
+                    start
+                        .and_then(|s| t[s..].find('"').map(|e| t[s..s + e].to_string()))
+                        .unwrap_or_default()
+                };
+                (attr("x").parse().unwrap_or(f64::NAN), attr("text-anchor"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sweep_labels_stay_inside_the_plot() {
+        let points: Vec<SweepPoint> = [(100, 2.15), (1_000, 2.87), (10_000, 8.18)]
+            .into_iter()
+            .map(|(clusters, ms)| SweepPoint {
+                clusters,
+                bundle_deployments: clusters * 10,
+                total_seconds: ms * clusters as f64 / 100.0,
+                ms_per_bundle_deployment: ms,
+            })
+            .collect();
+        let labels = point_labels(&sweep_plot(&points, Some(0.29)));
+        assert_eq!(labels.len(), 3);
+        // A label starting in the left half has room for its text; one in the right half
+        // ends at its point.
+        for (x, anchor) in &labels {
+            match anchor.as_str() {
+                "start" => assert!(*x <= 326.0, "{labels:?}"),
+                "end" => assert!(*x > 320.0 && *x < 590.0, "{labels:?}"),
+                other => panic!("unexpected anchor {other:?}"),
+            }
+        }
+        assert_eq!(labels[2].1, "end", "the largest size is at the right edge");
+    }
 }
