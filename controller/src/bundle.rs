@@ -1145,6 +1145,13 @@ mod tests {
         b
     }
 
+    /// A deployment of bundle `app` in the namespace of cluster `fleet-default/<cluster>`.
+    fn deployment_on(cluster: &str) -> BundleDeployment {
+        let mut bd = BundleDeployment::new("app", Default::default());
+        bd.metadata.namespace = Some(cluster_namespace_name("fleet-default", cluster));
+        bd
+    }
+
     fn bundle(values: serde_json::Value) -> Bundle {
         let mut b = Bundle::new(
             "app",
@@ -1251,8 +1258,7 @@ mod tests {
             match_expressions: None,
         });
         let c1 = cluster("c1", &[("env", "dev")]);
-        let mut old = BundleDeployment::new("app", Default::default());
-        old.metadata.namespace = Some(cluster_namespace_name("fleet-default", "c1"));
+        let old = deployment_on("c1");
         let observed = BundleObservation {
             clusters: vec![&c1],
             deployments: vec![&old],
@@ -1275,8 +1281,7 @@ mod tests {
         let b = bundle(json!({"region": "${ .ClusterLabels.region }"}));
         let c1 = cluster("c1", &[("region", "eu")]);
         let c2 = cluster("c2", &[("env", "dev")]);
-        let mut existing = BundleDeployment::new("app", Default::default());
-        existing.metadata.namespace = Some(cluster_namespace_name("fleet-default", "c2"));
+        let existing = deployment_on("c2");
         let observed = BundleObservation {
             clusters: vec![&c1, &c2],
             deployments: vec![&existing],
@@ -1319,8 +1324,7 @@ mod tests {
             ..Default::default()
         }];
         let c1 = cluster("c1", &[("env", "dev")]);
-        let mut existing = BundleDeployment::new("app", Default::default());
-        existing.metadata.namespace = Some(cluster_namespace_name("fleet-default", "c1"));
+        let existing = deployment_on("c1");
         let observed = BundleObservation {
             clusters: vec![&c1],
             deployments: vec![&existing],
@@ -1342,12 +1346,7 @@ mod tests {
     fn deployments_of_clusters_no_longer_targeted_are_deleted() {
         let b = bundle(json!({}));
         let c1 = cluster("c1", &[("env", "dev")]);
-        let deployment_in = |cluster: &str| {
-            let mut bd = BundleDeployment::new("app", Default::default());
-            bd.metadata.namespace = Some(cluster_namespace_name("fleet-default", cluster));
-            bd
-        };
-        let (kept, gone) = (deployment_in("c1"), deployment_in("c2"));
+        let (kept, gone) = (deployment_on("c1"), deployment_on("c2"));
         let observed = BundleObservation {
             clusters: vec![&c1],
             deployments: vec![&kept, &gone],

@@ -18,6 +18,19 @@ use tokio_util::sync::CancellationToken;
 const NS: &str = "fresh-namespace";
 const NAME: &str = "lock";
 
+/// Someone else ("b") writes the Lease as theirs, valid for an hour.
+async fn take_over_as_b(leases: &Api<Lease>) {
+    let mut lease = leases.get(NAME).await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("b".into());
+    spec.lease_duration_seconds = Some(3600);
+    spec.renew_time = Some(MicroTime(Timestamp::now()));
+    leases
+        .replace(NAME, &PostParams::default(), &lease)
+        .await
+        .unwrap();
+}
+
 fn config(identity: &str) -> LeaseConfig {
     LeaseConfig {
         lease_duration: Duration::from_secs(10),
@@ -41,7 +54,7 @@ async fn a_leader_whose_lease_is_taken_stops_and_a_waiting_candidate_stops_on_sh
             .expect("acquired")
     );
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
-    let mut lease = leases.get(NAME).await.unwrap();
+    let lease = leases.get(NAME).await.unwrap();
     assert_eq!(
         lease.spec.as_ref().unwrap().holder_identity.as_deref(),
         Some("a")
@@ -49,14 +62,7 @@ async fn a_leader_whose_lease_is_taken_stops_and_a_waiting_candidate_stops_on_sh
 
     // Someone else writes the Lease as theirs, valid for an hour: a's renewals fail, and a
     // stops leading once the renew deadline has passed.
-    let spec = lease.spec.as_mut().unwrap();
-    spec.holder_identity = Some("b".into());
-    spec.lease_duration_seconds = Some(3600);
-    spec.renew_time = Some(MicroTime(Timestamp::now()));
-    leases
-        .replace(NAME, &PostParams::default(), &lease)
-        .await
-        .unwrap();
+    take_over_as_b(&leases).await;
     let term = CancellationToken::new();
     let (end, ()) = tokio::time::timeout(
         Duration::from_secs(60),
@@ -197,15 +203,7 @@ async fn a_leader_renews_by_writing_without_reading_the_lease() {
         "the released Lease is taken"
     );
     let leases: Api<Lease> = Api::namespaced(client, NS);
-    let mut lease = leases.get(NAME).await.unwrap();
-    let spec = lease.spec.as_mut().unwrap();
-    spec.holder_identity = Some("b".into());
-    spec.lease_duration_seconds = Some(3600);
-    spec.renew_time = Some(MicroTime(Timestamp::now()));
-    leases
-        .replace(NAME, &PostParams::default(), &lease)
-        .await
-        .unwrap();
+    take_over_as_b(&leases).await;
     assert!(!a.try_acquire_or_renew().await, "b holds the Lease");
     let held = leases.get(NAME).await.unwrap().spec.unwrap();
     assert_eq!(held.holder_identity.as_deref(), Some("b"));
