@@ -18,6 +18,16 @@ use tokio_util::sync::CancellationToken;
 const NS: &str = "fresh-namespace";
 const NAME: &str = "lock";
 
+/// Waits until `elector` leads, for at most a minute.
+async fn leads_within_a_minute(elector: &LeaderElector) {
+    let shutdown = CancellationToken::new();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), elector.acquire(&shutdown))
+            .await
+            .expect("acquired")
+    );
+}
+
 /// Someone else ("b") writes the Lease as theirs, valid for an hour.
 async fn take_over_as_b(leases: &Api<Lease>) {
     let mut lease = leases.get(NAME).await.unwrap();
@@ -47,12 +57,7 @@ async fn a_leader_whose_lease_is_taken_stops_and_a_waiting_candidate_stops_on_sh
     let client = sim.add_cluster("upstream").unwrap().client();
     let a = LeaderElector::new(client.clone(), config("a"));
     // The namespace does not exist yet: it is created, then the Lease.
-    let shutdown = CancellationToken::new();
-    assert!(
-        tokio::time::timeout(Duration::from_secs(60), a.acquire(&shutdown))
-            .await
-            .expect("acquired")
-    );
+    leads_within_a_minute(&a).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
     let lease = leases.get(NAME).await.unwrap();
     assert_eq!(
@@ -169,12 +174,7 @@ async fn a_leader_renews_by_writing_without_reading_the_lease() {
     let cluster = sim.add_cluster("upstream").unwrap();
     let client = cluster.client();
     let a = LeaderElector::new(client.clone(), config("a"));
-    let shutdown = CancellationToken::new();
-    assert!(
-        tokio::time::timeout(Duration::from_secs(60), a.acquire(&shutdown))
-            .await
-            .expect("acquired")
-    );
+    leads_within_a_minute(&a).await;
     let (reads_before, writes_before) = lease_requests(&cluster);
     let term = CancellationToken::new();
     let (end, (reads, writes)) = tokio::time::timeout(
