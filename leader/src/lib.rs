@@ -254,19 +254,17 @@ impl LeaderElector {
         let Some(mut lease) = self.written().take() else {
             return false;
         };
-        let ours = lease
-            .spec
-            .as_ref()
-            .is_some_and(|spec| spec.holder_identity.as_deref() == Some(&self.config.identity));
-        if !ours {
-            return false;
-        }
-        let LeaseDecision::Write { spec, .. } = decide(
+        // Only a renewal of our own Lease; anything else is decided on a fresh read.
+        let LeaseDecision::Write {
+            spec,
+            acquired: false,
+        } = decide(
             lease.spec.as_ref(),
             &self.config.identity,
             Timestamp::now(),
             self.config.lease_duration,
-        ) else {
+        )
+        else {
             return false;
         };
         lease.spec = Some(spec);
