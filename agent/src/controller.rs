@@ -676,8 +676,10 @@ pub async fn reconcile(
     result
 }
 
-/// Fleet's finalizer on the BundleDeployment: added before anything is deployed, removed
-/// after the deployment was uninstalled. Written with merge patches of the finalizer list.
+/// Fleet's finalizer on the BundleDeployment: present before anything is deployed, removed
+/// after the deployment was uninstalled. The controller creates deployments with it once the
+/// agent has checked in; the agent adds it only to one created before that. Written with merge
+/// patches of the finalizer list.
 async fn with_finalizer(
     bd: Arc<BundleDeployment>,
     ctx: &Context,

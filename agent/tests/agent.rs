@@ -170,6 +170,21 @@ async fn create_bd_paused(
     depends_on: Vec<BundleRef>,
     paused: bool,
 ) {
+    let bd = bd_object(name, manifest_id, options, depends_on, paused);
+    bd_api(up)
+        .create(&PostParams::default(), &bd)
+        .await
+        .unwrap();
+}
+
+/// The BundleDeployment `name` as the controller writes it for cluster sim-1.
+fn bd_object(
+    name: &str,
+    manifest_id: &str,
+    options: BundleDeploymentOptions,
+    depends_on: Vec<BundleRef>,
+    paused: bool,
+) -> BundleDeployment {
     let id = format!("{manifest_id}:opts");
     let mut bd = BundleDeployment::new(
         name,
@@ -194,10 +209,7 @@ async fn create_bd_paused(
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
     );
-    bd_api(up)
-        .create(&PostParams::default(), &bd)
-        .await
-        .unwrap();
+    bd
 }
 
 /// Points an existing BD at another manifest (a new commit, as the rollout promotes it).
@@ -400,6 +412,56 @@ async fn deploys_with_ssa_reports_ready_prunes_and_uninstalls() {
             .await
             .is_empty()
             .then_some(())
+    })
+    .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_created_with_the_finalizer_is_deployed_without_writing_it() {
+    let env = start().await;
+    let m1 = put_content(&env.up, &[resource("a.yaml", &cm_yaml("a", "1"))]).await;
+    let mut bd = bd_object("final", &m1, options("final"), vec![], false);
+    bd.metadata.finalizers = Some(vec![
+        "fleet.cattle.io/bundle-deployment-finalizer".to_string(),
+    ]);
+    let as_controller = PostParams {
+        field_manager: Some("fleet-controller".into()),
+        ..Default::default()
+    };
+    bd_api(&env.up).create(&as_controller, &bd).await.unwrap();
+    let bd = wait_ready(&env.up, "final", &m1).await;
+
+    // The controller's entry and the agent's status writes: the agent did not write the
+    // object itself.
+    let writers: Vec<(String, String)> = bd
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| {
+            (
+                entry.manager.unwrap_or_default(),
+                entry.subresource.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(writers.len() > 1, "{writers:?}");
+    assert!(
+        writers
+            .iter()
+            .all(|(manager, subresource)| manager == "fleet-controller" || subresource == "status"),
+        "{writers:?}"
+    );
+
+    // The agent still uninstalls before it lets the deployment go.
+    bd_api(&env.up)
+        .delete("final", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&env.down, "final", "a").await;
+    eventually("BundleDeployment final deleted", || async {
+        get_bd(&env.up, "final").await.is_none().then_some(())
     })
     .await;
     env.stop().await;

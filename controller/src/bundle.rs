@@ -795,13 +795,16 @@ fn error_policy(bundle: Arc<Bundle>, error: &ReconcileError, _: Arc<BundleContex
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Cluster facts that matter for targeting: labels, annotations, spec, cluster namespace.
+/// Cluster facts that matter for targeting: labels, annotations, spec, cluster namespace, and
+/// whether its agent has checked in (new deployments then carry the finalizer).
 fn cluster_relevance(c: &Cluster) -> u64 {
     hash_json(&(
         &c.metadata.labels,
         &c.metadata.annotations,
         &c.spec,
         c.status.as_ref().map(|s| &s.namespace),
+        // Only whether an agent checked in, never when: check-ins must not retarget.
+        c.status.as_ref().is_some_and(|s| s.agent.last_seen.is_some()),
     ))
 }
 

@@ -11,7 +11,9 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use fleet_api::consts::{CLUSTER_LABEL, CLUSTER_NAMESPACE_LABEL, MAX_NEW, rollout_defaults};
+use fleet_api::consts::{
+    BUNDLE_DEPLOYMENT_FINALIZER, CLUSTER_LABEL, CLUSTER_NAMESPACE_LABEL, MAX_NEW, rollout_defaults,
+};
 use fleet_api::{
     Bundle, BundleDeployment, BundleDeploymentSpec, BundleDeploymentStatus, BundleStatus,
     BundleSummary, PartitionStatus, RolloutStrategy,
@@ -404,6 +406,12 @@ pub fn labels_match(
 
 /// The deployment `planned` for `target`, with only what the controller owns: server-side
 /// apply takes the fields it is sent.
+///
+/// As Fleet's controller does, it carries the BundleDeployment finalizer from its creation on,
+/// so the agent need not write it before deploying; the agent removes it once it has
+/// uninstalled a deleted deployment. Only where an agent has checked in: a cluster that never
+/// had one would keep a deleted deployment forever. Once sent, the finalizer is sent with
+/// every write, since server-side apply would remove an owned entry left out.
 fn desired_deployment(
     bundle: &Bundle,
     bundle_name: &str,
@@ -424,6 +432,10 @@ fn desired_deployment(
                 &target.cluster.namespace,
                 &target.cluster.name,
             )),
+            finalizers: target
+                .cluster
+                .agent_checked_in
+                .then(|| vec![BUNDLE_DEPLOYMENT_FINALIZER.to_string()]),
             ..Default::default()
         },
         spec: planned.spec.into_owned(),
@@ -562,6 +574,7 @@ mod tests {
                 groups: BTreeMap::new(),
                 deployment_namespace: format!("cluster-{name}"),
                 paused: false,
+                agent_checked_in: false,
             }),
             options: Default::default(),
             deployment_id: id.into(),
@@ -797,6 +810,23 @@ mod tests {
         let plan = plan_rollout(&bundle(None), &[t]).unwrap();
         assert!(plan.deployments.is_empty());
         assert_eq!(plan.status.summary.desired_ready, 1);
+    }
+
+    #[test]
+    fn deployments_carry_the_finalizer_only_where_an_agent_checked_in() {
+        let mut with_agent = target("a", "m:1", None);
+        Arc::make_mut(&mut with_agent.cluster).agent_checked_in = true;
+        let without_agent = target("b", "m:1", None);
+        let plan = plan_rollout_changes(&bundle(None), &[with_agent, without_agent]).unwrap();
+        let finalizers: Vec<_> = plan
+            .deployments
+            .iter()
+            .map(|bd| bd.metadata.finalizers.clone())
+            .collect();
+        assert_eq!(
+            finalizers,
+            [Some(vec![BUNDLE_DEPLOYMENT_FINALIZER.to_string()]), None]
+        );
     }
 
     /// Each target with the deployment `plan_rollout` wants for it, as the agent would

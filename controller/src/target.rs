@@ -151,6 +151,9 @@ pub struct TargetCluster {
     pub deployment_namespace: String,
     /// `spec.paused`: no promotion of staged deployments.
     pub paused: bool,
+    /// `status.agent.lastSeen` is set: an agent has checked in, so one runs there to uninstall
+    /// a deleted deployment and then remove its finalizer.
+    pub agent_checked_in: bool,
 }
 
 impl TargetCluster {
@@ -310,6 +313,10 @@ pub fn target_cluster<'a>(
             .map(|s| s.namespace.clone())
             .unwrap_or_default(),
         paused: cluster.spec.paused,
+        agent_checked_in: cluster
+            .status
+            .as_ref()
+            .is_some_and(|s| s.agent.last_seen.is_some()),
     }
 }
 
