@@ -271,11 +271,7 @@ async fn reconcile(
             .as_ref()
             .is_some_and(|s| !s.namespace.is_empty());
         let now = std::time::Instant::now();
-        let spacing = cctx.throttle.fleet_spacing(
-            cctx.clusters.len(),
-            cctx.ctx.config.cluster_status_writes_per_second,
-        );
-        if assigned && let Some(wait) = cctx.throttle.wait_spaced(&key, now, spacing) {
+        if assigned && let Some(wait) = cctx.throttle.wait(&key, now) {
             cctx.scheduled.schedule(&key, now + wait);
             return Ok(Action::requeue(wait));
         }

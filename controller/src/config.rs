@@ -71,10 +71,6 @@ pub struct ControllerConfig {
     /// Minimum time between two status writes of one Cluster or Bundle: changes arriving in
     /// between are written together (zero: every change at once).
     pub status_write_interval: Duration,
-    /// Cluster status writes per second the fleet as a whole should stay under: with more
-    /// Clusters than this, each one's status writes are spaced `clusters / this` seconds
-    /// apart instead of `status_write_interval` (0: no fleet-wide spacing).
-    pub cluster_status_writes_per_second: u32,
     /// Polling interval of a GitRepo without `spec.pollingInterval`.
     pub default_polling_interval: Duration,
     /// Periodic resync of every GitRepo (Fleet env `GITREPO_SYNC_PERIOD`).
@@ -142,7 +138,6 @@ impl Default for ControllerConfig {
             cluster_workers: 50,
             clustergroup_workers: 50,
             status_write_interval: Duration::from_secs(1),
-            cluster_status_writes_per_second: 1000,
             default_polling_interval: Duration::from_secs(15),
             gitrepo_sync_period: Duration::from_secs(2 * 60 * 60),
             webhook_addr: None,

@@ -26,27 +26,9 @@ impl StatusWriteThrottle {
     /// How long the status of `key` must wait before it may be written at `now`; `None` when
     /// it may be written now.
     pub fn wait(&self, key: &str, now: Instant) -> Option<Duration> {
-        self.wait_spaced(key, now, self.interval)
-    }
-
-    /// [`StatusWriteThrottle::wait`] with the writes of `key` spaced `spacing` apart.
-    pub fn wait_spaced(&self, key: &str, now: Instant, spacing: Duration) -> Option<Duration> {
         let last = self.last_write.lock().ok()?.get(key).copied()?;
-        let next = last + spacing;
+        let next = last + self.interval;
         (next > now).then(|| next - now)
-    }
-
-    /// The spacing of one object's status writes when `objects` objects share a budget of
-    /// `writes_per_second`: the interval, or longer once writing every object's status each
-    /// interval would exceed that budget. A fleet of 10,000 Clusters changing together would
-    /// otherwise write up to 10,000 statuses a second, most of them about deployments that
-    /// change again moments later. Zero budget (or interval): the interval.
-    pub fn fleet_spacing(&self, objects: usize, writes_per_second: u32) -> Duration {
-        if self.interval.is_zero() || writes_per_second == 0 {
-            return self.interval;
-        }
-        let fleet = Duration::from_secs_f64(objects as f64 / f64::from(writes_per_second));
-        self.interval.max(fleet)
     }
 
     /// Records a status write of `key` at `now`.
@@ -197,31 +179,6 @@ impl ScheduledReconciles {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_large_fleet_spaces_each_status_write_further_apart() {
-        let throttle = StatusWriteThrottle::new(Duration::from_secs(1));
-        assert_eq!(throttle.fleet_spacing(500, 1000), Duration::from_secs(1));
-        assert_eq!(throttle.fleet_spacing(10_000, 1000), Duration::from_secs(10));
-        assert_eq!(throttle.fleet_spacing(10_000, 0), Duration::from_secs(1));
-        assert_eq!(
-            StatusWriteThrottle::new(Duration::ZERO).fleet_spacing(10_000, 1000),
-            Duration::ZERO,
-            "no spacing at all stays so"
-        );
-
-        let t0 = Instant::now();
-        throttle.wrote("ns/a", t0);
-        let spacing = throttle.fleet_spacing(10_000, 1000);
-        assert_eq!(
-            throttle.wait_spaced("ns/a", t0 + Duration::from_secs(4), spacing),
-            Some(Duration::from_secs(6))
-        );
-        assert_eq!(
-            throttle.wait_spaced("ns/a", t0 + Duration::from_secs(10), spacing),
-            None
-        );
-    }
 
     #[test]
     fn unchanged_inputs_wait_out_the_interval_and_changed_ones_do_not() {
