@@ -619,8 +619,7 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
                 let new = serde_json::to_value(&plan.status).unwrap_or_default();
                 let patch =
                     serde_json::json!({ "status": crate::summary::merge_patch_diff(&old, &new) });
-                Api::<Bundle>::namespaced(client.clone(), &ns)
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                crate::patch_status_unread::<Bundle>(&client, Some(&ns), &name, &patch)
                     .await
                     .map_err(kube_err("writing status".to_string()))?;
                 bctx.status_throttle.wrote(&key, now);
@@ -804,7 +803,9 @@ fn cluster_relevance(c: &Cluster) -> u64 {
         &c.spec,
         c.status.as_ref().map(|s| &s.namespace),
         // Only whether an agent checked in, never when: check-ins must not retarget.
-        c.status.as_ref().is_some_and(|s| s.agent.last_seen.is_some()),
+        c.status
+            .as_ref()
+            .is_some_and(|s| s.agent.last_seen.is_some()),
     ))
 }
 

@@ -19,7 +19,7 @@ use fleet_api::{BundleDeployment, BundleState, Cluster, ClusterStatus, ResourceC
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Config as RuntimeConfig};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource as _, ResourceExt as _};
@@ -306,18 +306,18 @@ async fn reconcile(
                     status_relevance(cluster.meta(), Some(&desired)),
                 );
             }
-            Api::<Cluster>::namespaced(cctx.ctx.client.clone(), &ns)
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&serde_json::json!({ "status": patch })),
-                )
-                .await
-                .map_err(|source| ReconcileError::Kube {
-                    action: "writing status".into(),
-                    cluster: key.clone(),
-                    source,
-                })?;
+            crate::patch_status_unread::<Cluster>(
+                &cctx.ctx.client,
+                Some(&ns),
+                &name,
+                &serde_json::json!({ "status": patch }),
+            )
+            .await
+            .map_err(|source| ReconcileError::Kube {
+                action: "writing status".into(),
+                cluster: key.clone(),
+                source,
+            })?;
             cctx.throttle.wrote(&key, std::time::Instant::now());
         }
         Ok(Action::requeue(Duration::from_secs(600)))

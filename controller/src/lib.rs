@@ -104,6 +104,29 @@ impl Context {
     }
 }
 
+/// Merge-patches the status subresource of `name` without decoding the answer: the
+/// reconcilers that write a status they computed do not read it back, and decoding the whole
+/// object (managedFields included) cost about as much as the write on a busy fleet.
+pub(crate) async fn patch_status_unread<K>(
+    client: &kube::Client,
+    namespace: Option<&str>,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let request = kube::core::Request::new(K::url_path(&(), namespace))
+        .patch_subresource(
+            "status",
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    client.request_text(request).await.map(|_| ())
+}
+
 impl Drop for Context {
     fn drop(&mut self) {
         self.stop_caches.cancel();
