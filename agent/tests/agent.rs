@@ -283,6 +283,18 @@ async fn configmap(down: &kube::Client, ns: &str, name: &str) -> Option<ConfigMa
         .unwrap()
 }
 
+/// Deletes the BundleDeployment `name` and waits until it is gone (its finalizer removed).
+async fn delete_bd(up: &kube::Client, name: &str) {
+    bd_api(up)
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(&format!("BundleDeployment {name} deleted"), || async {
+        get_bd(up, name).await.is_none().then_some(())
+    })
+    .await;
+}
+
 async fn wait_gone(down: &kube::Client, ns: &str, name: &str) {
     eventually(&format!("configmap {ns}/{name} removed"), || async {
         configmap(down, ns, name).await.is_none().then_some(())
@@ -398,15 +410,8 @@ async fn deploys_with_ssa_reports_ready_prunes_and_uninstalls() {
     );
 
     // Deleting the BundleDeployment removes what it deployed, then the finalizer.
-    bd_api(&env.up)
-        .delete("app", &DeleteParams::default())
-        .await
-        .unwrap();
+    delete_bd(&env.up, "app").await;
     wait_gone(&env.down, "demo", "a").await;
-    eventually("BundleDeployment app deleted", || async {
-        get_bd(&env.up, "app").await.is_none().then_some(())
-    })
-    .await;
     eventually("release records removed", || async {
         release_secrets(&env.down, "demo")
             .await
@@ -455,15 +460,8 @@ async fn a_deployment_created_with_the_finalizer_is_deployed_without_writing_it(
     );
 
     // The agent still uninstalls before it lets the deployment go.
-    bd_api(&env.up)
-        .delete("final", &DeleteParams::default())
-        .await
-        .unwrap();
+    delete_bd(&env.up, "final").await;
     wait_gone(&env.down, "final", "a").await;
-    eventually("BundleDeployment final deleted", || async {
-        get_bd(&env.up, "final").await.is_none().then_some(())
-    })
-    .await;
     env.stop().await;
 }
 
@@ -494,14 +492,7 @@ async fn keep_resources_keeps_pruned_and_uninstalled_objects() {
             .contains_key("objectset.rio.cattle.io/hash")
     );
 
-    bd_api(&env.up)
-        .delete("kept", &DeleteParams::default())
-        .await
-        .unwrap();
-    eventually("BundleDeployment kept deleted", || async {
-        get_bd(&env.up, "kept").await.is_none().then_some(())
-    })
-    .await;
+    delete_bd(&env.up, "kept").await;
     assert!(configmap(&env.down, "keep", "a").await.is_some());
     assert!(configmap(&env.down, "keep", "b").await.is_some());
     env.stop().await;
