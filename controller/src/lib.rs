@@ -105,8 +105,8 @@ impl Context {
 }
 
 /// Merge-patches the status subresource of `name` without decoding the answer: the
-/// reconcilers that write a status they computed do not read it back, and decoding the whole
-/// object (managedFields included) cost about as much as the write on a busy fleet.
+/// reconcilers that write a status they computed do not read it back, so decoding the whole
+/// object (every manager's managedFields included) on each write was work for nothing.
 pub(crate) async fn patch_status_unread<K>(
     client: &kube::Client,
     namespace: Option<&str>,
