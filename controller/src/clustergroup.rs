@@ -10,7 +10,7 @@ use fleet_api::{Cluster, ClusterGroup, ClusterGroupStatus, ResourceCounts};
 use fleet_bundle::target::Selector;
 use futures::StreamExt as _;
 use kube::ResourceExt as _;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Config as RuntimeConfig, Controller};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -142,18 +142,18 @@ async fn reconcile(
         let new = serde_json::to_value(&desired).unwrap_or_default();
         let patch = merge_patch_diff(&old, &new);
         if !is_empty_patch(&patch) {
-            Api::<ClusterGroup>::namespaced(gctx.ctx.client.clone(), &ns)
-                .patch_status(
-                    &name,
-                    &PatchParams::default(),
-                    &Patch::Merge(&serde_json::json!({ "status": patch })),
-                )
-                .await
-                .map_err(|source| ReconcileError::Kube {
-                    action: "writing status".into(),
-                    group: key.clone(),
-                    source,
-                })?;
+            crate::patch_status_unread::<ClusterGroup>(
+                &gctx.ctx.client,
+                Some(&ns),
+                &name,
+                &serde_json::json!({ "status": patch }),
+            )
+            .await
+            .map_err(|source| ReconcileError::Kube {
+                action: "writing status".into(),
+                group: key.clone(),
+                source,
+            })?;
         }
         Ok(Action::requeue(Duration::from_secs(600)))
     };

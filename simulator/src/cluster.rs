@@ -483,6 +483,11 @@ fn same_except_volatile(old: &Value, new: &Value) -> bool {
     })
 }
 
+/// Whether a patch body may set `metadata.managedFields` (a conservative look at its bytes).
+fn patch_mentions_managed_fields(patch_type: PatchType, body: &[u8]) -> bool {
+    patch_type == PatchType::Apply || body.windows(13).any(|w| w == b"managedFields")
+}
+
 /// Default field manager from the User-Agent, as kube-apiserver derives it.
 pub fn manager_from_user_agent(ua: &str) -> String {
     let first = ua.split('/').next().unwrap_or("").trim();
@@ -1208,7 +1213,14 @@ impl ClusterState {
             &key,
             |old| {
                 let old = old.ok_or_else(|| t.not_found(&name))?;
-                let mut new = at_version(old, &api_version).to_value();
+                // managedFields go into the patched object only when the patch may change
+                // them; otherwise the write keeps the stored ones without decoding them.
+                let current = at_version(old, &api_version);
+                let mut new = if patch_mentions_managed_fields(patch_type, body) {
+                    current.to_value()
+                } else {
+                    current.value().clone()
+                };
                 match (patch_type, &merge_patch) {
                     (PatchType::Json, _) => {
                         patch::json_patch(&mut new, body).map_err(map_patch_err)?
@@ -1474,40 +1486,48 @@ impl ClusterState {
                 .unwrap_or(0);
             meta_mut(&mut new).insert("generation".to_string(), json!(g + 1));
         }
-        // Field ownership.
-        let schema = info.schema(&t.version).map(|s| &**s);
-        let shape = Shape::root(&info.kind, info.builtin, schema);
+        // Field ownership. The managedFields a body holds are taken out: the stored object
+        // keeps them apart (see `StoredObject`), and the no-op check does not look at them.
+        let body_managed_fields = meta_mut(&mut new).remove("managedFields");
         // A body without managedFields keeps the live object's (kube-apiserver's
         // `decodeLiveOrNew`: clients that do not know the field do not wipe it).
-        let old_mf = old.and_then(|o| o.managed_fields());
-        let client_set_mf = match &old {
-            Some(_) => meta(&new)
-                .and_then(|m| m.get("managedFields"))
-                .is_some_and(|mf| Some(mf) != old_mf.as_ref()),
-            None => meta(&new)
-                .and_then(|m| m.get("managedFields"))
-                .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty())),
+        let old_mf = old.and_then(|o| o.managed_fields_raw());
+        let client_set_mf = match (&old, &body_managed_fields) {
+            _ if !matches!(ownership, Ownership::Record) => false,
+            (_, None) => false,
+            (Some(_), Some(sent)) => !ssa::same_managed_fields(sent, old_mf),
+            (None, Some(sent)) => sent.as_array().is_some_and(|a| !a.is_empty()),
         };
-        match ownership {
-            Ownership::Given(entries) => ssa::write_entries(&mut new, &entries),
-            Ownership::Record if client_set_mf => {
-                // A client replacing managedFields wholesale (e.g. kubectl migrating client-side
-                // apply ownership) is honoured, as kube-apiserver does.
-                if meta(&new)
-                    .and_then(|m| m.get("managedFields"))
-                    .is_some_and(|m| !m.is_array())
-                {
-                    return Err(ApiError::bad_request(
-                        "metadata.managedFields must be a list",
-                    ));
-                }
-            }
+        // A client replacing managedFields wholesale (e.g. kubectl migrating client-side
+        // apply ownership) is honoured, as kube-apiserver does.
+        if client_set_mf
+            && body_managed_fields
+                .as_ref()
+                .is_some_and(|mf| !mf.is_array())
+        {
+            return Err(ApiError::bad_request(
+                "metadata.managedFields must be a list",
+            ));
+        }
+        // No-op writes are not written (and do not bump resourceVersion).
+        if let Some(old) = old
+            && same_except_volatile(old, &new)
+        {
+            return Ok(Prepared::Done(at_version(old, &api_version)));
+        }
+        let managed_fields = match ownership {
+            Ownership::Given(entries) => ssa::encode_entries(&entries),
+            Ownership::Record if client_set_mf => body_managed_fields
+                .as_ref()
+                .and_then(ssa::canonical_managed_fields),
             Ownership::Record => {
+                let schema = info.schema(&t.version).map(|s| &**s);
+                let shape = Shape::root(&info.kind, info.builtin, schema);
                 let manager = opts
                     .field_manager
                     .clone()
                     .unwrap_or_else(|| "unknown".to_string());
-                let mut entries = old_mf.as_ref().map(ssa::entries_from).unwrap_or_default();
+                let mut entries = old_mf.map(ssa::entries_of_raw).unwrap_or_default();
                 let writer = Writer {
                     manager: &manager,
                     subresource: if t.is_status() { "status" } else { "" },
@@ -1516,24 +1536,22 @@ impl ClusterState {
                     scope: self.scope(t),
                 };
                 ssa::record_update(&mut entries, &writer, old.map(|o| o.value()), &new, shape);
-                ssa::write_entries(&mut new, &entries);
+                ssa::encode_entries(&entries)
             }
-        }
-        // No-op writes are not written (and do not bump resourceVersion).
-        if let Some(old) = old
-            && same_except_volatile(old, &new)
-        {
-            return Ok(Prepared::Done(at_version(old, &api_version)));
-        }
+        };
         // The exact size is counted only when a bound computed without looking at the bytes
         // of strings (most objects are far below the limit) does not settle it.
-        if encoded_len_bound(&new) > MAX_OBJECT_BYTES && encoded_len(&new) > MAX_OBJECT_BYTES {
+        let managed_fields_len = managed_fields.as_ref().map_or(0, |mf| mf.get().len() + 17);
+        if encoded_len_bound(&new) + managed_fields_len > MAX_OBJECT_BYTES
+            && encoded_len(&new) + managed_fields_len > MAX_OBJECT_BYTES
+        {
             return Err(ApiError::new(500, "", "etcdserver: request is too large"));
         }
+        let stored = StoredObject::with_raw_managed_fields(new, managed_fields);
         if opts.dry_run {
-            return Ok(Prepared::Done(Arc::new(StoredObject::new(new))));
+            return Ok(Prepared::Done(Arc::new(stored)));
         }
-        Ok(Prepared::Write(new))
+        Ok(Prepared::Write(stored))
     }
 
     /// Commits a prepared write: stores it (an object being deleted whose finalizers are all
@@ -1556,13 +1574,13 @@ impl ClusterState {
         if meta(&new).is_some_and(|m| m.contains_key("deletionTimestamp"))
             && finalizers(&new).is_empty()
         {
-            st.put_over(key.clone(), StoredObject::new(new), old);
+            st.put_over(key.clone(), new, old);
             let gone = self.remove_cascade(st, key);
             return gone
                 .map(|o| at_version(&o, &api_version))
                 .ok_or_else(|| t.not_found(name));
         }
-        let stored = st.put_over(key.clone(), StoredObject::new(new), old);
+        let stored = st.put_over(key.clone(), new, old);
         if old.is_some() && meta(&stored).is_some_and(|m| m.contains_key("deletionTimestamp")) {
             self.settle_foreground(st, key);
         }
@@ -1942,7 +1960,7 @@ enum Ownership {
 enum Prepared {
     /// Nothing to store: a no-op write or a dry run; the object to answer with.
     Done(Obj),
-    Write(Value),
+    Write(StoredObject),
 }
 
 /// How often a taken generated name is drawn again (kube-apiserver: 8 tries in all).

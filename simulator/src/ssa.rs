@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::patch::{ListType, Shape};
@@ -264,48 +265,287 @@ pub fn from_fields_v1(v: &Value) -> FieldSet {
 }
 
 /// One `managedFields` entry.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ManagedEntry {
-    pub manager: String,
-    pub operation: String,
-    pub api_version: String,
-    pub time: String,
-    pub subresource: String,
-    pub fields: FieldSet,
+    manager: String,
+    operation: String,
+    api_version: String,
+    time: String,
+    subresource: String,
+    fields: EntryFields,
+}
+
+/// An entry's field set. Most writes change one manager's entry and leave the others as they
+/// are: those are written back from the FieldsV1 JSON they were read from, never parsed, and
+/// one that is parsed keeps that JSON while its set does not change.
+#[derive(Debug, Clone)]
+enum EntryFields {
+    /// FieldsV1 JSON as stored: compact, map keys sorted, canonical (every stored FieldsV1
+    /// is written by [`to_fields_v1`], see [`canonical_managed_fields`]).
+    Stored(Box<str>),
+    Parsed {
+        set: FieldSet,
+        stored: Option<Box<str>>,
+    },
+}
+
+impl EntryFields {
+    fn stored(&self) -> Option<&str> {
+        match self {
+            EntryFields::Stored(json) => Some(json),
+            EntryFields::Parsed { stored, .. } => stored.as_deref(),
+        }
+    }
+
+    fn parse(json: &str) -> FieldSet {
+        serde_json::from_str::<Value>(json)
+            .map(|v| from_fields_v1(&v))
+            .unwrap_or_default()
+    }
+}
+
+impl PartialEq for ManagedEntry {
+    fn eq(&self, other: &Self) -> bool {
+        let set = |e: &ManagedEntry| match &e.fields {
+            EntryFields::Stored(json) => EntryFields::parse(json),
+            EntryFields::Parsed { set, .. } => set.clone(),
+        };
+        self.manager == other.manager
+            && self.operation == other.operation
+            && self.api_version == other.api_version
+            && self.time == other.time
+            && self.subresource == other.subresource
+            && set(self) == set(other)
+    }
 }
 
 impl ManagedEntry {
+    fn new(w: &Writer<'_>, operation: &str, fields: FieldSet) -> Self {
+        ManagedEntry {
+            manager: w.manager.to_string(),
+            operation: operation.to_string(),
+            api_version: w.api_version.to_string(),
+            time: w.now.to_string(),
+            subresource: w.subresource.to_string(),
+            fields: EntryFields::Parsed {
+                set: fields,
+                stored: None,
+            },
+        }
+    }
+
     fn is(&self, manager: &str, operation: &str, subresource: &str) -> bool {
         self.manager == manager && self.operation == operation && self.subresource == subresource
     }
 
+    pub fn manager(&self) -> &str {
+        &self.manager
+    }
+
+    /// The owned paths, parsed on first need.
+    pub fn fields(&mut self) -> &FieldSet {
+        if let EntryFields::Stored(json) = &mut self.fields {
+            let json = std::mem::take(json);
+            self.fields = EntryFields::Parsed {
+                set: EntryFields::parse(&json),
+                stored: Some(json),
+            };
+        }
+        match &self.fields {
+            EntryFields::Parsed { set, .. } => set,
+            EntryFields::Stored(_) => unreachable!("parsed above"),
+        }
+    }
+
+    /// The owned paths, to change: the stored JSON no longer describes them.
+    fn fields_mut(&mut self) -> &mut FieldSet {
+        self.fields();
+        match &mut self.fields {
+            EntryFields::Parsed { set, stored } => {
+                *stored = None;
+                set
+            }
+            EntryFields::Stored(_) => unreachable!("parsed above"),
+        }
+    }
+
+    /// Whether this entry may own one of the paths `needles` stand for (see [`Needles`]):
+    /// false only when it certainly owns none, without parsing it.
+    fn may_own(&self, needles: &Needles) -> bool {
+        match self.fields.stored() {
+            Some(json) => needles.may_be_in(json),
+            None => true,
+        }
+    }
+
+    /// Whether it owns any of `paths`.
+    fn owns_any<'p>(
+        &mut self,
+        needles: &Needles,
+        mut paths: impl Iterator<Item = &'p FieldPath>,
+    ) -> bool {
+        self.may_own(needles) && {
+            let set = self.fields();
+            paths.any(|p| set.contains(p))
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.fields {
+            // The shortest FieldsV1 of one path is `{"f:a":{}}`; anything as short as that
+            // is looked at.
+            EntryFields::Stored(json) => json.len() < 16 && EntryFields::parse(json).is_empty(),
+            EntryFields::Parsed { set, .. } => set.is_empty(),
+        }
+    }
+
     pub fn to_json(&self) -> Value {
+        let fields = match &self.fields {
+            EntryFields::Parsed {
+                set, stored: None, ..
+            } => to_fields_v1(set),
+            _ => self
+                .fields
+                .stored()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_else(|| json!({})),
+        };
         let mut v = json!({
             "manager": self.manager,
             "operation": self.operation,
             "apiVersion": self.api_version,
             "time": self.time,
             "fieldsType": "FieldsV1",
-            "fieldsV1": to_fields_v1(&self.fields),
+            "fieldsV1": fields,
         });
         if !self.subresource.is_empty() {
             v["subresource"] = json!(self.subresource);
         }
         v
     }
+
+    /// Appends the JSON [`ManagedEntry::to_json`] would serialize to (map keys sorted).
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.extend_from_slice(b"{\"apiVersion\":");
+        serde_json::to_writer(&mut *out, &self.api_version)?;
+        out.extend_from_slice(b",\"fieldsType\":\"FieldsV1\",\"fieldsV1\":");
+        match &self.fields {
+            EntryFields::Parsed { set, stored: None } => {
+                serde_json::to_writer(&mut *out, &to_fields_v1(set))?
+            }
+            EntryFields::Stored(json)
+            | EntryFields::Parsed {
+                stored: Some(json), ..
+            } => out.extend_from_slice(json.as_bytes()),
+        }
+        out.extend_from_slice(b",\"manager\":");
+        serde_json::to_writer(&mut *out, &self.manager)?;
+        out.extend_from_slice(b",\"operation\":");
+        serde_json::to_writer(&mut *out, &self.operation)?;
+        if !self.subresource.is_empty() {
+            out.extend_from_slice(b",\"subresource\":");
+            serde_json::to_writer(&mut *out, &self.subresource)?;
+        }
+        out.extend_from_slice(b",\"time\":");
+        serde_json::to_writer(&mut *out, &self.time)?;
+        out.push(b'}');
+        Ok(())
+    }
 }
 
-pub fn read_entries(obj: &Value) -> Vec<ManagedEntry> {
-    obj.pointer("/metadata/managedFields")
-        .map(entries_from)
-        .unwrap_or_default()
+/// What must appear in an entry's FieldsV1 JSON for it to own one of a set of paths: for
+/// each path, its first two field names as FieldsV1 keys (`"f:status"`, `"f:conditions"`).
+/// An entry owning a path has every element of it as a key; one whose JSON lacks a path's
+/// needles owns none of it, which a substring search tells without parsing.
+struct Needles(BTreeSet<Vec<String>>);
+
+impl Needles {
+    fn of<'p>(paths: impl IntoIterator<Item = &'p FieldPath>) -> Self {
+        let mut quoted: BTreeMap<&str, String> = BTreeMap::new();
+        let mut set = BTreeSet::new();
+        for path in paths {
+            let needles: Vec<String> = path
+                .iter()
+                .take(2)
+                .map_while(|el| match el {
+                    PathElement::Field(f) => Some(f.as_str()),
+                    _ => None,
+                })
+                .map(|f| {
+                    quoted
+                        .entry(f)
+                        .or_insert_with(|| {
+                            serde_json::to_string(&format!("f:{f}")).unwrap_or_default()
+                        })
+                        .clone()
+                })
+                .collect();
+            set.insert(needles);
+        }
+        Needles(set)
+    }
+
+    fn may_be_in(&self, json: &str) -> bool {
+        self.0
+            .iter()
+            .any(|needles| needles.iter().all(|n| json.contains(n.as_str())))
+    }
 }
 
 /// The entries of a stored object.
 pub fn stored_entries(obj: &crate::store::StoredObject) -> Vec<ManagedEntry> {
-    obj.managed_fields()
-        .map(|mf| entries_from(&mf))
+    obj.managed_fields_raw()
+        .map(entries_of_raw)
         .unwrap_or_default()
+}
+
+/// An entry as stored, its FieldsV1 left unparsed.
+#[derive(serde::Deserialize)]
+struct StoredEntry<'a> {
+    #[serde(borrow, default)]
+    manager: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    operation: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, rename = "apiVersion")]
+    api_version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    subresource: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default, rename = "fieldsV1")]
+    fields_v1: Option<&'a RawValue>,
+}
+
+/// The entries of a stored `managedFields` list, their field sets parsed only when a write
+/// needs them.
+pub fn entries_of_raw(list: &RawValue) -> Vec<ManagedEntry> {
+    let Ok(stored) = serde_json::from_str::<Vec<StoredEntry<'_>>>(list.get()) else {
+        // Not the shape written here (a value of another type): read as a whole, as before.
+        return serde_json::from_str::<Value>(list.get())
+            .map(|v| entries_from(&v))
+            .unwrap_or_default();
+    };
+    let s = |v: Option<std::borrow::Cow<'_, str>>| v.map(String::from).unwrap_or_default();
+    stored
+        .into_iter()
+        .map(|e| ManagedEntry {
+            manager: s(e.manager),
+            operation: s(e.operation),
+            api_version: s(e.api_version),
+            time: s(e.time),
+            subresource: s(e.subresource),
+            fields: match e.fields_v1 {
+                Some(raw) if raw.get().starts_with('{') => EntryFields::Stored(raw.get().into()),
+                other => EntryFields::Parsed {
+                    set: other
+                        .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+                        .map(|v| from_fields_v1(&v))
+                        .unwrap_or_default(),
+                    stored: None,
+                },
+            },
+        })
+        .collect()
 }
 
 /// The entries of a `managedFields` list.
@@ -322,24 +562,58 @@ pub fn entries_from(list: &Value) -> Vec<ManagedEntry> {
                 api_version: s("apiVersion"),
                 time: s("time"),
                 subresource: s("subresource"),
-                fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
+                fields: EntryFields::Parsed {
+                    set: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
+                    stored: None,
+                },
             }
         })
         .collect()
 }
 
-pub fn write_entries(obj: &mut Value, entries: &[ManagedEntry]) {
-    let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
-        return;
-    };
+/// The `managedFields` list of `entries` as stored (`None` for no entry).
+pub fn encode_entries(entries: &[ManagedEntry]) -> Option<Box<RawValue>> {
     if entries.is_empty() {
-        meta.remove("managedFields");
-    } else {
-        meta.insert(
-            "managedFields".to_string(),
-            Value::Array(entries.iter().map(ManagedEntry::to_json).collect()),
-        );
+        return None;
     }
+    let mut out = Vec::with_capacity(256 * entries.len());
+    out.push(b'[');
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        e.write_json(&mut out).ok()?;
+    }
+    out.push(b']');
+    String::from_utf8(out)
+        .ok()
+        .and_then(|json| RawValue::from_string(json).ok())
+}
+
+/// A `managedFields` list a client set as a whole, as it is stored: each entry's FieldsV1
+/// in canonical form (kube-apiserver decodes and re-encodes them; entries that no later write
+/// touches are kept as stored, so they must already be in the form a write would give them).
+pub fn canonical_managed_fields(list: &Value) -> Option<Box<RawValue>> {
+    let mut list = list.clone();
+    if let Value::Array(items) = &mut list {
+        for item in items {
+            if let Some(fields) = item.get_mut("fieldsV1") {
+                *fields = to_fields_v1(&from_fields_v1(fields));
+            }
+        }
+    }
+    serde_json::value::to_raw_value(&list).ok()
+}
+
+/// Whether the `managedFields` a client sent are the ones stored.
+pub fn same_managed_fields(sent: &Value, stored: Option<&RawValue>) -> bool {
+    let Some(stored) = stored else {
+        return false;
+    };
+    // Both are serde_json's compact encoding of a map with sorted keys when equal, so equal
+    // text settles it; anything else is compared decoded.
+    serde_json::to_string(sent).is_ok_and(|text| text == stored.get())
+        || serde_json::from_str::<Value>(stored.get()).is_ok_and(|v| v == *sent)
 }
 
 /// Who is writing, with what, through which part of the object.
@@ -392,9 +666,12 @@ pub fn record_update(
     if changed.is_empty() && removed.is_empty() {
         return;
     }
+    let needles = Needles::of(changed.iter().chain(&removed));
     for e in entries.iter_mut() {
-        if !e.is(w.manager, "Update", w.subresource) {
-            e.fields
+        if !e.is(w.manager, "Update", w.subresource)
+            && e.owns_any(&needles, changed.iter().chain(&removed))
+        {
+            e.fields_mut()
                 .retain(|p| !changed.contains(p) && !removed.contains(p));
         }
     }
@@ -403,21 +680,20 @@ pub fn record_update(
         .find(|e| e.is(w.manager, "Update", w.subresource))
     {
         Some(mine) => {
-            mine.fields.extend(changed);
-            mine.fields.retain(|p| !removed.contains(p));
+            // A writer that changes the fields it already owns (a Lease renewal, a status
+            // rewritten) keeps its set: only the time and version of its entry change.
+            let set = mine.fields();
+            if !changed.iter().all(|p| set.contains(p)) || removed.iter().any(|p| set.contains(p)) {
+                let set = mine.fields_mut();
+                set.extend(changed);
+                set.retain(|p| !removed.contains(p));
+            }
             mine.time = w.now.to_string();
             mine.api_version = w.api_version.to_string();
         }
-        None => entries.push(ManagedEntry {
-            manager: w.manager.to_string(),
-            operation: "Update".to_string(),
-            api_version: w.api_version.to_string(),
-            time: w.now.to_string(),
-            subresource: w.subresource.to_string(),
-            fields: changed,
-        }),
+        None => entries.push(ManagedEntry::new(w, "Update", changed)),
     }
-    entries.retain(|e| !e.fields.is_empty());
+    entries.retain(|e| !e.is_empty());
 }
 
 /// A field another manager owns with a different value.
@@ -442,18 +718,20 @@ pub fn apply(
     let empty = json!({});
     let current_v = current.unwrap_or(&empty);
     let current_fields = collect(current_v, shape, w.scope);
+    let applied_needles = Needles::of(applied_fields.keys());
     let mut conflicts = Vec::new();
-    for e in entries.iter() {
-        if e.is(w.manager, "Apply", w.subresource) {
+    for e in entries.iter_mut() {
+        if e.is(w.manager, "Apply", w.subresource) || !e.may_own(&applied_needles) {
             continue;
         }
-        for p in &e.fields {
+        let (manager, api_version) = (e.manager.clone(), e.api_version.clone());
+        for p in e.fields() {
             if let Some(Some(v)) = applied_fields.get(p)
                 && current_fields.get(p) != Some(&Some(*v))
             {
                 conflicts.push(Conflict {
-                    manager: e.manager.clone(),
-                    api_version: e.api_version.clone(),
+                    manager: manager.clone(),
+                    api_version: api_version.clone(),
                     path: p.clone(),
                 });
             }
@@ -463,26 +741,43 @@ pub fn apply(
         if !force {
             return Err(conflicts);
         }
+        let lost: FieldSet = conflicts.iter().map(|c| c.path.clone()).collect();
+        let needles = Needles::of(&lost);
         for e in entries.iter_mut() {
-            if !e.is(w.manager, "Apply", w.subresource) {
-                e.fields.retain(|p| !conflicts.iter().any(|c| c.path == *p));
+            if !e.is(w.manager, "Apply", w.subresource) && e.owns_any(&needles, lost.iter()) {
+                e.fields_mut().retain(|p| !lost.contains(p));
             }
         }
     }
     let previous: FieldSet = entries
-        .iter()
+        .iter_mut()
         .find(|e| e.is(w.manager, "Apply", w.subresource))
-        .map(|e| e.fields.clone())
+        .map(|e| e.fields().clone())
         .unwrap_or_default();
-    let others: FieldSet = entries
+    // Fields this manager applied before and leaves out now go, unless another owns them.
+    let dropped: Vec<&FieldPath> = previous
         .iter()
-        .filter(|e| !e.is(w.manager, "Apply", w.subresource))
-        .flat_map(|e| e.fields.iter().cloned())
+        .filter(|p| !applied_fields.contains_key(*p))
         .collect();
     let mut result = current_v.clone();
-    for p in previous.iter().rev() {
-        if !applied_fields.contains_key(p) && !others.contains(p) {
-            remove_path(&mut result, p);
+    if !dropped.is_empty() {
+        let needles = Needles::of(dropped.iter().copied());
+        let mut kept = FieldSet::new();
+        for e in entries.iter_mut() {
+            if !e.is(w.manager, "Apply", w.subresource) && e.may_own(&needles) {
+                let set = e.fields();
+                kept.extend(
+                    dropped
+                        .iter()
+                        .filter(|p| set.contains(**p))
+                        .map(|p| (*p).clone()),
+                );
+            }
+        }
+        for p in dropped.iter().rev() {
+            if !kept.contains(*p) {
+                remove_path(&mut result, p);
+            }
         }
     }
     merge_applied(&mut result, applied, shape, true);
@@ -492,22 +787,15 @@ pub fn apply(
         .find(|e| e.is(w.manager, "Apply", w.subresource))
     {
         Some(mine) => {
-            if mine.fields != fields {
+            if *mine.fields() != fields {
                 mine.time = w.now.to_string();
+                *mine.fields_mut() = fields;
             }
-            mine.fields = fields;
             mine.api_version = w.api_version.to_string();
         }
-        None => entries.push(ManagedEntry {
-            manager: w.manager.to_string(),
-            operation: "Apply".to_string(),
-            api_version: w.api_version.to_string(),
-            time: w.now.to_string(),
-            subresource: w.subresource.to_string(),
-            fields,
-        }),
+        None => entries.push(ManagedEntry::new(w, "Apply", fields)),
     }
-    entries.retain(|e| !e.fields.is_empty());
+    entries.retain(|e| !e.is_empty());
     Ok(result)
 }
 
@@ -727,25 +1015,22 @@ mod tests {
                 .filter(|(p, v)| old_fields.get(*p) != Some(*v))
                 .map(|(p, _)| p.clone())
                 .collect();
-            let mut entries = vec![ManagedEntry {
-                manager: "other".into(),
-                operation: "Update".into(),
-                api_version: "v1".into(),
-                time: "t".into(),
-                subresource: String::new(),
-                fields: old_fields.keys().cloned().collect(),
-            }];
+            let mut entries = vec![ManagedEntry::new(
+                &w("other"),
+                "Update",
+                old_fields.keys().cloned().collect(),
+            )];
             record_update(&mut entries, &w("editor"), Some(&base), &new, shape());
             let mine: FieldSet = entries
-                .iter()
+                .iter_mut()
                 .find(|e| e.manager == "editor")
-                .map(|e| e.fields.clone())
+                .map(|e| e.fields().clone())
                 .unwrap_or_default();
             assert_eq!(mine, expected, "{new}");
             let others: FieldSet = entries
-                .iter()
+                .iter_mut()
                 .find(|e| e.manager == "other")
-                .map(|e| e.fields.clone())
+                .map(|e| e.fields().clone())
                 .unwrap_or_default();
             expected = old_fields
                 .keys()
@@ -754,5 +1039,141 @@ mod tests {
                 .collect();
             assert_eq!(others, expected, "{new}");
         }
+    }
+
+    type Step<'a> = Box<dyn Fn(&mut Vec<ManagedEntry>) + 'a>;
+
+    /// The entries as a write reads them back from the store: field sets unparsed.
+    fn stored(entries: &[ManagedEntry]) -> Vec<ManagedEntry> {
+        encode_entries(entries)
+            .map(|raw| entries_of_raw(&raw))
+            .unwrap_or_default()
+    }
+
+    fn as_json(entries: &[ManagedEntry]) -> Value {
+        Value::Array(entries.iter().map(ManagedEntry::to_json).collect())
+    }
+
+    #[test]
+    fn stored_entries_are_written_back_as_they_were_encoded() {
+        let obj = json!({"metadata": {"name": "c", "labels": {"a": "1"}}, "data": {"k": "v"}});
+        let mut entries = Vec::new();
+        apply(&mut entries, &w("one"), None, &obj, false, shape()).unwrap();
+        let mut status = w("agent");
+        status.subresource = "status";
+        let with_status = json!({"metadata": {"name": "c"}, "status": {"x": 1}});
+        record_update(&mut entries, &status, Some(&obj), &with_status, shape());
+        let raw = encode_entries(&entries).unwrap();
+        // The encoding is serde_json's of the entries' JSON.
+        assert_eq!(
+            raw.get(),
+            serde_json::to_string(&as_json(&entries)).unwrap()
+        );
+        let read = entries_of_raw(&raw);
+        assert_eq!(read, entries);
+        assert!(
+            read.iter()
+                .all(|e| matches!(e.fields, EntryFields::Stored(_)))
+        );
+        assert_eq!(encode_entries(&read).unwrap().get(), raw.get());
+    }
+
+    #[test]
+    fn writes_over_stored_entries_record_what_writes_over_parsed_entries_do() {
+        let pod = |image: &str, status: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"app": "a"}},
+                "spec": {"containers": [{"name": "c", "image": image}]}, "status": status})
+        };
+        let pod_shape = || Shape::root("Pod", true, None);
+        let mut status = w("kubelet");
+        status.subresource = "status";
+        status.scope = Scope::StatusOnly;
+        let mut main = w("deployer");
+        main.scope = Scope::WithoutStatus;
+        let mut other = w("editor");
+        other.scope = Scope::WithoutStatus;
+        let v1 = pod(
+            "i:1",
+            json!({"phase": "Pending", "conditions": [{"type": "Ready", "status": "False"}]}),
+        );
+        let v2 = pod(
+            "i:1",
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+        );
+        let mut v3 = pod("i:2", json!({"phase": "Running"}));
+        v3["metadata"]["labels"]["edited"] = json!("yes");
+        // Each step applied to entries kept parsed and to entries read back from the store.
+        let mut parsed = Vec::new();
+        let mut through_store = Vec::new();
+        let steps: Vec<Step<'_>> = vec![
+            Box::new(|e| {
+                apply(e, &main, None, &pod("i:1", json!(null)), false, pod_shape()).unwrap();
+            }),
+            Box::new(|e| record_update(e, &status, None, &v1, pod_shape())),
+            Box::new(|e| record_update(e, &status, Some(&v1), &v2, pod_shape())),
+            Box::new(|e| record_update(e, &other, Some(&v2), &v3, pod_shape())),
+            Box::new(|e| {
+                apply(
+                    e,
+                    &main,
+                    Some(&v3),
+                    &pod("i:3", json!(null)),
+                    true,
+                    pod_shape(),
+                )
+                .unwrap();
+            }),
+        ];
+        for step in &steps {
+            step(&mut parsed);
+            let mut read = stored(&through_store);
+            step(&mut read);
+            through_store = read;
+            assert_eq!(as_json(&through_store), as_json(&parsed));
+        }
+        // The forced apply took the image from the editor, who keeps its label.
+        let editor = parsed.iter_mut().find(|e| e.manager == "editor").unwrap();
+        assert!(
+            editor
+                .fields()
+                .iter()
+                .all(|p| p[0] == PathElement::Field("metadata".into()))
+        );
+    }
+
+    #[test]
+    fn a_stored_entry_loses_the_fields_another_writer_changes() {
+        let old = json!({"metadata": {"name": "c"}, "status": {"a": {"b": 1}, "c": 2}});
+        let mut status = w("one");
+        status.subresource = "status";
+        status.scope = Scope::StatusOnly;
+        let mut entries = Vec::new();
+        record_update(&mut entries, &status, None, &old, shape());
+        let mut second = status.clone();
+        second.manager = "two";
+        let new = json!({"metadata": {"name": "c"}, "status": {"a": {"b": 3}, "c": 2}});
+        let mut entries = stored(&entries);
+        record_update(&mut entries, &second, Some(&old), &new, shape());
+        let one = entries.iter_mut().find(|e| e.manager == "one").unwrap();
+        let path = |p: &[&str]| {
+            p.iter()
+                .map(|f| PathElement::Field(f.to_string()))
+                .collect::<FieldPath>()
+        };
+        assert_eq!(*one.fields(), FieldSet::from([path(&["status", "c"])]));
+        let two = entries.iter_mut().find(|e| e.manager == "two").unwrap();
+        assert_eq!(*two.fields(), FieldSet::from([path(&["status", "a", "b"])]));
+    }
+
+    #[test]
+    fn client_set_fields_are_stored_in_canonical_form() {
+        let sent = json!([{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:data": {"f:a": {".": {}}, "x:junk": {}}}}]);
+        let raw = canonical_managed_fields(&sent).unwrap();
+        let stored: Value = serde_json::from_str(raw.get()).unwrap();
+        assert_eq!(stored[0]["fieldsV1"], json!({"f:data": {"f:a": {}}}));
+        assert_eq!(stored[0]["manager"], "m");
+        assert!(same_managed_fields(&stored, Some(&raw)));
+        assert!(!same_managed_fields(&sent, Some(&raw)));
     }
 }

@@ -50,6 +50,22 @@ impl StoredObject {
         }
     }
 
+    /// `value` with `managed_fields` as its `metadata.managedFields` (any the value holds are
+    /// dropped).
+    pub fn with_raw_managed_fields(
+        mut value: Value,
+        managed_fields: Option<Box<RawValue>>,
+    ) -> Self {
+        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        StoredObject {
+            value,
+            managed_fields,
+            encoded: OnceLock::new(),
+        }
+    }
+
     /// `value` (without managedFields) with the managedFields of `like`: a system write that
     /// changes only metadata (finalizers, deletion, ownerReferences) keeps the field owners.
     pub fn with_managed_fields_of(value: Value, like: &StoredObject) -> Self {
@@ -78,6 +94,11 @@ impl StoredObject {
         self.managed_fields
             .as_deref()
             .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
+
+    /// `metadata.managedFields` as stored.
+    pub fn managed_fields_raw(&self) -> Option<&RawValue> {
+        self.managed_fields.as_deref()
     }
 
     /// The whole object, managedFields included.

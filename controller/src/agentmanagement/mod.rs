@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use fleet_api::{Cluster, ClusterStatus};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Resource as _, ResourceExt as _};
 use tokio_util::sync::CancellationToken;
 
@@ -101,14 +101,14 @@ pub(crate) async fn patch_cluster_status(
     if let Some(rv) = cluster.meta().resource_version.clone() {
         body["metadata"] = serde_json::json!({ "resourceVersion": rv });
     }
-    Api::<Cluster>::namespaced(client.clone(), &cluster.namespace().unwrap_or_default())
-        .patch_status(
-            &cluster.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&body),
-        )
-        .await
-        .map_err(AgentManagementError::kube("writing agent status", key))?;
+    crate::patch_status_unread::<Cluster>(
+        client,
+        cluster.namespace().as_deref(),
+        &cluster.name_any(),
+        &body,
+    )
+    .await
+    .map_err(AgentManagementError::kube("writing agent status", key))?;
     Ok(())
 }
 
