@@ -367,12 +367,20 @@ fn validate(info: &ResourceInfo, obj: &Value) -> Vec<(String, String)> {
 }
 
 /// Drops fields a CRD schema does not declare and fills in declared defaults, as kube-apiserver
-/// does for structural schemas. Returns the paths of dropped fields.
-fn prune_and_default(
+/// does for structural schemas, in the top-level fields a write covers (`scope`: a status write
+/// changes only status, a write of the main resource keeps the stored status, and what a write
+/// keeps was pruned when it was written). Adds the paths of dropped fields to `dropped`.
+fn prune_and_default(v: &mut Value, schema: &Value, scope: Scope, dropped: &mut Vec<String>) {
+    prune_node(v, schema, &mut String::new(), Some(scope), dropped);
+}
+
+/// [`prune_and_default`] of one node at `path` (a buffer each level extends and restores, so
+/// no path is built unless a field is dropped); `root` is the scope at the top level.
+fn prune_node(
     v: &mut Value,
     schema: &Value,
-    path: &str,
-    at_root: bool,
+    path: &mut String,
+    root: Option<Scope>,
     dropped: &mut Vec<String>,
 ) {
     let preserve = schema
@@ -396,41 +404,49 @@ fn prune_and_default(
                     }
                 }
             }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for k in keys {
-                if (at_root || embedded) && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+            let keeps_unknown = preserve
+                || schema.get("additionalProperties") == Some(&Value::Bool(true))
+                || (props.is_none() && additional.is_none() && schema.get("type").is_none());
+            let mut unknown = Vec::new();
+            for (k, child) in map.iter_mut() {
+                if (root.is_some() || embedded)
+                    && matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
                 {
                     continue;
                 }
-                let child_path = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                let child_schema = props.and_then(|p| p.get(&k)).or(additional);
-                match (child_schema, map.get_mut(&k)) {
-                    (Some(s), Some(child)) => {
-                        prune_and_default(child, s, &child_path, false, dropped)
-                    }
-                    (Some(_), None) => {}
-                    (None, _)
-                        if preserve
-                            || schema.get("additionalProperties") == Some(&Value::Bool(true)) => {}
-                    (None, _)
-                        if props.is_none()
-                            && additional.is_none()
-                            && schema.get("type").is_none() => {}
-                    (None, _) => {
-                        map.remove(&k);
-                        dropped.push(child_path);
+                match root {
+                    Some(Scope::StatusOnly) if k != "status" => continue,
+                    Some(Scope::WithoutStatus) if k == "status" => continue,
+                    _ => {}
+                }
+                let len = path.len();
+                if len > 0 {
+                    path.push('.');
+                }
+                path.push_str(k);
+                match props.and_then(|p| p.get(k)).or(additional) {
+                    Some(s) => prune_node(child, s, path, None, dropped),
+                    None if keeps_unknown => {}
+                    None => {
+                        unknown.push(k.clone());
+                        dropped.push(path.clone());
                     }
                 }
+                path.truncate(len);
+            }
+            for k in unknown {
+                map.remove(&k);
             }
         }
         Value::Array(items) => {
             if let Some(s) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    prune_and_default(item, s, &format!("{path}[{i}]"), false, dropped);
+                    let len = path.len();
+                    path.push('[');
+                    path.push_str(&i.to_string());
+                    path.push(']');
+                    prune_node(item, s, path, None, dropped);
+                    path.truncate(len);
                 }
             }
         }
@@ -1442,7 +1458,7 @@ impl ClusterState {
             && let Some(schema) = info.schema(&t.version)
         {
             let mut dropped = Vec::new();
-            prune_and_default(&mut new, schema, "", true, &mut dropped);
+            prune_and_default(&mut new, schema, self.scope(t), &mut dropped);
             if opts.strict && !dropped.is_empty() {
                 let list: Vec<String> = dropped
                     .iter()
