@@ -76,10 +76,21 @@ impl StoredObject {
         }
     }
 
-    /// Decodes a version from its encoding (which it keeps).
+    /// Decodes a version from its encoding (which it keeps). Its managedFields are kept as
+    /// the JSON they are encoded as: decoding them only to encode them again was most of the
+    /// cost of reading back an object many managers wrote.
     fn decode(encoded: Bytes) -> Self {
-        let value = serde_json::from_slice(&encoded).unwrap_or(Value::Null);
-        let object = StoredObject::new(value);
+        let object = match serde_json::from_slice::<SplitObject>(&encoded) {
+            Ok(SplitObject {
+                value,
+                managed_fields,
+            }) => StoredObject {
+                value,
+                managed_fields,
+                encoded: OnceLock::new(),
+            },
+            Err(_) => StoredObject::new(serde_json::from_slice(&encoded).unwrap_or(Value::Null)),
+        };
         let _ = object.encoded.set(encoded);
         object
     }
@@ -143,6 +154,82 @@ impl std::ops::Deref for StoredObject {
 
     fn deref(&self) -> &Value {
         &self.value
+    }
+}
+
+/// An encoded object decoded with its `metadata.managedFields` left as JSON (a map at the top
+/// and in `metadata`; anything else fails, and is decoded whole).
+struct SplitObject {
+    value: Value,
+    managed_fields: Option<Box<RawValue>>,
+}
+
+impl<'de> serde::Deserialize<'de> for SplitObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Root;
+        impl<'de> serde::de::Visitor<'de> for Root {
+            type Value = SplitObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SplitObject, A::Error> {
+                let mut root = serde_json::Map::new();
+                let mut managed_fields = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "metadata" {
+                        let SplitMetadata(meta, mf) = map.next_value()?;
+                        managed_fields = mf;
+                        root.insert(key, Value::Object(meta));
+                    } else {
+                        let value: Value = map.next_value()?;
+                        root.insert(key, value);
+                    }
+                }
+                Ok(SplitObject {
+                    value: Value::Object(root),
+                    managed_fields,
+                })
+            }
+        }
+        deserializer.deserialize_map(Root)
+    }
+}
+
+struct SplitMetadata(serde_json::Map<String, Value>, Option<Box<RawValue>>);
+
+impl<'de> serde::Deserialize<'de> for SplitMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Meta;
+        impl<'de> serde::de::Visitor<'de> for Meta {
+            type Value = SplitMetadata;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("object metadata")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SplitMetadata, A::Error> {
+                let mut meta = serde_json::Map::new();
+                let mut managed_fields = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "managedFields" {
+                        managed_fields = Some(map.next_value::<Box<RawValue>>()?);
+                    } else {
+                        let value: Value = map.next_value()?;
+                        meta.insert(key, value);
+                    }
+                }
+                Ok(SplitMetadata(meta, managed_fields))
+            }
+        }
+        deserializer.deserialize_map(Meta)
     }
 }
 
@@ -1085,6 +1172,31 @@ impl StoreState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decoded_version_keeps_its_managed_fields_as_encoded() {
+        let obj = StoredObject::new(serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "labels": {"x": "y"},
+                "managedFields": [{"manager": "m", "fieldsV1": {"f:data": {"f:k": {}}}}]},
+            "data": {"k": "v"}}));
+        let encoded = obj.encoded();
+        let decoded = StoredObject::decode(encoded.clone());
+        assert_eq!(decoded.value(), obj.value());
+        assert_eq!(
+            decoded.managed_fields_raw().map(RawValue::get),
+            obj.managed_fields_raw().map(RawValue::get)
+        );
+        assert_eq!(decoded.to_value(), obj.to_value());
+        assert_eq!(decoded.encoded(), encoded);
+        // What is not an object with object metadata is decoded whole.
+        for odd in [&b"[1]"[..], b"{\"metadata\":null,\"a\":1}"] {
+            let decoded = StoredObject::decode(Bytes::copy_from_slice(odd));
+            assert_eq!(
+                decoded.to_value(),
+                serde_json::from_slice::<Value>(odd).unwrap()
+            );
+        }
+    }
 
     fn key(namespace: &str, name: &str) -> ObjKey {
         ObjKey {
