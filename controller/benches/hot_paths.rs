@@ -1,6 +1,7 @@
 //! The controller's hot paths at fleet scale: targeting one bundle against 10,000 clusters
-//! (and 100 bundles against them), aggregating the status of 10,000 BundleDeployments into a
-//! GitRepo, and hashing manifests and deployment options.
+//! (and 100 bundles against them), planning a bundle's rollout over 10,000 clusters,
+//! aggregating the status of 10,000 BundleDeployments into a GitRepo, and hashing manifests
+//! and deployment options.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
@@ -142,6 +143,77 @@ fn targeting(c: &mut Criterion) {
     group.finish();
 }
 
+/// One reconcile's plan of a bundle over 10,000 clusters half way through its first rollout:
+/// 5,000 deployments Ready, the other 5,000 to create (50 of them by this plan, Fleet's
+/// `maxNew`). A first rollout to 10,000 clusters is 200 such plans per bundle.
+fn planning(c: &mut Criterion) {
+    let mut clusters = clusters();
+    for cluster in &mut clusters {
+        let status = cluster.status.get_or_insert_with(Default::default);
+        status.agent.last_seen =
+            Some(serde_json::from_value(serde_json::json!("2026-01-01T00:00:00Z")).unwrap());
+    }
+    let namespace: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "fleet-default"}})).unwrap();
+    let one = bundle(0);
+    let observed = fleet_controller::bundle::BundleObservation {
+        clusters: clusters.iter().collect(),
+        groups: Vec::new(),
+        mappings: Vec::new(),
+        namespaces: vec![&namespace],
+        deployments: Vec::new(),
+    };
+    let resolved = fleet_controller::bundle::resolve_bundle(&one, &observed);
+    let targets = resolved.resolved.as_ref().unwrap();
+    assert_eq!(targets.targets.len(), CLUSTERS);
+    let deployed: Vec<BundleDeployment> = targets
+        .targets
+        .iter()
+        .step_by(2)
+        .map(|t| {
+            let mut bd: BundleDeployment = serde_json::from_value(serde_json::json!({
+                "metadata": {
+                    "name": "bench-bundle-0",
+                    "namespace": t.cluster.deployment_namespace,
+                    "labels": {
+                        "fleet.cattle.io/bundle-name": "bench-bundle-0",
+                        "fleet.cattle.io/bundle-namespace": "fleet-default",
+                        "fleet.cattle.io/cluster-namespace": t.cluster.namespace,
+                        "fleet.cattle.io/cluster": t.cluster.name,
+                    },
+                    "finalizers": ["fleet.cattle.io/bundle-deployment-finalizer"],
+                },
+                "status": {"appliedDeploymentID": &*t.deployment_id, "ready": true, "nonModified": true,
+                    "conditions": [{"type": "Ready", "status": "True"}]},
+            }))
+            .unwrap();
+            bd.spec.deployment_id = t.deployment_id.to_string();
+            bd.spec.staged_deployment_id = t.deployment_id.to_string();
+            bd.spec.options = (*t.options).clone();
+            bd.spec.staged_options = (*t.options).clone();
+            bd.spec.correct_drift = t.options.correct_drift.clone();
+            bd
+        })
+        .collect();
+    let refs: Vec<&BundleDeployment> = deployed.iter().collect();
+    let mut group = c.benchmark_group("planning");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(CLUSTERS as u64));
+    group.bench_function("bundle_over_10000_clusters_half_deployed", |b| {
+        b.iter(|| {
+            let plan = fleet_controller::bundle::plan_resolved_bundle(
+                black_box(&one),
+                &resolved,
+                &refs,
+                "2026-01-01T00:00:00Z",
+            );
+            assert_eq!(plan.apply.len(), 50);
+            plan
+        })
+    });
+    group.finish();
+}
+
 fn status_aggregation(c: &mut Criterion) {
     let bds = bundle_deployments(CLUSTERS);
     let mut group = c.benchmark_group("status_aggregation");
@@ -190,5 +262,5 @@ fn hashing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, targeting, status_aggregation, hashing);
+criterion_group!(benches, targeting, planning, status_aggregation, hashing);
 criterion_main!(benches);
