@@ -1402,7 +1402,7 @@ impl ClusterState {
             m.remove("selfLink");
             match &old {
                 Some(old) => {
-                    let om = meta(old).cloned().unwrap_or_default();
+                    let om = meta(old);
                     for f in [
                         "uid",
                         "creationTimestamp",
@@ -1410,12 +1410,12 @@ impl ClusterState {
                         "deletionGracePeriodSeconds",
                         "generation",
                     ] {
-                        match om.get(f) {
+                        match om.and_then(|om| om.get(f)) {
                             Some(v) => m.insert(f.to_string(), v.clone()),
                             None => m.remove(f),
                         };
                     }
-                    if let Some(rv) = om.get("resourceVersion") {
+                    if let Some(rv) = om.and_then(|om| om.get("resourceVersion")) {
                         m.insert("resourceVersion".to_string(), rv.clone());
                     }
                 }
