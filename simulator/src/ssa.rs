@@ -635,34 +635,7 @@ pub fn record_update(
     new: &Value,
     shape: Shape<'_>,
 ) {
-    // Fields equal in both versions change no ownership: only the top-level fields (and
-    // metadata fields) that differ are walked. A status write leaves the spec alone, and
-    // walking it twice was most of the cost of recording the write.
-    let differs = |field: &str, meta_field: Option<&str>| {
-        let Some(old) = old else {
-            return true;
-        };
-        match meta_field {
-            None => old.get(field) != new.get(field),
-            Some(m) => {
-                old.get(field).and_then(|o| o.get(m)) != new.get(field).and_then(|n| n.get(m))
-            }
-        }
-    };
-    let new_fields = collect_where(new, shape, w.scope, &differs);
-    let old_fields = old
-        .map(|o| collect_where(o, shape, w.scope, &differs))
-        .unwrap_or_default();
-    let changed: FieldSet = new_fields
-        .iter()
-        .filter(|(p, v)| old_fields.get(*p) != Some(*v))
-        .map(|(p, _)| p.clone())
-        .collect();
-    let removed: FieldSet = old_fields
-        .keys()
-        .filter(|p| !new_fields.contains_key(*p))
-        .cloned()
-        .collect();
+    let (changed, removed) = changed_fields(old, new, shape, w.scope);
     if changed.is_empty() && removed.is_empty() {
         return;
     }
@@ -694,6 +667,200 @@ pub fn record_update(
         None => entries.push(ManagedEntry::new(w, "Update", changed)),
     }
     entries.retain(|e| !e.is_empty());
+}
+
+/// The owned paths (as [`collect`] finds them) whose value a write from `old` to `new` set or
+/// changed, and those it removed. Both versions are walked together and equal subtrees are
+/// skipped: a status write leaves the spec alone, and a counter changed in a large status is
+/// found without listing every path of both versions.
+pub fn changed_fields(
+    old: Option<&Value>,
+    new: &Value,
+    shape: Shape<'_>,
+    scope: Scope,
+) -> (FieldSet, FieldSet) {
+    let mut diff = FieldDiff::default();
+    let empty = Map::new();
+    let (Some(old_root), Some(new_root)) = (as_map(old).or(Some(&empty)), as_map(Some(new))) else {
+        // Not an object: nothing is owned in it.
+        return (FieldSet::new(), FieldSet::new());
+    };
+    let keys: BTreeSet<&String> = old_root.keys().chain(new_root.keys()).collect();
+    for k in keys {
+        let keep = match k.as_str() {
+            "apiVersion" | "kind" => false,
+            "status" => scope != Scope::WithoutStatus,
+            _ => scope != Scope::StatusOnly,
+        };
+        if !keep {
+            continue;
+        }
+        let child = shape.field(k, true);
+        if k == "metadata" {
+            let old_meta = as_map(old_root.get(k)).unwrap_or(&empty);
+            let new_meta = as_map(new_root.get(k)).unwrap_or(&empty);
+            let meta_keys: BTreeSet<&String> = old_meta.keys().chain(new_meta.keys()).collect();
+            for mk in meta_keys {
+                if IGNORED_METADATA.contains(&mk.as_str()) {
+                    continue;
+                }
+                let mut path = vec![
+                    PathElement::Field(k.clone()),
+                    PathElement::Field(mk.clone()),
+                ];
+                diff.node(
+                    old_meta.get(mk),
+                    new_meta.get(mk),
+                    child.field(mk, false),
+                    &mut path,
+                );
+            }
+            continue;
+        }
+        let mut path = vec![PathElement::Field(k.clone())];
+        diff.node(old_root.get(k), new_root.get(k), child, &mut path);
+    }
+    (diff.changed, diff.removed)
+}
+
+fn as_map(v: Option<&Value>) -> Option<&Map<String, Value>> {
+    match v {
+        Some(Value::Object(m)) => Some(m),
+        _ => None,
+    }
+}
+
+#[derive(Default)]
+struct FieldDiff {
+    changed: FieldSet,
+    removed: FieldSet,
+}
+
+impl FieldDiff {
+    /// Compares the subtrees at `path`, descending into maps and keyed lists present in both
+    /// versions, and comparing the paths [`walk`] finds everywhere else.
+    fn node(
+        &mut self,
+        old: Option<&Value>,
+        new: Option<&Value>,
+        shape: Shape<'_>,
+        path: &mut FieldPath,
+    ) {
+        match (old, new) {
+            (Some(a), Some(b)) if a == b => {}
+            (Some(Value::Object(a)), Some(Value::Object(b))) if !a.is_empty() && !b.is_empty() => {
+                let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                for k in keys {
+                    path.push(PathElement::Field(k.clone()));
+                    self.node(a.get(k), b.get(k), shape.field(k, false), path);
+                    path.pop();
+                }
+            }
+            (Some(Value::Array(a)), Some(Value::Array(b))) => match (
+                shape.list_type(),
+                keyed_items(a, &shape),
+                keyed_items(b, &shape),
+            ) {
+                (ListType::Map(_), Some(a_items), Some(b_items)) => {
+                    let keys: BTreeSet<&String> = a_items.keys().chain(b_items.keys()).collect();
+                    for key in keys {
+                        path.push(PathElement::Key(key.clone()));
+                        match (a_items.get(key), b_items.get(key)) {
+                            (Some(x), Some(y)) => {
+                                // The item's own path is in both (with no value); its fields
+                                // are compared.
+                                let (Value::Object(x), Value::Object(y)) = (x, y) else {
+                                    unreachable!("keyed items are objects")
+                                };
+                                let fields: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                                for k in fields {
+                                    path.push(PathElement::Field(k.clone()));
+                                    self.node(
+                                        x.get(k),
+                                        y.get(k),
+                                        shape.items().field(k, false),
+                                        path,
+                                    );
+                                    path.pop();
+                                }
+                            }
+                            (x, y) => self.walked(x.copied(), y.copied(), |item, out| {
+                                item_paths(item, shape, path, out)
+                            }),
+                        }
+                        path.pop();
+                    }
+                }
+                _ => self.walked(old, new, |v, out| walk(v, shape, path.clone(), out)),
+            },
+            _ => self.walked(old, new, |v, out| walk(v, shape, path.clone(), out)),
+        }
+    }
+
+    /// Compares the paths `paths_of` lists in each version (those of the old one that the new
+    /// one lacks are removed; those of the new one with another value, changed).
+    fn walked<'v>(
+        &mut self,
+        old: Option<&'v Value>,
+        new: Option<&'v Value>,
+        paths_of: impl Fn(&'v Value, &mut BTreeMap<FieldPath, Option<&'v Value>>),
+    ) {
+        let mut old_paths = BTreeMap::new();
+        let mut new_paths = BTreeMap::new();
+        if let Some(old) = old {
+            paths_of(old, &mut old_paths);
+        }
+        if let Some(new) = new {
+            paths_of(new, &mut new_paths);
+        }
+        for (p, v) in &new_paths {
+            if old_paths.get(p) != Some(v) {
+                self.changed.insert(p.clone());
+            }
+        }
+        for p in old_paths.into_keys() {
+            if !new_paths.contains_key(&p) {
+                self.removed.insert(p);
+            }
+        }
+    }
+}
+
+/// The items of an associative list by key (as [`walk`] names them), when every item has one
+/// and no two share it; `None` otherwise (the list is then compared as [`walk`] lists it).
+fn keyed_items<'v>(items: &'v [Value], shape: &Shape<'_>) -> Option<BTreeMap<String, &'v Value>> {
+    let ListType::Map(keys) = shape.list_type() else {
+        return None;
+    };
+    if items.is_empty() {
+        return None;
+    }
+    let mut by_key = BTreeMap::new();
+    for item in items {
+        let key = key_element(item, &keys)?;
+        if !item.is_object() || by_key.insert(key, item).is_some() {
+            return None;
+        }
+    }
+    Some(by_key)
+}
+
+/// The paths [`walk`] lists for one item of an associative list at `path` (which ends with
+/// the item's key).
+fn item_paths<'v>(
+    item: &'v Value,
+    shape: Shape<'v>,
+    path: &FieldPath,
+    out: &mut BTreeMap<FieldPath, Option<&'v Value>>,
+) {
+    out.insert(path.clone(), None);
+    if let Value::Object(fields) = item {
+        for (k, child) in fields {
+            let mut p = path.clone();
+            p.push(PathElement::Field(k.clone()));
+            walk(child, shape.items().field(k, false), p, out);
+        }
+    }
 }
 
 /// A field another manager owns with a different value.
@@ -1175,5 +1342,79 @@ mod tests {
         assert_eq!(stored[0]["manager"], "m");
         assert!(same_managed_fields(&stored, Some(&raw)));
         assert!(!same_managed_fields(&sent, Some(&raw)));
+    }
+
+    #[test]
+    fn changed_fields_are_those_the_whole_objects_paths_differ_in() {
+        let pod = |containers: Value, status: Value, labels: Value| {
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "p", "labels": labels, "resourceVersion": "1"},
+                "spec": {"containers": containers, "nodeSelector": {"a": "b"}, "tolerations": []},
+                "status": status})
+        };
+        let c = |name: &str, image: &str| json!({"name": name, "image": image, "ports": [{"containerPort": 80}]});
+        let versions = [
+            pod(
+                json!([c("a", "1")]),
+                json!({"phase": "Pending"}),
+                json!({"x": "1"}),
+            ),
+            pod(
+                json!([c("a", "2")]),
+                json!({"phase": "Running"}),
+                json!({"x": "1"}),
+            ),
+            pod(
+                json!([c("a", "2"), c("b", "1")]),
+                json!({"phase": "Running", "conditions": [{"type": "Ready"}]}),
+                json!({}),
+            ),
+            pod(json!([c("b", "1")]), json!({}), json!({"x": "1", "y": "2"})),
+            pod(
+                json!([]),
+                json!({"phase": {"nested": true}}),
+                json!("not a map"),
+            ),
+            pod(
+                json!([c("a", "1"), c("a", "2")]),
+                json!(null),
+                json!({"x": "1"}),
+            ),
+            pod(
+                json!([{"image": "no name"}]),
+                json!({"phase": "Pending"}),
+                json!({"x": "1"}),
+            ),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+        ];
+        let shape = Shape::root("Pod", true, None);
+        for scope in [Scope::All, Scope::WithoutStatus, Scope::StatusOnly] {
+            for old in &versions {
+                for new in &versions {
+                    let old_fields = collect(old, shape, scope);
+                    let new_fields = collect(new, shape, scope);
+                    let changed: FieldSet = new_fields
+                        .iter()
+                        .filter(|(p, v)| old_fields.get(*p) != Some(*v))
+                        .map(|(p, _)| p.clone())
+                        .collect();
+                    let removed: FieldSet = old_fields
+                        .keys()
+                        .filter(|p| !new_fields.contains_key(*p))
+                        .cloned()
+                        .collect();
+                    assert_eq!(
+                        changed_fields(Some(old), new, shape, scope),
+                        (changed, removed),
+                        "{scope:?}: {old} -> {new}"
+                    );
+                }
+                let created: FieldSet = collect(old, shape, scope).into_keys().collect();
+                assert_eq!(
+                    changed_fields(None, old, shape, scope),
+                    (created, FieldSet::new())
+                );
+            }
+        }
     }
 }
