@@ -175,18 +175,18 @@ fn planning(c: &mut Criterion) {
                 "metadata": {
                     "name": "bench-bundle-0",
                     "namespace": t.cluster.deployment_namespace,
-                    "labels": {
-                        "fleet.cattle.io/bundle-name": "bench-bundle-0",
-                        "fleet.cattle.io/bundle-namespace": "fleet-default",
-                        "fleet.cattle.io/cluster-namespace": t.cluster.namespace,
-                        "fleet.cattle.io/cluster": t.cluster.name,
-                    },
                     "finalizers": ["fleet.cattle.io/bundle-deployment-finalizer"],
                 },
+                "spec": {},
                 "status": {"appliedDeploymentID": &*t.deployment_id, "ready": true, "nonModified": true,
                     "conditions": [{"type": "Ready", "status": "True"}]},
             }))
             .unwrap();
+            bd.metadata.labels = Some(fleet_controller::target::bundle_deployment_labels(
+                &one,
+                &t.cluster.namespace,
+                &t.cluster.name,
+            ));
             bd.spec.deployment_id = t.deployment_id.to_string();
             bd.spec.staged_deployment_id = t.deployment_id.to_string();
             bd.spec.options = (*t.options).clone();
