@@ -338,10 +338,6 @@ impl ManagedEntry {
         self.manager == manager && self.operation == operation && self.subresource == subresource
     }
 
-    pub fn manager(&self) -> &str {
-        &self.manager
-    }
-
     /// The owned paths, parsed on first need.
     pub fn fields(&mut self) -> &FieldSet {
         if let EntryFields::Stored(json) = &mut self.fields {
