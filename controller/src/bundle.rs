@@ -536,6 +536,10 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
     let deployment_refs: Vec<&BundleDeployment> = deployments.iter().map(AsRef::as_ref).collect();
     let resolved = bctx.targeting_of(&key, inputs, &bundle);
     let plan = plan_resolved_bundle(&bundle, &resolved, &deployment_refs, &now_rfc3339());
+    // What the spacing of plans budgets is the controller's time spent planning: the writes
+    // that follow wait on the API server (an update's plan writes 10,000 deployments, and
+    // counting that held the bundle's status back for the whole rollout).
+    let plan_cost = started.elapsed();
     if let Ok(mut manifests) = bctx.manifests.lock() {
         manifests.insert(key.clone(), plan.manifest_id.clone());
     }
@@ -636,7 +640,7 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
     // Deployments held back by `maxNew` are created by the next reconcile, at once.
     let settled = plan.status.newly_created < fleet_api::consts::MAX_NEW;
     bctx.plan_throttle
-        .reconciled(&key, inputs, started, settled);
+        .reconciled_with_cost(&key, inputs, started, plan_cost, settled);
     // A periodic resync heals anything a missed event left behind.
     Ok(Action::requeue(
         status_due.unwrap_or(Duration::from_secs(600)),

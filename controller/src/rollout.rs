@@ -8,7 +8,6 @@
 //! partitions are not touched at all. A deployment is unavailable while the agent has not
 //! applied its current deployment ID or it is not ready.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use fleet_api::consts::{
@@ -96,7 +95,47 @@ fn unavailable(spec: &BundleDeploymentSpec, status: Option<&BundleDeploymentStat
 /// next to what the agent last reported for the existing one.
 struct Planned<'a> {
     existing: Option<&'a BundleDeployment>,
-    spec: Cow<'a, BundleDeploymentSpec>,
+    spec: PlannedSpec<'a>,
+}
+
+/// The spec of a [`Planned`] deployment: the existing one until the plan changes it, then a
+/// copy on the heap. A plan holds one per target; held inline (as a `Cow` did), each was the
+/// size of a spec with its two sets of options, and a plan over 10,000 targets allocated and
+/// faulted in megabytes each time.
+enum PlannedSpec<'a> {
+    Existing(&'a BundleDeploymentSpec),
+    Changed(Box<BundleDeploymentSpec>),
+}
+
+impl std::ops::Deref for PlannedSpec<'_> {
+    type Target = BundleDeploymentSpec;
+
+    fn deref(&self) -> &BundleDeploymentSpec {
+        match self {
+            PlannedSpec::Existing(spec) => spec,
+            PlannedSpec::Changed(spec) => spec,
+        }
+    }
+}
+
+impl PlannedSpec<'_> {
+    fn to_mut(&mut self) -> &mut BundleDeploymentSpec {
+        if let PlannedSpec::Existing(existing) = self {
+            let copy = Box::new((**existing).clone());
+            *self = PlannedSpec::Changed(copy);
+        }
+        match self {
+            PlannedSpec::Changed(spec) => spec,
+            PlannedSpec::Existing(_) => unreachable!("an existing spec was copied just above"),
+        }
+    }
+
+    fn into_owned(self) -> BundleDeploymentSpec {
+        match self {
+            PlannedSpec::Existing(spec) => spec.clone(),
+            PlannedSpec::Changed(spec) => *spec,
+        }
+    }
 }
 
 impl Planned<'_> {
@@ -148,6 +187,28 @@ pub fn targets_summary<'a, 'd: 'a>(
                 summary.desired_ready += 1;
             }
         }
+    }
+    summary
+}
+
+/// The summary of targets taken in the order of `parts`, from the summaries of those parts:
+/// counts add up, and the named non-ready entries are the first ones in that order.
+fn concat_summaries<'a>(parts: impl IntoIterator<Item = &'a BundleSummary>) -> BundleSummary {
+    let mut summary = BundleSummary::default();
+    for part in parts {
+        summary.not_ready += part.not_ready;
+        summary.wait_applied += part.wait_applied;
+        summary.err_applied += part.err_applied;
+        summary.out_of_sync += part.out_of_sync;
+        summary.modified += part.modified;
+        summary.ready += part.ready;
+        summary.pending += part.pending;
+        summary.desired_ready += part.desired_ready;
+        let room = fleet_api::consts::MAX_NON_READY_RESOURCES
+            .saturating_sub(summary.non_ready_resources.len());
+        summary
+            .non_ready_resources
+            .extend(part.non_ready_resources.iter().take(room).cloned());
     }
     summary
 }
@@ -355,7 +416,7 @@ pub fn plan_rollout_changes(
             // Waits for the cluster reconciler to assign the cluster namespace.
             continue;
         }
-        if let (Cow::Borrowed(_), Some(existing)) = (&planned.spec, planned.existing)
+        if let (PlannedSpec::Existing(_), Some(existing)) = (&planned.spec, planned.existing)
             && owned_fields_match(bundle, target, existing)
             && existing.metadata.labels.as_ref().is_some_and(|labels| {
                 labels_match(
@@ -396,12 +457,20 @@ pub fn labels_match(
     cluster_namespace: &str,
     cluster_name: &str,
 ) -> bool {
+    // Both maps are sorted by key: walked side by side, each key is compared once (a lookup
+    // per label was most of a plan over 10,000 unchanged deployments).
     labels.len() == common.len()
-        && labels.iter().all(|(key, value)| match key.as_str() {
-            CLUSTER_NAMESPACE_LABEL => value == cluster_namespace,
-            CLUSTER_LABEL => value == cluster_name,
-            _ => common.get(key) == Some(value),
-        })
+        && labels
+            .iter()
+            .zip(common)
+            .all(|((key, value), (common_key, common_value))| {
+                key == common_key
+                    && match key.as_str() {
+                        CLUSTER_NAMESPACE_LABEL => value == cluster_namespace,
+                        CLUSTER_LABEL => value == cluster_name,
+                        _ => value == common_value,
+                    }
+            })
 }
 
 /// The deployment `planned` for `target`, with only what the controller owns: server-side
@@ -461,11 +530,25 @@ fn rollout<'a>(
         .rollout_strategy
         .as_ref()
         .unwrap_or(&default_rollout);
-    let all: Vec<&Target<'_>> = targets.iter().collect();
+    let mut parts = partitions(rollout, targets)?;
+    // Automatic partitions are the targets cut in order: the bundle's summary and count are
+    // theirs put together (a plan runs over 10,000 targets many times in a rollout).
+    let (summary, unavailable) = if rollout.partitions.is_empty() {
+        (
+            concat_summaries(parts.iter().map(|p| &p.status.summary)),
+            parts.iter().map(|p| p.status.unavailable).sum(),
+        )
+    } else {
+        let all: Vec<&Target<'_>> = targets.iter().collect();
+        (
+            targets_summary(all.iter().copied()),
+            unavailable_count(&all),
+        )
+    };
     let mut status = BundleStatus {
         max_new: MAX_NEW,
-        summary: targets_summary(all.iter().copied()),
-        unavailable: unavailable_count(&all),
+        summary,
+        unavailable,
         max_unavailable: limit(
             targets.len(),
             "maxUnavailable",
@@ -474,7 +557,6 @@ fn rollout<'a>(
         )?,
         ..Default::default()
     };
-    let mut parts = partitions(rollout, targets)?;
     status.max_unavailable_partitions = limit(
         parts.len(),
         "maxUnavailablePartitions",
@@ -488,7 +570,7 @@ fn rollout<'a>(
         .map(|t| {
             t.deployment.map(|bd| Planned {
                 existing: Some(bd),
-                spec: Cow::Borrowed(&bd.spec),
+                spec: PlannedSpec::Existing(&bd.spec),
             })
         })
         .collect();
@@ -499,7 +581,7 @@ fn rollout<'a>(
                 status.newly_created += 1;
                 desired[i] = Some(Planned {
                     existing: None,
-                    spec: Cow::Owned(BundleDeploymentSpec::default()),
+                    spec: PlannedSpec::Changed(Box::default()),
                 });
             }
             if let Some(bd) = desired[i].as_mut()
@@ -804,6 +886,44 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_over_automatic_partitions_is_the_summary_over_all_targets() {
+        // Not ready, out of date and missing deployments spread over four partitions, more of
+        // them than the summary names, some in the last partitions only.
+        let targets: Vec<_> = (0..430)
+            .map(|i| {
+                let name = format!("c{i:03}");
+                match i % 7 {
+                    0 => target(&name, "m:2", Some(deployed("m:1", true))),
+                    3 if i > 300 => target(&name, "m:2", None),
+                    5 => target(&name, "m:2", Some(deployed("m:2", false))),
+                    _ => target(&name, "m:2", Some(deployed("m:2", true))),
+                }
+            })
+            .collect();
+        let all: Vec<&Target<'_>> = targets.iter().collect();
+        let expected = targets_summary(all.iter().copied());
+        let plan = plan_rollout(&bundle(None), &targets).unwrap();
+        assert_eq!(plan.status.partition_status.len(), 5);
+        assert_eq!(plan.status.summary, expected);
+        // Unavailable before the plan, plus the ready deployments it upgrades (every 7th).
+        let upgraded = (0..430).filter(|i| i % 7 == 0).count() as i64;
+        assert_eq!(plan.status.unavailable, unavailable_count(&all) + upgraded);
+        assert_eq!(
+            plan.status.summary.non_ready_resources.len(),
+            fleet_api::consts::MAX_NON_READY_RESOURCES
+        );
+        // Below 200 targets: one partition, the same summary.
+        let small: Vec<_> = targets[300..].to_vec();
+        let small_refs: Vec<&Target<'_>> = small.iter().collect();
+        let plan = plan_rollout(&bundle(None), &small).unwrap();
+        assert_eq!(plan.status.partition_status.len(), 1);
+        assert_eq!(
+            plan.status.summary,
+            targets_summary(small_refs.iter().copied())
+        );
+    }
+
+    #[test]
     fn clusters_without_namespace_get_no_deployment_yet() {
         let mut t = target("a", "m:1", None);
         Arc::make_mut(&mut t.cluster).deployment_namespace.clear();
@@ -919,5 +1039,11 @@ mod tests {
         let mut missing = labels.clone();
         missing.remove(fleet_api::consts::MANAGED_LABEL);
         assert!(!labels_match(&missing, &common, "fleet-default", "a"));
+        let mut renamed = missing.clone();
+        renamed.insert("x".into(), "true".into());
+        assert!(!labels_match(&renamed, &common, "fleet-default", "a"));
+        let mut changed = labels.clone();
+        changed.insert(fleet_api::consts::MANAGED_LABEL.into(), "false".into());
+        assert!(!labels_match(&changed, &common, "fleet-default", "a"));
     }
 }

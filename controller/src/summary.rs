@@ -62,7 +62,13 @@ pub fn add_deployment_named(
         ),
         None => (&[][..], &[][..]),
     };
-    summary.increment_state(&name, state, bd.condition_message(), modified, non_ready);
+    // The message is kept only with a named entry; most deployments are only counted.
+    let message = if name.is_empty() {
+        ""
+    } else {
+        bd.condition_message()
+    };
+    summary.increment_state(&name, state, message, modified, non_ready);
     summary.desired_ready += 1;
 }
 

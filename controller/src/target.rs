@@ -209,16 +209,20 @@ pub struct ResolvedTarget {
 impl ResolvedTargets {
     /// The targets with the existing BundleDeployments of the bundle folded in by namespace.
     pub fn with_deployments<'d>(&self, existing: &[&'d BundleDeployment]) -> Targeting<'d> {
-        // Per namespace: the deployment a target there gets, and whether one did.
-        let mut by_namespace: HashMap<&str, (&'d BundleDeployment, bool)> = existing
-            .iter()
-            .filter_map(|bd| {
-                bd.metadata
-                    .namespace
-                    .as_deref()
-                    .map(|ns| (ns, (*bd, false)))
-            })
-            .collect();
+        // Per namespace: the deployment a target there gets, and whether one did. Built on
+        // every plan over every deployment of the bundle: sized once, with a fast (randomly
+        // seeded) hasher instead of SipHash.
+        let mut by_namespace: HashMap<
+            &str,
+            (&'d BundleDeployment, bool),
+            foldhash::fast::RandomState,
+        > = HashMap::with_capacity_and_hasher(existing.len(), Default::default());
+        by_namespace.extend(existing.iter().filter_map(|bd| {
+            bd.metadata
+                .namespace
+                .as_deref()
+                .map(|ns| (ns, (*bd, false)))
+        }));
         let targets = self
             .targets
             .iter()

@@ -56,14 +56,26 @@ impl StatusWriteThrottle {
 /// takes in every change since.
 ///
 /// A reconcile whose own cost grows with the fleet (a GitRepo over 100,000 deployments) is
-/// spaced by [`COST_SPACING`] times what it took instead, when that is longer: the share of
-/// the controller such a parent takes stays bounded at any size, and its status lags by at
-/// most that spacing.
+/// spaced by [`COST_SPACING`] times what it took instead, when that is longer — times what
+/// it and every other object being re-reconciled this way took, so that ten bundles over
+/// 10,000 clusters each do not take a tenth of the controller each, but a tenth together.
+/// The share of the controller such parents take stays bounded at any size and any number
+/// of them, and their status lags by at most that spacing.
 #[derive(Debug)]
 pub struct ReconcileThrottle {
     interval: Duration,
-    /// Inputs hash and the earliest time of the next reconcile with the same inputs.
-    last: Mutex<HashMap<String, (u64, Instant)>>,
+    last: Mutex<HashMap<String, Spaced>>,
+}
+
+/// The last settled reconcile of one object.
+#[derive(Debug, Clone, Copy)]
+struct Spaced {
+    /// Hash of its inputs.
+    inputs: u64,
+    /// The earliest time of the next reconcile with the same inputs.
+    next: Instant,
+    /// What it took.
+    cost: Duration,
 }
 
 /// How many times its own duration a reconcile with unchanged inputs waits at least.
@@ -80,11 +92,11 @@ impl ReconcileThrottle {
     /// How long the reconcile of `key`, whose inputs hash to `inputs`, should wait at `now`;
     /// `None` to reconcile now (inputs changed, spacing over, or never reconciled).
     pub fn wait(&self, key: &str, inputs: u64, now: Instant) -> Option<Duration> {
-        let (last_inputs, next) = self.last.lock().ok()?.get(key).copied()?;
-        if last_inputs != inputs {
+        let last = self.last.lock().ok()?.get(key).copied()?;
+        if last.inputs != inputs {
             return None;
         }
-        (next > now).then(|| next - now)
+        (last.next > now).then(|| last.next - now)
     }
 
     /// Records a reconcile of `key` with `inputs` that started at `started` and ends now. A
@@ -109,8 +121,26 @@ impl ReconcileThrottle {
         }
         if let Ok(mut last) = self.last.lock() {
             if settled {
-                let spacing = self.interval.max(cost.saturating_mul(COST_SPACING));
-                last.insert(key.to_string(), (inputs, started + spacing));
+                // The others still re-reconciled for their children's sake: those whose next
+                // turn is due, or was due less than an interval ago. One left alone drops out.
+                let others = last
+                    .iter()
+                    .filter(|(other, spaced)| {
+                        other.as_str() != key && spaced.next + self.interval > started
+                    })
+                    .fold(Duration::ZERO, |sum, (_, spaced)| {
+                        sum.saturating_add(spaced.cost)
+                    });
+                let shared = cost.saturating_add(others);
+                let spacing = self.interval.max(shared.saturating_mul(COST_SPACING));
+                last.insert(
+                    key.to_string(),
+                    Spaced {
+                        inputs,
+                        next: started + spacing,
+                        cost,
+                    },
+                );
             } else {
                 last.remove(key);
             }
@@ -224,11 +254,51 @@ mod tests {
             None,
             "changed inputs are never held back"
         );
+        let throttle = ReconcileThrottle::new(Duration::from_secs(1));
         throttle.reconciled_with_cost("ns/b", 1, t0, Duration::from_millis(20), true);
         assert_eq!(
             throttle.wait("ns/b", 1, t0 + Duration::from_millis(500)),
             Some(Duration::from_millis(500)),
             "a cheap reconcile waits the interval"
+        );
+    }
+
+    #[test]
+    fn costly_reconciles_of_several_objects_share_one_spacing_budget() {
+        let throttle = ReconcileThrottle::new(Duration::from_secs(1));
+        let t0 = Instant::now();
+        let cost = Duration::from_millis(150);
+        throttle.reconciled_with_cost("ns/a", 1, t0, cost, true);
+        assert_eq!(
+            throttle.wait("ns/a", 1, t0),
+            Some(Duration::from_millis(1500)),
+            "alone: ten times its own cost"
+        );
+        throttle.reconciled_with_cost("ns/b", 1, t0, cost, true);
+        assert_eq!(
+            throttle.wait("ns/b", 1, t0),
+            Some(Duration::from_secs(3)),
+            "with a's 150 ms: ten times both"
+        );
+        throttle.reconciled_with_cost("ns/c", 1, t0, Duration::from_millis(1), true);
+        assert_eq!(
+            throttle.wait("ns/c", 1, t0),
+            Some(Duration::from_millis(3010)),
+            "a cheap one waits its turn behind the costly ones too"
+        );
+        // a's turn was due at 1.5 s and it was not reconciled again for more than an interval:
+        // it no longer counts against b.
+        let later = t0 + Duration::from_secs(3);
+        throttle.reconciled_with_cost("ns/b", 1, later, cost, true);
+        assert_eq!(
+            throttle.wait("ns/b", 1, later),
+            Some(Duration::from_millis(1510)),
+            "b with c's 1 ms only"
+        );
+        assert_eq!(
+            throttle.wait("ns/b", 2, later),
+            None,
+            "changed inputs are never held back"
         );
     }
 
