@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleet_api::GitRepo;
+use fleet_api::{Bundle, GitRepo};
 use fleet_simulator::behaviour::Profile;
 use fleet_simulator::{SimConfig, Simulator};
 use kube::api::{Api, PostParams};
@@ -1169,10 +1169,8 @@ async fn wait_for(
         if let Some(reason) = limits.reason_to_stop(started) {
             return Some(limits.incomplete(stage, reason, n, expected, what));
         }
-        // Not much more often: each look scans every BundleDeployment the recorder holds
-        // (every 50 ms that was a tenth of a core at 25,000 of them, taken from the fleet
-        // being measured). The stages' times come from the recorder's timestamps, not from
-        // when this loop notices the end.
+        // The stages' times come from the recorder's timestamps, not from when this loop
+        // notices the end, so it need not look often.
         tokio::time::sleep(PROGRESS_POLL).await;
     }
 }
@@ -1404,7 +1402,8 @@ async fn settle(
     const QUIET: Duration = Duration::from_secs(3);
     const LONGEST: Duration = Duration::from_secs(120);
     const STEP: Duration = Duration::from_millis(250);
-    let gitrepos: Api<GitRepo> = Api::namespaced(client, BENCH_NAMESPACE);
+    let gitrepos: Api<GitRepo> = Api::namespaced(client.clone(), BENCH_NAMESPACE);
+    let bundles: Api<Bundle> = Api::namespaced(client, BENCH_NAMESPACE);
     let start = Instant::now();
     let mut last = ApiCounts::take(sim, crate::system::UPSTREAM);
     let mut quiet_since = start;
@@ -1417,7 +1416,10 @@ async fn settle(
         }
         last = now;
         if !caught_up {
-            caught_up = gitrepos_ready(&gitrepos).await == Some(expected_ready);
+            // Bundles write their status a few seconds apart when they are costly to plan:
+            // both theirs and the GitRepos' must have caught up.
+            caught_up = gitrepos_ready(&gitrepos).await == Some(expected_ready)
+                && bundles_ready(&bundles).await == Some(expected_ready);
             if caught_up {
                 quiet_since = Instant::now();
             }
@@ -1427,6 +1429,20 @@ async fn settle(
             return last;
         }
     }
+}
+
+/// The BundleDeployments the benchmark's Bundles report Ready in their status, summed (None
+/// when they cannot be listed).
+async fn bundles_ready(bundles: &Api<Bundle>) -> Option<usize> {
+    let listed = bundles.list(&Default::default()).await.ok()?;
+    let ready: i64 = listed
+        .items
+        .iter()
+        .filter(|b| recorder::is_benchmark_object(&b.metadata))
+        .filter_map(|b| b.status.as_ref())
+        .map(|s| s.summary.ready)
+        .sum();
+    usize::try_from(ready).ok()
 }
 
 /// The BundleDeployments the benchmark's GitRepos report Ready in their status, summed (None

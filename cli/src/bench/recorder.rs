@@ -30,6 +30,13 @@ pub struct BdTimes {
     pub deployment_id: String,
 }
 
+impl BdTimes {
+    /// Ready at the deploymentID currently in its spec.
+    fn is_ready_now(&self) -> bool {
+        self.ready.contains_key(&self.deployment_id)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Observations {
     /// `namespace/name` → offset when the Bundle was first seen.
@@ -38,6 +45,10 @@ pub struct Observations {
     pub bundle_generations: HashMap<String, std::collections::BTreeMap<i64, Duration>>,
     /// `namespace/name` → what was seen of the BD.
     pub bundle_deployments: HashMap<String, BdTimes>,
+    /// How many of `bundle_deployments` have been Ready at their current deploymentID, kept
+    /// as they change: counting them on every look at the progress was a scan of every
+    /// deployment, taken from the fleet being measured.
+    ready_now: usize,
 }
 
 impl Observations {
@@ -51,7 +62,7 @@ impl Observations {
 
 /// Bundles and BundleDeployments of the benchmark's GitRepos (`bench-N`); the controller's
 /// own bundles, such as each cluster's `fleet-agent-<cluster>`, are not measured.
-fn is_benchmark_object(meta: &kube::api::ObjectMeta) -> bool {
+pub(super) fn is_benchmark_object(meta: &kube::api::ObjectMeta) -> bool {
     meta.labels
         .as_ref()
         .and_then(|l| l.get(fleet_api::consts::REPO_LABEL))
@@ -89,14 +100,7 @@ impl Recorder {
     /// BundleDeployments seen so far, and how many of them are Ready at their current
     /// deploymentID.
     pub fn progress(&self) -> (usize, usize, usize) {
-        self.with(|o| {
-            let ready = o
-                .bundle_deployments
-                .values()
-                .filter(|bd| bd.ready.contains_key(&bd.deployment_id))
-                .count();
-            (o.bundles.len(), o.bundle_deployments.len(), ready)
-        })
+        self.with(|o| (o.bundles.len(), o.bundle_deployments.len(), o.ready_now))
     }
 
     /// Starts both watches; they run until `stop` is cancelled.
@@ -176,6 +180,7 @@ impl Recorder {
             let deployment_id = bd.spec.deployment_id.clone();
             self.with(|o| {
                 let times = o.bundle_deployments.entry(key).or_default();
+                let was_ready = times.is_ready_now();
                 times.created.get_or_insert(now);
                 times.bundle = bundle;
                 times.deployed.entry(deployment_id.clone()).or_insert(now);
@@ -183,7 +188,59 @@ impl Recorder {
                     times.ready.entry(deployment_id.clone()).or_insert(now);
                 }
                 times.deployment_id = deployment_id;
+                let is_ready = times.is_ready_now();
+                if is_ready && !was_ready {
+                    o.ready_now += 1;
+                } else if was_ready && !is_ready {
+                    o.ready_now -= 1;
+                }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(id: &str, applied: &str, ready: bool) -> BundleDeployment {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "fleet.cattle.io/v1alpha1",
+            "kind": "BundleDeployment",
+            "metadata": {
+                "name": "app",
+                "namespace": "cluster-a",
+                "labels": {
+                    fleet_api::consts::REPO_LABEL: format!("{}0", super::super::GITREPO_PREFIX),
+                    fleet_api::consts::BUNDLE_LABEL: "app",
+                    fleet_api::consts::BUNDLE_NAMESPACE_LABEL: "fleet-default",
+                },
+            },
+            "spec": {"deploymentID": id, "stagedDeploymentID": id},
+            "status": {"appliedDeploymentID": applied, "ready": ready, "nonModified": true},
+        }))
+        .expect("a valid BundleDeployment")
+    }
+
+    #[test]
+    fn progress_counts_deployments_ready_at_their_current_id() {
+        let recorder = Recorder::new(Instant::now());
+        let seen = |bd| recorder.on_bd_event(watcher::Event::Apply(bd));
+        seen(deployment("v1", "", false));
+        assert_eq!(recorder.progress(), (0, 1, 0));
+        seen(deployment("v1", "v1", true));
+        assert_eq!(recorder.progress(), (0, 1, 1));
+        seen(deployment("v1", "v1", true));
+        assert_eq!(recorder.progress(), (0, 1, 1), "seen again: counted once");
+        seen(deployment("v2", "v1", true));
+        assert_eq!(recorder.progress(), (0, 1, 0), "updated, not applied yet");
+        seen(deployment("v2", "v2", true));
+        assert_eq!(recorder.progress(), (0, 1, 1));
+        seen(deployment("v1", "v1", true));
+        assert_eq!(
+            recorder.progress(),
+            (0, 1, 1),
+            "back at an id it was Ready at before"
+        );
     }
 }

@@ -27,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 /// Label selector of the agent pods.
 pub const AGENT_POD_SELECTOR: &str = "app=fleet-agent";
 /// A kubelet follows its agent pods by watch, as a kubelet does; this relist only covers a
-/// watch that is down. (Polling every cluster instead made idle clusters cost list requests
-/// in proportion to the fleet: 500 lists/s at 100 clusters.)
+/// watch that ended. (Polling every cluster instead made idle clusters cost list requests
+/// in proportion to the fleet: 500 lists/s at 100 clusters; relisting every 30 s beside a
+/// working watch still cost 333 lists/s, 6 % of the machine, at 10,000.)
 const RESYNC: Duration = Duration::from_secs(30);
 /// Changes of the agent pods arriving together make one relist.
 const CHANGE_BURST: usize = 256;
@@ -399,7 +400,9 @@ impl Kubelet {
                         _ = shutdown.cancelled() => break,
                         _ = wake.notified() => {}
                         change = changes.next(), if watching => watching = change.is_some(),
-                        _ = tokio::time::sleep(RESYNC) => {}
+                        // A watch that fails is retried by the watcher and its errors come
+                        // as changes: only one that ended needs the timer.
+                        _ = tokio::time::sleep(RESYNC), if !watching => {}
                     }
                 }
                 let all = std::mem::take(&mut *lock(&running));
