@@ -167,7 +167,8 @@ struct ClusterContext {
     shutdown: CancellationToken,
     /// Cluster namespaces known to exist.
     namespaces: Mutex<HashSet<String>>,
-    /// Spaces each Cluster's status writes while its deployments change.
+    /// Spaces each Cluster's status writes while its deployments change, within a rate all
+    /// Clusters share.
     throttle: StatusWriteThrottle,
     /// The controller's BundleDeployment cache.
     deployments: Arc<DeploymentIndex>,
@@ -299,6 +300,14 @@ async fn reconcile(
         let desired = desired_cluster_status(&cluster, &bd_refs, &now_rfc3339());
         let patch = status_patch(&cluster, &desired);
         if !is_empty_patch(&patch) {
+            // Over the budget shared by every Cluster, the write waits for a slot of its own
+            // and then carries every change since. Asked only when there is something to
+            // write: a reconcile that changes nothing takes no slot.
+            let now = std::time::Instant::now();
+            if assigned && let Some(wait) = cctx.throttle.reserve(&key, now) {
+                cctx.scheduled.schedule(&key, now + wait);
+                return Ok(Action::requeue(wait));
+            }
             // Before the write: its watch event may come before the response.
             if let Ok(mut written) = cctx.written.lock() {
                 written.insert(
@@ -353,7 +362,10 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), C
         ctx: ctx.clone(),
         shutdown: shutdown.clone(),
         namespaces: Mutex::new(HashSet::new()),
-        throttle: StatusWriteThrottle::new(ctx.config.status_write_interval),
+        throttle: StatusWriteThrottle::with_budget(
+            ctx.config.status_write_interval,
+            ctx.config.cluster_status_writes_per_second,
+        ),
         deployments,
         clusters: clusters.clone(),
         scheduled: ScheduledReconciles::new(),

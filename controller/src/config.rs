@@ -71,6 +71,11 @@ pub struct ControllerConfig {
     /// Minimum time between two status writes of one Cluster or Bundle: changes arriving in
     /// between are written together (zero: every change at once).
     pub status_write_interval: Duration,
+    /// Status writes a second all Clusters share (0: no shared limit). Each Cluster's status
+    /// aggregates its deployments and changes with each of them; beyond this rate a write
+    /// waits its turn and carries every change since, so at 10,000 clusters the statuses lag
+    /// by seconds instead of costing more writes than the deployments.
+    pub cluster_status_writes_per_second: u32,
     /// Polling interval of a GitRepo without `spec.pollingInterval`.
     pub default_polling_interval: Duration,
     /// Periodic resync of every GitRepo (Fleet env `GITREPO_SYNC_PERIOD`).
@@ -138,6 +143,7 @@ impl Default for ControllerConfig {
             cluster_workers: 50,
             clustergroup_workers: 50,
             status_write_interval: Duration::from_secs(1),
+            cluster_status_writes_per_second: 100,
             default_polling_interval: Duration::from_secs(15),
             gitrepo_sync_period: Duration::from_secs(2 * 60 * 60),
             webhook_addr: None,

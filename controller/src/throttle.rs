@@ -8,27 +8,102 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// When each object's status was last written.
+/// When each object's status was last written, and (with a write budget) the slots reserved
+/// for writes that exceeded it.
 #[derive(Debug)]
 pub struct StatusWriteThrottle {
     interval: Duration,
-    last_write: Mutex<HashMap<String, Instant>>,
+    budget: Option<WriteBudget>,
+    state: Mutex<ThrottleState>,
+}
+
+/// A rate shared by every object's status writes: `per_second` on average, up to one second's
+/// worth at once. A Cluster's status changes with each of its deployments; at 10,000 clusters a
+/// rollout changes thousands of them a second, and writing each at its own interval cost more
+/// writes than the deployments themselves. Over the budget, a write waits for a reserved slot
+/// and then carries every change since, so the statuses lag more the larger the fleet, and the
+/// API server's load from them stays bounded.
+#[derive(Debug, Clone, Copy)]
+struct WriteBudget {
+    /// Time between two writes at the budgeted rate.
+    emission: Duration,
+    /// How far ahead of now the schedule may run before writes wait (the burst).
+    tolerance: Duration,
+}
+
+#[derive(Debug, Default)]
+struct ThrottleState {
+    last_write: HashMap<String, Instant>,
+    /// Objects whose write waits for a slot: when it is theirs.
+    reserved: HashMap<String, Instant>,
+    /// The budget's theoretical arrival time (GCRA): when the schedule is next free.
+    next_free: Option<Instant>,
 }
 
 impl StatusWriteThrottle {
     pub fn new(interval: Duration) -> Self {
         StatusWriteThrottle {
             interval,
-            last_write: Mutex::new(HashMap::new()),
+            budget: None,
+            state: Mutex::new(ThrottleState::default()),
         }
+    }
+
+    /// A throttle whose objects also share `per_second` writes a second (0: no shared limit).
+    pub fn with_budget(interval: Duration, per_second: u32) -> Self {
+        let budget = (per_second > 0).then(|| WriteBudget {
+            emission: Duration::from_secs(1) / per_second,
+            tolerance: Duration::from_secs(1),
+        });
+        StatusWriteThrottle {
+            budget,
+            ..Self::new(interval)
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ThrottleState> {
+        // Plain maps of instants: a panic elsewhere cannot leave them half-written.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// How long the status of `key` must wait before it may be written at `now`; `None` when
     /// it may be written now.
     pub fn wait(&self, key: &str, now: Instant) -> Option<Duration> {
-        let last = self.last_write.lock().ok()?.get(key).copied()?;
+        let last = self.state().last_write.get(key).copied()?;
         let next = last + self.interval;
         (next > now).then(|| next - now)
+    }
+
+    /// Like [`StatusWriteThrottle::wait`], and within the shared budget: `None` when `key` may
+    /// be written now (its interval is over, and the budget has room or its reserved slot has
+    /// come); otherwise how long to wait. A write over the budget reserves the next free slot,
+    /// so a wait is only ever answered with a later wait by the object's own interval.
+    pub fn reserve(&self, key: &str, now: Instant) -> Option<Duration> {
+        let mut state = self.state();
+        if let Some(&slot) = state.reserved.get(key) {
+            if slot > now {
+                return Some(slot - now);
+            }
+            state.reserved.remove(key);
+            return None;
+        }
+        if let Some(&last) = state.last_write.get(key) {
+            let next = last + self.interval;
+            if next > now {
+                return Some(next - now);
+            }
+        }
+        let budget = self.budget?;
+        let free = state.next_free.map_or(now, |free| free.max(now));
+        state.next_free = Some(free + budget.emission);
+        let slot = free.checked_sub(budget.tolerance).unwrap_or(now).max(now);
+        if slot <= now {
+            return None;
+        }
+        state.reserved.insert(key.to_string(), slot);
+        Some(slot - now)
     }
 
     /// Records a status write of `key` at `now`.
@@ -36,16 +111,14 @@ impl StatusWriteThrottle {
         if self.interval.is_zero() {
             return;
         }
-        if let Ok(mut last) = self.last_write.lock() {
-            last.insert(key.to_string(), now);
-        }
+        self.state().last_write.insert(key.to_string(), now);
     }
 
     /// Forgets a deleted object.
     pub fn forget(&self, key: &str) {
-        if let Ok(mut last) = self.last_write.lock() {
-            last.remove(key);
-        }
+        let mut state = self.state();
+        state.last_write.remove(key);
+        state.reserved.remove(key);
     }
 }
 
@@ -64,7 +137,66 @@ impl StatusWriteThrottle {
 #[derive(Debug)]
 pub struct ReconcileThrottle {
     interval: Duration,
-    last: Mutex<HashMap<String, Spaced>>,
+    last: Mutex<SpacedObjects>,
+}
+
+/// The objects' last settled reconciles, and the sum of the costs of those still being
+/// re-reconciled. The sum is kept as reconciles are recorded and counted again from every
+/// object at most every [`COST_RECOUNT`] (objects drop out of it as time passes): adding it up
+/// on every reconcile was a scan of 10,000 agent bundles each time.
+#[derive(Debug, Default)]
+struct SpacedObjects {
+    objects: HashMap<String, Spaced>,
+    /// When `active_cost` was last counted from every object, and what it was then.
+    counted: Option<Instant>,
+    active_cost: Duration,
+}
+
+/// How often the cost of the objects still being re-reconciled is counted again.
+const COST_RECOUNT: Duration = Duration::from_millis(100);
+
+impl SpacedObjects {
+    /// Whether `spaced` still counts against the others at `at`: its next turn is due, or was
+    /// due less than `interval` ago.
+    fn is_active(spaced: &Spaced, at: Instant, interval: Duration) -> bool {
+        spaced.next + interval > at
+    }
+
+    /// The cost of every object still being re-reconciled at `at`.
+    fn active_cost(&mut self, at: Instant, interval: Duration) -> Duration {
+        let fresh = self.counted.is_some_and(|counted| {
+            at.saturating_duration_since(counted) < COST_RECOUNT
+                && counted.saturating_duration_since(at) < COST_RECOUNT
+        });
+        if !fresh {
+            self.active_cost = self
+                .objects
+                .values()
+                .filter(|spaced| Self::is_active(spaced, at, interval))
+                .fold(Duration::ZERO, |sum, spaced| {
+                    sum.saturating_add(spaced.cost)
+                });
+            self.counted = Some(at);
+        }
+        self.active_cost
+    }
+
+    /// Replaces (`Some`) or removes (`None`) the entry of `key`, keeping the sum of the
+    /// active costs as of `at`.
+    fn set(&mut self, key: &str, spaced: Option<Spaced>, at: Instant, interval: Duration) {
+        let old = match spaced {
+            Some(spaced) => {
+                self.active_cost = self.active_cost.saturating_add(spaced.cost);
+                self.objects.insert(key.to_string(), spaced)
+            }
+            None => self.objects.remove(key),
+        };
+        if let Some(old) = old
+            && Self::is_active(&old, at, interval)
+        {
+            self.active_cost = self.active_cost.saturating_sub(old.cost);
+        }
+    }
 }
 
 /// The last settled reconcile of one object.
@@ -85,14 +217,14 @@ impl ReconcileThrottle {
     pub fn new(interval: Duration) -> Self {
         ReconcileThrottle {
             interval,
-            last: Mutex::new(HashMap::new()),
+            last: Mutex::new(SpacedObjects::default()),
         }
     }
 
     /// How long the reconcile of `key`, whose inputs hash to `inputs`, should wait at `now`;
     /// `None` to reconcile now (inputs changed, spacing over, or never reconciled).
     pub fn wait(&self, key: &str, inputs: u64, now: Instant) -> Option<Duration> {
-        let last = self.last.lock().ok()?.get(key).copied()?;
+        let last = self.last.lock().ok()?.objects.get(key).copied()?;
         if last.inputs != inputs {
             return None;
         }
@@ -123,26 +255,23 @@ impl ReconcileThrottle {
             if settled {
                 // The others still re-reconciled for their children's sake: those whose next
                 // turn is due, or was due less than an interval ago. One left alone drops out.
-                let others = last
-                    .iter()
-                    .filter(|(other, spaced)| {
-                        other.as_str() != key && spaced.next + self.interval > started
-                    })
-                    .fold(Duration::ZERO, |sum, (_, spaced)| {
-                        sum.saturating_add(spaced.cost)
-                    });
+                let all = last.active_cost(started, self.interval);
+                let own = last
+                    .objects
+                    .get(key)
+                    .filter(|spaced| SpacedObjects::is_active(spaced, started, self.interval))
+                    .map_or(Duration::ZERO, |spaced| spaced.cost);
+                let others = all.saturating_sub(own);
                 let shared = cost.saturating_add(others);
                 let spacing = self.interval.max(shared.saturating_mul(COST_SPACING));
-                last.insert(
-                    key.to_string(),
-                    Spaced {
-                        inputs,
-                        next: started + spacing,
-                        cost,
-                    },
-                );
+                let spaced = Spaced {
+                    inputs,
+                    next: started + spacing,
+                    cost,
+                };
+                last.set(key, Some(spaced), started, self.interval);
             } else {
-                last.remove(key);
+                last.set(key, None, started, self.interval);
             }
         }
     }
@@ -150,7 +279,7 @@ impl ReconcileThrottle {
     /// Forgets a deleted object.
     pub fn forget(&self, key: &str) {
         if let Ok(mut last) = self.last.lock() {
-            last.remove(key);
+            last.set(key, None, Instant::now(), self.interval);
         }
     }
 }
@@ -339,6 +468,74 @@ mod tests {
             !scheduled.covers("ns/a", t0),
             "started: triggers count again"
         );
+    }
+
+    #[test]
+    fn writes_over_the_shared_budget_wait_for_slots_of_their_own() {
+        // 10 writes a second, up to a second's worth at once.
+        let throttle = StatusWriteThrottle::with_budget(Duration::from_secs(1), 10);
+        let t0 = Instant::now();
+        let keys: Vec<String> = (0..30).map(|i| format!("ns/c{i}")).collect();
+        let waits: Vec<Option<Duration>> = keys.iter().map(|k| throttle.reserve(k, t0)).collect();
+        let at_once = waits.iter().filter(|w| w.is_none()).count();
+        assert_eq!(at_once, 11, "the burst: a second's worth (and the first)");
+        let mut slots: Vec<Duration> = waits.iter().flatten().copied().collect();
+        slots.dedup();
+        assert_eq!(
+            slots.len(),
+            19,
+            "every write over the budget has a slot of its own"
+        );
+        assert_eq!(slots[0], Duration::from_millis(100));
+        assert_eq!(slots[18], Duration::from_millis(1900));
+        // Asking again before the slot answers the same slot, and does not take another.
+        assert_eq!(
+            throttle.reserve(&keys[12], t0 + Duration::from_millis(50)),
+            Some(Duration::from_millis(150))
+        );
+        // At its slot the write goes, once.
+        assert_eq!(
+            throttle.reserve(&keys[12], t0 + Duration::from_millis(200)),
+            None
+        );
+        throttle.wrote(&keys[12], t0 + Duration::from_millis(200));
+        assert_eq!(
+            throttle.reserve(&keys[12], t0 + Duration::from_millis(300)),
+            Some(Duration::from_millis(900)),
+            "then its own interval applies"
+        );
+        // The next object in line waits behind all 19 reserved slots.
+        assert_eq!(
+            throttle.reserve("ns/late", t0),
+            Some(Duration::from_secs(2))
+        );
+        // A deleted object gives its slot up.
+        throttle.forget(&keys[20]);
+        assert_eq!(
+            throttle.reserve(&keys[20], t0),
+            Some(Duration::from_millis(2100))
+        );
+        // Without a budget only the interval counts.
+        let unlimited = StatusWriteThrottle::with_budget(Duration::from_secs(1), 0);
+        assert!(keys.iter().all(|k| unlimited.reserve(k, t0).is_none()));
+    }
+
+    #[test]
+    fn a_quiet_budget_refills() {
+        let throttle = StatusWriteThrottle::with_budget(Duration::from_secs(1), 2);
+        let t0 = Instant::now();
+        assert_eq!(throttle.reserve("ns/a", t0), None);
+        assert_eq!(throttle.reserve("ns/b", t0), None);
+        assert_eq!(throttle.reserve("ns/c", t0), None);
+        assert_eq!(
+            throttle.reserve("ns/d", t0),
+            Some(Duration::from_millis(500))
+        );
+        // Long after, a burst is allowed again.
+        let later = t0 + Duration::from_secs(10);
+        assert_eq!(throttle.reserve("ns/e", later), None);
+        assert_eq!(throttle.reserve("ns/f", later), None);
+        assert_eq!(throttle.reserve("ns/g", later), None);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use fleet_api::{Bundle, GitRepo};
+use fleet_api::{Bundle, Cluster, GitRepo};
 use fleet_simulator::behaviour::Profile;
 use fleet_simulator::{SimConfig, Simulator};
 use kube::api::{Api, PostParams};
@@ -736,7 +736,13 @@ async fn drive(
         )
         .await;
     }
-    let after_update = ApiCounts::take(sim, crate::system::UPSTREAM);
+    // The writes of an update include the statuses catching up with it (Clusters write
+    // theirs within a shared budget, some after the last deployment is Ready).
+    let after_update = if update_started.is_some() && incomplete.is_none() {
+        settle(sim, system.upstream_client(), expected, Duration::ZERO).await
+    } else {
+        ApiCounts::take(sim, crate::system::UPSTREAM)
+    };
     stop.cancel();
     progress.finish();
 
@@ -1400,14 +1406,17 @@ async fn settle(
     minimum: Duration,
 ) -> ApiCounts {
     const QUIET: Duration = Duration::from_secs(3);
-    const LONGEST: Duration = Duration::from_secs(120);
+    const LONGEST: Duration = Duration::from_secs(300);
     const STEP: Duration = Duration::from_millis(250);
+    const CLUSTER_CHECK: Duration = Duration::from_secs(2);
     let gitrepos: Api<GitRepo> = Api::namespaced(client.clone(), BENCH_NAMESPACE);
-    let bundles: Api<Bundle> = Api::namespaced(client, BENCH_NAMESPACE);
+    let bundles: Api<Bundle> = Api::namespaced(client.clone(), BENCH_NAMESPACE);
+    let clusters: Api<Cluster> = Api::namespaced(client, crate::system::CLUSTERS_NAMESPACE);
     let start = Instant::now();
     let mut last = ApiCounts::take(sim, crate::system::UPSTREAM);
     let mut quiet_since = start;
     let mut caught_up = false;
+    let mut clusters_checked: Option<Instant> = None;
     loop {
         tokio::time::sleep(STEP).await;
         let now = ApiCounts::take(sim, crate::system::UPSTREAM);
@@ -1416,10 +1425,18 @@ async fn settle(
         }
         last = now;
         if !caught_up {
-            // Bundles write their status a few seconds apart when they are costly to plan:
-            // both theirs and the GitRepos' must have caught up.
-            caught_up = gitrepos_ready(&gitrepos).await == Some(expected_ready)
+            // Bundles write their status a few seconds apart when they are costly to plan,
+            // and Clusters within a write budget they share: theirs and the GitRepos' must
+            // all have caught up.
+            let statuses_ready = gitrepos_ready(&gitrepos).await == Some(expected_ready)
                 && bundles_ready(&bundles).await == Some(expected_ready);
+            // Listing 10,000 Clusters is work of its own: every two seconds at most.
+            if statuses_ready
+                && clusters_checked.is_none_or(|at: Instant| at.elapsed() >= CLUSTER_CHECK)
+            {
+                clusters_checked = Some(Instant::now());
+                caught_up = clusters_ready(&clusters).await;
+            }
             if caught_up {
                 quiet_since = Instant::now();
             }
@@ -1443,6 +1460,19 @@ async fn bundles_ready(bundles: &Api<Bundle>) -> Option<usize> {
         .map(|s| s.summary.ready)
         .sum();
     usize::try_from(ready).ok()
+}
+
+/// Whether every Cluster's status reports all its BundleDeployments Ready (false when they
+/// cannot be listed).
+async fn clusters_ready(clusters: &Api<Cluster>) -> bool {
+    let Ok(listed) = clusters.list(&Default::default()).await else {
+        return false;
+    };
+    listed.items.iter().all(|c| {
+        c.status
+            .as_ref()
+            .is_some_and(|s| s.summary.ready == s.summary.desired_ready)
+    })
 }
 
 /// The BundleDeployments the benchmark's GitRepos report Ready in their status, summed (None

@@ -33,6 +33,14 @@ pub struct ControllerArgs {
     /// between are written together (0: every change at once)
     #[arg(long, env = "FLEET_STATUS_WRITE_INTERVAL_MS", default_value_t = 1000)]
     status_write_interval_ms: u64,
+    /// Cluster status writes a second, shared by all Clusters; beyond it a Cluster's status
+    /// waits its turn and is then written with every change since (0: no shared limit)
+    #[arg(
+        long,
+        env = "FLEET_CLUSTER_STATUS_WRITES_PER_SECOND",
+        default_value_t = 100
+    )]
+    cluster_status_writes_per_second: u32,
     /// Resync period of every GitRepo, in seconds
     #[arg(long, env = "GITREPO_SYNC_PERIOD_SECONDS", default_value_t = 7200)]
     gitrepo_sync_period: u64,
@@ -117,6 +125,7 @@ async fn run_async(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
         cluster_workers: args.cluster_workers.max(1),
         clustergroup_workers: args.clustergroup_workers.max(1),
         status_write_interval: Duration::from_millis(args.status_write_interval_ms),
+        cluster_status_writes_per_second: args.cluster_status_writes_per_second,
         gitrepo_sync_period: Duration::from_secs(args.gitrepo_sync_period.max(1)),
         webhook_addr: args.webhook_addr,
         helmops_enabled: args.enable_helmops,
