@@ -739,6 +739,7 @@ async fn drive(
     // The writes of an update include the statuses catching up with it (Clusters write
     // theirs within a shared budget, some after the last deployment is Ready).
     let after_update = if update_started.is_some() && incomplete.is_none() {
+        progress.phase("letting the status settle after the update", 0);
         settle(sim, system.upstream_client(), expected, Duration::ZERO).await
     } else {
         ApiCounts::take(sim, crate::system::UPSTREAM)
