@@ -1394,9 +1394,10 @@ pub async fn run_sweep(
     Ok(report)
 }
 
-/// Waits until the GitRepos' status counts every BundleDeployment Ready and the upstream store
-/// has then seen no writes but Leases and Events for three seconds, at least `minimum` and at
-/// most two minutes; returns the counts then. Statuses are spaced by the controller, a costly
+/// Waits until the GitRepos' and Bundles' statuses count every BundleDeployment Ready, every
+/// Cluster's status has all its deployments Ready, and the upstream store has then seen no
+/// writes but Leases and Events for three seconds, at least `minimum` and at most five
+/// minutes; returns the counts then. Statuses are spaced by the controller, a costly
 /// one (a GitRepo over thousands of deployments) by ten times its cost, so a quiet spell alone
 /// can end before the last, still pending, status write: that write is a change being caught
 /// up, not a write while nothing changes.
