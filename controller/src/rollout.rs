@@ -196,14 +196,7 @@ pub fn targets_summary<'a, 'd: 'a>(
 fn concat_summaries<'a>(parts: impl IntoIterator<Item = &'a BundleSummary>) -> BundleSummary {
     let mut summary = BundleSummary::default();
     for part in parts {
-        summary.not_ready += part.not_ready;
-        summary.wait_applied += part.wait_applied;
-        summary.err_applied += part.err_applied;
-        summary.out_of_sync += part.out_of_sync;
-        summary.modified += part.modified;
-        summary.ready += part.ready;
-        summary.pending += part.pending;
-        summary.desired_ready += part.desired_ready;
+        summary.add_counts(part);
         let room = fleet_api::consts::MAX_NON_READY_RESOURCES
             .saturating_sub(summary.non_ready_resources.len());
         summary
