@@ -114,9 +114,19 @@ pub use transport::{InProcessService, ServeHandle, ServeOptions};
 use behaviour::{Action, ChangeKind, ClusterBehaviour, ObjectChange, ObjectView, Profile};
 use faults::{Decision, FaultInjector, FaultPlan, RequestInfo};
 
-/// Requests by (verb, resource).
+/// Requests by (verb, resource): all of them, and those of service accounts.
 type RequestCounts =
-    std::collections::HashMap<&'static str, std::collections::HashMap<String, u64>>;
+    std::collections::HashMap<&'static str, std::collections::HashMap<String, RequestCount>>;
+
+/// Requests of one verb on one resource.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCount {
+    /// Every request.
+    pub all: u64,
+    /// The requests of service accounts (`system:serviceaccount:…`): in a Fleet installation
+    /// the agents' on the upstream cluster, where the controller acts as itself.
+    pub service_accounts: u64,
+}
 
 /// Errors of the simulator's own operations (API errors are [`ApiError`]s).
 #[derive(Debug, thiserror::Error)]
@@ -407,15 +417,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ClusterInner {
-    pub(crate) fn count_request(&self, verb: &'static str, resource: &str) {
+    pub(crate) fn count_request(&self, verb: &'static str, resource: &str, service_account: bool) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let mut counts = lock(&self.request_counts);
         let by_resource = counts.entry(verb).or_default();
-        if let Some(n) = by_resource.get_mut(resource) {
-            *n += 1;
-        } else {
-            by_resource.insert(resource.to_string(), 1);
-        }
+        let count = match by_resource.get_mut(resource) {
+            Some(count) => count,
+            None => by_resource.entry(resource.to_string()).or_default(),
+        };
+        count.all += 1;
+        count.service_accounts += u64::from(service_account);
     }
 
     pub(crate) fn decide(&self, verb: &str, resource: &str, is_watch: bool) -> Decision {
@@ -866,6 +877,16 @@ impl SimCluster {
     /// `delete`, `deletecollection`) and resource (`bundledeployments.fleet.cattle.io`, `pods`, or
     /// the path of a non-resource request).
     pub fn request_counts(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        self.request_counts_by_requester()
+            .into_iter()
+            .map(|(key, count)| (key, count.all))
+            .collect()
+    }
+
+    /// [`SimCluster::request_counts`], with how many of them service accounts made.
+    pub fn request_counts_by_requester(
+        &self,
+    ) -> std::collections::BTreeMap<(String, String), RequestCount> {
         lock(&self.inner.request_counts)
             .iter()
             .flat_map(|(verb, by_resource)| {

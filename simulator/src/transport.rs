@@ -140,7 +140,11 @@ pub(crate) async fn serve_cluster(
     };
     let decision = {
         let (verb, resource, is_watch) = verb_of(&req);
-        cluster.count_request(verb, &resource);
+        let service_account = ctx
+            .user
+            .as_ref()
+            .is_some_and(|u| crate::auth::split_service_account(&u.name).is_some());
+        cluster.count_request(verb, &resource, service_account);
         cluster.decide(verb, &resource, is_watch)
     };
     match decision {

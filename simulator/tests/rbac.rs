@@ -1063,3 +1063,34 @@ async fn impersonation_needs_the_impersonate_verb_and_then_acts_as_the_impersona
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn requests_are_counted_with_those_of_service_accounts_apart() {
+    let sim = bare();
+    let c = sim.add_cluster("counted").unwrap();
+    namespace(&c, "demo").await;
+    let agent = c.client_with_token(&c.add_token("system:serviceaccount:demo:agent"));
+    let person = c.client_with_token(&c.add_token("jane"));
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "demo"}})).unwrap()
+    };
+    let admin_cms: Api<ConfigMap> = Api::namespaced(c.client(), "demo");
+    within(
+        "admin create",
+        admin_cms.create(&PostParams::default(), &cm("a")),
+    )
+    .await
+    .unwrap();
+    // Counted as requests whether or not RBAC then lets them through.
+    for (client, name) in [(agent.clone(), "b"), (agent, "c"), (person, "d")] {
+        let cms: Api<ConfigMap> = Api::namespaced(client, "demo");
+        let _ = within("create", cms.create(&PostParams::default(), &cm(name))).await;
+    }
+    let counts = c.request_counts_by_requester();
+    let creates = counts[&("create".to_string(), "configmaps".to_string())];
+    assert_eq!((creates.all, creates.service_accounts), (4, 2));
+    assert_eq!(
+        c.request_counts()[&("create".to_string(), "configmaps".to_string())],
+        4
+    );
+}

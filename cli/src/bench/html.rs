@@ -101,12 +101,15 @@ pub fn render(report: &BenchReport) -> String {
     let _ = write!(
         out,
         "</table><p>Downstream: {:.0} requests per cluster on average, {} at most. Upstream writes per \
-         BundleDeployment per change: {:.2}. Status writes while idle: {} in {:.0} s.</p>",
+         BundleDeployment per change: {:.2}. Status writes while idle: {} in {:.0} s. Agent \
+         check-ins (counted in neither): {} while idle, {} during the update.</p>",
         report.api.downstream_per_cluster_mean,
         report.api.downstream_per_cluster_max,
         report.api.writes_per_bundledeployment_per_change,
         report.api.idle_status_writes,
-        report.api.idle_seconds
+        report.api.idle_seconds,
+        report.api.idle_agent_check_ins,
+        report.api.update_agent_check_ins
     );
 
     out.push_str("<h2>Resources</h2><table><tr><th>component</th><th>CPU s</th></tr>");

@@ -387,21 +387,52 @@ fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchError
 #[derive(Debug, Clone, Default)]
 struct ApiCounts {
     upstream: BTreeMap<(String, String), u64>,
+    /// The upstream requests of service accounts: the agents' (the controller acts as itself).
+    upstream_by_agents: BTreeMap<(String, String), u64>,
     per_downstream: BTreeMap<String, BTreeMap<(String, String), u64>>,
 }
+
+/// Upstream resources whose writes are no status: the agents' Leases and the Events.
+const NOT_STATUS: [&str; 2] = ["leases", "events"];
 
 impl ApiCounts {
     fn take(sim: &Simulator, upstream: &str) -> Self {
         let mut counts = ApiCounts::default();
         for cluster in sim.clusters() {
-            let c = cluster.request_counts();
             if cluster.name() == upstream {
-                counts.upstream = c;
+                for (key, count) in cluster.request_counts_by_requester() {
+                    if count.service_accounts > 0 {
+                        counts
+                            .upstream_by_agents
+                            .insert(key.clone(), count.service_accounts);
+                    }
+                    counts.upstream.insert(key, count.all);
+                }
             } else {
-                counts.per_downstream.insert(cluster.name().to_string(), c);
+                counts
+                    .per_downstream
+                    .insert(cluster.name().to_string(), cluster.request_counts());
             }
         }
         counts
+    }
+
+    /// The agents' check-ins since `earlier`: their writes of Cluster status
+    /// (`status.agent.lastSeen`, every 15 minutes per agent as Fleet's), which no change
+    /// causes.
+    fn check_ins_since(&self, earlier: &ApiCounts) -> u64 {
+        self.upstream_by_agents
+            .iter()
+            .filter(|((verb, resource), _)| is_write(verb) && resource == "clusters")
+            .map(|(k, n)| n - earlier.upstream_by_agents.get(k).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// Upstream status writes since `earlier`: every write but Leases, Events and the agents'
+    /// check-ins.
+    fn status_writes_since(&self, earlier: &ApiCounts) -> u64 {
+        self.upstream_writes_since(earlier, &NOT_STATUS)
+            .saturating_sub(self.check_ins_since(earlier))
     }
 
     /// Upstream writes since `earlier` by `verb resource`.
@@ -691,8 +722,8 @@ async fn drive(
     let after_rollout = ApiCounts::take(sim, crate::system::UPSTREAM);
 
     // Idle: once the status has caught up with the last BundleDeployment (Bundle, GitRepo
-    // and Cluster summaries), nothing changes, so nothing but Leases and Events should be
-    // written.
+    // and Cluster summaries), nothing changes, so nothing but Leases, Events and the agents'
+    // periodic check-ins should be written.
     let mut idle = None;
     if incomplete.is_none() {
         progress.phase("letting the status settle, then watching the idle fleet", 0);
@@ -747,7 +778,7 @@ async fn drive(
     stop.cancel();
     progress.finish();
 
-    let rollout_writes = after_rollout.upstream_writes_since(&before, &["leases", "events"]);
+    let rollout_writes = after_rollout.upstream_writes_since(&before, &NOT_STATUS);
     let rollout_bd_writes = bundle_deployment_writes(&after_rollout, &before);
     let RolloutTimes {
         mut stages,
@@ -769,15 +800,20 @@ async fn drive(
     let mut idle_seconds = 0.0;
     let mut idle_by_resource = BTreeMap::new();
     let mut update_by_resource = BTreeMap::new();
+    let mut check_ins = (0, 0);
     if let (Some(update_started), Some((settled, after_idle, idle_secs))) = (update_started, &idle)
     {
-        idle_writes = after_idle.upstream_writes_since(settled, &["leases", "events"]);
+        idle_writes = after_idle.status_writes_since(settled);
         idle_seconds = *idle_secs;
         idle_by_resource = after_idle.upstream_writes_by_resource(settled);
         update_by_resource = after_update.upstream_writes_by_resource(after_idle);
+        check_ins = (
+            after_idle.check_ins_since(settled),
+            after_update.check_ins_since(after_idle),
+        );
         // Writes per change are only meaningful once every BundleDeployment has changed.
         if incomplete.is_none() {
-            update_writes = after_update.upstream_writes_since(after_idle, &["leases", "events"]);
+            update_writes = after_update.status_writes_since(after_idle);
         }
         stages.extend(update_stages(
             &recorder,
@@ -807,6 +843,7 @@ async fn drive(
         idle_seconds,
         idle_by_resource,
         update_by_resource,
+        check_ins,
     };
     Ok(assemble(config, system, store_rate, measured, incomplete))
 }
@@ -1041,6 +1078,8 @@ struct Measured {
     idle_seconds: f64,
     idle_by_resource: BTreeMap<String, u64>,
     update_by_resource: BTreeMap<String, u64>,
+    /// The agents' check-ins while idle and during the update (left out of both counts).
+    check_ins: (u64, u64),
 }
 
 /// The report of a run, complete or not: what was measured, with the fleet's storage, CPU,
@@ -1063,6 +1102,7 @@ fn assemble(
     );
     api.idle_writes_by_resource = m.idle_by_resource;
     api.update_writes_by_resource = m.update_by_resource;
+    (api.idle_agent_check_ins, api.update_agent_check_ins) = m.check_ins;
     let storage = storage(system.simulator());
     let mut warnings = Vec::new();
     if let Some(l) = &storage.largest_object {
@@ -1396,8 +1436,8 @@ pub async fn run_sweep(
 
 /// Waits until the GitRepos' and Bundles' statuses count every BundleDeployment Ready, every
 /// Cluster's status has all its deployments Ready, and the upstream store has then seen no
-/// writes but Leases and Events for three seconds, at least `minimum` and at most five
-/// minutes; returns the counts then. Statuses are spaced by the controller, a costly
+/// writes but Leases, Events and agent check-ins for three seconds, at least `minimum` and at
+/// most five minutes; returns the counts then. Statuses are spaced by the controller, a costly
 /// one (a GitRepo over thousands of deployments) by ten times its cost, so a quiet spell alone
 /// can end before the last, still pending, status write: that write is a change being caught
 /// up, not a write while nothing changes.
@@ -1422,7 +1462,7 @@ async fn settle(
     loop {
         tokio::time::sleep(STEP).await;
         let now = ApiCounts::take(sim, crate::system::UPSTREAM);
-        if now.upstream_writes_since(&last, &["leases", "events"]) > 0 {
+        if now.status_writes_since(&last) > 0 {
             quiet_since = Instant::now();
         }
         last = now;
@@ -1556,5 +1596,37 @@ mod tests {
             strip_label("fleet_workers{cluster=\"sim-1\"}", "cluster"),
             "fleet_workers"
         );
+    }
+
+    #[test]
+    fn agent_check_ins_are_no_status_writes() {
+        let key = |verb: &str, resource: &str| (verb.to_string(), resource.to_string());
+        let earlier = ApiCounts {
+            upstream: BTreeMap::from([
+                (key("patch", "clusters"), 10),
+                (key("update", "leases"), 5),
+            ]),
+            upstream_by_agents: BTreeMap::from([(key("patch", "clusters"), 4)]),
+            ..ApiCounts::default()
+        };
+        let now = ApiCounts {
+            upstream: BTreeMap::from([
+                // 3 agent check-ins and 2 controller Cluster status writes.
+                (key("patch", "clusters"), 15),
+                (key("update", "leases"), 9),
+                (key("get", "clusters"), 7),
+                // An agent's BundleDeployment status write is a status write.
+                (key("patch", "bundledeployments"), 1),
+            ]),
+            upstream_by_agents: BTreeMap::from([
+                (key("patch", "clusters"), 7),
+                (key("patch", "bundledeployments"), 1),
+                (key("get", "clusters"), 7),
+            ]),
+            ..ApiCounts::default()
+        };
+        assert_eq!(now.check_ins_since(&earlier), 3);
+        assert_eq!(now.status_writes_since(&earlier), 3);
+        assert_eq!(now.upstream_writes_since(&earlier, &NOT_STATUS), 6);
     }
 }
