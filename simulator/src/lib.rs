@@ -123,8 +123,8 @@ type RequestCounts =
 pub struct RequestCount {
     /// Every request.
     pub all: u64,
-    /// The requests of service accounts (`system:serviceaccount:…`): in a Fleet installation
-    /// the agents' on the upstream cluster, where the controller acts as itself.
+    /// The requests of service accounts (`system:serviceaccount:…`): on the upstream cluster
+    /// of `fleet sim`, the agents' (the simulated controller acts as the cluster admin).
     pub service_accounts: u64,
 }
 

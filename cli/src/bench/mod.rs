@@ -387,7 +387,8 @@ fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> BenchError
 #[derive(Debug, Clone, Default)]
 struct ApiCounts {
     upstream: BTreeMap<(String, String), u64>,
-    /// The upstream requests of service accounts: the agents' (the controller acts as itself).
+    /// The upstream requests of service accounts: the agents' (the controller here acts as the
+    /// cluster admin).
     upstream_by_agents: BTreeMap<(String, String), u64>,
     per_downstream: BTreeMap<String, BTreeMap<(String, String), u64>>,
 }
