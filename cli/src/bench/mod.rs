@@ -422,11 +422,11 @@ impl ApiCounts {
     /// (`status.agent.lastSeen`, every 15 minutes per agent as Fleet's), which no change
     /// causes.
     fn check_ins_since(&self, earlier: &ApiCounts) -> u64 {
-        self.upstream_by_agents
-            .iter()
-            .filter(|((verb, resource), _)| is_write(verb) && resource == "clusters")
-            .map(|(k, n)| n - earlier.upstream_by_agents.get(k).copied().unwrap_or(0))
-            .sum()
+        writes_since(
+            &self.upstream_by_agents,
+            Some(&earlier.upstream_by_agents),
+            |resource| resource == "clusters",
+        )
     }
 
     /// Upstream status writes since `earlier`: every write but Leases, Events and the agents'
@@ -454,31 +454,35 @@ impl ApiCounts {
 
     /// Writes to every cluster's store (upstream and downstream) since `earlier`.
     fn all_writes_since(&self, earlier: &ApiCounts) -> u64 {
-        let delta = |now: &BTreeMap<(String, String), u64>,
-                     before: Option<&BTreeMap<(String, String), u64>>| {
-            now.iter()
-                .filter(|((verb, _), _)| is_write(verb))
-                .map(|(k, n)| n - before.and_then(|b| b.get(k)).copied().unwrap_or(0))
-                .sum::<u64>()
-        };
-        delta(&self.upstream, Some(&earlier.upstream))
+        writes_since(&self.upstream, Some(&earlier.upstream), |_| true)
             + self
                 .per_downstream
                 .iter()
-                .map(|(cluster, counts)| delta(counts, earlier.per_downstream.get(cluster)))
+                .map(|(cluster, counts)| {
+                    writes_since(counts, earlier.per_downstream.get(cluster), |_| true)
+                })
                 .sum::<u64>()
     }
 
     /// Upstream writes since `earlier`, leaving out some resources (plural names, e.g. `leases`).
     fn upstream_writes_since(&self, earlier: &ApiCounts, leave_out: &[&str]) -> u64 {
-        self.upstream
-            .iter()
-            .filter(|((verb, resource), _)| {
-                is_write(verb) && !leave_out.contains(&resource.as_str())
-            })
-            .map(|(k, n)| n - earlier.upstream.get(k).copied().unwrap_or(0))
-            .sum()
+        writes_since(&self.upstream, Some(&earlier.upstream), |resource| {
+            !leave_out.contains(&resource)
+        })
     }
+}
+
+/// Writes counted in `now` and not in `earlier` (None: nothing counted then), of the resources
+/// `counted` accepts.
+fn writes_since(
+    now: &BTreeMap<(String, String), u64>,
+    earlier: Option<&BTreeMap<(String, String), u64>>,
+    counted: impl Fn(&str) -> bool,
+) -> u64 {
+    now.iter()
+        .filter(|((verb, resource), _)| is_write(verb) && counted(resource))
+        .map(|(k, n)| n - earlier.and_then(|e| e.get(k)).copied().unwrap_or(0))
+        .sum()
 }
 
 fn is_write(verb: &str) -> bool {
@@ -975,12 +979,9 @@ fn rollout_stages(
 
 /// Upstream writes of BundleDeployments between two counts.
 fn bundle_deployment_writes(later: &ApiCounts, earlier: &ApiCounts) -> u64 {
-    later
-        .upstream
-        .iter()
-        .filter(|((verb, resource), _)| is_write(verb) && resource == "bundledeployments")
-        .map(|(k, n)| n - earlier.upstream.get(k).copied().unwrap_or(0))
-        .sum()
+    writes_since(&later.upstream, Some(&earlier.upstream), |resource| {
+        resource == "bundledeployments"
+    })
 }
 
 /// The update's stages: from the commit until every BundleDeployment is Ready at it, and that
