@@ -117,12 +117,11 @@ fn targeting(c: &mut Criterion) {
     group.throughput(Throughput::Elements(n as u64));
     group.bench_function("1_bundle_x_10000_clusters", |b| {
         b.iter(|| {
-            let t = fleet_controller::target::compute_targets(
+            let t = fleet_controller::target::resolve_targets(
                 black_box(&one),
                 "s-abc",
                 &namespaces,
                 clusters.iter(),
-                &[],
                 &[],
             )
             .unwrap();
@@ -136,12 +135,11 @@ fn targeting(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0;
             for bundle in &bundles {
-                n += fleet_controller::target::compute_targets(
+                n += fleet_controller::target::resolve_targets(
                     bundle,
                     "s-abc",
                     &namespaces,
                     clusters.iter(),
-                    &[],
                     &[],
                 )
                 .unwrap()
@@ -216,12 +214,39 @@ fn planning(c: &mut Criterion) {
                 black_box(&one),
                 &resolved,
                 &refs,
+                None,
                 "2026-01-01T00:00:00Z",
             );
             assert_eq!(plan.apply.len(), 50);
             plan
         })
     });
+    // As the controller plans a bundle again: with the facts of its last plan over the same
+    // deployments (in a rollout, all but the few that changed since).
+    let first = fleet_controller::bundle::plan_resolved_bundle(
+        &one,
+        &resolved,
+        &refs,
+        None,
+        "2026-01-01T00:00:00Z",
+    );
+    group.bench_function(
+        "bundle_over_10000_clusters_half_deployed_planned_again",
+        |b| {
+            b.iter(|| {
+                let plan = fleet_controller::bundle::plan_resolved_bundle(
+                    black_box(&one),
+                    &resolved,
+                    &refs,
+                    Some(&first.carry_over),
+                    "2026-01-01T00:00:00Z",
+                );
+                assert_eq!(plan.apply.len(), 50);
+                assert_eq!(plan.status, first.status);
+                plan
+            })
+        },
+    );
     group.finish();
 }
 

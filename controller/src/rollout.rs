@@ -158,11 +158,117 @@ fn up_to_date(deployment_id: &str, planned: Option<&Planned<'_>>) -> bool {
     })
 }
 
-fn unavailable_count(targets: &[&Target<'_>]) -> i64 {
+/// What a plan reads from a target's existing deployment, given the target and the bundle.
+/// The next plan of the bundle over the same targets takes these over for every deployment
+/// that is still the same object ([`deployment_facts`]): a first rollout to 10,000 clusters
+/// is 200 plans of each bundle (Fleet's `maxNew` of 50), and reading all 10,000 deployments,
+/// scattered over the heap, in each of them made planning grow with the square of the fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeploymentFacts {
+    /// The deployment's address (0: the target has none). Whoever keeps facts for a later
+    /// plan keeps the deployments alive as well, so no other deployment is allocated there.
+    address: usize,
+    /// Staged deployment ID and options are the target's.
+    staged_current: bool,
+    /// The spec fields and labels the controller owns are what the plan writes.
+    owned_current: bool,
+    /// [`is_unavailable`].
+    unavailable: bool,
+    /// Staged, current and applied deployment IDs are the target's.
+    up_to_date: bool,
+    /// A staged deployment ID waits to be promoted.
+    promotion_pending: bool,
+    /// Its state is Ready.
+    ready: bool,
+}
+
+fn address_of(bd: &BundleDeployment) -> usize {
+    std::ptr::from_ref(bd) as usize
+}
+
+fn facts_of(
+    bundle: &Bundle,
+    common_labels: &BTreeMap<String, String>,
+    target: &Target<'_>,
+    bd: &BundleDeployment,
+) -> DeploymentFacts {
+    let id = target.deployment_id;
+    let spec = &bd.spec;
+    DeploymentFacts {
+        address: address_of(bd),
+        staged_current: spec.staged_deployment_id == id && spec.staged_options == *target.options,
+        owned_current: owned_fields_match(bundle, target, bd)
+            && bd.metadata.labels.as_ref().is_some_and(|labels| {
+                labels_match(
+                    labels,
+                    common_labels,
+                    &target.cluster.namespace,
+                    &target.cluster.name,
+                )
+            }),
+        unavailable: is_unavailable(bd),
+        up_to_date: spec.staged_deployment_id == id
+            && spec.deployment_id == id
+            && bd
+                .status
+                .as_ref()
+                .is_some_and(|s| s.applied_deployment_id == id),
+        promotion_pending: !spec.staged_deployment_id.is_empty()
+            && spec.deployment_id != spec.staged_deployment_id,
+        ready: bd.state() == fleet_api::BundleState::Ready,
+    }
+}
+
+/// The [`DeploymentFacts`] of every target, in target order: taken from `previous` where the
+/// target's deployment is the very object they were read from, read from it otherwise.
+/// `previous` must be the facts of a plan of the same bundle (same generation and labels)
+/// over the same targets, and the deployments they were read from must still be alive.
+pub fn deployment_facts(
+    bundle: &Bundle,
+    targets: &[Target<'_>],
+    previous: &[DeploymentFacts],
+) -> Vec<DeploymentFacts> {
+    let common_labels = bundle_deployment_labels(bundle, "", "");
     targets
         .iter()
-        .filter(|t| t.deployment.is_some_and(is_unavailable))
+        .enumerate()
+        .map(|(i, target)| match target.deployment {
+            None => DeploymentFacts::default(),
+            Some(bd) => match previous.get(i) {
+                Some(known) if known.address == address_of(bd) => *known,
+                _ => facts_of(bundle, &common_labels, target, bd),
+            },
+        })
+        .collect()
+}
+
+fn unavailable_count(members: &[usize], facts: &[DeploymentFacts]) -> i64 {
+    members
+        .iter()
+        .filter(|&&i| facts[i].address != 0 && facts[i].unavailable)
         .count() as i64
+}
+
+/// Adds a target to a bundle summary; `known_ready`: its deployment is Ready (as its
+/// [`DeploymentFacts`] say), so it is only counted, without being read.
+fn add_target(summary: &mut BundleSummary, target: &Target<'_>, known_ready: bool) {
+    match target.deployment {
+        Some(_) if known_ready => {
+            summary.increment_state("", fleet_api::BundleState::Ready, "", &[], &[]);
+            summary.desired_ready += 1;
+        }
+        Some(bd) => crate::summary::add_deployment_named(summary, bd, || target.cluster.key()),
+        None => {
+            // Named only while the summary still lists non-ready entries.
+            let name = if crate::summary::lists_more_non_ready(summary) {
+                target.cluster.key()
+            } else {
+                String::new()
+            };
+            summary.increment_state(&name, fleet_api::BundleState::Pending, "", &[], &[]);
+            summary.desired_ready += 1;
+        }
+    }
 }
 
 /// Fleet's bundle `Summary`: every target counts as desired; a target without deployment is
@@ -172,21 +278,20 @@ pub fn targets_summary<'a, 'd: 'a>(
 ) -> BundleSummary {
     let mut summary = BundleSummary::default();
     for target in targets {
-        match target.deployment {
-            Some(bd) => {
-                crate::summary::add_deployment_named(&mut summary, bd, || target.cluster.key())
-            }
-            None => {
-                // Named only while the summary still lists non-ready entries.
-                let name = if crate::summary::lists_more_non_ready(&summary) {
-                    target.cluster.key()
-                } else {
-                    String::new()
-                };
-                summary.increment_state(&name, fleet_api::BundleState::Pending, "", &[], &[]);
-                summary.desired_ready += 1;
-            }
-        }
+        add_target(&mut summary, target, false);
+    }
+    summary
+}
+
+/// [`targets_summary`] of the targets at `members`, with what `facts` know.
+fn members_summary(
+    members: &[usize],
+    targets: &[Target<'_>],
+    facts: &[DeploymentFacts],
+) -> BundleSummary {
+    let mut summary = BundleSummary::default();
+    for &i in members {
+        add_target(&mut summary, &targets[i], facts[i].ready);
     }
     summary
 }
@@ -214,12 +319,11 @@ struct Partition {
 fn new_partition(
     name: String,
     members: Vec<usize>,
-    targets: &[Target<'_>],
+    (targets, facts): TargetsWithFacts<'_, '_>,
     max_unavailable: &[Option<&IntOrString>],
 ) -> Result<Partition, RolloutError> {
-    let refs: Vec<&Target<'_>> = members.iter().map(|i| &targets[*i]).collect();
     let max = limit(
-        refs.len(),
+        members.len(),
         "maxUnavailable",
         max_unavailable,
         &default_of(rollout_defaults::MAX_UNAVAILABLE),
@@ -227,21 +331,24 @@ fn new_partition(
     Ok(Partition {
         status: PartitionStatus {
             name,
-            count: refs.len() as i64,
+            count: members.len() as i64,
             max_unavailable: max,
-            unavailable: unavailable_count(&refs),
-            summary: targets_summary(refs.iter().copied()),
+            unavailable: unavailable_count(&members, facts),
+            summary: members_summary(&members, targets, facts),
         },
         members,
     })
 }
+
+/// The targets of a plan with their [`DeploymentFacts`], index for index.
+type TargetsWithFacts<'t, 'a> = (&'t [Target<'a>], &'t [DeploymentFacts]);
 
 /// Fleet's automatic partitions: one partition `All` below 200 targets or when
 /// `autoPartitionSize` is 0, else chunks of `autoPartitionSize` (default 25%).
 fn auto_partitions(
     rollout: &RolloutStrategy,
     members: Vec<usize>,
-    targets: &[Target<'_>],
+    targets: TargetsWithFacts<'_, '_>,
     name_prefix: &str,
 ) -> Result<Vec<Partition>, RolloutError> {
     let max_unavailable = [rollout.max_unavailable.as_ref()];
@@ -281,11 +388,12 @@ fn auto_partitions(
 /// matched.
 fn partitions(
     rollout: &RolloutStrategy,
-    targets: &[Target<'_>],
+    with_facts: TargetsWithFacts<'_, '_>,
 ) -> Result<Vec<Partition>, RolloutError> {
+    let targets = with_facts.0;
     let all: Vec<usize> = (0..targets.len()).collect();
     if rollout.partitions.is_empty() {
-        return auto_partitions(rollout, all, targets, "");
+        return auto_partitions(rollout, all, with_facts, "");
     }
     let mut assigned = vec![false; targets.len()];
     let mut result = Vec::new();
@@ -323,7 +431,7 @@ fn partitions(
         result.push(new_partition(
             def.name.clone(),
             members,
-            targets,
+            with_facts,
             &[
                 def.max_unavailable.as_ref(),
                 rollout.max_unavailable.as_ref(),
@@ -332,7 +440,12 @@ fn partitions(
     }
     let rest: Vec<usize> = all.into_iter().filter(|i| !assigned[*i]).collect();
     if !rest.is_empty() {
-        result.extend(auto_partitions(rollout, rest, targets, "Unpartitioned ")?);
+        result.extend(auto_partitions(
+            rollout,
+            rest,
+            with_facts,
+            "Unpartitioned ",
+        )?);
     }
     Ok(result)
 }
@@ -356,7 +469,8 @@ pub struct RolloutPlan {
 /// existing deployments (as observed); the returned deployments are the desired ones.
 #[cfg(test)]
 pub fn plan_rollout(bundle: &Bundle, targets: &[Target<'_>]) -> Result<RolloutPlan, RolloutError> {
-    let (desired, status) = rollout(bundle, targets)?;
+    let facts = deployment_facts(bundle, targets, &[]);
+    let (desired, status) = rollout(bundle, targets, &facts)?;
     let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
     let deployments = targets
         .iter()
@@ -394,32 +508,35 @@ pub fn plan_rollout_changes(
     bundle: &Bundle,
     targets: &[Target<'_>],
 ) -> Result<RolloutChanges, RolloutError> {
-    let (desired, status) = rollout(bundle, targets)?;
+    let facts = deployment_facts(bundle, targets, &[]);
+    plan_rollout_changes_with(bundle, targets, &facts)
+}
+
+/// [`plan_rollout_changes`] with the targets' [`DeploymentFacts`] known already
+/// ([`deployment_facts`]).
+pub fn plan_rollout_changes_with(
+    bundle: &Bundle,
+    targets: &[Target<'_>],
+    facts: &[DeploymentFacts],
+) -> Result<RolloutChanges, RolloutError> {
+    let (desired, status) = rollout(bundle, targets, facts)?;
     let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
-    // The labels every deployment of the bundle has, with its cluster's two filled in below.
-    let common_labels = bundle_deployment_labels(bundle, "", "");
     let mut changes = RolloutChanges {
         status,
         ..Default::default()
     };
-    for (target, planned) in targets.iter().zip(desired) {
+    for ((target, planned), known) in targets.iter().zip(desired).zip(facts) {
         let Some(planned) = planned else { continue };
+        // Before the cluster is read: most deployments stay as they are. (One that exists
+        // has a namespace: it was found there.)
+        if let (PlannedSpec::Existing(_), Some(_)) = (&planned.spec, planned.existing)
+            && known.owned_current
+        {
+            continue;
+        }
         let namespace = target.cluster.deployment_namespace.as_str();
         if namespace.is_empty() {
             // Waits for the cluster reconciler to assign the cluster namespace.
-            continue;
-        }
-        if let (PlannedSpec::Existing(_), Some(existing)) = (&planned.spec, planned.existing)
-            && owned_fields_match(bundle, target, existing)
-            && existing.metadata.labels.as_ref().is_some_and(|labels| {
-                labels_match(
-                    labels,
-                    &common_labels,
-                    &target.cluster.namespace,
-                    &target.cluster.name,
-                )
-            })
-        {
             continue;
         }
         let existing = planned.existing;
@@ -516,6 +633,7 @@ fn desired_deployment(
 fn rollout<'a>(
     bundle: &Bundle,
     targets: &'a [Target<'a>],
+    facts: &[DeploymentFacts],
 ) -> Result<(Vec<Option<Planned<'a>>>, BundleStatus), RolloutError> {
     let default_rollout = RolloutStrategy::default();
     let rollout = bundle
@@ -523,7 +641,7 @@ fn rollout<'a>(
         .rollout_strategy
         .as_ref()
         .unwrap_or(&default_rollout);
-    let mut parts = partitions(rollout, targets)?;
+    let mut parts = partitions(rollout, (targets, facts))?;
     // Automatic partitions are the targets cut in order: the bundle's summary and count are
     // theirs put together (a plan runs over 10,000 targets many times in a rollout).
     let (summary, unavailable) = if rollout.partitions.is_empty() {
@@ -532,10 +650,10 @@ fn rollout<'a>(
             parts.iter().map(|p| p.status.unavailable).sum(),
         )
     } else {
-        let all: Vec<&Target<'_>> = targets.iter().collect();
+        let all: Vec<usize> = (0..targets.len()).collect();
         (
-            targets_summary(all.iter().copied()),
-            unavailable_count(&all),
+            members_summary(&all, targets, facts),
+            unavailable_count(&all, facts),
         )
     };
     let mut status = BundleStatus {
@@ -577,26 +695,39 @@ fn rollout<'a>(
                     spec: PlannedSpec::Changed(Box::default()),
                 });
             }
-            if let Some(bd) = desired[i].as_mut()
-                && (bd.spec.staged_deployment_id != *target.deployment_id
-                    || bd.spec.staged_options != *target.options)
-            {
+            let Some(bd) = desired[i].as_mut() else {
+                continue;
+            };
+            let stale = match &bd.spec {
+                // The existing deployment's spec, as its facts know it.
+                PlannedSpec::Existing(_) => !facts[i].staged_current,
+                PlannedSpec::Changed(spec) => {
+                    spec.staged_deployment_id != target.deployment_id
+                        || spec.staged_options != *target.options
+                }
+            };
+            if stale {
                 let spec = bd.spec.to_mut();
-                spec.staged_options = (*target.options).clone();
+                spec.staged_options = target.options.clone();
                 spec.staged_deployment_id = target.deployment_id.to_string();
             }
         }
         for &i in &part.members {
-            let paused = bundle.spec.paused || targets[i].cluster.paused;
             let Some(bd) = desired[i].as_mut() else {
                 continue;
             };
-            let unavailable = bd.unavailable();
-            if !paused
-                && !bd.spec.staged_deployment_id.is_empty()
-                && bd.spec.deployment_id != bd.spec.staged_deployment_id
+            let (unavailable, promotion_pending) = match &bd.spec {
+                PlannedSpec::Existing(_) => (facts[i].unavailable, facts[i].promotion_pending),
+                PlannedSpec::Changed(spec) => (
+                    bd.unavailable(),
+                    !spec.staged_deployment_id.is_empty()
+                        && spec.deployment_id != spec.staged_deployment_id,
+                ),
+            };
+            if promotion_pending
                 && (status.unavailable < status.max_unavailable || unavailable)
                 && (part.status.unavailable < part.status.max_unavailable || unavailable)
+                && !(bundle.spec.paused || targets[i].cluster.paused)
             {
                 if !unavailable {
                     // Upgrading counts as unavailable.
@@ -613,9 +744,15 @@ fn rollout<'a>(
         part.status.unavailable = part
             .members
             .iter()
-            .filter(|&&i| {
-                let bd = desired[i].as_ref();
-                !up_to_date(&targets[i].deployment_id, bd) || bd.is_some_and(Planned::unavailable)
+            .filter(|&&i| match desired[i].as_ref() {
+                Some(Planned {
+                    spec: PlannedSpec::Existing(_),
+                    ..
+                }) => !facts[i].up_to_date || facts[i].unavailable,
+                bd => {
+                    !up_to_date(targets[i].deployment_id, bd)
+                        || bd.is_some_and(Planned::unavailable)
+                }
             })
             .count() as i64;
         if part.status.unavailable > part.status.max_unavailable {
@@ -636,13 +773,13 @@ mod tests {
     use fleet_api::{BundleDeploymentStatus, BundleSpec, Partition as PartitionDef};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     fn target(name: &str, id: &str, deployment: Option<BundleDeployment>) -> Target<'static> {
         // Targets borrow their deployment; a test's deployments live as long as the test.
+        // Like their cluster, options and deployment ID (a plan's resolved targets).
         let deployment = deployment.map(|bd| &*Box::leak(Box::new(bd)));
         Target {
-            cluster: Arc::new(TargetCluster {
+            cluster: Box::leak(Box::new(TargetCluster {
                 namespace: "fleet-default".into(),
                 name: name.into(),
                 labels: BTreeMap::from([("name".to_string(), name.to_string())]),
@@ -650,11 +787,21 @@ mod tests {
                 deployment_namespace: format!("cluster-{name}"),
                 paused: false,
                 agent_checked_in: false,
-            }),
-            options: Default::default(),
-            deployment_id: id.into(),
+            })),
+            options: Box::leak(Box::default()),
+            deployment_id: Box::leak(id.into()),
             deployment,
         }
+    }
+
+    /// A copy of the target's cluster, changed by `change`.
+    fn changed_cluster(
+        target: &Target<'static>,
+        change: impl FnOnce(&mut TargetCluster),
+    ) -> &'static TargetCluster {
+        let mut cluster = target.cluster.clone();
+        change(&mut cluster);
+        Box::leak(Box::new(cluster))
     }
 
     /// A deployment that is at `id`, applied and ready (or not).
@@ -900,7 +1047,11 @@ mod tests {
         assert_eq!(plan.status.summary, expected);
         // Unavailable before the plan, plus the ready deployments it upgrades (every 7th).
         let upgraded = (0..430).filter(|i| i % 7 == 0).count() as i64;
-        assert_eq!(plan.status.unavailable, unavailable_count(&all) + upgraded);
+        let unavailable = all
+            .iter()
+            .filter(|t| t.deployment.is_some_and(is_unavailable))
+            .count() as i64;
+        assert_eq!(plan.status.unavailable, unavailable + upgraded);
         assert_eq!(
             plan.status.summary.non_ready_resources.len(),
             fleet_api::consts::MAX_NON_READY_RESOURCES
@@ -919,7 +1070,7 @@ mod tests {
     #[test]
     fn clusters_without_namespace_get_no_deployment_yet() {
         let mut t = target("a", "m:1", None);
-        Arc::make_mut(&mut t.cluster).deployment_namespace.clear();
+        t.cluster = changed_cluster(&t, |c| c.deployment_namespace.clear());
         let plan = plan_rollout(&bundle(None), &[t]).unwrap();
         assert!(plan.deployments.is_empty());
         assert_eq!(plan.status.summary.desired_ready, 1);
@@ -928,7 +1079,7 @@ mod tests {
     #[test]
     fn deployments_carry_the_finalizer_only_where_an_agent_checked_in() {
         let mut with_agent = target("a", "m:1", None);
-        Arc::make_mut(&mut with_agent.cluster).agent_checked_in = true;
+        with_agent.cluster = changed_cluster(&with_agent, |c| c.agent_checked_in = true);
         let without_agent = target("b", "m:1", None);
         let plan = plan_rollout_changes(&bundle(None), &[with_agent, without_agent]).unwrap();
         let finalizers: Vec<_> = plan
@@ -976,6 +1127,54 @@ mod tests {
     }
 
     #[test]
+    fn facts_carried_to_the_next_plan_decide_as_read_ones() {
+        let rollout = RolloutStrategy {
+            max_unavailable: Some(IntOrString::Int(3)),
+            ..Default::default()
+        };
+        let b = bundle(Some(rollout));
+        // 300 clusters (automatic partitions): ready at m:1, a few not ready, a few without
+        // deployment; the bundle is at m:2.
+        let targets: Vec<Target<'static>> = (0..300)
+            .map(|i| {
+                let deployment = match i % 50 {
+                    0 => None,
+                    7 => Some(deployed("m:1", false)),
+                    _ => Some(deployed("m:1", true)),
+                };
+                target(&format!("c{i:03}"), "m:2", deployment)
+            })
+            .collect();
+        let first = deployment_facts(&b, &targets, &[]);
+        let planned = plan_rollout_changes_with(&b, &targets, &first).unwrap();
+        assert_eq!(planned, plan_rollout_changes(&b, &targets).unwrap());
+        assert!(!planned.deployments.is_empty());
+
+        // Some deployments are other objects by the next plan: one became ready, one went
+        // unready, one is the same but copied, one got the new deployment ID staged.
+        let mut next = targets.clone();
+        let replace = |t: &mut Target<'static>, bd: BundleDeployment| {
+            t.deployment = Some(&*Box::leak(Box::new(bd)));
+        };
+        replace(&mut next[7], deployed("m:1", true));
+        replace(&mut next[8], deployed("m:1", false));
+        replace(&mut next[9], deployed("m:1", true));
+        let mut staged = deployed("m:1", true);
+        staged.spec.staged_deployment_id = "m:2".into();
+        replace(&mut next[10], staged);
+        let carried = deployment_facts(&b, &next, &first);
+        let read = deployment_facts(&b, &next, &[]);
+        assert_eq!(carried, read);
+        assert_eq!(
+            plan_rollout_changes_with(&b, &next, &carried).unwrap(),
+            plan_rollout_changes(&b, &next).unwrap()
+        );
+        // Facts are only taken over for the very same object.
+        assert_ne!(carried[8], first[8]);
+        assert_eq!(carried[11], first[11]);
+    }
+
+    #[test]
     fn only_deployments_that_change_are_returned() {
         let b = bundle(None);
         let fresh = vec![target("a", "m:1", None), target("b", "m:1", None)];
@@ -993,7 +1192,7 @@ mod tests {
 
         // A new deployment ID for one cluster: only that one is written.
         let mut moved = deployed.clone();
-        moved[1].deployment_id = "m:2".into();
+        moved[1].deployment_id = "m:2";
         let changes = plan_rollout_changes(&b, &moved).unwrap();
         assert_eq!(changes.deployments.len(), 1);
         assert_eq!(changes.deployments[0].spec.staged_deployment_id, "m:2");

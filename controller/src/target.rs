@@ -174,12 +174,14 @@ impl TargetCluster {
 /// One (bundle, cluster) pair that should have a BundleDeployment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target<'a> {
-    pub cluster: Arc<TargetCluster>,
+    /// Borrowed from the [`ResolvedTarget`], like the options and deployment ID: a plan
+    /// over 10,000 targets that cloned their `Arc`s wrote 30,000 reference counts, each on
+    /// a cache line of its own, and again when the plan dropped them.
+    pub cluster: &'a TargetCluster,
     /// Bundle options merged with the matching customization and templated for the cluster.
-    pub options: Arc<BundleDeploymentOptions>,
-    /// `<manifest id>:<options hash>` (shared with the [`ResolvedTarget`]: a plan over
-    /// 10,000 targets would otherwise copy 10,000 of them).
-    pub deployment_id: Arc<str>,
+    pub options: &'a BundleDeploymentOptions,
+    /// `<manifest id>:<options hash>`.
+    pub deployment_id: &'a str,
     /// The existing BundleDeployment of this bundle on this cluster, if any (borrowed from
     /// the observation: a plan runs on every deployment change, and copying every
     /// deployment of the bundle into each plan made planning most of the controller's work).
@@ -206,9 +208,68 @@ pub struct ResolvedTarget {
     pub deployment_id: Arc<str>,
 }
 
+/// Which target of a [`ResolvedTargets`] has each deployment namespace: built once for a
+/// targeting, which a bundle keeps for many plans, instead of a map of its deployments in
+/// each plan ([`ResolvedTargets::with_deployments_indexed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceIndex(HashMap<String, usize, foldhash::fast::RandomState>);
+
 impl ResolvedTargets {
+    /// The [`NamespaceIndex`] of these targets; `None` when two of them share a deployment
+    /// namespace (each then gets the deployment there, which only
+    /// [`ResolvedTargets::with_deployments`] does).
+    pub fn namespace_index(&self) -> Option<NamespaceIndex> {
+        let mut index: HashMap<String, usize, foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(self.targets.len(), Default::default());
+        for (i, target) in self.targets.iter().enumerate() {
+            let namespace = &target.cluster.deployment_namespace;
+            if !namespace.is_empty() && index.insert(namespace.clone(), i).is_some() {
+                return None;
+            }
+        }
+        Some(NamespaceIndex(index))
+    }
+
+    /// [`ResolvedTargets::with_deployments`], finding each deployment's target by `index`,
+    /// which must be these targets' [`ResolvedTargets::namespace_index`].
+    pub fn with_deployments_indexed<'d>(
+        &'d self,
+        existing: &[&'d BundleDeployment],
+        index: &NamespaceIndex,
+    ) -> Targeting<'d> {
+        let mut deployments: Vec<Option<&'d BundleDeployment>> = vec![None; self.targets.len()];
+        let mut unmatched = Vec::new();
+        for bd in existing {
+            match bd
+                .metadata
+                .namespace
+                .as_deref()
+                .and_then(|ns| index.0.get(ns))
+            {
+                // As in a map by namespace: of two deployments in one namespace, the later.
+                Some(&i) => deployments[i] = Some(*bd),
+                None => unmatched.push(*bd),
+            }
+        }
+        Targeting {
+            targets: self
+                .targets
+                .iter()
+                .zip(deployments)
+                .map(|(t, deployment)| Target {
+                    cluster: &t.cluster,
+                    options: &t.options,
+                    deployment_id: &t.deployment_id,
+                    deployment,
+                })
+                .collect(),
+            unmatched,
+            errors: self.errors.clone(),
+        }
+    }
+
     /// The targets with the existing BundleDeployments of the bundle folded in by namespace.
-    pub fn with_deployments<'d>(&self, existing: &[&'d BundleDeployment]) -> Targeting<'d> {
+    pub fn with_deployments<'d>(&'d self, existing: &[&'d BundleDeployment]) -> Targeting<'d> {
         // Per namespace: the deployment a target there gets, and whether one did. Built on
         // every plan over every deployment of the bundle: sized once, with a fast (randomly
         // seeded) hasher instead of SipHash.
@@ -227,9 +288,9 @@ impl ResolvedTargets {
             .targets
             .iter()
             .map(|t| Target {
-                cluster: t.cluster.clone(),
-                options: t.options.clone(),
-                deployment_id: t.deployment_id.clone(),
+                cluster: &t.cluster,
+                options: &t.options,
+                deployment_id: &t.deployment_id,
                 deployment: Some(t.cluster.deployment_namespace.as_str())
                     .filter(|ns| !ns.is_empty())
                     .and_then(|ns| by_namespace.get_mut(ns))
@@ -324,24 +385,6 @@ pub fn target_cluster<'a>(
     }
 }
 
-/// Fleet's `Targets`: for every cluster in `namespaces`, the first matching target (honouring
-/// `targetRestrictions`), then the first matching customization (`doNotDeploy` skips the
-/// cluster), merged options, Helm values templating, and the deployment ID. The existing
-/// BundleDeployments of the bundle are folded in by their namespace.
-pub fn compute_targets<'a, 'd>(
-    bundle: &Bundle,
-    manifest_id: &str,
-    namespaces: &BTreeSet<String>,
-    clusters: impl IntoIterator<Item = &'a Cluster>,
-    groups: &[&ClusterGroup],
-    existing: &[&'d BundleDeployment],
-) -> Result<Targeting<'d>, BundleTargetsError> {
-    Ok(
-        resolve_targets(bundle, manifest_id, namespaces, clusters, groups)?
-            .with_deployments(existing),
-    )
-}
-
 /// The clusters a bundle can target when every one of its targets names its cluster (each
 /// cluster's agent bundle); `None` when any target selects clusters otherwise.
 pub fn named_clusters(bundle: &Bundle) -> Option<HashSet<&str>> {
@@ -356,7 +399,10 @@ pub fn named_clusters(bundle: &Bundle) -> Option<HashSet<&str>> {
         .collect()
 }
 
-/// [`compute_targets`] without the deployments.
+/// Fleet's `Targets`: for every cluster in `namespaces`, the first matching target (honouring
+/// `targetRestrictions`), then the first matching customization (`doNotDeploy` skips the
+/// cluster), merged options, Helm values templating, and the deployment ID. The existing
+/// BundleDeployments of the bundle are folded in afterwards ([`ResolvedTargets::with_deployments`]).
 pub fn resolve_targets<'a>(
     bundle: &Bundle,
     manifest_id: &str,
@@ -543,7 +589,8 @@ mod tests {
         let mut existing = BundleDeployment::new("app", Default::default());
         existing.metadata.namespace = Some(cluster_namespace_name("fleet-default", "c1"));
         let ns = BTreeSet::from(["fleet-default".to_string()]);
-        let t = compute_targets(&b, "s-abc", &ns, [&c1, &c2], &[], &[&existing]).unwrap();
+        let resolved = resolve_targets(&b, "s-abc", &ns, [&c1, &c2], &[]).unwrap();
+        let t = resolved.with_deployments(&[&existing]);
         assert!(t.errors.is_empty());
         assert_eq!(t.targets.len(), 1);
         assert_eq!(t.targets[0].cluster.name, "c1");
@@ -551,8 +598,66 @@ mod tests {
         assert!(t.targets[0].deployment_id.starts_with("s-abc:"));
         // Clusters of namespaces out of scope are ignored.
         let other = BTreeSet::from(["elsewhere".to_string()]);
-        let t = compute_targets(&b, "s-abc", &other, [&c1, &c2], &[], &[]).unwrap();
+        let t = resolve_targets(&b, "s-abc", &other, [&c1, &c2], &[]).unwrap();
         assert!(t.targets.is_empty());
+    }
+
+    #[test]
+    fn deployments_folded_in_by_index_as_by_a_map() {
+        let b = bundle(vec![target_selector("all", &[("env", "x")])], json!({}));
+        let clusters: Vec<Cluster> = (0..6)
+            .map(|i| {
+                let mut c = cluster(&format!("c{i}"), &[("env", "x")]);
+                if i == 5 {
+                    // Not assigned a namespace yet.
+                    c.status = None;
+                }
+                c
+            })
+            .collect();
+        let ns = BTreeSet::from(["fleet-default".to_string()]);
+        let resolved = resolve_targets(&b, "s-abc", &ns, &clusters, &[]).unwrap();
+        let in_namespace = |namespace: Option<String>, name: &str| {
+            let mut bd = BundleDeployment::new(name, Default::default());
+            bd.metadata.namespace = namespace;
+            bd
+        };
+        let of = |i: usize| Some(cluster_namespace_name("fleet-default", &format!("c{i}")));
+        let existing = [
+            in_namespace(of(3), "app"),
+            in_namespace(of(1), "app"),
+            // A cluster no longer targeted, one without namespace, an empty one.
+            in_namespace(Some(cluster_namespace_name("fleet-default", "gone")), "app"),
+            in_namespace(None, "app"),
+            in_namespace(Some(String::new()), "app"),
+            // Two in one namespace: the later one is the target's.
+            in_namespace(of(0), "app"),
+            in_namespace(of(0), "app-copy"),
+        ];
+        let refs: Vec<&BundleDeployment> = existing.iter().collect();
+        assert_eq!(resolved.targets.len(), 6);
+        let index = resolved.namespace_index().unwrap();
+        assert_eq!(
+            resolved.with_deployments_indexed(&refs, &index),
+            resolved.with_deployments(&refs)
+        );
+        let by_index = resolved.with_deployments_indexed(&refs, &index);
+        assert_eq!(by_index.unmatched.len(), 3);
+        assert_eq!(
+            by_index.targets[0]
+                .deployment
+                .unwrap()
+                .metadata
+                .name
+                .as_deref(),
+            Some("app-copy")
+        );
+        // Two targets in one namespace: no index (each gets the deployment there).
+        let mut shared = resolved.clone();
+        let mut twin = (*shared.targets[1].cluster).clone();
+        twin.deployment_namespace = shared.targets[0].cluster.deployment_namespace.clone();
+        shared.targets[1].cluster = Arc::new(twin);
+        assert!(shared.namespace_index().is_none());
     }
 
     #[test]
@@ -567,7 +672,7 @@ mod tests {
         let c2 = cluster("c2", &[("env", "prod")]);
         let c3 = cluster("c3", &[("env", "dev")]);
         let ns = BTreeSet::from(["fleet-default".to_string()]);
-        let names = |t: &Targeting<'_>| -> Vec<String> {
+        let names = |t: &ResolvedTargets| -> Vec<String> {
             t.targets.iter().map(|t| t.cluster.name.clone()).collect()
         };
         let b = bundle(
@@ -577,14 +682,14 @@ mod tests {
             ],
             json!({}),
         );
-        let t = compute_targets(&b, "s", &ns, [&c1, &c2, &c3], &[], &[]).unwrap();
+        let t = resolve_targets(&b, "s", &ns, [&c1, &c2, &c3], &[]).unwrap();
         assert_eq!(names(&t), ["c1"], "c2 is not named, c3 fails the selector");
         // One target without a name: every cluster is looked at again.
         let b = bundle(
             vec![named("c1", &[("env", "prod")]), target_selector("all", &[])],
             json!({}),
         );
-        let t = compute_targets(&b, "s", &ns, [&c1, &c2, &c3], &[], &[]).unwrap();
+        let t = resolve_targets(&b, "s", &ns, [&c1, &c2, &c3], &[]).unwrap();
         assert_eq!(names(&t), ["c1", "c2", "c3"]);
     }
 
@@ -609,7 +714,7 @@ mod tests {
         let c2 = cluster("c2", &[("region", "eu"), ("skip", "true")]);
         let c3 = cluster("c3", &[("region", "us")]);
         let ns = BTreeSet::from(["fleet-default".to_string()]);
-        let t = compute_targets(&b, "s-1", &ns, [&c1, &c2, &c3], &[&g], &[]).unwrap();
+        let t = resolve_targets(&b, "s-1", &ns, [&c1, &c2, &c3], &[&g]).unwrap();
         let names: Vec<_> = t.targets.iter().map(|t| t.cluster.name.as_str()).collect();
         assert_eq!(names, ["c1"]);
         assert_eq!(
@@ -627,7 +732,7 @@ mod tests {
         let c1 = cluster("c1", &[("region", "eu")]);
         let c2 = cluster("c2", &[("env", "dev")]);
         let ns = BTreeSet::from(["fleet-default".to_string()]);
-        let t = compute_targets(&b, "s-1", &ns, [&c1, &c2], &[], &[]).unwrap();
+        let t = resolve_targets(&b, "s-1", &ns, [&c1, &c2], &[]).unwrap();
         assert_eq!(t.targets.len(), 1);
         assert_eq!(
             t.targets[0].options.helm.as_ref().unwrap().values,
@@ -651,7 +756,7 @@ mod tests {
         let c1 = cluster("c1", &[("env", "dev")]);
         let c2 = cluster("c2", &[("env", "prod")]);
         let ns = BTreeSet::from(["fleet-default".to_string()]);
-        let t = compute_targets(&b, "s-1", &ns, [&c2, &c1], &[], &[]).unwrap();
+        let t = resolve_targets(&b, "s-1", &ns, [&c2, &c1], &[]).unwrap();
         assert_eq!(t.targets[0].cluster.name, "c1");
         assert_ne!(t.targets[0].deployment_id, t.targets[1].deployment_id);
     }
