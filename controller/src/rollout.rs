@@ -513,12 +513,16 @@ pub fn plan_rollout_changes(
 }
 
 /// [`plan_rollout_changes`] with the targets' [`DeploymentFacts`] known already
-/// ([`deployment_facts`]).
+/// ([`deployment_facts`]: one per target, in target order; any other number of them is
+/// read again).
 pub fn plan_rollout_changes_with(
     bundle: &Bundle,
     targets: &[Target<'_>],
     facts: &[DeploymentFacts],
 ) -> Result<RolloutChanges, RolloutError> {
+    if facts.len() != targets.len() {
+        return plan_rollout_changes(bundle, targets);
+    }
     let (desired, status) = rollout(bundle, targets, facts)?;
     let bundle_name = bundle.metadata.name.clone().unwrap_or_default();
     let mut changes = RolloutChanges {
@@ -1172,6 +1176,11 @@ mod tests {
         // Facts are only taken over for the very same object.
         assert_ne!(carried[8], first[8]);
         assert_eq!(carried[11], first[11]);
+        // Facts that are not one per target are read again.
+        assert_eq!(
+            plan_rollout_changes_with(&b, &next, &carried[..10]).unwrap(),
+            plan_rollout_changes(&b, &next).unwrap()
+        );
     }
 
     #[test]
