@@ -272,7 +272,9 @@ fn add_target(summary: &mut BundleSummary, target: &Target<'_>, known_ready: boo
 }
 
 /// Fleet's bundle `Summary`: every target counts as desired; a target without deployment is
-/// Pending; non-ready entries are named `<cluster namespace>/<cluster name>`.
+/// Pending; non-ready entries are named `<cluster namespace>/<cluster name>`. Plans sum
+/// their partitions' summaries ([`members_summary`]); the tests check those against this.
+#[cfg(test)]
 pub fn targets_summary<'a, 'd: 'a>(
     targets: impl IntoIterator<Item = &'a Target<'d>>,
 ) -> BundleSummary {
