@@ -100,7 +100,7 @@ pub struct BundlePlan {
 pub struct PlanCarryOver {
     /// What the plan read from each target's deployment.
     facts: Vec<DeploymentFacts>,
-    /// Which target has each deployment namespace (`None`: two share one).
+    /// Which targets have each deployment namespace (`None`: the targeting failed).
     namespaces: Option<Arc<NamespaceIndex>>,
 }
 
@@ -202,13 +202,12 @@ pub fn plan_resolved_bundle(
     let mut namespaces = None;
     let targeting = match &resolved.resolved {
         Ok(targets) => {
-            namespaces = previous
+            let index = previous
                 .and_then(|p| p.namespaces.clone())
-                .or_else(|| targets.namespace_index().map(Arc::new));
-            match &namespaces {
-                Some(index) => targets.with_deployments_indexed(deployments, index),
-                None => targets.with_deployments(deployments),
-            }
+                .unwrap_or_else(|| Arc::new(targets.namespace_index()));
+            let targeting = targets.with_deployments_indexed(deployments, &index);
+            namespaces = Some(index);
+            targeting
         }
         Err(e) => {
             errors.push(e.clone());

@@ -208,29 +208,50 @@ pub struct ResolvedTarget {
     pub deployment_id: Arc<str>,
 }
 
-/// Which target of a [`ResolvedTargets`] has each deployment namespace: built once for a
+/// Which targets of a [`ResolvedTargets`] have each deployment namespace: built once for a
 /// targeting, which a bundle keeps for many plans, instead of a map of its deployments in
 /// each plan ([`ResolvedTargets::with_deployments_indexed`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct NamespaceIndex(HashMap<String, usize, foldhash::fast::RandomState>);
+pub struct NamespaceIndex {
+    /// Namespace → the range of `targets` holding the indexes of its targets (one, unless
+    /// clusters share a namespace).
+    ranges: HashMap<String, (usize, usize), foldhash::fast::RandomState>,
+    targets: Vec<usize>,
+}
 
 impl ResolvedTargets {
-    /// The [`NamespaceIndex`] of these targets; `None` when two of them share a deployment
-    /// namespace (each then gets the deployment there, which only
-    /// [`ResolvedTargets::with_deployments`] does).
-    pub fn namespace_index(&self) -> Option<NamespaceIndex> {
-        let mut index: HashMap<String, usize, foldhash::fast::RandomState> =
-            HashMap::with_capacity_and_hasher(self.targets.len(), Default::default());
-        for (i, target) in self.targets.iter().enumerate() {
-            let namespace = &target.cluster.deployment_namespace;
-            if !namespace.is_empty() && index.insert(namespace.clone(), i).is_some() {
-                return None;
-            }
+    /// The [`NamespaceIndex`] of these targets (those without namespace are in none).
+    pub fn namespace_index(&self) -> NamespaceIndex {
+        let mut by_namespace: Vec<(&str, usize)> = self
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.cluster.deployment_namespace.as_str(), i))
+            .filter(|(namespace, _)| !namespace.is_empty())
+            .collect();
+        by_namespace.sort_unstable();
+        let mut ranges: HashMap<String, (usize, usize), foldhash::fast::RandomState> =
+            HashMap::with_capacity_and_hasher(by_namespace.len(), Default::default());
+        for (at, (namespace, _)) in by_namespace.iter().enumerate() {
+            ranges
+                .entry((*namespace).to_string())
+                .and_modify(|range| range.1 = at + 1)
+                .or_insert((at, at + 1));
         }
-        Some(NamespaceIndex(index))
+        NamespaceIndex {
+            ranges,
+            targets: by_namespace.into_iter().map(|(_, i)| i).collect(),
+        }
     }
 
-    /// [`ResolvedTargets::with_deployments`], finding each deployment's target by `index`,
+    /// The targets with the existing BundleDeployments of the bundle folded in by namespace
+    /// (of two deployments in one namespace, the later), and the deployments in no target's
+    /// namespace.
+    pub fn with_deployments<'d>(&'d self, existing: &[&'d BundleDeployment]) -> Targeting<'d> {
+        self.with_deployments_indexed(existing, &self.namespace_index())
+    }
+
+    /// [`ResolvedTargets::with_deployments`], finding each deployment's targets by `index`,
     /// which must be these targets' [`ResolvedTargets::namespace_index`].
     pub fn with_deployments_indexed<'d>(
         &'d self,
@@ -244,10 +265,13 @@ impl ResolvedTargets {
                 .metadata
                 .namespace
                 .as_deref()
-                .and_then(|ns| index.0.get(ns))
+                .and_then(|ns| index.ranges.get(ns))
             {
-                // As in a map by namespace: of two deployments in one namespace, the later.
-                Some(&i) => deployments[i] = Some(*bd),
+                Some(&(start, end)) => {
+                    for &i in &index.targets[start..end] {
+                        deployments[i] = Some(*bd);
+                    }
+                }
                 None => unmatched.push(*bd),
             }
         }
@@ -263,56 +287,6 @@ impl ResolvedTargets {
                     deployment,
                 })
                 .collect(),
-            unmatched,
-            errors: self.errors.clone(),
-        }
-    }
-
-    /// The targets with the existing BundleDeployments of the bundle folded in by namespace.
-    pub fn with_deployments<'d>(&'d self, existing: &[&'d BundleDeployment]) -> Targeting<'d> {
-        // Per namespace: the deployment a target there gets, and whether one did. Built on
-        // every plan over every deployment of the bundle: sized once, with a fast (randomly
-        // seeded) hasher instead of SipHash.
-        let mut by_namespace: HashMap<
-            &str,
-            (&'d BundleDeployment, bool),
-            foldhash::fast::RandomState,
-        > = HashMap::with_capacity_and_hasher(existing.len(), Default::default());
-        by_namespace.extend(existing.iter().filter_map(|bd| {
-            bd.metadata
-                .namespace
-                .as_deref()
-                .map(|ns| (ns, (*bd, false)))
-        }));
-        let targets = self
-            .targets
-            .iter()
-            .map(|t| Target {
-                cluster: &t.cluster,
-                options: &t.options,
-                deployment_id: &t.deployment_id,
-                deployment: Some(t.cluster.deployment_namespace.as_str())
-                    .filter(|ns| !ns.is_empty())
-                    .and_then(|ns| by_namespace.get_mut(ns))
-                    .map(|(bd, matched)| {
-                        *matched = true;
-                        *bd
-                    }),
-            })
-            .collect();
-        let unmatched = existing
-            .iter()
-            .filter(|bd| {
-                bd.metadata
-                    .namespace
-                    .as_deref()
-                    .and_then(|ns| by_namespace.get(ns))
-                    .is_none_or(|(_, matched)| !matched)
-            })
-            .copied()
-            .collect();
-        Targeting {
-            targets,
             unmatched,
             errors: self.errors.clone(),
         }
@@ -603,7 +577,7 @@ mod tests {
     }
 
     #[test]
-    fn deployments_folded_in_by_index_as_by_a_map() {
+    fn deployments_are_folded_in_by_namespace() {
         let b = bundle(vec![target_selector("all", &[("env", "x")])], json!({}));
         let clusters: Vec<Cluster> = (0..6)
             .map(|i| {
@@ -636,28 +610,43 @@ mod tests {
         ];
         let refs: Vec<&BundleDeployment> = existing.iter().collect();
         assert_eq!(resolved.targets.len(), 6);
-        let index = resolved.namespace_index().unwrap();
+        let folded = resolved.with_deployments(&refs);
+        fn name_of<'a>(t: &Target<'a>) -> Option<&'a str> {
+            t.deployment.and_then(|bd| bd.metadata.name.as_deref())
+        }
+        let names: Vec<Option<&str>> = folded.targets.iter().map(name_of).collect();
         assert_eq!(
-            resolved.with_deployments_indexed(&refs, &index),
-            resolved.with_deployments(&refs)
+            names,
+            [Some("app-copy"), Some("app"), None, Some("app"), None, None]
         );
-        let by_index = resolved.with_deployments_indexed(&refs, &index);
-        assert_eq!(by_index.unmatched.len(), 3);
-        assert_eq!(
-            by_index.targets[0]
-                .deployment
-                .unwrap()
-                .metadata
-                .name
-                .as_deref(),
-            Some("app-copy")
-        );
-        // Two targets in one namespace: no index (each gets the deployment there).
+        let unmatched: Vec<Option<&str>> = folded
+            .unmatched
+            .iter()
+            .map(|bd| bd.metadata.namespace.as_deref())
+            .collect();
+        let gone = cluster_namespace_name("fleet-default", "gone");
+        assert_eq!(unmatched, [Some(gone.as_str()), None, Some("")]);
+        // With the index kept from before: the same.
+        let index = resolved.namespace_index();
+        assert_eq!(resolved.with_deployments_indexed(&refs, &index), folded);
+        // Two targets in one namespace each get the deployment there.
         let mut shared = resolved.clone();
-        let mut twin = (*shared.targets[1].cluster).clone();
-        twin.deployment_namespace = shared.targets[0].cluster.deployment_namespace.clone();
-        shared.targets[1].cluster = Arc::new(twin);
-        assert!(shared.namespace_index().is_none());
+        let mut twin = (*shared.targets[2].cluster).clone();
+        twin.deployment_namespace = shared.targets[1].cluster.deployment_namespace.clone();
+        shared.targets[2].cluster = Arc::new(twin);
+        let folded = shared.with_deployments(&refs);
+        let names: Vec<Option<&str>> = folded.targets.iter().map(name_of).collect();
+        assert_eq!(
+            names,
+            [
+                Some("app-copy"),
+                Some("app"),
+                Some("app"),
+                Some("app"),
+                None,
+                None
+            ]
+        );
     }
 
     #[test]
