@@ -150,12 +150,22 @@ impl Planned<'_> {
 
 /// Up to date: staged, current and applied deployment IDs are the target's `deployment_id`.
 fn up_to_date(deployment_id: &str, planned: Option<&Planned<'_>>) -> bool {
-    planned.is_some_and(|p| {
-        p.spec.staged_deployment_id == deployment_id
-            && p.spec.deployment_id == deployment_id
-            && p.status()
-                .is_some_and(|s| s.applied_deployment_id == deployment_id)
-    })
+    planned.is_some_and(|p| at_deployment_id(deployment_id, &p.spec, p.status()))
+}
+
+fn at_deployment_id(
+    deployment_id: &str,
+    spec: &BundleDeploymentSpec,
+    status: Option<&BundleDeploymentStatus>,
+) -> bool {
+    spec.staged_deployment_id == deployment_id
+        && spec.deployment_id == deployment_id
+        && status.is_some_and(|s| s.applied_deployment_id == deployment_id)
+}
+
+/// A staged deployment ID waits to be promoted to the current one.
+fn promotion_pending(spec: &BundleDeploymentSpec) -> bool {
+    !spec.staged_deployment_id.is_empty() && spec.deployment_id != spec.staged_deployment_id
 }
 
 /// What a plan reads from a target's existing deployment, given the target and the bundle.
@@ -207,14 +217,8 @@ fn facts_of(
                 )
             }),
         unavailable: is_unavailable(bd),
-        up_to_date: spec.staged_deployment_id == id
-            && spec.deployment_id == id
-            && bd
-                .status
-                .as_ref()
-                .is_some_and(|s| s.applied_deployment_id == id),
-        promotion_pending: !spec.staged_deployment_id.is_empty()
-            && spec.deployment_id != spec.staged_deployment_id,
+        up_to_date: at_deployment_id(id, spec, bd.status.as_ref()),
+        promotion_pending: promotion_pending(spec),
         ready: bd.state() == fleet_api::BundleState::Ready,
     }
 }
@@ -724,11 +728,7 @@ fn rollout<'a>(
             };
             let (unavailable, promotion_pending) = match &bd.spec {
                 PlannedSpec::Existing(_) => (facts[i].unavailable, facts[i].promotion_pending),
-                PlannedSpec::Changed(spec) => (
-                    bd.unavailable(),
-                    !spec.staged_deployment_id.is_empty()
-                        && spec.deployment_id != spec.staged_deployment_id,
-                ),
+                PlannedSpec::Changed(spec) => (bd.unavailable(), promotion_pending(spec)),
             };
             if promotion_pending
                 && (status.unavailable < status.max_unavailable || unavailable)
