@@ -388,20 +388,22 @@ where
     (store, stream)
 }
 
-/// A bundle's targeting as cached between plans.
+/// A bundle's targeting as cached between plans, with what its last plan under this
+/// targeting carries over to the next: a new targeting (other targets, or the same ones in
+/// another order) starts without it.
 struct CachedTargeting {
     /// Hash of the bundle's uid, generation and labels and the targeting epoch.
     inputs: u64,
     /// Hash of the bundle's uid and generation: what its Content depends on.
     content_key: u64,
     targeting: Arc<BundleTargeting>,
+    /// Taken out for a plan and put back after it (a bundle is planned by one worker at a
+    /// time).
+    carried: Option<CarriedPlan>,
 }
 
-/// A bundle's last plan's [`PlanCarryOver`], with what it holds for.
+/// A bundle's last plan's [`PlanCarryOver`].
 struct CarriedPlan {
-    /// The targeting it was made under: the same `Arc` is the same targets in the same
-    /// order, for the same bundle generation and labels.
-    targeting: Arc<BundleTargeting>,
     /// The deployments its facts were read from, kept alive: no other deployment is
     /// allocated at an address the facts name.
     _deployments: Vec<Arc<BundleDeployment>>,
@@ -433,11 +435,8 @@ struct BundleContext {
     /// Spaces re-plans that only follow BundleDeployment status changes.
     plan_throttle: ReconcileThrottle,
     /// Each bundle's targeting with the hash of what it was resolved from (bundle uid,
-    /// generation, labels and the targeting epoch).
+    /// generation, labels and the targeting epoch), and its last plan's carry-over.
     targeting: Mutex<HashMap<String, CachedTargeting>>,
-    /// What each bundle's last plan carries over to the next (a bundle is planned by one
-    /// worker at a time: taken out for a plan, put back after it).
-    carried_plans: Mutex<HashMap<String, CarriedPlan>>,
     /// Bundles whose re-plan waits for the interval: their deployments' changes meanwhile
     /// need no reconcile of their own.
     scheduled: ScheduledReconciles,
@@ -474,17 +473,23 @@ impl BundleContext {
     }
 
     /// The targeting of bundle `key` for `inputs` (see [`BundleContext::targeting`]), resolved
-    /// now from the caches when the cached one is for other inputs.
-    fn targeting_of(&self, key: &str, inputs: u64, bundle: &Bundle) -> Arc<BundleTargeting> {
+    /// now from the caches when the cached one is for other inputs, and the carry-over of the
+    /// last plan under it, taken out until [`BundleContext::carry_over`] puts the next back.
+    fn targeting_of(
+        &self,
+        key: &str,
+        inputs: u64,
+        bundle: &Bundle,
+    ) -> (Arc<BundleTargeting>, Option<CarriedPlan>) {
         // The Content (the gzipped manifest) changes only with the bundle's spec: a cluster
         // registering re-targets bundles, it does not change what they hold.
         let content_key = hash_json(&(&bundle.metadata.uid, bundle.metadata.generation));
         let mut content = None;
-        if let Ok(cache) = self.targeting.lock()
-            && let Some(cached) = cache.get(key)
+        if let Ok(mut cache) = self.targeting.lock()
+            && let Some(cached) = cache.get_mut(key)
         {
             if cached.inputs == inputs {
-                return cached.targeting.clone();
+                return (cached.targeting.clone(), cached.carried.take());
             }
             if cached.content_key == content_key {
                 content = Some(cached.targeting.content.clone());
@@ -499,10 +504,22 @@ impl BundleContext {
                     inputs,
                     content_key,
                     targeting: targeting.clone(),
+                    carried: None,
                 },
             );
         }
-        targeting
+        (targeting, None)
+    }
+
+    /// Keeps what bundle `key`'s plan under the targeting for `inputs` carries over to its
+    /// next plan; dropped when the cached targeting is no longer for those inputs.
+    fn carry_over(&self, key: &str, inputs: u64, carried: CarriedPlan) {
+        if let Ok(mut cache) = self.targeting.lock()
+            && let Some(cached) = cache.get_mut(key)
+            && cached.inputs == inputs
+        {
+            cached.carried = Some(carried);
+        }
     }
 
     /// [`resolve_bundle`] over the cached clusters, groups, mappings and namespaces.
@@ -581,13 +598,7 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
     }
     let deployments = bctx.deployments_of(&ns, &name);
     let deployment_refs: Vec<&BundleDeployment> = deployments.iter().map(AsRef::as_ref).collect();
-    let resolved = bctx.targeting_of(&key, inputs, &bundle);
-    let previous = bctx
-        .carried_plans
-        .lock()
-        .ok()
-        .and_then(|mut carried| carried.remove(&key))
-        .filter(|previous| Arc::ptr_eq(&previous.targeting, &resolved));
+    let (resolved, previous) = bctx.targeting_of(&key, inputs, &bundle);
     let mut plan = plan_resolved_bundle(
         &bundle,
         &resolved,
@@ -598,16 +609,14 @@ async fn apply_bundle(bundle: Arc<Bundle>, bctx: &BundleContext) -> Result<Actio
     // Only now: the previous plan's deployments were alive until this plan had read them.
     drop(previous);
     drop(deployment_refs);
-    if let Ok(mut carried) = bctx.carried_plans.lock() {
-        carried.insert(
-            key.clone(),
-            CarriedPlan {
-                targeting: resolved.clone(),
-                _deployments: deployments,
-                carry_over: std::mem::take(&mut plan.carry_over),
-            },
-        );
-    }
+    bctx.carry_over(
+        &key,
+        inputs,
+        CarriedPlan {
+            _deployments: deployments,
+            carry_over: std::mem::take(&mut plan.carry_over),
+        },
+    );
     // What the spacing of plans budgets is the controller's time spent planning: the writes
     // that follow wait on the API server (an update's plan writes 10,000 deployments, and
     // counting that held the bundle's status back for the whole rollout).
@@ -811,9 +820,6 @@ async fn reconcile(
             bctx.plan_throttle.forget(&key);
             if let Ok(mut cache) = bctx.targeting.lock() {
                 cache.remove(&key);
-            }
-            if let Ok(mut carried) = bctx.carried_plans.lock() {
-                carried.remove(&key);
             }
             if let Ok(mut epochs) = bctx.bundle_epochs.lock() {
                 epochs.remove(&key);
@@ -1030,7 +1036,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) -> Result<(), B
         bundle_epochs: Mutex::new(HashMap::new()),
         plan_throttle: ReconcileThrottle::new(ctx.config.status_write_interval),
         targeting: Mutex::new(HashMap::new()),
-        carried_plans: Mutex::new(HashMap::new()),
         scheduled: ScheduledReconciles::new(),
     });
 
