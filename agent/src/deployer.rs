@@ -3,7 +3,6 @@
 //! apply, prunes what left the bundle, keeps Helm release records, and uninstalls.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
 use std::sync::Arc;
 
 use fleet_api::{BundleDeployment, BundleResource, Content, consts};
@@ -302,14 +301,12 @@ impl Deployer {
             message,
         };
         let data = content.content.map(|c| c.0).unwrap_or_default();
-        let mut json = Vec::new();
-        if data.starts_with(&[0x1f, 0x8b]) {
-            flate2::read::GzDecoder::new(data.as_slice())
-                .read_to_end(&mut json)
-                .map_err(|e| invalid(format!("cannot gunzip: {e}")))?;
+        let json = if data.starts_with(&[0x1f, 0x8b]) {
+            fleet_bundle::content::gunzip(&data)
+                .map_err(|e| invalid(format!("cannot gunzip: {e}")))?
         } else {
-            json = data;
-        }
+            data
+        };
         let manifest: Manifest = serde_json::from_slice(&json)
             .map_err(|e| invalid(format!("invalid manifest JSON: {e}")))?;
         Ok(manifest.resources)
@@ -344,7 +341,7 @@ impl Deployer {
             };
             let options = bd.spec.options.clone();
             let res = resources.clone();
-            let out = tokio::task::spawn_blocking(move || render::render(&res, &options, &ro))
+            let out = fleet_api::task::spawn_blocking(move || render::render(&res, &options, &ro))
                 .await
                 .map_err(|e| DeployError::Release {
                     bundle: bundle.clone(),

@@ -5,7 +5,7 @@
 //!
 //! Pure: encoding, decoding and the history bookkeeping; the deployer does the I/O.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -363,14 +363,10 @@ pub fn decode(secret: &str, data: &[u8]) -> Result<Release, ReleaseError> {
             source,
         })?;
     let json = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|source| ReleaseError::Gzip {
-                secret: secret.to_string(),
-                source,
-            })?;
-        out
+        fleet_bundle::content::gunzip(&raw).map_err(|source| ReleaseError::Gzip {
+            secret: secret.to_string(),
+            source,
+        })?
     } else {
         raw
     };
