@@ -239,7 +239,7 @@ impl ChartSource {
         };
         let opts = repo_options(secret.as_ref(), chart_options.insecure_skip_tls_verify);
         let h = helm.clone();
-        let fetched = tokio::task::spawn_blocking(move || {
+        let fetched = fleet_api::task::spawn_blocking(move || {
             download(&h, &opts).and_then(|archive| {
                 chart_resources(&h, &archive)
                     .map_err(|e| format!("unpacking the chart archive: {e}"))

@@ -401,7 +401,7 @@ impl DriftTracker {
                 Api::all_with(self.downstream.client.clone(), &resolved.resource);
             let tracker = self.clone();
             let watched = kind.clone();
-            let handle = tokio::spawn(async move {
+            let handle = fleet_api::task::spawn(async move {
                 let config = watcher::Config::default().labels(objectset::HASH_LABEL);
                 let mut stream = watcher(api, config).boxed();
                 while let Some(event) = stream.next().await {
@@ -538,7 +538,7 @@ impl DriftTracker {
         }
         let tracker = self.clone();
         let key = bd_key.to_string();
-        tokio::spawn(async move {
+        fleet_api::task::spawn(async move {
             tokio::time::sleep(tracker.delay).await;
             let pending = {
                 let Ok(mut st) = tracker.state.lock() else {

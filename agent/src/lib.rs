@@ -81,7 +81,7 @@ impl Agent {
         let _entered = span.enter();
         drop(_entered);
 
-        let heartbeat = tokio::spawn(heartbeat::run(
+        let heartbeat = fleet_api::task::spawn(heartbeat::run(
             self.upstream.clone(),
             config.clone(),
             shutdown.clone(),
@@ -131,7 +131,7 @@ impl Agent {
         let drift_workers = config.drift_workers.max(1);
         let drift_shutdown = shutdown.clone();
         let drift_in_flight = in_flight.clone();
-        let drift_task = tokio::spawn(async move {
+        let drift_task = fleet_api::task::spawn(async move {
             let keys = futures::stream::poll_fn(move |cx| drift_rx.poll_recv(cx))
                 .take_until(drift_shutdown.cancelled_owned());
             keys.for_each_concurrent(drift_workers, |request| {

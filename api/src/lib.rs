@@ -29,6 +29,7 @@ mod serde_util;
 pub mod state;
 pub mod status;
 pub mod summary;
+pub mod task;
 mod toplevel;
 pub mod unmanaged;
 

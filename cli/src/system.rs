@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fleet_api::task::{Accounted, CpuAccount};
 use fleet_api::{Cluster, ClusterRegistrationToken};
 use fleet_controller::agentmanagement::SharedDownstreamConnector;
 use fleet_controller::agentmanagement::import::{
@@ -154,6 +155,9 @@ pub struct SystemOptions {
     pub controller_runtime: Option<tokio::runtime::Handle>,
     /// Runtime the agents run on (default: the caller's).
     pub agent_runtime: Option<tokio::runtime::Handle>,
+    /// Accounts the controller's and the agents' tasks are charged to, so that their CPU
+    /// time can be told apart on a runtime they share.
+    pub accounts: Option<ComponentAccounts>,
     /// Runtime the agents renew their Leases on (default: beside their work). Thousands of
     /// agents on a few threads renew late under load, which real agents, each with a process
     /// of its own, do not.
@@ -177,12 +181,20 @@ impl Default for SystemOptions {
             cluster_namespace_timeout: Duration::from_secs(120),
             controller_runtime: None,
             agent_runtime: None,
+            accounts: None,
             agent_lease_runtime: None,
             agent_lease_duration: Duration::from_secs(10),
             agent_renew_deadline: Duration::from_secs(8),
             agent_retry_period: Duration::from_secs(1),
         }
     }
+}
+
+/// What the controller's and the agents' tasks were charged (see `fleet_api::task`).
+#[derive(Debug, Clone, Default)]
+pub struct ComponentAccounts {
+    pub controller: Arc<CpuAccount>,
+    pub agents: Arc<CpuAccount>,
 }
 
 struct Running {
@@ -198,10 +210,19 @@ impl Running {
     }
 }
 
-fn spawn_on<F>(runtime: Option<&tokio::runtime::Handle>, task: F) -> JoinHandle<()>
+/// Spawns `task` on `runtime` (default: the caller's), charged to `account` when given.
+fn spawn_on<F>(
+    runtime: Option<&tokio::runtime::Handle>,
+    account: Option<&Arc<CpuAccount>>,
+    task: F,
+) -> JoinHandle<()>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    let task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match account {
+        Some(account) => Box::pin(Accounted::new(task, account.clone())),
+        None => Box::pin(task),
+    };
     match runtime {
         Some(handle) => handle.spawn(task),
         None => tokio::spawn(task),
@@ -267,6 +288,11 @@ impl SimSystem {
         }
         system.start_controller().await;
         Ok(system)
+    }
+
+    /// The accounts the controller's and the agents' tasks are charged to, if any.
+    pub fn accounts(&self) -> Option<&ComponentAccounts> {
+        self.options.accounts.as_ref()
     }
 
     pub fn simulator(&self) -> &Simulator {
@@ -341,11 +367,16 @@ impl SimSystem {
         };
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
-        let task = spawn_on(self.options.controller_runtime.as_ref(), async move {
-            if let Err(err) = controller.run(token).await {
-                tracing::error!(error = %err, "controller stopped");
-            }
-        });
+        let account = self.options.accounts.as_ref().map(|a| &a.controller);
+        let task = spawn_on(
+            self.options.controller_runtime.as_ref(),
+            account,
+            async move {
+                if let Err(err) = controller.run(token).await {
+                    tracing::error!(error = %err, "controller stopped");
+                }
+            },
+        );
         *slot = Some(Running { shutdown, task });
     }
 
@@ -583,6 +614,7 @@ impl SimSystem {
                 sim_cluster,
                 pods_run,
                 self.options.agent_runtime.clone(),
+                self.options.accounts.as_ref().map(|a| a.agents.clone()),
                 self.options.agent_lease_runtime.clone(),
             ),
         );

@@ -93,7 +93,7 @@ impl Context {
     {
         cell.get_or_init(|| {
             let index = new();
-            tokio::spawn(watch(
+            fleet_api::task::spawn(watch(
                 index.clone(),
                 self.client.clone(),
                 self.stop_caches.clone(),
@@ -289,7 +289,7 @@ mod ready_tests {
     #[tokio::test]
     async fn a_stop_ends_the_wait_for_a_cache_that_never_fills() {
         let shutdown = CancellationToken::new();
-        let waiting = tokio::spawn({
+        let waiting = fleet_api::task::spawn({
             let shutdown = shutdown.clone();
             async move {
                 ready_unless_stopped(

@@ -33,12 +33,13 @@ pub fn render(report: &BenchReport) -> String {
     );
     let _ = write!(
         out,
-        "<p>{} resources per bundle, {} GitRepos, profile <code>{}</code>, seed {}; fleet-rs {}; {} CPUs. \
+        "<p>{} resources per bundle, {} GitRepos, profile <code>{}</code>, seed {}; runtimes {}; fleet-rs {}; {} CPUs. \
          Store raw write rate: {:.0} writes/s.</p>",
         c.resources_per_bundle,
         c.gitrepos,
         escape(&c.profile),
         c.seed,
+        escape(&c.runtimes),
         escape(&report.fleet_version),
         report.machine.cpus,
         report.store_writes_per_second

@@ -54,9 +54,43 @@ pub struct BenchConfig {
     /// Cancelled to stop the run early (the command cancels it on SIGINT and SIGTERM); the
     /// report then holds what was measured.
     pub interrupt: CancellationToken,
-    /// Worker threads of the controller's and of the agents' runtimes.
-    pub controller_threads: usize,
-    pub agent_threads: usize,
+    /// The runtimes the controller and the agents run on.
+    pub runtimes: BenchRuntimes,
+}
+
+/// Where the controller and the agents run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchRuntimes {
+    /// One runtime of this many worker threads for both (0: one per CPU). Their CPU time is
+    /// told apart by what their tasks are charged (`fleet_api::task`).
+    Shared { threads: usize },
+    /// A runtime of its own for each, told apart by thread. Each runtime's workers park and
+    /// wake on their own, and on a machine with fewer cores than threads the switching
+    /// between them costs about a tenth of the run's CPU time.
+    Separate { controller: usize, agents: usize },
+}
+
+impl BenchRuntimes {
+    /// Worker threads of the shared runtime (one per CPU unless given).
+    fn shared_threads(threads: usize) -> usize {
+        if threads == 0 {
+            std::thread::available_parallelism().map_or(2, usize::from)
+        } else {
+            threads
+        }
+    }
+
+    /// As the report names it.
+    pub fn describe(&self) -> String {
+        match *self {
+            BenchRuntimes::Shared { threads } => {
+                format!("shared ({} threads)", Self::shared_threads(threads))
+            }
+            BenchRuntimes::Separate { controller, agents } => {
+                format!("separate (controller {controller}, agents {agents} threads)")
+            }
+        }
+    }
 }
 
 impl Default for BenchConfig {
@@ -73,8 +107,7 @@ impl Default for BenchConfig {
             stage_timeout: Duration::from_secs(1800),
             time_limit: None,
             interrupt: CancellationToken::new(),
-            controller_threads: 2,
-            agent_threads: 2,
+            runtimes: BenchRuntimes::Shared { threads: 0 },
         }
     }
 }
@@ -501,8 +534,21 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
     progress.phase("measuring the store's raw write rate", 0);
     let store_rate = measure_store_write_rate(config.store_measure, 1)?;
 
-    let controller_runtime = named_runtime(process::CONTROLLER_THREADS, config.controller_threads)?;
-    let agent_runtime = named_runtime(process::AGENT_THREADS, config.agent_threads)?;
+    // The controller's runtime (the shared one), and the agents' when they have their own.
+    let (controller_runtime, agent_runtime) = match config.runtimes {
+        BenchRuntimes::Shared { threads } => (
+            named_runtime(
+                process::SHARED_THREADS,
+                BenchRuntimes::shared_threads(threads),
+            )?,
+            None,
+        ),
+        BenchRuntimes::Separate { controller, agents } => (
+            named_runtime(process::CONTROLLER_THREADS, controller)?,
+            Some(named_runtime(process::AGENT_THREADS, agents)?),
+        ),
+    };
+    let accounts = crate::system::ComponentAccounts::default();
     let lease_runtime = named_runtime(process::AGENT_LEASE_THREADS, 1)?;
 
     let mut controller = fleet_controller::ControllerConfig {
@@ -530,7 +576,14 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
         agent_workers: 4,
         cluster_namespace_timeout: config.stage_timeout,
         controller_runtime: Some(controller_runtime.handle().clone()),
-        agent_runtime: Some(agent_runtime.handle().clone()),
+        agent_runtime: Some(
+            agent_runtime
+                .as_ref()
+                .unwrap_or(&controller_runtime)
+                .handle()
+                .clone(),
+        ),
+        accounts: Some(accounts),
         // Renewals queued behind 10,000 agents' work came later than the renew deadline.
         agent_lease_runtime: Some(lease_runtime.handle().clone()),
         // Fleet's agent leader election (30 s lease, renewed within 25 s), not the simulator's
@@ -550,7 +603,9 @@ pub async fn run(config: &BenchConfig, progress: &dyn Progress) -> Result<BenchR
     let result = run_on_system(config, options, store_rate, progress, &limits).await;
     // The runtimes' threads are stopped without waiting for the tasks left on them.
     controller_runtime.shutdown_background();
-    agent_runtime.shutdown_background();
+    if let Some(agent_runtime) = agent_runtime {
+        agent_runtime.shutdown_background();
+    }
     lease_runtime.shutdown_background();
     result
 }
@@ -1130,6 +1185,7 @@ fn assemble(
             gitrepos: config.gitrepos,
             seed: config.seed,
             profile: config.profile.clone(),
+            runtimes: config.runtimes.describe(),
         },
         machine: report::Machine {
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -1148,7 +1204,9 @@ fn assemble(
         },
         api,
         storage,
-        cpu_seconds: process::cpu_seconds_by_component(),
+        cpu_seconds: process::cpu_seconds_by_component(
+            &system.accounts().cloned().unwrap_or_default(),
+        ),
         peak_rss_bytes: process::peak_rss_bytes(),
         workers,
         targets: Vec::new(),

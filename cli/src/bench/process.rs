@@ -1,8 +1,11 @@
 //! CPU time per component and peak memory of this process, read from `/proc` (Linux). The
 //! controller and the agents run on runtimes whose worker threads carry a name prefix, so the
-//! CPU time of each thread can be attributed to its component.
+//! CPU time of each thread can be attributed to its component; on a runtime they share, its
+//! threads' CPU time is split in proportion to what their tasks were charged.
 
 use std::collections::BTreeMap;
+
+use crate::system::ComponentAccounts;
 
 /// Thread-name prefix of the controller's runtime.
 pub const CONTROLLER_THREADS: &str = "fleet-ctrl";
@@ -10,18 +13,23 @@ pub const CONTROLLER_THREADS: &str = "fleet-ctrl";
 pub const AGENT_THREADS: &str = "fleet-agent";
 /// Thread-name prefix of the runtime the agents renew their Leases on (counted as agents).
 pub const AGENT_LEASE_THREADS: &str = "fleet-agent-lease";
+/// Thread-name prefix of a runtime the controller and the agents share.
+pub const SHARED_THREADS: &str = "fleet-shared";
 
 /// Linux reports thread times in USER_HZ ticks, which is 100 on every architecture Rust targets.
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU seconds (user + system) per component, from every live thread of this process.
-/// Threads whose name starts with neither prefix count as `simulator` (the benchmark driver,
-/// the simulated clusters' behaviour and the store). Empty where `/proc` is unavailable.
-pub fn cpu_seconds_by_component() -> BTreeMap<String, f64> {
+/// Threads whose name starts with no component's prefix count as `simulator` (the benchmark
+/// driver, the simulated clusters' behaviour and the store). The threads of a shared runtime
+/// are split between the controller and the agents as `accounts` say their tasks used them
+/// (all to the agents when nothing was charged). Empty where `/proc` is unavailable.
+pub fn cpu_seconds_by_component(accounts: &ComponentAccounts) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return out;
     };
+    let mut shared = 0.0;
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
@@ -29,7 +37,10 @@ pub fn cpu_seconds_by_component() -> BTreeMap<String, f64> {
         let Some((name, seconds)) = parse_thread_stat(&stat) else {
             continue;
         };
-        let component = if name.starts_with(CONTROLLER_THREADS) {
+        let component = if name.starts_with(SHARED_THREADS) {
+            shared += seconds;
+            continue;
+        } else if name.starts_with(CONTROLLER_THREADS) {
             "controller"
         } else if name.starts_with(AGENT_THREADS) {
             "agents"
@@ -38,7 +49,23 @@ pub fn cpu_seconds_by_component() -> BTreeMap<String, f64> {
         };
         *out.entry(component.to_string()).or_insert(0.0) += seconds;
     }
+    let (controller, agents) = split_shared(shared, accounts);
+    *out.entry("controller".to_string()).or_insert(0.0) += controller;
+    *out.entry("agents".to_string()).or_insert(0.0) += agents;
     out
+}
+
+/// `seconds` of a shared runtime's threads as (controller, agents), in proportion to what
+/// each was charged: the time of the runtime itself (scheduling, parking) goes to both alike.
+fn split_shared(seconds: f64, accounts: &ComponentAccounts) -> (f64, f64) {
+    let controller = accounts.controller.charged().as_secs_f64();
+    let agents = accounts.agents.charged().as_secs_f64();
+    let charged = controller + agents;
+    if charged <= 0.0 {
+        return (0.0, seconds);
+    }
+    let to_controller = seconds * controller / charged;
+    (to_controller, seconds - to_controller)
 }
 
 /// `(thread name, user + system CPU seconds)` from one `/proc/<pid>/task/<tid>/stat` line.
@@ -97,5 +124,23 @@ mod tests {
         let text = "MemTotal:  1000 kB\nMemAvailable:   512 kB\n";
         assert_eq!(field_kib(text, "MemAvailable:"), Some(512));
         assert_eq!(field_kib(text, "Missing:"), None);
+    }
+
+    #[test]
+    fn a_shared_runtime_is_split_as_its_tasks_were_charged() {
+        let accounts = ComponentAccounts::default();
+        // Nothing charged yet: the agents take it all (their registration starts first).
+        assert_eq!(split_shared(4.0, &accounts), (0.0, 4.0));
+        accounts
+            .controller
+            .charge(std::time::Duration::from_secs(1));
+        accounts.agents.charge(std::time::Duration::from_secs(3));
+        let (controller, agents) = split_shared(8.0, &accounts);
+        assert!((controller - 2.0).abs() < 1e-9 && (agents - 6.0).abs() < 1e-9);
+        // Every thread counted once: the components add up to the process.
+        let by_component = cpu_seconds_by_component(&accounts);
+        if !by_component.is_empty() {
+            assert!(by_component.contains_key("controller") && by_component.contains_key("agents"));
+        }
     }
 }

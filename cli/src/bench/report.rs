@@ -145,6 +145,9 @@ pub struct ReportConfig {
     pub gitrepos: usize,
     pub seed: u64,
     pub profile: String,
+    /// Where the controller and the agents ran: `shared (N threads)`, or `separate
+    /// (controller N, agents M threads)`.
+    pub runtimes: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -571,6 +574,7 @@ mod tests {
                 gitrepos: 1,
                 seed: 0,
                 profile: "fast".into(),
+                runtimes: "shared (2 threads)".into(),
             },
             machine: Machine {
                 cpus: 2,

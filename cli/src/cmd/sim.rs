@@ -73,10 +73,17 @@ struct BenchArgs {
     /// Seconds to watch the idle fleet for needless status writes
     #[arg(long, default_value_t = 3)]
     idle_seconds: u64,
-    /// Worker threads of the controller's runtime
+    /// Worker threads of the runtime the controller and the agents share (0: one per CPU)
+    #[arg(long, default_value_t = 0)]
+    worker_threads: usize,
+    /// Run the controller and the agents on runtimes of their own (--controller-threads,
+    /// --agent-threads) instead of sharing one
+    #[arg(long)]
+    separate_runtimes: bool,
+    /// With --separate-runtimes: worker threads of the controller's runtime
     #[arg(long, default_value_t = 2)]
     controller_threads: usize,
-    /// Worker threads of the agents' runtime
+    /// With --separate-runtimes: worker threads of the agents' runtime
     #[arg(long, default_value_t = 2)]
     agent_threads: usize,
 }
@@ -270,8 +277,16 @@ fn fleet_bench(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         time_limit: args
             .time_limit
             .map(|s| std::time::Duration::from_secs(s.max(1))),
-        controller_threads: args.controller_threads,
-        agent_threads: args.agent_threads,
+        runtimes: if args.separate_runtimes {
+            bench::BenchRuntimes::Separate {
+                controller: args.controller_threads,
+                agents: args.agent_threads,
+            }
+        } else {
+            bench::BenchRuntimes::Shared {
+                threads: args.worker_threads,
+            }
+        },
         ..bench::BenchConfig::default()
     };
     // Every size is checked before any work starts.

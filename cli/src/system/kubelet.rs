@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use fleet_agent::process::{AgentEnv, RenewalRuntime, run_agent_process};
 use fleet_agent::register::{RegisterError, UpstreamConnector};
+use fleet_api::task::CpuAccount;
 use fleet_controller::agentmanagement::connector::kubeconfig_server_and_token;
 use fleet_controller::agentmanagement::manifest::AGENT_NAME;
 use fleet_controller::agentmanagement::{ConnectError, DownstreamConnector};
@@ -286,12 +287,14 @@ impl Kubelet {
     /// Starts watching `cluster`'s agent pods (or, with `pods_run == false`, its agent
     /// workloads).
     /// Agent processes run on `runtime` when given (`fleet sim bench` measures their CPU time
-    /// apart), else on the caller's; they renew their Leases on `lease_runtime` when given.
+    /// apart), else on the caller's, charged to `account` when given; they renew their Leases
+    /// on `lease_runtime` when given.
     pub fn start(
         sim: &Simulator,
         cluster: &SimCluster,
         pods_run: bool,
         runtime: Option<tokio::runtime::Handle>,
+        account: Option<Arc<CpuAccount>>,
         lease_runtime: Option<tokio::runtime::Handle>,
     ) -> Kubelet {
         let renewals = lease_runtime.map(|handle| {
@@ -353,7 +356,7 @@ impl Kubelet {
                                 let env = container_env(&client, &pod).await;
                                 tracing::info!(cluster = %name, pod = %format!("{}/{}", pod.namespace, pod.name), "starting the agent of a running pod");
                                 let token = shutdown.child_token();
-                                let task = super::spawn_on(runtime.as_ref(), {
+                                let task = super::spawn_on(runtime.as_ref(), account.as_ref(), {
                                     let (client, connector, token, cluster, renewals) = (
                                         client.clone(),
                                         connector.clone(),

@@ -390,7 +390,7 @@ async fn reconcile_inner(
         let _ = gitops.take_memory(key);
         let root = ctx.config.git_cache_dir.clone();
         let (ns, n) = (namespace.to_string(), name.to_string());
-        let _ = tokio::task::spawn_blocking(move || remove_cache_dirs(&root, &ns, &n)).await;
+        let _ = fleet_api::task::spawn_blocking(move || remove_cache_dirs(&root, &ns, &n)).await;
         return Ok(Action::await_change());
     }
 
@@ -527,7 +527,7 @@ async fn sync_repo(
         let result = match request {
             Ok(req) => {
                 let dir = memory.cache_dir.join("repo.git");
-                tokio::task::spawn_blocking(move || {
+                fleet_api::task::spawn_blocking(move || {
                     fetch::fetch(&req, &dir).map_err(|e| e.to_string())
                 })
                 .await
@@ -593,7 +593,7 @@ async fn sync_repo(
                 },
             };
             let permit = gitops.build_slots.acquire().await;
-            let built = tokio::task::spawn_blocking(move || job.run())
+            let built = fleet_api::task::spawn_blocking(move || job.run())
                 .await
                 .unwrap_or_else(|e| {
                     Err(bundles::BuildError::Failed(format!(

@@ -578,7 +578,7 @@ async fn resolve(
     };
     let opts = repo_options(secret.as_ref(), op.spec.insecure_skip_tls_verify);
     let helm = helm.clone();
-    tokio::task::spawn_blocking(move || version::resolve_remote(&helm, &opts))
+    fleet_api::task::spawn_blocking(move || version::resolve_remote(&helm, &opts))
         .await
         .unwrap_or_else(|e| Err(format!("chart version resolution task failed: {e}")))
 }
