@@ -150,7 +150,7 @@ mod tests {
         let plain = gzip_with(0, &[], &[&data]);
         assert_eq!(gunzip(&plain).unwrap(), data);
         // A name, a comment and extra fields in the header are skipped.
-        let named = gzip_with(4 | 8 | 16, b"\x02\x00ab\x00name\x00comment\x00", &[&data]);
+        let named = gzip_with(4 | 8 | 16, b"\x02\x00abname\x00comment\x00", &[&data]);
         assert_eq!(gunzip(&named).unwrap(), data);
         // Several members are read one after the other.
         let two = gzip_with(0, &[], &[b"first ", b"second"]);
