@@ -50,15 +50,30 @@ pub fn current_account() -> Option<Arc<CpuAccount>> {
 
 /// Runs `f` as work of `account`, timing it.
 fn charged<T>(account: &Arc<CpuAccount>, f: impl FnOnce() -> T) -> T {
+    /// Puts the previous account back and charges the time, also when `f` panics (the
+    /// runtime catches a task's panic and goes on polling other tasks on this thread).
+    struct Charging<'a> {
+        account: &'a CpuAccount,
+        previous: Option<Arc<CpuAccount>>,
+        started: Instant,
+    }
+    impl Drop for Charging<'_> {
+        fn drop(&mut self) {
+            let previous = self.previous.take();
+            CURRENT.with(|current| *current.borrow_mut() = previous);
+            // A nested account (a future polled inside another's poll) is charged its own
+            // time and its parent the whole: accounts are meant for top-level tasks, which
+            // do not nest.
+            self.account.charge(self.started.elapsed());
+        }
+    }
     let previous = CURRENT.with(|current| current.replace(Some(account.clone())));
-    let started = Instant::now();
-    let out = f();
-    let spent = started.elapsed();
-    CURRENT.with(|current| *current.borrow_mut() = previous);
-    // A nested account (a future polled inside another's poll) is charged its own time and
-    // its parent the whole: accounts are meant for top-level tasks, which do not nest.
-    account.charge(spent);
-    out
+    let _charging = Charging {
+        account,
+        previous,
+        started: Instant::now(),
+    };
+    f()
 }
 
 /// A future whose polls are charged to an account.
@@ -145,6 +160,14 @@ mod tests {
         assert!(current_account().is_none());
         assert_eq!(spawn(async { 7 }).await.unwrap(), 7);
         assert_eq!(spawn_blocking(|| 8).await.unwrap(), 8);
+    }
+
+    #[test]
+    fn a_panicking_poll_leaves_no_account_current() {
+        let account = CpuAccount::new();
+        let panicked = std::panic::catch_unwind(|| charged(&account, || panic!("in a poll")));
+        assert!(panicked.is_err());
+        assert!(current_account().is_none());
     }
 
     #[tokio::test]
