@@ -137,7 +137,7 @@ mod tests {
         accounts.agents.charge(std::time::Duration::from_secs(3));
         let (controller, agents) = split_shared(8.0, &accounts);
         assert!((controller - 2.0).abs() < 1e-9 && (agents - 6.0).abs() < 1e-9);
-        // Every thread counted once: the components add up to the process.
+        // Read from `/proc`, both components are named (a shared runtime's share included).
         let by_component = cpu_seconds_by_component(&accounts);
         if !by_component.is_empty() {
             assert!(by_component.contains_key("controller") && by_component.contains_key("agents"));
