@@ -159,6 +159,39 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// Makes `new` the `old` object with `new`'s status (none if it has none): all a write to the
+/// status subresource may change. What already equals the old object (everything, after a
+/// patch of the status) is compared, not cloned again.
+fn keep_all_but_status(new: &mut Value, old: &Value) {
+    let (Value::Object(n), Value::Object(o)) = (&mut *new, old) else {
+        let status = new.get("status").cloned();
+        *new = old.clone();
+        if let Value::Object(m) = new {
+            match status {
+                Some(s) => m.insert("status".to_string(), s),
+                None => m.remove("status"),
+            };
+        }
+        return;
+    };
+    n.retain(|k, _| k == "status" || o.contains_key(k));
+    for (k, ov) in o {
+        if k == "status" {
+            continue;
+        }
+        match n.get_mut(k) {
+            Some(nv) => {
+                if nv != ov {
+                    *nv = ov.clone();
+                }
+            }
+            None => {
+                n.insert(k.clone(), ov.clone());
+            }
+        }
+    }
+}
+
 fn meta(obj: &Value) -> Option<&Map<String, Value>> {
     obj.get("metadata").and_then(Value::as_object)
 }
@@ -933,9 +966,9 @@ impl ClusterState {
             namespace: String::new(),
             name: ns.clone(),
         };
-        match st.get(&key) {
+        match st.get_if_mentions(&key, "deletionTimestamp") {
             None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some(n) if meta(&n).is_some_and(|m| m.contains_key("deletionTimestamp")) => Err(ApiError::forbidden(format!(
+            Some(Some(n)) if meta(&n).is_some_and(|m| m.contains_key("deletionTimestamp")) => Err(ApiError::forbidden(format!(
                 "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 qualified(&t.info.group, &t.info.plural),
                 t.name.as_deref().unwrap_or("")
@@ -1365,18 +1398,9 @@ impl ClusterState {
         // The status subresource changes only status; the main resource never changes status.
         if let Some(old) = &old {
             if t.is_status() {
-                let status = new.get("status").cloned();
                 let client_mf = meta(&new).and_then(|m| m.get("managedFields")).cloned();
-                new = Value::clone(old);
+                keep_all_but_status(&mut new, old);
                 new["apiVersion"] = json!(api_version);
-                match status {
-                    Some(s) => new["status"] = s,
-                    None => {
-                        if let Value::Object(m) = &mut new {
-                            m.remove("status");
-                        }
-                    }
-                }
                 if let Some(mf) = client_mf {
                     meta_mut(&mut new).insert("managedFields".to_string(), mf);
                 }
@@ -2107,6 +2131,25 @@ pub fn event_for_watcher(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn a_status_write_keeps_everything_but_the_status() {
+        let old = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "a", "labels": {"x": "1"}},
+            "spec": {"s": 1}, "status": {"ready": false}});
+        // A patch of the status and of what the status subresource may not change.
+        let mut new = json!({"apiVersion": "v1", "kind": "K", "metadata": {"name": "a", "labels": {"x": "2"}},
+            "spec": {"s": 2}, "extra": true, "status": {"ready": true}});
+        keep_all_but_status(&mut new, &old);
+        let mut want = old.clone();
+        want["status"] = json!({"ready": true});
+        assert_eq!(new, want);
+        // Without a status in the write, the object has none.
+        let mut new = json!({"metadata": {"name": "a"}});
+        keep_all_but_status(&mut new, &old);
+        let mut want = old.clone();
+        want.as_object_mut().map(|m| m.remove("status"));
+        assert_eq!(new, want);
+    }
 
     fn configmap_target(cluster: &ClusterState, name: &str) -> Target {
         Target {

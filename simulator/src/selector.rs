@@ -173,7 +173,10 @@ impl LabelSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        let labels = obj
+            .get("metadata")
+            .and_then(|v| v.get("labels"))
+            .and_then(Value::as_object);
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.requirements.iter().all(|r| match &r.op {
             LabelOp::Eq(v) => get(&r.key) == Some(v.as_str()),

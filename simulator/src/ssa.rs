@@ -210,31 +210,51 @@ fn walk<'v>(
 /// FieldsV1 JSON of a field set.
 pub fn to_fields_v1(set: &FieldSet) -> Value {
     let mut root = Map::new();
+    // The paths come sorted, so each shares a prefix with the one before it: an element is
+    // encoded once for all the paths below it, not once per path (every write of an object
+    // encodes its managers' sets).
+    let mut previous: Option<&FieldPath> = None;
+    let mut keys: Vec<String> = Vec::new();
     for path in set {
-        let mut node = &mut root;
-        for el in path {
-            let entry = node.entry(el.encode()).or_insert_with(|| json!({}));
-            let Value::Object(next) = entry else { break };
-            node = next;
+        let common = previous.map_or(0, |p| {
+            p.iter().zip(path).take_while(|(a, b)| a == b).count()
+        });
+        keys.truncate(common);
+        keys.extend(path[common..].iter().map(PathElement::encode));
+        previous = Some(path);
+        // A member with members below it is marked `.`; one without stays `{}` (below).
+        if let Some(node) = member_node(&mut root, &keys)
+            && !node.contains_key(".")
+        {
+            node.insert(".".to_string(), Value::Object(Map::new()));
         }
     }
-    fn mark(node: &mut Map<String, Value>, path: &[PathElement]) {
-        match path.split_first() {
-            None => {
-                if node.keys().any(|k| k != ".") {
-                    node.insert(".".to_string(), json!({}));
-                }
-            }
-            Some((el, rest)) => {
-                if let Some(Value::Object(next)) = node.get_mut(&el.encode()) {
-                    mark(next, rest);
-                }
-            }
+    fn member_node<'a>(
+        node: &'a mut Map<String, Value>,
+        keys: &[String],
+    ) -> Option<&'a mut Map<String, Value>> {
+        let Some((key, rest)) = keys.split_first() else {
+            return Some(node);
+        };
+        if !node.contains_key(key.as_str()) {
+            node.insert(key.clone(), Value::Object(Map::new()));
+        }
+        match node.get_mut(key.as_str()) {
+            Some(Value::Object(next)) => member_node(next, rest),
+            _ => None,
         }
     }
-    for path in set {
-        mark(&mut root, path);
+    fn unmark_leaves(node: &mut Map<String, Value>) {
+        for child in node.values_mut() {
+            if let Value::Object(next) = child {
+                unmark_leaves(next);
+            }
+        }
+        if node.len() == 1 && node.contains_key(".") {
+            node.clear();
+        }
     }
+    unmark_leaves(&mut root);
     Value::Object(root)
 }
 
@@ -1109,6 +1129,28 @@ mod tests {
             json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}, "f:image": {}, "f:name": {}}}}})
         );
         assert_eq!(from_fields_v1(&v), set);
+    }
+
+    #[test]
+    fn fields_v1_marks_members_with_members_below_them() {
+        let f = |name: &str| PathElement::Field(name.to_string());
+        let set: FieldSet = [
+            vec![f("a")],
+            vec![f("a"), f("b")],
+            vec![f("a"), f("b"), f("c")],
+            vec![f("a"), f("d")],
+            vec![f("e"), f("g")],
+            vec![f("e"), PathElement::Index(2)],
+        ]
+        .into_iter()
+        .collect();
+        let v = to_fields_v1(&set);
+        assert_eq!(
+            v,
+            json!({"f:a": {".": {}, "f:b": {".": {}, "f:c": {}}, "f:d": {}}, "f:e": {"f:g": {}, "i:2": {}}})
+        );
+        assert_eq!(from_fields_v1(&v), set);
+        assert_eq!(to_fields_v1(&FieldSet::new()), json!({}));
     }
 
     #[test]

@@ -677,7 +677,8 @@ pub struct StoreState {
 }
 
 fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
+    obj.get("metadata")
+        .and_then(|v| v.get("ownerReferences"))
         .and_then(Value::as_array)
         .map(|refs| {
             refs.iter()
@@ -688,13 +689,16 @@ fn owner_uids(obj: &Value) -> Vec<String> {
 }
 
 fn rv_of(obj: &Value) -> Option<u64> {
-    obj.pointer("/metadata/resourceVersion")
+    obj.get("metadata")
+        .and_then(|v| v.get("resourceVersion"))
         .and_then(Value::as_str)
         .and_then(|rv| rv.parse().ok())
 }
 
 fn uid_of(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/uid").and_then(Value::as_str)
+    obj.get("metadata")
+        .and_then(|v| v.get("uid"))
+        .and_then(Value::as_str)
 }
 
 impl StoreState {
@@ -742,6 +746,22 @@ impl StoreState {
             Version::Encoded(b) if encoded_has_api_version(b, api_version) => Some(b.clone()),
             _ => None,
         }
+    }
+
+    /// Whether an object is stored under `key` and, when it may have `field` set, the object:
+    /// `Some(None)` when its encoding does not mention `"field"` at all, so a check of a field
+    /// that is rarely set (a namespace's `deletionTimestamp`, on every create in it) decodes
+    /// nothing in the usual case.
+    pub fn get_if_mentions(&self, key: &ObjKey, field: &str) -> Option<Option<Obj>> {
+        let current = self.current(key)?;
+        Some(match &current.version {
+            Version::Encoded(b) => {
+                let quoted = format!("\"{field}\"");
+                let mentioned = b.windows(quoted.len()).any(|w| w == quoted.as_bytes());
+                mentioned.then(|| current.version.object())
+            }
+            Version::Object(o) => Some(o.clone()),
+        })
     }
 
     /// The resourceVersion of the object under `key`, without decoding it.
@@ -1242,6 +1262,41 @@ mod tests {
             st.events_since("configmaps", Some("a"), recent)
                 .map(|e| e.len()),
             Some(10)
+        );
+    }
+
+    #[test]
+    fn an_encoded_object_is_decoded_for_a_field_only_when_it_mentions_it() {
+        let mut st = StoreState::new(100 * 1024);
+        let (live, going) = (key("", "live"), key("", "going"));
+        st.put(
+            live.clone(),
+            serde_json::json!({"metadata": {"name": "live"}}),
+        );
+        st.put(
+            going.clone(),
+            serde_json::json!({"metadata": {"name": "going", "deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+        );
+        st.take_pending();
+        // Decoded (freshly written): the object itself, whatever it holds.
+        assert!(matches!(
+            st.get_if_mentions(&live, "deletionTimestamp"),
+            Some(Some(_))
+        ));
+        st.sweep(Instant::now() + DECODED_KEPT_FOR + Duration::from_secs(1));
+        // Encoded: decoded only when the field is mentioned.
+        assert!(matches!(
+            st.get_if_mentions(&live, "deletionTimestamp"),
+            Some(None)
+        ));
+        let decoded = st.get_if_mentions(&going, "deletionTimestamp").flatten();
+        assert_eq!(
+            decoded.and_then(|o| o.value().pointer("/metadata/deletionTimestamp").cloned()),
+            Some(serde_json::json!("2026-01-01T00:00:00Z"))
+        );
+        assert!(
+            st.get_if_mentions(&key("", "absent"), "deletionTimestamp")
+                .is_none()
         );
     }
 
