@@ -198,7 +198,8 @@ fn orphan_object(key: &ObjectKey, resource_version: String) -> Value {
 }
 
 fn resource_version_of(obj: &Value) -> Option<String> {
-    obj.pointer("/metadata/resourceVersion")
+    obj.get("metadata")
+        .and_then(|v| v.get("resourceVersion"))
         .and_then(Value::as_str)
         .map(str::to_string)
 }
@@ -313,7 +314,8 @@ impl Context {
                 .await?
                 .iter()
                 .filter(|obj| {
-                    obj.pointer("/metadata/annotations")
+                    obj.get("metadata")
+                        .and_then(|v| v.get("annotations"))
                         .and_then(|a| a.get(consts::objectset::ID_ANNOTATION))
                         .and_then(Value::as_str)
                         == Some(set_id.as_str())

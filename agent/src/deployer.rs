@@ -339,18 +339,22 @@ impl Deployer {
                 scope: Some(scope),
                 kubectl: render::kustomize::kubectl_path(),
             };
-            let options = bd.spec.options.clone();
-            let res = resources.clone();
-            let out = fleet_api::task::spawn_blocking(move || render::render(&res, &options, &ro))
-                .await
-                .map_err(|e| DeployError::Release {
-                    bundle: bundle.clone(),
-                    message: format!("render task failed: {e}"),
-                })?
-                .map_err(|source| DeployError::Render {
-                    bundle: bundle.clone(),
-                    source,
-                })?;
+            let rendered_now = if render::is_light(&resources, &bd.spec.options) {
+                render::render(&resources, &bd.spec.options, &ro)
+            } else {
+                let options = bd.spec.options.clone();
+                let res = resources.clone();
+                fleet_api::task::spawn_blocking(move || render::render(&res, &options, &ro))
+                    .await
+                    .map_err(|e| DeployError::Release {
+                        bundle: bundle.clone(),
+                        message: format!("render task failed: {e}"),
+                    })?
+            };
+            let out = rendered_now.map_err(|source| DeployError::Render {
+                bundle: bundle.clone(),
+                source,
+            })?;
             let mut all_known = true;
             for obj in &out.objects {
                 let key = plan::key_of(obj);

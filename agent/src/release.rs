@@ -496,7 +496,8 @@ pub fn manifest_of(chart_name: &str, objects: &[Value]) -> String {
     for obj in objects {
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("object");
         let name = obj
-            .pointer("/metadata/name")
+            .get("metadata")
+            .and_then(|v| v.get("name"))
             .and_then(Value::as_str)
             .unwrap_or("");
         out.push_str(&format!(

@@ -357,7 +357,10 @@ fn modified_patch_on_copies(
     strip_unmanaged(&mut live);
     // The renderer may set a namespace on a cluster-scoped object; the live object's namespace
     // is the truth (Fleet does the same).
-    let live_namespace = live.pointer("/metadata/namespace").cloned();
+    let live_namespace = live
+        .get("metadata")
+        .and_then(|v| v.get("namespace"))
+        .cloned();
     if let Some(metadata) = desired.get_mut("metadata").and_then(Value::as_object_mut) {
         match live_namespace {
             Some(ns) => metadata.insert("namespace".into(), ns),

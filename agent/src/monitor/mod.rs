@@ -35,15 +35,20 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// The key of a JSON object; `None` when it has no kind or name.
     pub fn from_object(object: &Value) -> Option<ObjectKey> {
-        let str_at = |pointer: &str| object.pointer(pointer).and_then(Value::as_str);
-        let kind = str_at("/kind").filter(|k| !k.is_empty())?;
-        let name = str_at("/metadata/name").filter(|n| !n.is_empty())?;
+        // Field by field: `Value::pointer` allocates for every step of its path, and keys are
+        // taken of every object of every deployment.
+        let metadata = |field: &str| object.get("metadata")?.get(field)?.as_str();
+        let kind = object.get("kind").and_then(Value::as_str);
+        let kind = kind.filter(|k| !k.is_empty())?;
+        let name = metadata("name").filter(|n| !n.is_empty())?;
         Some(ObjectKey {
-            api_version: str_at("/apiVersion").unwrap_or_default().to_string(),
-            kind: kind.to_string(),
-            namespace: str_at("/metadata/namespace")
+            api_version: object
+                .get("apiVersion")
+                .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
+            kind: kind.to_string(),
+            namespace: metadata("namespace").unwrap_or_default().to_string(),
             name: name.to_string(),
         })
     }
@@ -132,7 +137,8 @@ pub fn evaluate(input: &MonitorInput) -> MonitorResult {
             namespace: live_key.namespace.clone(),
             name: live_key.name.clone(),
             created_at: live
-                .pointer("/metadata/creationTimestamp")
+                .get("metadata")
+                .and_then(|v| v.get("creationTimestamp"))
                 .and_then(|t| serde_json::from_value(t.clone()).ok()),
         });
 
@@ -140,7 +146,8 @@ pub fn evaluate(input: &MonitorInput) -> MonitorResult {
         if !summary.is_ready() {
             non_ready.push(NonReadyStatus {
                 uid: live
-                    .pointer("/metadata/uid")
+                    .get("metadata")
+                    .and_then(|v| v.get("uid"))
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string(),
@@ -228,7 +235,8 @@ const RELEASE_ANNOTATIONS: [&str; 2] = [
 fn owned_by_another_release(desired: &Value, live: &Value) -> bool {
     let annotation = |object: &Value, name: &str| {
         object
-            .pointer("/metadata/annotations")
+            .get("metadata")
+            .and_then(|v| v.get("annotations"))
             .and_then(|a| a.get(name))
             .and_then(Value::as_str)
             .map(str::to_string)

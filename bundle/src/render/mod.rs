@@ -241,6 +241,35 @@ pub fn determine_style<'a>(
     style
 }
 
+/// Plain manifests of at most this many bytes in all render in well under a millisecond.
+const LIGHT_RENDER_BYTES: usize = 64 * 1024;
+
+/// Whether rendering `resources` is light enough to do on an async worker: uncompressed plain
+/// manifests (no chart, no `templates/`, no kustomization) of at most [`LIGHT_RENDER_BYTES`].
+/// Those cost less than handing them to a blocking thread and back; a Helm chart's templates
+/// or kustomize (a `kubectl` process) can take any time, and compressed content any size.
+pub fn is_light(resources: &[BundleResource], options: &BundleDeploymentOptions) -> bool {
+    if options.helm.as_ref().is_some_and(|h| !h.chart.is_empty()) {
+        return false;
+    }
+    let mut bytes = 0usize;
+    for r in resources {
+        let name = r.name.as_str();
+        let file = name.rsplit('/').next().unwrap_or(name);
+        if !r.encoding.is_empty()
+            || file == "Chart.yaml"
+            || file == "kustomization.yaml"
+            || file == "kustomization.yml"
+            || file == "Kustomization"
+            || name.starts_with("templates/")
+        {
+            return false;
+        }
+        bytes += r.content.len();
+    }
+    bytes <= LIGHT_RENDER_BYTES
+}
+
 /// Decodes the resources into `(name, bytes)`.
 pub fn decode_resources(
     resources: &[BundleResource],
@@ -540,6 +569,45 @@ mod tests {
         let id = set_id("test", "", "");
         assert_eq!(id, "-test");
         assert_eq!(set_hash(&id), "c0fae66aeeea5c9703d7410307d74609c272103d");
+    }
+
+    #[test]
+    fn only_small_plain_manifests_are_light() {
+        let plain = BundleDeploymentOptions::default();
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n";
+        assert!(is_light(
+            &[res("a.yaml", cm), res("dir/b.yaml", cm)],
+            &plain
+        ));
+        assert!(is_light(&[], &plain));
+        for heavy in [
+            "Chart.yaml",
+            "chart/Chart.yaml",
+            "templates/a.yaml",
+            "kustomization.yaml",
+            "overlays/dev/kustomization.yml",
+            "base/Kustomization",
+        ] {
+            assert!(
+                !is_light(&[res("a.yaml", cm), res(heavy, cm)], &plain),
+                "{heavy}"
+            );
+        }
+        let compressed = BundleResource {
+            encoding: "base64+gz".into(),
+            ..res("a.yaml", "H4sI")
+        };
+        assert!(!is_light(&[compressed], &plain));
+        let big = "#".repeat(LIGHT_RENDER_BYTES + 1);
+        assert!(!is_light(&[res("a.yaml", &big)], &plain));
+        let external_chart = BundleDeploymentOptions {
+            helm: Some(fleet_api::HelmOptions {
+                chart: "https://charts.example.com/app-1.0.0.tgz".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(!is_light(&[res("a.yaml", cm)], &external_chart));
     }
 
     #[test]
