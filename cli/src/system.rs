@@ -190,11 +190,14 @@ impl Default for SystemOptions {
     }
 }
 
-/// What the controller's and the agents' tasks were charged (see `fleet_api::task`).
+/// What the controller's and the agents' tasks were charged (see `fleet_api::task`), and the
+/// tasks of whoever drives them on the same runtime (a benchmark's recorder), which are
+/// neither's.
 #[derive(Debug, Clone, Default)]
 pub struct ComponentAccounts {
     pub controller: Arc<CpuAccount>,
     pub agents: Arc<CpuAccount>,
+    pub driver: Arc<CpuAccount>,
 }
 
 struct Running {
@@ -210,8 +213,19 @@ impl Running {
     }
 }
 
+/// What `build` makes, built inside `runtime` (default: the caller's). A kube client's request
+/// buffer is a task on the runtime the client is built on and every request passes through it:
+/// a client built elsewhere than where it is used wakes that other runtime twice a request.
+pub(crate) fn built_on<T>(
+    runtime: Option<&tokio::runtime::Handle>,
+    build: impl FnOnce() -> T,
+) -> T {
+    let _inside = runtime.map(tokio::runtime::Handle::enter);
+    build()
+}
+
 /// Spawns `task` on `runtime` (default: the caller's), charged to `account` when given.
-fn spawn_on<F>(
+pub(crate) fn spawn_on<F>(
     runtime: Option<&tokio::runtime::Handle>,
     account: Option<&Arc<CpuAccount>>,
     task: F,
@@ -295,6 +309,11 @@ impl SimSystem {
         self.options.accounts.as_ref()
     }
 
+    /// The runtime the controller runs on, when it was given one.
+    pub fn controller_runtime(&self) -> Option<&tokio::runtime::Handle> {
+        self.options.controller_runtime.as_ref()
+    }
+
     pub fn simulator(&self) -> &Simulator {
         &self.sim
     }
@@ -359,11 +378,10 @@ impl SimSystem {
             let mut scratch = Registry::default();
             let first = !self.controller_registered.swap(true, Ordering::SeqCst);
             let target = if first { &mut *registry } else { &mut scratch };
-            Controller::new(
-                self.upstream.client(),
-                self.options.controller.clone(),
-                target,
-            )
+            let client = built_on(self.options.controller_runtime.as_ref(), || {
+                self.upstream.client()
+            });
+            Controller::new(client, self.options.controller.clone(), target)
         };
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();

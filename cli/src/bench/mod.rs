@@ -762,7 +762,21 @@ async fn drive(
     let start = Instant::now();
     let recorder = Recorder::new(start);
     let stop = CancellationToken::new();
-    recorder.spawn(system.upstream_client(), stop.clone());
+    // On a shared runtime the recorder runs beside the fleet, charged to neither component;
+    // beside separate runtimes it keeps the driver's, so their threads stay theirs alone.
+    let (recorder_runtime, recorder_account) = match config.runtimes {
+        BenchRuntimes::Shared { .. } => (
+            system.controller_runtime(),
+            system.accounts().map(|a| &a.driver),
+        ),
+        BenchRuntimes::Separate { .. } => (None, None),
+    };
+    recorder.spawn(
+        crate::system::built_on(recorder_runtime, || system.upstream_client()),
+        stop.clone(),
+        recorder_runtime,
+        recorder_account,
+    );
     let before = ApiCounts::take(sim, crate::system::UPSTREAM);
 
     // Stage 1-3: GitRepos → Bundles → BundleDeployments → Ready.

@@ -22,8 +22,9 @@ const TICKS_PER_SECOND: f64 = 100.0;
 /// CPU seconds (user + system) per component, from every live thread of this process.
 /// Threads whose name starts with no component's prefix count as `simulator` (the benchmark
 /// driver, the simulated clusters' behaviour and the store). The threads of a shared runtime
-/// are split between the controller and the agents as `accounts` say their tasks used them
-/// (all to the agents when nothing was charged). Empty where `/proc` is unavailable.
+/// are split between the controller, the agents and the driver's tasks there (`simulator`) as
+/// `accounts` say their tasks used them (all to the agents when nothing was charged). Empty
+/// where `/proc` is unavailable.
 pub fn cpu_seconds_by_component(accounts: &ComponentAccounts) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -49,23 +50,44 @@ pub fn cpu_seconds_by_component(accounts: &ComponentAccounts) -> BTreeMap<String
         };
         *out.entry(component.to_string()).or_insert(0.0) += seconds;
     }
-    let (controller, agents) = split_shared(shared, accounts);
-    *out.entry("controller".to_string()).or_insert(0.0) += controller;
-    *out.entry("agents".to_string()).or_insert(0.0) += agents;
+    let split = split_shared(shared, accounts);
+    *out.entry("controller".to_string()).or_insert(0.0) += split.controller;
+    *out.entry("agents".to_string()).or_insert(0.0) += split.agents;
+    if split.driver > 0.0 {
+        *out.entry("simulator".to_string()).or_insert(0.0) += split.driver;
+    }
     out
 }
 
-/// `seconds` of a shared runtime's threads as (controller, agents), in proportion to what
-/// each was charged: the time of the runtime itself (scheduling, parking) goes to both alike.
-fn split_shared(seconds: f64, accounts: &ComponentAccounts) -> (f64, f64) {
+/// A shared runtime's CPU seconds by whose tasks used them.
+#[derive(Debug, PartialEq)]
+struct SharedSplit {
+    controller: f64,
+    agents: f64,
+    driver: f64,
+}
+
+/// `seconds` of a shared runtime's threads in proportion to what each account was charged:
+/// the time of the runtime itself (scheduling, parking) goes to all alike.
+fn split_shared(seconds: f64, accounts: &ComponentAccounts) -> SharedSplit {
     let controller = accounts.controller.charged().as_secs_f64();
     let agents = accounts.agents.charged().as_secs_f64();
-    let charged = controller + agents;
+    let driver = accounts.driver.charged().as_secs_f64();
+    let charged = controller + agents + driver;
     if charged <= 0.0 {
-        return (0.0, seconds);
+        return SharedSplit {
+            controller: 0.0,
+            agents: seconds,
+            driver: 0.0,
+        };
     }
-    let to_controller = seconds * controller / charged;
-    (to_controller, seconds - to_controller)
+    let controller = seconds * controller / charged;
+    let driver = seconds * driver / charged;
+    SharedSplit {
+        controller,
+        agents: seconds - controller - driver,
+        driver,
+    }
 }
 
 /// `(thread name, user + system CPU seconds)` from one `/proc/<pid>/task/<tid>/stat` line.
@@ -130,13 +152,27 @@ mod tests {
     fn a_shared_runtime_is_split_as_its_tasks_were_charged() {
         let accounts = ComponentAccounts::default();
         // Nothing charged yet: the agents take it all (their registration starts first).
-        assert_eq!(split_shared(4.0, &accounts), (0.0, 4.0));
+        assert_eq!(
+            split_shared(4.0, &accounts),
+            SharedSplit {
+                controller: 0.0,
+                agents: 4.0,
+                driver: 0.0
+            }
+        );
         accounts
             .controller
             .charge(std::time::Duration::from_secs(1));
         accounts.agents.charge(std::time::Duration::from_secs(3));
-        let (controller, agents) = split_shared(8.0, &accounts);
-        assert!((controller - 2.0).abs() < 1e-9 && (agents - 6.0).abs() < 1e-9);
+        let split = split_shared(8.0, &accounts);
+        assert!((split.controller - 2.0).abs() < 1e-9 && (split.agents - 6.0).abs() < 1e-9);
+        assert_eq!(split.driver, 0.0);
+        // The driver's tasks on the runtime (a recorder) are neither component's.
+        accounts.driver.charge(std::time::Duration::from_secs(4));
+        let split = split_shared(8.0, &accounts);
+        assert!((split.controller - 1.0).abs() < 1e-9);
+        assert!((split.agents - 3.0).abs() < 1e-9);
+        assert!((split.driver - 4.0).abs() < 1e-9);
         // Read from `/proc`, both components are named (a shared runtime's share included).
         let by_component = cpu_seconds_by_component(&accounts);
         if !by_component.is_empty() {

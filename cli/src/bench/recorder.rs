@@ -227,12 +227,21 @@ impl Recorder {
         self.with(|o| (o.bundles.len(), o.bundle_deployments.len(), o.ready_now))
     }
 
-    /// Starts both watches; they run until `stop` is cancelled.
-    pub fn spawn(&self, client: kube::Client, stop: CancellationToken) {
+    /// Starts both watches on `runtime` (default: the caller's), their time charged to
+    /// `account` when given; they run until `stop` is cancelled. On the runtime the fleet
+    /// runs on, an event wakes a task among its tasks; on a runtime of its own, each event
+    /// woke a parked thread, which took more of the two cores than recording it.
+    pub fn spawn(
+        &self,
+        client: kube::Client,
+        stop: CancellationToken,
+        runtime: Option<&tokio::runtime::Handle>,
+        account: Option<&Arc<fleet_api::task::CpuAccount>>,
+    ) {
         let bundles: Api<Bundle> = Api::all(client.clone());
         let recorder = self.clone();
         let token = stop.clone();
-        tokio::spawn(async move {
+        crate::system::spawn_on(runtime, account, async move {
             let stream = watcher(bundles, watcher::Config::default())
                 .take_until(token.cancelled_owned())
                 .boxed();
@@ -247,7 +256,7 @@ impl Recorder {
         });
         let bds: Api<WatchedDeployment> = Api::all(client);
         let recorder = self.clone();
-        tokio::spawn(async move {
+        crate::system::spawn_on(runtime, account, async move {
             let stream = watcher(bds, watcher::Config::default())
                 .take_until(stop.cancelled_owned())
                 .boxed();
@@ -288,17 +297,18 @@ impl Recorder {
                 return;
             }
             let key = format!("{}/{}", bd.namespace().unwrap_or_default(), bd.name_any());
-            let labels = bd.meta().labels.clone().unwrap_or_default();
+            let label = |name: &str| {
+                bd.meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(name))
+                    .map(String::as_str)
+                    .unwrap_or_default()
+            };
             let bundle = format!(
                 "{}/{}",
-                labels
-                    .get(fleet_api::consts::BUNDLE_NAMESPACE_LABEL)
-                    .cloned()
-                    .unwrap_or_default(),
-                labels
-                    .get(fleet_api::consts::BUNDLE_LABEL)
-                    .cloned()
-                    .unwrap_or_default()
+                label(fleet_api::consts::BUNDLE_NAMESPACE_LABEL),
+                label(fleet_api::consts::BUNDLE_LABEL)
             );
             let ready = bd.deployment.state() == BundleState::Ready;
             let deployment_id = bd.deployment.spec.deployment_id.clone();

@@ -298,11 +298,7 @@ impl Kubelet {
         lease_runtime: Option<tokio::runtime::Handle>,
     ) -> Kubelet {
         let renewals = lease_runtime.map(|handle| {
-            // The client's request buffer runs on the runtime it is built on.
-            let client = {
-                let _inside = handle.enter();
-                cluster.client()
-            };
+            let client = super::built_on(Some(&handle), || cluster.client());
             RenewalRuntime::new(handle, client)
         });
         let suspended = Arc::new(Mutex::new(false));
@@ -310,6 +306,8 @@ impl Kubelet {
         let running: Arc<Mutex<BTreeMap<String, Process>>> = Arc::new(Mutex::new(BTreeMap::new()));
         let shutdown = CancellationToken::new();
         let client = cluster.client();
+        // The agents' client is built on their runtime (see `built_on`).
+        let agent_client = super::built_on(runtime.as_ref(), || cluster.client());
         let connector: Arc<dyn UpstreamConnector> =
             Arc::new(SimUpstreamConnector { sim: sim.clone() });
         let name = cluster.name().to_string();
@@ -358,7 +356,7 @@ impl Kubelet {
                                 let token = shutdown.child_token();
                                 let task = super::spawn_on(runtime.as_ref(), account.as_ref(), {
                                     let (client, connector, token, cluster, renewals) = (
-                                        client.clone(),
+                                        agent_client.clone(),
                                         connector.clone(),
                                         token.clone(),
                                         name.clone(),
