@@ -355,7 +355,7 @@ pub fn check_targets(report: &BenchReport) -> Vec<TargetCheck> {
         name: "BundleDeployment write rate during rollout".into(),
         target: "≥ 50 % of the store's raw write rate".into(),
         measured: format!(
-            "{:.1} % ({:.0} writes/s over {:.1} s; all stores {:.1} %, BundleDeployments {:.0} % of all writes)",
+            "{:.1} % ({:.0} writes/s over {:.1} s; all stores {:.1} %; BundleDeployments are {:.0} % of all writes, the most this fraction can reach with every store at its raw rate)",
             rollout.fraction_of_store * 100.0,
             rollout.writes_per_second,
             rollout.window_seconds,
