@@ -306,8 +306,11 @@ impl Kubelet {
         let running: Arc<Mutex<BTreeMap<String, Process>>> = Arc::new(Mutex::new(BTreeMap::new()));
         let shutdown = CancellationToken::new();
         let client = cluster.client();
-        // The agents' client is built on their runtime (see `built_on`).
-        let agent_client = super::built_on(runtime.as_ref(), || cluster.client());
+        // The agents' client is built on their runtime, when they have one (see `built_on`).
+        let agent_client = match &runtime {
+            Some(handle) => super::built_on(Some(handle), || cluster.client()),
+            None => client.clone(),
+        };
         let connector: Arc<dyn UpstreamConnector> =
             Arc::new(SimUpstreamConnector { sim: sim.clone() });
         let name = cluster.name().to_string();
