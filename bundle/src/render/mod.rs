@@ -241,6 +241,13 @@ pub fn determine_style<'a>(
     style
 }
 
+/// Whether a bundle file makes [`render`] run kustomize.
+fn is_kustomization(name: &str) -> bool {
+    name.ends_with("kustomization.yaml")
+        || name.ends_with("kustomization.yml")
+        || name.ends_with("Kustomization")
+}
+
 /// Plain manifests of at most this many bytes in all render in well under a millisecond.
 const LIGHT_RENDER_BYTES: usize = 64 * 1024;
 
@@ -255,12 +262,9 @@ pub fn is_light(resources: &[BundleResource], options: &BundleDeploymentOptions)
     let mut bytes = 0usize;
     for r in resources {
         let name = r.name.as_str();
-        let file = name.rsplit('/').next().unwrap_or(name);
         if !r.encoding.is_empty()
-            || file == "Chart.yaml"
-            || file == "kustomization.yaml"
-            || file == "kustomization.yml"
-            || file == "Kustomization"
+            || name.rsplit('/').next() == Some("Chart.yaml")
+            || is_kustomization(name)
             || name.starts_with("templates/")
         {
             return false;
@@ -436,11 +440,7 @@ pub fn render(
         helm_output.into_bytes()
     };
 
-    let kustomizable = files.iter().any(|(n, _)| {
-        n.ends_with("kustomization.yaml")
-            || n.ends_with("kustomization.yml")
-            || n.ends_with("Kustomization")
-    });
+    let kustomizable = files.iter().any(|(n, _)| is_kustomization(n));
     if kustomizable {
         let dir = options
             .kustomize
